@@ -1,0 +1,48 @@
+# mcpgw: the two commands users need are `make demo` and `make test`.
+GO       ?= go
+BIN      := bin/mcpgw
+INTEROP  := test/interop
+REVISION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+BUNDLE_SIGNING_KEY ?= testdata/keys/bundle-signing.dev.pem
+
+.PHONY: all build demo test test-go test-opa test-interop interop-deps lint bench bundle clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/mcpgw
+
+## demo: the gateway with a demo identity provider, demo backends and the shipped policies.
+demo: build
+	./$(BIN) demo
+
+## test: Go tests (with PostgreSQL), opa test, and the interoperability tests against real npm peers.
+test: lint test-opa interop-deps test-go
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^$(INTEROP)/node_modules/')); \
+	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+test-opa:
+	$(GO) tool opa fmt --fail --list policies opa-tests
+	$(GO) tool opa check --strict policies opa-tests
+	$(GO) tool opa test policies opa-tests --coverage --threshold 90 --format=json > /dev/null || \
+	  { $(GO) tool opa test policies opa-tests -v; $(GO) tool opa test policies opa-tests --coverage --threshold 90 --format=json | tail -5; exit 1; }
+	$(GO) tool opa test policies opa-tests
+
+interop-deps:
+	cd $(INTEROP) && npm ci --no-audit --no-fund --loglevel=error
+
+test-go:
+	$(GO) test -count=1 -timeout 12m ./...
+
+test-interop: interop-deps
+	$(GO) test -count=1 -v -timeout 8m ./$(INTEROP)/
+
+## bench: Go benchmarks for the hot path (policy, identity, token cache, relay).
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./internal/... ./gateway/...
+
+clean:
+	rm -rf bin bundles/*.tar.gz

@@ -1,0 +1,165 @@
+package gateway
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/gofiber/fiber/v2"
+	mcpgo "github.com/mark3labs/mcp-go/mcp"
+	mcpserver "github.com/mark3labs/mcp-go/server"
+
+	"github.com/mcpgw/mcpgw/internal/identity"
+	"github.com/mcpgw/mcpgw/internal/mcp"
+)
+
+// bearerToken extracts the token of an RFC 6750 Authorization header.
+func bearerToken(header string) (string, bool) {
+	scheme, token, ok := strings.Cut(strings.TrimSpace(header), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	token = strings.TrimSpace(token)
+	return token, token != ""
+}
+
+// resourcePath is the path of the resource a request addresses: the
+// backend's canonical path when one matches, so that every path of a
+// backend points at the same protected resource metadata.
+func (g *Gateway) resourcePath(path string) string {
+	if r, _ := g.topo.Load().match(path); r != nil {
+		return r.prefix
+	}
+	return path
+}
+
+func (g *Gateway) resourceMetadataURL(path string) string {
+	return strings.TrimRight(g.server.PublicURL, "/") + "/.well-known/oauth-protected-resource" + g.resourcePath(path)
+}
+
+// authenticate verifies the bearer token, or answers 401 as RFC 6750 and
+// RFC 9728 ask: with no error code when no token was sent at all.
+func (g *Gateway) authenticate(c *fiber.Ctx) (*identity.Principal, string, bool) {
+	header := c.Get(fiber.HeaderAuthorization)
+	meta := g.resourceMetadataURL(c.Path())
+	if header == "" {
+		c.Set(fiber.HeaderWWWAuthenticate, fmt.Sprintf(`Bearer resource_metadata=%q`, meta))
+		_ = writeOAuthError(c, fiber.StatusUnauthorized, "invalid_request", "missing bearer token in Authorization header", "")
+		return nil, "", false
+	}
+	token, ok := bearerToken(header)
+	if !ok {
+		g.challenge(c, meta, "Authorization header must be \"Bearer <token>\"")
+		return nil, "", false
+	}
+	p, err := g.opts.Verifier.Verify(c.UserContext(), token)
+	if err != nil {
+		desc := "token verification failed"
+		var ie *identity.Error
+		if errors.As(err, &ie) && ie.Description != "" {
+			desc = ie.Description
+		}
+		g.challenge(c, meta, desc)
+		return nil, "", false
+	}
+	return p, token, true
+}
+
+func (g *Gateway) challenge(c *fiber.Ctx, meta, desc string) {
+	c.Set(fiber.HeaderWWWAuthenticate, fmt.Sprintf(`Bearer error="invalid_token", error_description=%q, resource_metadata=%q`, sanitizeQuoted(desc), meta))
+	_ = writeOAuthError(c, fiber.StatusUnauthorized, "invalid_token", desc, "")
+}
+
+// forbidScope answers a transport-level denial (RFC 6750 insufficient_scope).
+func (g *Gateway) forbidScope(c *fiber.Ctx, scope, desc, decisionID string) error {
+	parts := []string{`error="insufficient_scope"`}
+	if scope != "" {
+		parts = append(parts, fmt.Sprintf("scope=%q", sanitizeQuoted(scope)))
+	}
+	parts = append(parts, fmt.Sprintf("error_description=%q", sanitizeQuoted(desc)),
+		fmt.Sprintf("resource_metadata=%q", g.resourceMetadataURL(c.Path())))
+	c.Set(fiber.HeaderWWWAuthenticate, "Bearer "+strings.Join(parts, ", "))
+	return writeOAuthError(c, fiber.StatusForbidden, "insufficient_scope", desc, decisionID)
+}
+
+// sanitizeQuoted keeps a header's quoted-string well formed whatever a
+// reason says.
+func sanitizeQuoted(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '"' || r == '\\' || r < 0x20 || r > 0x7e {
+			return '\''
+		}
+		return r
+	}, s)
+}
+
+func writeOAuthError(c *fiber.Ctx, status int, code, desc, decisionID string) error {
+	body := fiber.Map{"error": code, "error_description": desc}
+	if decisionID != "" {
+		body["decision_id"] = decisionID
+	}
+	return c.Status(status).JSON(body)
+}
+
+// writeRPCError answers with one JSON-RPC error (id null when unknown).
+func writeRPCError(c *fiber.Ctx, status int, id *mcpgo.RequestId, code int, msg string, data any) error {
+	rid := mcpgo.NewRequestId(nil)
+	if id != nil {
+		rid = *id
+	}
+	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+	return c.Status(status).Send(mcp.ErrorResponse(rid, code, msg, data))
+}
+
+// protectedResource serves RFC 9728 metadata for the gateway root and for
+// each backend path: resource is exactly the URL a client connects to.
+func (g *Gateway) protectedResource(c *fiber.Ctx) error {
+	base := strings.TrimRight(g.server.PublicURL, "/")
+	resource := base
+	if rest := c.Params("*"); rest != "" {
+		r, _ := g.topo.Load().match("/" + rest)
+		if r == nil {
+			return c.Status(fiber.StatusNotFound).JSON(fiber.Map{"error": "not_found", "error_description": "no backend serves /" + rest})
+		}
+		resource = base + r.prefix
+	}
+	issuers := make([]string, 0, len(g.opts.Config.Identity.Issuers))
+	for _, is := range g.opts.Config.Identity.Issuers {
+		issuers = append(issuers, is.Issuer)
+	}
+	meta := mcpserver.ProtectedResourceMetadataConfig{
+		Resource:               resource,
+		AuthorizationServers:   issuers,
+		ScopesSupported:        g.scopesSupported(),
+		BearerMethodsSupported: []string{"header"},
+		ResourceName:           "mcpgw",
+	}
+	b, err := json.Marshal(meta)
+	if err != nil {
+		return fmt.Errorf("encode protected resource metadata: %w", err)
+	}
+	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+	c.Set(fiber.HeaderAccessControlAllowOrigin, "*")
+	return c.Send(b)
+}
+
+// scopesSupported is every scope some agent may use.
+func (g *Gateway) scopesSupported() []string {
+	set := map[string]bool{}
+	for _, a := range g.topo.Load().agents {
+		for _, s := range a.Scopes {
+			set[s] = true
+		}
+	}
+	if len(set) == 0 {
+		return []string{"mcp:read", "mcp:write"}
+	}
+	out := make([]string, 0, len(set))
+	for s := range set {
+		out = append(out, s)
+	}
+	sort.Strings(out)
+	return out
+}

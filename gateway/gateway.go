@@ -1,0 +1,268 @@
+// Package gateway composes mcpgw: a Fiber app whose MCP route verifies the
+// caller, resolves the agent and backend, asks the policy engine, swaps in the
+// backend's credential and relays the exchange. Read it top to bottom in the
+// order of ARCHITECTURE.md's request path.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/helmet"
+	"github.com/gofiber/fiber/v2/middleware/recover"
+	"github.com/gofiber/fiber/v2/middleware/requestid"
+
+	"github.com/mcpgw/mcpgw/internal/config"
+	"github.com/mcpgw/mcpgw/internal/identity"
+	"github.com/mcpgw/mcpgw/internal/policy"
+	"github.com/mcpgw/mcpgw/internal/upstream"
+)
+
+// Authenticator turns a bearer token into a Principal; identity.Verifier is one.
+type Authenticator interface {
+	Verify(ctx context.Context, token string) (*identity.Principal, error)
+}
+
+// Options are the parts the gateway is composed of.
+type Options struct {
+	Config     *config.Config
+	Verifier   Authenticator
+	Authorizer policy.Authorizer
+	Sealer     *upstream.Sealer
+	// Injectors by auth_method; upstream.BasicFactories plus the token
+	// exchange ones.
+	Injectors map[string]upstream.InjectorFactory
+	Logger    *slog.Logger
+	// ReadyChecks feed /readyz; each names what is not ready.
+	ReadyChecks map[string]func(context.Context) error
+	// Observer receives request outcomes (metrics); may be nil.
+	Observer Observer
+}
+
+// Observer is told about each relayed request; the telemetry package implements it.
+type Observer interface {
+	Request(backend, method, outcome string, elapsed time.Duration)
+	StreamOpened()
+	StreamClosed()
+}
+
+// Gateway is one running mcpgw HTTP server.
+type Gateway struct {
+	app       *fiber.App
+	opts      Options
+	log       *slog.Logger
+	server    config.Server
+	publicURL *url.URL
+	topo      atomic.Pointer[topology]
+	client    *upstream.Client
+	catalog   *catalog
+	loopback  atomic.Bool
+	streams   sync.WaitGroup
+	// shutdown is closed when Shutdown starts, so long streams end.
+	shutdown     chan struct{}
+	shutdownOnce sync.Once
+}
+
+// New builds the gateway from its parts.
+func New(opts Options) (*Gateway, error) {
+	if opts.Config == nil || opts.Verifier == nil || opts.Authorizer == nil || opts.Sealer == nil {
+		return nil, errors.New("gateway: config, verifier, authorizer and sealer are required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Injectors == nil {
+		opts.Injectors = upstream.BasicFactories()
+	}
+	pub, err := url.Parse(opts.Config.Server.PublicURL)
+	if err != nil || pub.Host == "" {
+		return nil, fmt.Errorf("server.public_url: must be an absolute URL")
+	}
+	g := &Gateway{
+		opts:      opts,
+		log:       opts.Logger,
+		server:    opts.Config.Server,
+		publicURL: pub,
+		client:    upstream.NewClient(),
+		catalog:   newCatalog(),
+		shutdown:  make(chan struct{}),
+	}
+	if err := g.SetTopology(opts.Config.Backends, opts.Config.Agents); err != nil {
+		return nil, err
+	}
+	g.app = fiber.New(fiber.Config{
+		AppName:               "mcpgw",
+		DisableStartupMessage: true,
+		BodyLimit:             int(opts.Config.Server.MaxBodyBytes),
+		ReadTimeout:           opts.Config.Server.ReadTimeout,
+		IdleTimeout:           opts.Config.Server.IdleTimeout,
+		// No WriteTimeout: it would silently cut long SSE streams.
+		ErrorHandler: g.errorHandler,
+	})
+	g.routes()
+	return g, nil
+}
+
+// SetTopology swaps the routing table atomically (config reloads, admin API).
+func (g *Gateway) SetTopology(backends map[string]config.Backend, agents map[string]config.Agent) error {
+	t, err := buildTopology(backends, agents, g.opts.Injectors)
+	if err != nil {
+		return err
+	}
+	g.topo.Store(t)
+	return nil
+}
+
+// App exposes the Fiber app so other packages can mount routes (admin API, metrics).
+func (g *Gateway) App() *fiber.App { return g.app }
+
+func (g *Gateway) routes() {
+	g.app.Use(recover.New())
+	g.app.Use(requestid.New())
+	g.app.Use(helmet.New(helmet.Config{
+		ContentSecurityPolicy:     "default-src 'none'; frame-ancestors 'none'",
+		CrossOriginResourcePolicy: "same-origin",
+		ReferrerPolicy:            "no-referrer",
+		XFrameOptions:             "DENY",
+	}))
+	g.app.Use(func(c *fiber.Ctx) error {
+		c.Set(fiber.HeaderCacheControl, "no-store")
+		return c.Next()
+	})
+	g.app.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
+	g.app.Get("/readyz", g.readyz)
+	g.app.Get("/.well-known/oauth-protected-resource", g.protectedResource)
+	g.app.Get("/.well-known/oauth-protected-resource/*", g.protectedResource)
+}
+
+// MountMCP registers the catch-all MCP route; call it after every other
+// route is mounted.
+func (g *Gateway) MountMCP() {
+	g.app.All("/*", g.handleMCP)
+}
+
+// Serve serves on ln until Shutdown.
+func (g *Gateway) Serve(ln net.Listener) error {
+	if tcp, ok := ln.Addr().(*net.TCPAddr); ok {
+		g.loopback.Store(tcp.IP.IsLoopback())
+	}
+	return g.app.Listener(ln)
+}
+
+// Shutdown stops accepting, lets requests and streams finish until ctx ends,
+// then closes what is left.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		g.streams.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+	g.shutdownOnce.Do(func() { close(g.shutdown) })
+	return g.app.ShutdownWithContext(ctx)
+}
+
+func (g *Gateway) readyz(c *fiber.Ctx) error {
+	names := make([]string, 0, len(g.opts.ReadyChecks))
+	for name := range g.opts.ReadyChecks {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	checks := fiber.Map{}
+	ready := true
+	for _, name := range names {
+		if err := g.opts.ReadyChecks[name](c.UserContext()); err != nil {
+			checks[name] = err.Error()
+			ready = false
+		} else {
+			checks[name] = "ok"
+		}
+	}
+	status := fiber.StatusOK
+	if !ready {
+		status = fiber.StatusServiceUnavailable
+	}
+	return c.Status(status).JSON(fiber.Map{"ready": ready, "checks": checks})
+}
+
+// errorHandler turns Fiber's own errors (body too large, bad request line)
+// into JSON-RPC errors a client can read.
+func (g *Gateway) errorHandler(c *fiber.Ctx, err error) error {
+	code := fiber.StatusInternalServerError
+	var fe *fiber.Error
+	if errors.As(err, &fe) {
+		code = fe.Code
+	}
+	msg := err.Error()
+	rpcCode := -32603
+	switch code {
+	case fiber.StatusRequestEntityTooLarge:
+		msg = fmt.Sprintf("request body exceeds server.max_body_bytes (%d bytes)", g.server.MaxBodyBytes)
+		rpcCode = -32600
+	case fiber.StatusInternalServerError:
+		g.log.Error("request failed", "request_id", c.Locals("requestid"), "err", err)
+		msg = "internal error"
+	}
+	return writeRPCError(c, code, nil, rpcCode, msg, nil)
+}
+
+func hostOnly(hostport string) string {
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		return strings.Trim(h, "[]")
+	}
+	return strings.Trim(hostport, "[]")
+}
+
+func isLoopbackName(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// hostAllowed is DNS rebinding protection: a browser tricked into sending
+// requests to the gateway carries the attacker's Host.
+func (g *Gateway) hostAllowed(hostport string) bool {
+	host := hostOnly(hostport)
+	if host == "" {
+		return false
+	}
+	if strings.EqualFold(host, g.publicURL.Hostname()) {
+		return true
+	}
+	for _, h := range g.server.AllowedHosts {
+		if strings.EqualFold(host, hostOnly(h)) {
+			return true
+		}
+	}
+	return g.loopback.Load() && isLoopbackName(host)
+}
+
+// originAllowed: a browser Origin must be listed, or name a host the
+// gateway itself answers to.
+func (g *Gateway) originAllowed(origin string) bool {
+	for _, o := range g.server.AllowedOrigins {
+		if o == "*" || strings.EqualFold(strings.TrimRight(o, "/"), origin) {
+			return true
+		}
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	return g.hostAllowed(u.Host)
+}

@@ -1,0 +1,187 @@
+package gateway
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/mark3labs/mcp-go/client"
+	"github.com/mark3labs/mcp-go/client/transport"
+	mcpgo "github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/mcpgw/mcpgw/internal/config"
+	"github.com/mcpgw/mcpgw/internal/demo"
+	"github.com/mcpgw/mcpgw/internal/identity"
+	"github.com/mcpgw/mcpgw/internal/policy"
+	"github.com/mcpgw/mcpgw/internal/testidp"
+	"github.com/mcpgw/mcpgw/internal/upstream"
+)
+
+// harness is a gateway with a real identity provider and real MCP backends,
+// all on free loopback ports, all stopped by the test.
+type harness struct {
+	t         *testing.T
+	idp       *testidp.Server
+	cfg       *config.Config
+	gw        *Gateway
+	url       string
+	key       []byte
+	employees *demo.Backend
+	notes     *demo.Backend
+	verifier  *identity.Verifier
+}
+
+type harnessOptions struct {
+	authorizer policy.Authorizer
+	key        []byte
+	// idp and backends are shared when set (two gateways, one world).
+	share *harness
+	mutate func(*config.Config)
+}
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func newHarness(t *testing.T, o harnessOptions) *harness {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	h := &harness{t: t}
+	if o.share != nil {
+		h.idp, h.employees, h.notes = o.share.idp, o.share.employees, o.share.notes
+	} else {
+		idp, err := testidp.Start(ctx, testidp.Options{Audience: "api://mcpgw"})
+		if err != nil {
+			t.Fatalf("start testidp: %v", err)
+		}
+		t.Cleanup(func() { _ = idp.Close() })
+		h.idp = idp
+		if h.employees, err = demo.StartEmployees(demo.Options{}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = h.employees.Close() })
+		if h.notes, err = demo.StartNotes(demo.Options{}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = h.notes.Close() })
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + ln.Addr().String()
+	cfg := &config.Config{
+		Server: config.Server{Listen: ln.Addr().String(), PublicURL: base, MaxBodyBytes: 1 << 20, ReadTimeout: 10 * time.Second, IdleTimeout: 30 * time.Second},
+		Identity: config.Identity{
+			Issuers:   []config.Issuer{{Issuer: h.idp.Issuer(), Audiences: []string{"api://mcpgw"}}},
+			ClockSkew: 30 * time.Second, JWKSRefreshInterval: 15 * time.Minute, ClaimsCacheMaxCost: 1000,
+		},
+		Backends: map[string]config.Backend{
+			"employees": {URL: h.employees.URL, Paths: []string{"/employees"}, AuthMethod: "none", TimeoutSeconds: 5},
+			"notes":     {URL: h.notes.URL, Paths: []string{"/notes"}, AuthMethod: "none", TimeoutSeconds: 5},
+		},
+		Agents: map[string]config.Agent{
+			"claude-code": {AgentID: "claude-code", ClientID: "claude-client", Scopes: []string{"mcp:read", "mcp:write"}, BackendAccess: []string{"employees", "notes"}},
+			"cursor":      {AgentID: "cursor", ClientID: "cursor-client", Scopes: []string{"mcp:read"}, BackendAccess: []string{"notes"}},
+		},
+	}
+	if o.mutate != nil {
+		o.mutate(cfg)
+	}
+	h.cfg = cfg
+	v, err := identity.NewVerifier(ctx, cfg.Identity, identity.WithLogger(quietLogger()))
+	if err != nil {
+		t.Fatalf("verifier: %v", err)
+	}
+	t.Cleanup(v.Close)
+	h.verifier = v
+	h.key = o.key
+	if h.key == nil {
+		h.key, _ = upstream.NewSessionKey()
+	}
+	sealer, err := upstream.NewSealer(h.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	authz := o.authorizer
+	if authz == nil {
+		authz = boundaryAuthorizer{}
+	}
+	gw, err := New(Options{Config: cfg, Verifier: v, Authorizer: authz, Sealer: sealer, Logger: quietLogger()})
+	if err != nil {
+		t.Fatalf("gateway: %v", err)
+	}
+	gw.MountMCP()
+	go func() { _ = gw.Serve(ln) }()
+	t.Cleanup(func() {
+		sctx, c := context.WithTimeout(context.Background(), 3*time.Second)
+		defer c()
+		_ = gw.Shutdown(sctx)
+	})
+	h.gw, h.url = gw, base
+	return h
+}
+
+// boundaryAuthorizer allows whatever passed the config boundary: it lets the
+// transport tests run without depending on the shipped Rego.
+type boundaryAuthorizer struct{}
+
+func (boundaryAuthorizer) Decide(context.Context, *policy.Input) policy.Decision {
+	return policy.Decision{ID: "test", Allow: true}
+}
+
+func (boundaryAuthorizer) Visible(_ context.Context, in *policy.Input, kind policy.ListKind) (map[string]bool, error) {
+	out := map[string]bool{}
+	for _, t := range in.Tools {
+		out[t.Name] = true
+	}
+	for _, r := range in.Resources {
+		out[r.URI] = true
+	}
+	for _, p := range in.Prompts {
+		out[p.Name] = true
+	}
+	return out, nil
+}
+
+func (h *harness) token(sub string, scopes, groups []string, clientID string) string {
+	h.t.Helper()
+	tok, err := h.idp.MintUser(sub, scopes, groups, map[string]any{"cid": clientID})
+	if err != nil {
+		h.t.Fatalf("mint: %v", err)
+	}
+	return tok
+}
+
+// client is an mcp-go Streamable HTTP client through the gateway.
+func (h *harness) client(path, token, agent string, opts ...transport.StreamableHTTPCOption) *client.Client {
+	h.t.Helper()
+	headers := map[string]string{"Authorization": "Bearer " + token}
+	if agent != "" {
+		headers["X-Agent-ID"] = agent
+	}
+	opts = append([]transport.StreamableHTTPCOption{transport.WithHTTPHeaders(headers)}, opts...)
+	c, err := client.NewStreamableHttpClient(h.url+path, opts...)
+	if err != nil {
+		h.t.Fatalf("client: %v", err)
+	}
+	h.t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+func initialize(ctx context.Context, t *testing.T, c *client.Client) *mcpgo.InitializeResult {
+	t.Helper()
+	if err := c.Start(ctx); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	req := mcpgo.InitializeRequest{}
+	req.Params.ProtocolVersion = mcpgo.LATEST_LEGACY_PROTOCOL_VERSION
+	req.Params.ClientInfo = mcpgo.Implementation{Name: "gateway-test", Version: "1"}
+	res, err := c.Initialize(ctx, req)
+	if err != nil {
+		t.Fatalf("initialize: %v", err)
+	}
+	return res
+}

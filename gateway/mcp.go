@@ -1,0 +1,411 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	mcpgo "github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/mcpgw/mcpgw/internal/config"
+	"github.com/mcpgw/mcpgw/internal/identity"
+	"github.com/mcpgw/mcpgw/internal/mcp"
+	"github.com/mcpgw/mcpgw/internal/policy"
+	"github.com/mcpgw/mcpgw/internal/upstream"
+)
+
+// call is one MCP HTTP request after the transport checks passed.
+type call struct {
+	route      *route
+	rest       string
+	agent      config.Agent
+	principal  *identity.Principal
+	token      string
+	session    upstream.Session
+	hasSession bool
+	sessionID  string
+	requestID  string
+	// base is the policy input common to every message of the request.
+	base policy.Input
+}
+
+func (cl *call) caller() upstream.Caller {
+	return upstream.Caller{Principal: cl.principal, Token: cl.token, Agent: cl.agent, Backend: cl.route.backend}
+}
+
+// subjectKey names the caller across issuers, for session binding.
+func subjectKey(p *identity.Principal) string { return p.Issuer + " " + p.Subject }
+
+// handleMCP is the request path of ARCHITECTURE.md, steps 1 to 4; the
+// method handlers do the rest.
+func (g *Gateway) handleMCP(c *fiber.Ctx) error {
+	if !g.hostAllowed(string(c.Request().Host())) {
+		return writeOAuthError(c, fiber.StatusForbidden, "invalid_request", fmt.Sprintf("Host header %q is not one this gateway serves", string(c.Request().Host())), "")
+	}
+	if origin := c.Get(fiber.HeaderOrigin); origin != "" && !g.originAllowed(origin) {
+		return writeOAuthError(c, fiber.StatusForbidden, "invalid_request", fmt.Sprintf("Origin %q is not allowed (server.allowed_origins)", origin), "")
+	}
+	p, token, ok := g.authenticate(c)
+	if !ok {
+		return nil
+	}
+	topo := g.topo.Load()
+	r, rest := topo.match(c.Path())
+	if r == nil {
+		return writeOAuthError(c, fiber.StatusNotFound, "not_found", "no backend serves path "+c.Path(), "")
+	}
+	agent, err := topo.agentFor(c.Get("X-Agent-ID"), p)
+	if err != nil {
+		return writeOAuthError(c, fiber.StatusForbidden, "access_denied", err.Error(), "")
+	}
+	switch {
+	case !agent.IsEnabled():
+		return writeOAuthError(c, fiber.StatusForbidden, "access_denied", fmt.Sprintf("agent %q is disabled", agent.ID()), "")
+	case !r.backend.IsEnabled():
+		return g.forbidScope(c, "", fmt.Sprintf("backend %s is disabled", r.backend.Name), "")
+	case !hasAccess(agent, r.backend.Name):
+		return g.forbidScope(c, "", fmt.Sprintf("agent %q has no access to backend %s (backend_access)", agent.ID(), r.backend.Name), "")
+	}
+	cl := &call{route: r, rest: rest, agent: agent, principal: p, token: token, requestID: fmt.Sprint(c.Locals("requestid"))}
+	if id := c.Get(mcpgo.HeaderSessionID); id != "" {
+		s, err := g.opts.Sealer.Open(id)
+		if err != nil || s.Backend != r.backend.Name || s.Subject != subjectKey(p) {
+			return writeRPCError(c, fiber.StatusNotFound, nil, mcpgo.INVALID_REQUEST, "unknown or expired session (Mcp-Session-Id): start a new one with initialize", nil)
+		}
+		cl.session, cl.hasSession, cl.sessionID = s, true, id
+	}
+	cl.base = policy.Input{
+		Version: policy.InputVersion,
+		Token: policy.TokenInput{
+			Sub: p.Subject, Iss: p.Issuer, Aud: p.Audience, ClientID: p.ClientID,
+			Scopes: p.Scopes, Groups: p.Groups, Claims: p.Claims,
+		},
+		Agent: policy.AgentInput{
+			ID: agent.ID(), ClientID: agent.ClientID, Enabled: agent.IsEnabled(),
+			Scopes: agent.Scopes, BackendAccess: agent.BackendAccess,
+		},
+		Backend: policy.BackendInput{Name: r.backend.Name, AuthType: r.backend.AuthMethod, Labels: r.backend.Labels},
+		HTTP:    policy.HTTPInput{Method: c.Method(), Path: c.Path(), RemoteAddr: c.IP()},
+	}
+	switch c.Method() {
+	case fiber.MethodPost:
+		return g.post(c, cl)
+	case fiber.MethodGet:
+		return g.get(c, cl)
+	case fiber.MethodDelete:
+		return g.delete(c, cl)
+	}
+	c.Set(fiber.HeaderAllow, "GET, POST, DELETE")
+	return writeRPCError(c, fiber.StatusMethodNotAllowed, nil, mcpgo.INVALID_REQUEST, "method not allowed: use POST, GET or DELETE", nil)
+}
+
+func mediaType(v string) string {
+	mt, _, err := mime.ParseMediaType(v)
+	if err != nil {
+		return ""
+	}
+	return mt
+}
+
+// accepts reports whether an Accept header admits mediaType.
+func accepts(header, mediaType string) bool {
+	major, _, _ := strings.Cut(mediaType, "/")
+	for _, part := range strings.Split(header, ",") {
+		mt, _, _ := strings.Cut(strings.TrimSpace(part), ";")
+		mt = strings.ToLower(strings.TrimSpace(mt))
+		if mt == mediaType || mt == "*/*" || mt == major+"/*" {
+			return true
+		}
+	}
+	return false
+}
+
+// input is the policy input for one message.
+func (g *Gateway) input(cl *call, m *mcp.Message, version string) policy.Input {
+	in := cl.base
+	in.MCP = policy.MCPInput{Method: m.Method, Tool: m.ToolName(), Arguments: m.Arguments(), ProtocolVersion: version}
+	if m.Method == string(mcpgo.MethodToolsCall) && in.MCP.Tool != "" {
+		in.Tools = []policy.Tool{g.catalog.tool(cl.route.backend.Name, in.MCP.Tool)}
+	}
+	return in
+}
+
+func (g *Gateway) post(c *fiber.Ctx, cl *call) error {
+	if mediaType(c.Get(fiber.HeaderContentType)) != fiber.MIMEApplicationJSON {
+		return writeRPCError(c, fiber.StatusUnsupportedMediaType, nil, mcpgo.INVALID_REQUEST, "Content-Type must be application/json", nil)
+	}
+	if accept := c.Get(fiber.HeaderAccept); !accepts(accept, "application/json") || !accepts(accept, "text/event-stream") {
+		return writeRPCError(c, fiber.StatusNotAcceptable, nil, mcpgo.INVALID_REQUEST, "Accept header must list both application/json and text/event-stream", nil)
+	}
+	body := append([]byte(nil), c.Body()...)
+	msgs, batch, perr := mcp.ParseBody(body)
+	if perr != nil {
+		return writeRPCError(c, perr.Status, nil, perr.Code, perr.Message, nil)
+	}
+	version := c.Get(mcpgo.HeaderProtocolVersion)
+	if version != "" && !mcpgo.IsValidProtocolVersion(version) {
+		return writeRPCError(c, fiber.StatusBadRequest, nil, mcpgo.INVALID_REQUEST, fmt.Sprintf("unsupported MCP-Protocol-Version %q", version), nil)
+	}
+	if batch && version != "" && version != mcpgo.ProtocolVersion20250326 {
+		return writeRPCError(c, fiber.StatusBadRequest, nil, mcpgo.INVALID_REQUEST, "JSON-RPC batches are only allowed in protocol revision 2025-03-26", nil)
+	}
+	effective := version
+	if effective == "" {
+		// The spec: without the header, assume 2025-03-26 (initialize names its own).
+		effective = mcpgo.ProtocolVersion20250326
+		if !batch && msgs[0].Method == string(mcpgo.MethodInitialize) {
+			effective = msgs[0].ProtocolVersion()
+		}
+	}
+	if !batch && msgs[0].Kind != mcp.KindResponse {
+		if err := mcpgo.ValidateStandardHeaders(func(k string) string { return c.Get(k) }, version, mcpgo.MCPMethod(msgs[0].Method), msgs[0].Params); err != nil {
+			return writeRPCError(c, fiber.StatusBadRequest, &msgs[0].ID, mcpgo.INVALID_REQUEST, err.Error(), nil)
+		}
+	}
+
+	ctx := c.UserContext()
+	methods := map[string]string{}
+	var denied [][]byte
+	forward := make([]json.RawMessage, 0, len(msgs))
+	for i := range msgs {
+		m := &msgs[i]
+		if m.Kind == mcp.KindResponse {
+			// A client's answer to a server request (sampling, elicitation)
+			// travels on the session the policy already admitted.
+			forward = append(forward, m.Raw)
+			continue
+		}
+		in := g.input(cl, m, effective)
+		d := g.opts.Authorizer.Decide(ctx, &in)
+		if !d.Allow {
+			reasons := strings.Join(d.Reasons, "; ")
+			if d.Status == fiber.StatusForbidden {
+				return g.forbidScope(c, d.Scope, reasons, d.ID)
+			}
+			if m.Kind == mcp.KindRequest {
+				denied = append(denied, mcp.ErrorResponse(m.ID, mcp.CodeForbidden, "forbidden by policy: "+reasons,
+					map[string]any{"decision_id": d.ID, "reasons": d.Reasons}))
+			}
+			continue
+		}
+		if m.Kind == mcp.KindRequest {
+			methods[m.ID.String()] = m.Method
+		}
+		forward = append(forward, m.Raw)
+	}
+	if len(forward) == 0 {
+		if len(denied) == 0 {
+			return c.SendStatus(fiber.StatusAccepted)
+		}
+		return sendJSON(c, fiber.StatusOK, joinResponses(denied, batch))
+	}
+	if len(forward) < len(msgs) {
+		var err error
+		if body, err = json.Marshal(forward); err != nil {
+			return fmt.Errorf("encode forwarded batch: %w", err)
+		}
+	}
+	ids := requestIDs(msgs)
+	return g.relay(c, cl, http.MethodPost, body, ids, methods, denied, batch)
+}
+
+func requestIDs(msgs []mcp.Message) []mcpgo.RequestId {
+	var ids []mcpgo.RequestId
+	for _, m := range msgs {
+		if m.Kind == mcp.KindRequest {
+			ids = append(ids, m.ID)
+		}
+	}
+	return ids
+}
+
+func joinResponses(parts [][]byte, batch bool) []byte {
+	if !batch && len(parts) == 1 {
+		return parts[0]
+	}
+	raws := make([]json.RawMessage, len(parts))
+	for i, p := range parts {
+		raws[i] = p
+	}
+	b, _ := json.Marshal(raws)
+	return b
+}
+
+func sendJSON(c *fiber.Ctx, status int, body []byte) error {
+	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+	return c.Status(status).Send(body)
+}
+
+func (g *Gateway) get(c *fiber.Ctx, cl *call) error {
+	if !accepts(c.Get(fiber.HeaderAccept), "text/event-stream") {
+		return writeRPCError(c, fiber.StatusNotAcceptable, nil, mcpgo.INVALID_REQUEST, "Accept header must list text/event-stream", nil)
+	}
+	return g.relay(c, cl, http.MethodGet, nil, nil, nil, nil, false)
+}
+
+func (g *Gateway) delete(c *fiber.Ctx, cl *call) error {
+	return g.relay(c, cl, http.MethodDelete, nil, nil, nil, nil, false)
+}
+
+// forwardedHeaders are the client headers a backend may see. Authorization
+// is never among them: MCP forbids passing the client's token through.
+var forwardedHeaders = []string{
+	fiber.HeaderContentType, fiber.HeaderAccept, fiber.HeaderUserAgent,
+	mcpgo.HeaderProtocolVersion, mcpgo.HeaderLastEventID, mcpgo.HeaderMethod, mcpgo.HeaderName,
+	"Traceparent", "Tracestate",
+}
+
+func (g *Gateway) upstreamHeaders(c *fiber.Ctx, cl *call) http.Header {
+	h := http.Header{}
+	for _, name := range forwardedHeaders {
+		if v := c.Get(name); v != "" {
+			h.Set(name, v)
+		}
+	}
+	c.Request().Header.VisitAll(func(k, v []byte) {
+		if key := string(k); len(key) > len(mcpgo.HeaderParamPrefix) && strings.EqualFold(key[:len(mcpgo.HeaderParamPrefix)], mcpgo.HeaderParamPrefix) {
+			h.Add(key, string(v))
+		}
+	})
+	if cl.hasSession {
+		h.Set(mcpgo.HeaderSessionID, cl.session.Upstream)
+	}
+	h.Set(fiber.HeaderXRequestID, cl.requestID)
+	return h
+}
+
+// relay sends the request on and hands the response back: JSON whole, SSE
+// event by event, both with list results filtered.
+func (g *Gateway) relay(c *fiber.Ctx, cl *call, method string, body []byte, ids []mcpgo.RequestId, methods map[string]string, denied [][]byte, batch bool) error {
+	start := time.Now()
+	r := cl.route
+	// fasthttp does not cancel a request's context when the client leaves,
+	// so the relay owns its context and cancels it when writing fails.
+	ctx, cancel := context.WithCancel(context.Background())
+	streaming := false
+	defer func() {
+		if !streaming {
+			cancel()
+		}
+	}()
+	resp, err := g.client.Send(ctx, r.injector, cl.caller(), upstream.Request{
+		Method: method, URL: r.target + cl.rest, Header: g.upstreamHeaders(c, cl), Body: body, Timeout: r.backend.Timeout(),
+	})
+	if err != nil {
+		g.observe(r.backend.Name, method, "backend_error", start)
+		return g.backendFailure(c, cl, err, ids, batch)
+	}
+	if sid := resp.Header.Get(mcpgo.HeaderSessionID); sid != "" {
+		if cl.hasSession && sid == cl.session.Upstream {
+			c.Set(mcpgo.HeaderSessionID, cl.sessionID)
+		} else {
+			sealed, err := g.opts.Sealer.Seal(upstream.Session{Backend: r.backend.Name, Subject: subjectKey(cl.principal), Upstream: sid})
+			if err != nil {
+				resp.Body.Close()
+				return fmt.Errorf("seal session for backend %s: %w", r.backend.Name, err)
+			}
+			c.Set(mcpgo.HeaderSessionID, sealed)
+		}
+	}
+	switch {
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+		resp.Body.Close()
+		g.observe(r.backend.Name, method, "backend_refused", start)
+		msg := fmt.Sprintf("backend %s refused the gateway's credential (HTTP %d)", r.backend.Name, resp.StatusCode)
+		return g.failRequests(c, fiber.StatusBadGateway, ids, batch, mcp.CodeCredential, msg)
+	case resp.StatusCode == http.StatusAccepted || resp.StatusCode == http.StatusNoContent:
+		resp.Body.Close()
+		g.observe(r.backend.Name, method, "ok", start)
+		if len(denied) > 0 {
+			return sendJSON(c, fiber.StatusOK, joinResponses(denied, batch))
+		}
+		return c.SendStatus(resp.StatusCode)
+	case mediaType(resp.Header.Get("Content-Type")) == "text/event-stream":
+		streaming = true
+		g.observe(r.backend.Name, method, "stream", start)
+		return g.stream(c, cl, resp, methods, denied, ctx, cancel)
+	}
+	payload, err := readBody(resp)
+	if err != nil {
+		g.observe(r.backend.Name, method, "backend_error", start)
+		if upstream.TimedOut(resp) {
+			return g.backendFailure(c, cl, &upstream.BackendError{Backend: r.backend.Name, Timeout: true, Err: err}, ids, batch)
+		}
+		return g.backendFailure(c, cl, &upstream.BackendError{Backend: r.backend.Name, Err: err}, ids, batch)
+	}
+	ct := resp.Header.Get("Content-Type")
+	if mediaType(ct) == fiber.MIMEApplicationJSON && resp.StatusCode < 300 {
+		payload = g.filterJSON(ctx, cl, payload, methods, denied)
+	}
+	g.observe(r.backend.Name, method, outcome(resp.StatusCode), start)
+	if ct != "" {
+		c.Set(fiber.HeaderContentType, ct)
+	}
+	return c.Status(resp.StatusCode).Send(payload)
+}
+
+// maxJSONResponse bounds a non-streamed backend reply held in memory.
+const maxJSONResponse = 64 << 20
+
+func readBody(resp *http.Response) ([]byte, error) {
+	defer resp.Body.Close()
+	b, err := readAllLimit(resp.Body, maxJSONResponse)
+	if err != nil {
+		return nil, fmt.Errorf("read backend reply: %w", err)
+	}
+	return b, nil
+}
+
+func outcome(status int) string {
+	switch {
+	case status < 300:
+		return "ok"
+	case status < 500:
+		return "client_error"
+	}
+	return "backend_error"
+}
+
+func (g *Gateway) observe(backend, method, result string, start time.Time) {
+	if g.opts.Observer != nil {
+		g.opts.Observer.Request(backend, method, result, time.Since(start))
+	}
+}
+
+// backendFailure answers every request of the message with a JSON-RPC error
+// naming the backend: 504 for a timeout, 502 otherwise.
+func (g *Gateway) backendFailure(c *fiber.Ctx, cl *call, err error, ids []mcpgo.RequestId, batch bool) error {
+	var be *upstream.BackendError
+	var ce *upstream.CredentialError
+	switch {
+	case errors.As(err, &ce):
+		g.log.Warn("backend credential failed", "request_id", cl.requestID, "backend", ce.Backend, "oauth_error", ce.Code, "err", ce.Err)
+		return g.failRequests(c, fiber.StatusBadGateway, ids, batch, mcp.CodeCredential, ce.Error())
+	case errors.As(err, &be):
+		g.log.Warn("backend failed", "request_id", cl.requestID, "backend", be.Backend, "timeout", be.Timeout, "err", be.Err)
+		status := fiber.StatusBadGateway
+		if be.Timeout {
+			status = fiber.StatusGatewayTimeout
+		}
+		return g.failRequests(c, status, ids, batch, mcp.CodeBackend, be.Error())
+	}
+	g.log.Error("relay failed", "request_id", cl.requestID, "backend", cl.route.backend.Name, "err", err)
+	return g.failRequests(c, fiber.StatusBadGateway, ids, batch, mcp.CodeBackend, fmt.Sprintf("backend %s failed", cl.route.backend.Name))
+}
+
+func (g *Gateway) failRequests(c *fiber.Ctx, status int, ids []mcpgo.RequestId, batch bool, code int, msg string) error {
+	if len(ids) == 0 {
+		return writeRPCError(c, status, nil, code, msg, nil)
+	}
+	parts := make([][]byte, len(ids))
+	for i, id := range ids {
+		parts[i] = mcp.ErrorResponse(id, code, msg, nil)
+	}
+	return sendJSON(c, status, joinResponses(parts, batch))
+}

@@ -1,0 +1,155 @@
+// Package config loads the gateway's single YAML file with koanf, applies
+// MCPGW_* environment overrides (and the Okta MCP adapter's variables when
+// mcpgw's own are absent), and validates it with field paths in every error.
+//
+// The backends and agents sections keep the Okta MCP adapter's shape so that
+// a team's existing adapter config.yaml loads unchanged.
+package config
+
+import "time"
+
+// Config is the whole gateway configuration.
+type Config struct {
+	Server    Server             `koanf:"server"`
+	Identity  Identity           `koanf:"identity"`
+	Backends  map[string]Backend `koanf:"backends"`
+	Agents    map[string]Agent   `koanf:"agents"`
+	Policy    Policy             `koanf:"policy"`
+	Store     Store              `koanf:"store"`
+	Telemetry Telemetry          `koanf:"telemetry"`
+	Log       Log                `koanf:"log"`
+}
+
+// Server is the gateway's own listener and public identity.
+type Server struct {
+	Listen string `koanf:"listen"`
+	// PublicURL is how clients reach the gateway; it is the base of every
+	// RFC 9728 resource identifier the gateway advertises.
+	PublicURL string `koanf:"public_url"`
+	// SessionKeyFile holds the AEAD key that seals Mcp-Session-Id values
+	// (32 raw bytes, or base64 / hex text of 32 bytes). SessionKey is the same
+	// key given inline (MCPGW_SESSION_KEY). Neither set: a key is generated at
+	// start and replicas will not share sessions.
+	SessionKeyFile string   `koanf:"session_key_file"`
+	SessionKey     string   `koanf:"session_key"`
+	MaxBodyBytes   int64    `koanf:"max_body_bytes"`
+	AllowedOrigins []string `koanf:"allowed_origins"`
+	// AllowedHosts are Host header values accepted besides public_url's host
+	// (and loopback names when listening on loopback): DNS rebinding protection.
+	AllowedHosts    []string      `koanf:"allowed_hosts"`
+	ReadTimeout     time.Duration `koanf:"read_timeout"`
+	IdleTimeout     time.Duration `koanf:"idle_timeout"`
+	ShutdownTimeout time.Duration `koanf:"shutdown_timeout"`
+	MetricsListen   string        `koanf:"metrics_listen"`
+}
+
+// Identity says which token issuers the gateway trusts.
+type Identity struct {
+	Issuers   []Issuer      `koanf:"issuers"`
+	ClockSkew time.Duration `koanf:"clock_skew"`
+	// JWKSRefreshInterval is the background refresh period of every JWKS.
+	JWKSRefreshInterval time.Duration `koanf:"jwks_refresh_interval"`
+	// ClaimsCacheMaxCost bounds the verified-claims cache (ristretto cost units ≈ entries).
+	ClaimsCacheMaxCost int64 `koanf:"claims_cache_max_cost"`
+}
+
+// Issuer is one trusted OIDC/OAuth issuer.
+type Issuer struct {
+	Issuer    string   `koanf:"issuer"`
+	Audiences []string `koanf:"audiences"`
+	// JWKSURL empty: discovered from the issuer's metadata.
+	JWKSURL string `koanf:"jwks_url"`
+	// GroupsClaim names the claim holding group names (default "groups").
+	GroupsClaim string `koanf:"groups_claim"`
+}
+
+// Backend is one MCP server behind the gateway, in the Okta adapter's shape.
+type Backend struct {
+	// Name is the key of the backends map; it is not read from YAML.
+	Name           string            `koanf:"-"`
+	URL            string            `koanf:"url"`
+	Paths          []string          `koanf:"paths"`
+	AuthMethod     string            `koanf:"auth_method"`
+	AuthConfig     map[string]any    `koanf:"auth_config"`
+	Description    string            `koanf:"description"`
+	TimeoutSeconds int               `koanf:"timeout_seconds"`
+	Enabled        *bool             `koanf:"enabled"`
+	Labels         map[string]string `koanf:"labels"`
+}
+
+// IsEnabled treats an absent enabled flag as true, as the adapter does.
+func (b Backend) IsEnabled() bool { return b.Enabled == nil || *b.Enabled }
+
+// Timeout is the per-request upstream timeout (default 30 s).
+func (b Backend) Timeout() time.Duration {
+	if b.TimeoutSeconds <= 0 {
+		return 30 * time.Second
+	}
+	return time.Duration(b.TimeoutSeconds) * time.Second
+}
+
+// Agent is one AI agent (MCP client application) allowed through the gateway.
+type Agent struct {
+	// Name is the key of the agents map; it is not read from YAML.
+	Name         string `koanf:"-"`
+	AgentID      string `koanf:"agent_id"`
+	ClientID     string `koanf:"client_id"`
+	ClientSecret string `koanf:"client_secret"`
+	// ClientSecretFile is a path to the client secret; Load reads it into
+	// ClientSecret and empties this field.
+	ClientSecretFile string `koanf:"client_secret_file"`
+	// PrivateKey is a JWK (as the adapter has it) or PEM; PrivateKeyFile a path to either.
+	PrivateKey     string   `koanf:"private_key"`
+	PrivateKeyFile string   `koanf:"private_key_file"`
+	Scopes         []string `koanf:"scopes"`
+	BackendAccess  []string `koanf:"backend_access"`
+	Enabled        *bool    `koanf:"enabled"`
+	Description    string   `koanf:"description"`
+}
+
+// IsEnabled treats an absent enabled flag as true, as the adapter does.
+func (a Agent) IsEnabled() bool { return a.Enabled == nil || *a.Enabled }
+
+// ID is the value clients send in X-Agent-ID: agent_id, else the map key.
+func (a Agent) ID() string {
+	if a.AgentID != "" {
+		return a.AgentID
+	}
+	return a.Name
+}
+
+// Policy configures the embedded OPA engine.
+type Policy struct {
+	// Bundle is a directory of Rego and data, a bundle file, or (signed
+	// bundles) an http(s) URL. Default "policies".
+	Bundle          string        `koanf:"bundle"`
+	AllowUnsigned   bool          `koanf:"allow_unsigned"`
+	VerificationKey string        `koanf:"verification_key"`
+	KeyID           string        `koanf:"key_id"`
+	Timeout         time.Duration `koanf:"timeout"`
+	Shadow          string        `koanf:"shadow"`
+	// OPA holds OPA's own configuration (services, bundles, keys,
+	// decision_logs, status) unchanged.
+	OPA map[string]any `koanf:"opa"`
+}
+
+// Store configures persistence.
+type Store struct {
+	// DSN: "file:mcpgw.db", ":memory:" or "postgres://...".
+	DSN string `koanf:"dsn"`
+	// PollInterval is how often a replica re-reads agents and backends
+	// changed by another replica.
+	PollInterval time.Duration `koanf:"poll_interval"`
+}
+
+// Telemetry configures traces.
+type Telemetry struct {
+	OTLPEndpoint string  `koanf:"otlp_endpoint"`
+	SampleRatio  float64 `koanf:"sample_ratio"`
+}
+
+// Log configures slog.
+type Log struct {
+	Level  string `koanf:"level"`
+	Format string `koanf:"format"` // json (default) or text
+}

@@ -1,0 +1,20 @@
+// Package identity verifies bearer JWTs against cached JWKS (jwx/v3) and
+// turns them into a Principal. Verified claims are cached so a repeated token
+// costs a hash lookup, not a signature check.
+package identity
+
+import "time"
+
+// Principal is who is calling, from a verified token.
+type Principal struct {
+	Subject  string
+	Issuer   string
+	Audience []string
+	// ClientID is the OAuth client the token was issued to (cid, azp or client_id).
+	ClientID string
+	// Scopes come from "scp" (array) or "scope" (space-separated string).
+	Scopes    []string
+	Groups    []string
+	Claims    map[string]any
+	ExpiresAt time.Time
+}

@@ -1,0 +1,114 @@
+// Package policy embeds OPA: it loads policies and bundles through OPA's
+// plugin manager, prepares the gateway's queries once per compiler change and
+// evaluates them with a prebuilt input. Every failure denies (fail closed).
+package policy
+
+import (
+	"context"
+	"time"
+)
+
+// InputVersion is the version of the policy input contract (input.version).
+const InputVersion = 1
+
+// Input is the policy input contract of ARCHITECTURE.md. Keep the two in step.
+type Input struct {
+	Version int          `json:"version"`
+	Token   TokenInput   `json:"token"`
+	Agent   AgentInput   `json:"agent"`
+	Backend BackendInput `json:"backend"`
+	MCP     MCPInput     `json:"mcp"`
+	HTTP    HTTPInput    `json:"http"`
+	// Tools, Resources and Prompts carry the backend's catalog entries the
+	// decision is about: the listed items for visibility, the called tool's
+	// entry for tools/call (so readOnlyHint is known).
+	Tools     []Tool     `json:"tools"`
+	Resources []Resource `json:"resources,omitempty"`
+	Prompts   []Prompt   `json:"prompts,omitempty"`
+}
+
+type TokenInput struct {
+	Sub      string         `json:"sub"`
+	Iss      string         `json:"iss"`
+	Aud      []string       `json:"aud"`
+	ClientID string         `json:"client_id"`
+	Scopes   []string       `json:"scopes"`
+	Groups   []string       `json:"groups"`
+	Claims   map[string]any `json:"claims"`
+}
+
+type AgentInput struct {
+	ID            string   `json:"id"`
+	ClientID      string   `json:"client_id"`
+	Enabled       bool     `json:"enabled"`
+	Scopes        []string `json:"scopes"`
+	BackendAccess []string `json:"backend_access"`
+}
+
+type BackendInput struct {
+	Name     string            `json:"name"`
+	AuthType string            `json:"auth_type"`
+	Labels   map[string]string `json:"labels"`
+}
+
+type MCPInput struct {
+	Method string `json:"method"`
+	// Tool is params.name of tools/call and prompts/get, params.uri of resources/read.
+	Tool            string         `json:"tool"`
+	Arguments       map[string]any `json:"arguments"`
+	ProtocolVersion string         `json:"protocol_version"`
+}
+
+type HTTPInput struct {
+	Method     string `json:"method"`
+	Path       string `json:"path"`
+	RemoteAddr string `json:"remote_addr"`
+}
+
+type Tool struct {
+	Name        string         `json:"name"`
+	Annotations map[string]any `json:"annotations"`
+}
+
+type Resource struct {
+	URI  string `json:"uri"`
+	Name string `json:"name"`
+}
+
+type Prompt struct {
+	Name string `json:"name"`
+}
+
+// Decision is the result of data.mcp.gateway.decision plus what the gateway
+// records about the evaluation.
+type Decision struct {
+	ID      string   `json:"decision_id"`
+	Allow   bool     `json:"allow"`
+	Reasons []string `json:"reasons"`
+	// Status is the HTTP status the policy asks for on a transport-level
+	// denial (403 with insufficient_scope); 0 means a per-message denial.
+	Status int `json:"status,omitempty"`
+	// Scope is the scope the caller lacks, for WWW-Authenticate.
+	Scope    string        `json:"scope,omitempty"`
+	Revision string        `json:"revision"`
+	Elapsed  time.Duration `json:"elapsed"`
+}
+
+// ListKind names which catalog a visibility query filters.
+type ListKind string
+
+const (
+	ListTools     ListKind = "tools"
+	ListResources ListKind = "resources"
+	ListPrompts   ListKind = "prompts"
+)
+
+// Authorizer is what the request path asks. Implementations never return an
+// allow on error: every failure is a deny Decision with the reason.
+type Authorizer interface {
+	// Decide evaluates data.mcp.gateway.decision for one JSON-RPC message.
+	Decide(ctx context.Context, in *Input) Decision
+	// Visible returns the names (URIs for resources) the caller may see among
+	// in.Tools, in.Resources or in.Prompts, per kind. An error hides everything.
+	Visible(ctx context.Context, in *Input, kind ListKind) (map[string]bool, error)
+}
