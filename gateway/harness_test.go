@@ -38,7 +38,7 @@ type harnessOptions struct {
 	authorizer policy.Authorizer
 	key        []byte
 	// idp and backends are shared when set (two gateways, one world).
-	share *harness
+	share  *harness
 	mutate func(*config.Config)
 }
 

@@ -61,7 +61,7 @@ func BasicFactories() map[string]InjectorFactory {
 type noCredential struct{}
 
 func (noCredential) Inject(context.Context, *http.Request, Caller) error { return nil }
-func (noCredential) Invalidate(context.Context, Caller)                 {}
+func (noCredential) Invalidate(context.Context, Caller)                  {}
 
 type preSharedKey struct {
 	header, key string
