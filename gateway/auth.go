@@ -55,6 +55,13 @@ func (g *Gateway) authenticate(c *fiber.Ctx) (*identity.Principal, string, bool)
 		return nil, "", false
 	}
 	p, err := g.opts.Verifier.Verify(c.UserContext(), token)
+	if errors.Is(err, identity.ErrKeysUnavailable) {
+		// The token may be fine; the issuer's keys are what is missing.
+		g.log.Warn("token keys unavailable", "err", err)
+		c.Set(fiber.HeaderRetryAfter, "5")
+		_ = writeOAuthError(c, fiber.StatusServiceUnavailable, "temporarily_unavailable", "the token issuer's signing keys could not be loaded; try again shortly", "")
+		return nil, "", false
+	}
 	if err != nil {
 		desc := "token verification failed"
 		var ie *identity.Error

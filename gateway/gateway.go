@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
-	"github.com/gofiber/fiber/v2/middleware/helmet"
 	"github.com/gofiber/fiber/v2/middleware/recover"
 	"github.com/gofiber/fiber/v2/middleware/requestid"
 
@@ -68,7 +67,10 @@ type Gateway struct {
 	catalog   *catalog
 	loopback  atomic.Bool
 	streams   sync.WaitGroup
-	// shutdown is closed when Shutdown starts, so long streams end.
+	// draining is closed when Shutdown starts: GET streams, which never end
+	// by themselves, end then (clients reconnect elsewhere). shutdown is
+	// closed at the deadline and ends the streams of requests still running.
+	draining     chan struct{}
 	shutdown     chan struct{}
 	shutdownOnce sync.Once
 }
@@ -95,6 +97,7 @@ func New(opts Options) (*Gateway, error) {
 		publicURL: pub,
 		client:    upstream.NewClient(),
 		catalog:   newCatalog(),
+		draining:  make(chan struct{}),
 		shutdown:  make(chan struct{}),
 	}
 	if err := g.SetTopology(opts.Config.Backends, opts.Config.Agents); err != nil {
@@ -129,14 +132,8 @@ func (g *Gateway) App() *fiber.App { return g.app }
 func (g *Gateway) routes() {
 	g.app.Use(recover.New())
 	g.app.Use(requestid.New())
-	g.app.Use(helmet.New(helmet.Config{
-		ContentSecurityPolicy:     "default-src 'none'; frame-ancestors 'none'",
-		CrossOriginResourcePolicy: "same-origin",
-		ReferrerPolicy:            "no-referrer",
-		XFrameOptions:             "DENY",
-	}))
 	g.app.Use(func(c *fiber.Ctx) error {
-		c.Set(fiber.HeaderCacheControl, "no-store")
+		setSecurityHeaders(c)
 		return c.Next()
 	})
 	g.app.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
@@ -162,6 +159,7 @@ func (g *Gateway) Serve(ln net.Listener) error {
 // Shutdown stops accepting, lets requests and streams finish until ctx ends,
 // then closes what is left.
 func (g *Gateway) Shutdown(ctx context.Context) error {
+	g.shutdownOnce.Do(func() { close(g.draining) })
 	done := make(chan struct{})
 	go func() {
 		g.streams.Wait()
@@ -171,7 +169,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	case <-done:
 	case <-ctx.Done():
 	}
-	g.shutdownOnce.Do(func() { close(g.shutdown) })
+	close(g.shutdown)
 	return g.app.ShutdownWithContext(ctx)
 }
 
@@ -198,6 +196,19 @@ func (g *Gateway) readyz(c *fiber.Ctx) error {
 	return c.Status(status).JSON(fiber.Map{"ready": ready, "checks": checks})
 }
 
+// setSecurityHeaders marks every answer as an API response no browser should
+// render, frame, sniff or cache. The error handler calls it too: Fiber runs
+// no middleware for requests it rejects itself (an oversized body).
+func setSecurityHeaders(c *fiber.Ctx) {
+	c.Set(fiber.HeaderXContentTypeOptions, "nosniff")
+	c.Set(fiber.HeaderXFrameOptions, "DENY")
+	c.Set(fiber.HeaderContentSecurityPolicy, "default-src 'none'; frame-ancestors 'none'")
+	c.Set(fiber.HeaderReferrerPolicy, "no-referrer")
+	c.Set(fiber.HeaderCrossOriginResourcePolicy, "same-origin")
+	c.Set(fiber.HeaderStrictTransportSecurity, "max-age=31536000")
+	c.Set(fiber.HeaderCacheControl, "no-store")
+}
+
 // errorHandler turns Fiber's own errors (body too large, bad request line)
 // into JSON-RPC errors a client can read.
 func (g *Gateway) errorHandler(c *fiber.Ctx, err error) error {
@@ -206,6 +217,7 @@ func (g *Gateway) errorHandler(c *fiber.Ctx, err error) error {
 	if errors.As(err, &fe) {
 		code = fe.Code
 	}
+	setSecurityHeaders(c)
 	msg := err.Error()
 	rpcCode := -32603
 	switch code {

@@ -168,3 +168,8 @@ func TestProgressStreamsLiveBeforeResult(t *testing.T) {
 		t.Fatalf("first progress arrived only %v before the result: the stream was buffered", gap)
 	}
 }
+
+func toJSON(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}

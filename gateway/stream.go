@@ -34,6 +34,10 @@ func (g *Gateway) stream(c *fiber.Ctx, cl *call, resp *http.Response, methods ma
 	if g.opts.Observer != nil {
 		g.opts.Observer.StreamOpened()
 	}
+	end := g.shutdown
+	if c.Method() == fiber.MethodGet {
+		end = g.draining
+	}
 	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
 		defer g.streams.Done()
 		defer cancel()
@@ -43,6 +47,11 @@ func (g *Gateway) stream(c *fiber.Ctx, cl *call, resp *http.Response, methods ma
 		}
 		for _, d := range denied {
 			_, _ = w.Write(mcp.EncodeEvent(d))
+		}
+		if len(denied) == 0 {
+			// fasthttp sends the headers with the first bytes; a quiet
+			// stream (GET) would otherwise keep the client waiting for them.
+			_, _ = w.WriteString(": stream open\n\n")
 		}
 		if err := w.Flush(); err != nil {
 			return
@@ -91,7 +100,7 @@ func (g *Gateway) stream(c *fiber.Ctx, cl *call, resp *http.Response, methods ma
 				if err := w.Flush(); err != nil {
 					return
 				}
-			case <-g.shutdown:
+			case <-end:
 				return
 			}
 		}

@@ -62,6 +62,8 @@ func serve(name string, mcpSrv *server.MCPServer, opts Options) (*Backend, error
 	var h http.Handler = server.NewStreamableHTTPServer(mcpSrv,
 		server.WithEndpointPath("/mcp"),
 		server.WithStateLess(opts.Stateless),
+		// Stateful: the server remembers and ends sessions (DELETE works).
+		server.WithStateful(!opts.Stateless),
 		server.WithHeartbeatInterval(0),
 	)
 	if opts.Wrap != nil {
@@ -82,6 +84,15 @@ func serve(name string, mcpSrv *server.MCPServer, opts Options) (*Backend, error
 	return b, nil
 }
 
+// readOnly marks a tool read-only and not destructive (mcp-go assumes
+// destructive unless told).
+func readOnly() mcp.ToolOption {
+	return func(t *mcp.Tool) {
+		mcp.WithReadOnlyHintAnnotation(true)(t)
+		mcp.WithDestructiveHintAnnotation(false)(t)
+	}
+}
+
 type employee struct {
 	ID, Name, Title, Department, Email string
 }
@@ -100,7 +111,7 @@ func StartEmployees(opts Options) (*Backend, error) {
 	}
 	s := server.NewMCPServer("employees", "1.0.0", server.WithToolCapabilities(false), server.WithRecovery())
 	s.AddTool(mcp.NewTool("get_employee", mcp.WithDescription("Look up one employee by id"),
-		mcp.WithReadOnlyHintAnnotation(true), mcp.WithString("id", mcp.Required())),
+		readOnly(), mcp.WithString("id", mcp.Required())),
 		func(_ context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 			id, err := req.RequireString("id")
 			if err != nil {
@@ -124,12 +135,12 @@ func StartEmployees(opts Options) (*Backend, error) {
 		sort.Strings(lines)
 		return strings.Join(lines, "\n")
 	}
-	s.AddTool(mcp.NewTool("list_employees", mcp.WithDescription("List every employee"), mcp.WithReadOnlyHintAnnotation(true)),
+	s.AddTool(mcp.NewTool("list_employees", mcp.WithDescription("List every employee"), readOnly()),
 		func(context.Context, mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 			return mcp.NewToolResultText(listAll()), nil
 		})
 	s.AddTool(mcp.NewTool("search_employees", mcp.WithDescription("Search employees by name or department"),
-		mcp.WithReadOnlyHintAnnotation(true), mcp.WithString("query", mcp.Required())),
+		readOnly(), mcp.WithString("query", mcp.Required())),
 		func(_ context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 			q := strings.ToLower(req.GetString("query", ""))
 			var hits []string
@@ -175,17 +186,17 @@ func StartNotes(opts Options) (*Backend, error) {
 	var mu sync.Mutex
 	files := map[string]string{"/notes/welcome.txt": "Welcome to the mcpgw demo."}
 	s := server.NewMCPServer("notes", "1.0.0", server.WithToolCapabilities(false), server.WithRecovery())
-	s.AddTool(mcp.NewTool("echo", mcp.WithDescription("Echo a message back"), mcp.WithReadOnlyHintAnnotation(true),
+	s.AddTool(mcp.NewTool("echo", mcp.WithDescription("Echo a message back"), readOnly(),
 		mcp.WithString("message", mcp.Required())),
 		func(_ context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 			return mcp.NewToolResultText(req.GetString("message", "")), nil
 		})
-	s.AddTool(mcp.NewTool("add", mcp.WithDescription("Add two numbers"), mcp.WithReadOnlyHintAnnotation(true),
+	s.AddTool(mcp.NewTool("add", mcp.WithDescription("Add two numbers"), readOnly(),
 		mcp.WithNumber("a", mcp.Required()), mcp.WithNumber("b", mcp.Required())),
 		func(_ context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 			return mcp.NewToolResultText(fmt.Sprint(req.GetFloat("a", 0) + req.GetFloat("b", 0))), nil
 		})
-	s.AddTool(mcp.NewTool("list_files", mcp.WithDescription("List stored files"), mcp.WithReadOnlyHintAnnotation(true)),
+	s.AddTool(mcp.NewTool("list_files", mcp.WithDescription("List stored files"), readOnly()),
 		func(context.Context, mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 			mu.Lock()
 			defer mu.Unlock()
@@ -196,7 +207,7 @@ func StartNotes(opts Options) (*Backend, error) {
 			sort.Strings(names)
 			return mcp.NewToolResultText(strings.Join(names, "\n")), nil
 		})
-	s.AddTool(mcp.NewTool("read_file", mcp.WithDescription("Read a stored file"), mcp.WithReadOnlyHintAnnotation(true),
+	s.AddTool(mcp.NewTool("read_file", mcp.WithDescription("Read a stored file"), readOnly(),
 		mcp.WithString("path", mcp.Required())),
 		func(_ context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 			mu.Lock()
@@ -215,7 +226,7 @@ func StartNotes(opts Options) (*Backend, error) {
 			files[req.GetString("path", "")] = req.GetString("content", "")
 			return mcp.NewToolResultText("stored"), nil
 		})
-	s.AddTool(mcp.NewTool("long_running", mcp.WithDescription("Work in steps, reporting progress"), mcp.WithReadOnlyHintAnnotation(true),
+	s.AddTool(mcp.NewTool("long_running", mcp.WithDescription("Work in steps, reporting progress"), readOnly(),
 		mcp.WithNumber("steps"), mcp.WithNumber("step_ms")),
 		func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 			steps := int(req.GetFloat("steps", 3))

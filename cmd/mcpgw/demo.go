@@ -1,0 +1,186 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/template"
+	"time"
+
+	"github.com/mcpgw/mcpgw/gateway"
+	"github.com/mcpgw/mcpgw/internal/config"
+	"github.com/mcpgw/mcpgw/internal/demo"
+	"github.com/mcpgw/mcpgw/internal/testidp"
+)
+
+// demoConfig is an ordinary config file, loaded the way `serve` loads one,
+// so MCPGW_* overrides work in the demo too.
+var demoConfig = template.Must(template.New("demo").Parse(`# written by mcpgw demo
+server:
+  listen: "{{.Listen}}"
+  public_url: "http://{{.Listen}}"
+identity:
+  issuers:
+    - issuer: "{{.Issuer}}"
+      audiences: ["api://mcpgw"]
+policy:
+  bundle: "{{.Policies}}"
+  allow_unsigned: true
+store:
+  dsn: ":memory:"
+log:
+  level: info
+  format: text
+backends:
+  employees:
+    url: "{{.Employees}}"
+    paths: [/employees]
+    auth_method: none
+    description: HR directory (stateless)
+  notes:
+    url: "{{.Notes}}"
+    paths: [/notes]
+    auth_method: none
+    description: notes and files (sessions, progress)
+agents:
+  claude-code:
+    agent_id: claude-code
+    client_id: demo-claude
+    scopes: [mcp:read, mcp:write]
+    backend_access: [employees, notes]
+  cursor:
+    agent_id: cursor
+    client_id: demo-cursor
+    scopes: [mcp:read]
+    backend_access: [notes]
+`))
+
+type demoUser struct {
+	name, env string
+	groups    []string
+	scopes    []string
+	note      string
+}
+
+var demoUsers = []demoUser{
+	{"alice", "ALICE", []string{"mcp-viewers"}, []string{"mcp:read"}, "viewer: sees only read tools"},
+	{"bob", "BOB", []string{"mcp-admins"}, []string{"mcp:read", "mcp:write"}, "admin: may update, not delete"},
+	{"carol", "CAROL", []string{"mcp-super-admins"}, []string{"mcp:read", "mcp:write"}, "super-admin: everything"},
+}
+
+func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", "127.0.0.1:8000", "gateway listen address")
+	policies := fs.String("policies", "policies", "policy directory")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if err := demoMain(ctx, *listen, *policies, stdout, stderr, nil); err != nil {
+		fmt.Fprintf(stderr, "mcpgw demo: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// demoMain runs the demo until ctx ends. ready, when set, receives the
+// gateway URL and the minted tokens once everything serves (tests use it).
+func demoMain(ctx context.Context, listen, policies string, stdout, stderr io.Writer, ready func(url string, tokens map[string]string)) error {
+	if _, err := os.Stat(policies); err != nil {
+		return fmt.Errorf("policy directory %s: %w (run from the repository root or pass --policies)", policies, err)
+	}
+	idp, err := testidp.Start(ctx, testidp.Options{Audience: "api://mcpgw", TokenTTL: 8 * time.Hour})
+	if err != nil {
+		return fmt.Errorf("start demo identity provider: %w", err)
+	}
+	defer idp.Close()
+	employees, err := demo.StartEmployees(demo.Options{Stateless: true})
+	if err != nil {
+		return err
+	}
+	defer employees.Close()
+	notes, err := demo.StartNotes(demo.Options{})
+	if err != nil {
+		return err
+	}
+	defer notes.Close()
+
+	dir, err := os.MkdirTemp("", "mcpgw-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "config.yaml")
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	err = demoConfig.Execute(f, map[string]string{
+		"Listen": listen, "Issuer": idp.Issuer(), "Policies": policies, "Employees": employees.URL, "Notes": notes.URL,
+	})
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("write demo config: %w", err)
+	}
+	cfg, err := config.Load(path, os.Environ())
+	if err != nil {
+		return fmt.Errorf("demo config: %w", err)
+	}
+	log := newLogger(cfg.Log, stderr)
+	srv, err := gateway.Start(ctx, cfg, gateway.StartOptions{Logger: log})
+	if err != nil {
+		return err
+	}
+	tokens := map[string]string{}
+	for _, u := range demoUsers {
+		client := "demo-claude"
+		tok, err := idp.MintUser(u.name, u.scopes, u.groups, map[string]any{"cid": client, "email": u.name + "@example.com"})
+		if err != nil {
+			_ = srv.Close(context.Background())
+			return fmt.Errorf("mint demo token: %w", err)
+		}
+		tokens[u.env] = tok
+	}
+	printDemo(stdout, cfg.Server.PublicURL, idp.Issuer(), employees.URL, notes.URL, tokens)
+	if ready != nil {
+		ready(cfg.Server.PublicURL, tokens)
+	}
+	if code := serveUntilDone(ctx, srv, 5*time.Second, log); code != 0 {
+		return fmt.Errorf("gateway stopped with an error")
+	}
+	return nil
+}
+
+func printDemo(w io.Writer, gw, issuer, employees, notes string, tokens map[string]string) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nmcpgw demo is running. Ctrl-C stops everything.\n\n")
+	fmt.Fprintf(&b, "  gateway    %s\n  identity   %s (demo IdP, real keys)\n", gw, issuer)
+	fmt.Fprintf(&b, "  backends   %s/employees -> %s\n             %s/notes     -> %s\n", gw, employees, gw, notes)
+	fmt.Fprintf(&b, "  agents     claude-code (mcp:read mcp:write; employees, notes), cursor (mcp:read; notes)\n\n")
+	fmt.Fprintf(&b, "Tokens (valid 8h; paste these into your shell):\n\n")
+	for _, u := range demoUsers {
+		fmt.Fprintf(&b, "  # %s, groups %s, scopes %s: %s\n", u.name, strings.Join(u.groups, ","), strings.Join(u.scopes, " "), u.note)
+		fmt.Fprintf(&b, "  export %s=%s\n\n", u.env, tokens[u.env])
+	}
+	fmt.Fprintf(&b, "Try:\n\n")
+	fmt.Fprintf(&b, "  # alice lists employees tools: only the read tools are visible\n")
+	fmt.Fprintf(&b, "  curl -s %s/employees -H \"Authorization: Bearer $ALICE\" -H 'X-Agent-ID: claude-code' \\\n", gw)
+	fmt.Fprintf(&b, "    -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \\\n")
+	fmt.Fprintf(&b, "    -d '{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}'\n\n")
+	fmt.Fprintf(&b, "  # bob tries to delete an employee: denied by policy (-32003, with a decision id)\n")
+	fmt.Fprintf(&b, "  curl -s %s/employees -H \"Authorization: Bearer $BOB\" -H 'X-Agent-ID: claude-code' \\\n", gw)
+	fmt.Fprintf(&b, "    -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \\\n")
+	fmt.Fprintf(&b, "    -d '{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"delete_employee\",\"arguments\":{\"id\":\"e1\"}}}'\n\n")
+	fmt.Fprintf(&b, "  # the MCP Inspector's CLI, through the gateway\n")
+	fmt.Fprintf(&b, "  npx @modelcontextprotocol/inspector --cli %s/notes --transport http --method tools/list \\\n", gw)
+	fmt.Fprintf(&b, "    --header \"Authorization: Bearer $CAROL\" --header 'X-Agent-ID: claude-code'\n\n")
+	fmt.Fprintf(&b, "  # no token: 401 with the RFC 9728 metadata URL\n")
+	fmt.Fprintf(&b, "  curl -si %s/notes -X POST -d '{}' | grep -i www-authenticate\n\n", gw)
+	_, _ = io.WriteString(w, b.String())
+}

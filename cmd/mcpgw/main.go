@@ -1,0 +1,74 @@
+// Command mcpgw is the policy-as-code gateway for the Model Context Protocol.
+//
+//	mcpgw serve --config FILE      run the gateway
+//	mcpgw demo                     gateway + demo IdP + demo backends + shipped policies
+//	mcpgw policy eval --input F    evaluate the policy offline
+//	mcpgw version
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+)
+
+const usage = `usage: mcpgw <command> [flags]
+
+commands:
+  serve --config FILE                  run the gateway (every key overridable by MCPGW_* env)
+  demo [--listen ADDR]                 run a self-contained demo (IdP, backends, policies)
+  policy eval --input FILE [--policies DIR | --bundle FILE] [--explain]
+                                       print the decision a policy makes for an input
+  version                              print the version
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "serve":
+		return runServe(ctx, args[1:], stdout, stderr)
+	case "demo":
+		return runDemo(ctx, args[1:], stdout, stderr)
+	case "policy":
+		if len(args) > 1 && args[1] == "eval" {
+			return runPolicyEval(ctx, args[2:], stdout, stderr)
+		}
+		fmt.Fprint(stderr, "usage: mcpgw policy eval --input FILE [--policies DIR | --bundle FILE] [--explain]\n")
+		return 2
+	case "version", "--version", "-v":
+		fmt.Fprintln(stdout, "mcpgw", version())
+		return 0
+	case "help", "--help", "-h":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "mcpgw: unknown command %q\n\n%s", args[0], usage)
+	return 2
+}
+
+func version() string {
+	if info, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range info.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+				return s.Value[:12]
+			}
+		}
+		if info.Main.Version != "" {
+			return info.Main.Version
+		}
+	}
+	return "dev"
+}
