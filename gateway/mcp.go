@@ -205,7 +205,14 @@ func (g *Gateway) post(c *fiber.Ctx, cl *call) error {
 		}
 		return sendJSON(c, fiber.StatusOK, joinResponses(denied, batch))
 	}
-	if len(forward) < len(msgs) {
+	switch {
+	case len(forward) == len(msgs):
+		// Forward the body as it came.
+	case len(forward) == 1:
+		// One survivor goes alone: backends of later revisions reject
+		// arrays, and the reply is re-wrapped with the denials anyway.
+		body = forward[0]
+	default:
 		var err error
 		if body, err = json.Marshal(forward); err != nil {
 			return fmt.Errorf("encode forwarded batch: %w", err)
