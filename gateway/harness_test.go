@@ -23,7 +23,7 @@ import (
 // harness is a gateway with a real identity provider and real MCP backends,
 // all on free loopback ports, all stopped by the test.
 type harness struct {
-	t         *testing.T
+	t         testing.TB
 	idp       *testidp.Server
 	cfg       *config.Config
 	gw        *Gateway
@@ -44,7 +44,7 @@ type harnessOptions struct {
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func newHarness(t *testing.T, o harnessOptions) *harness {
+func newHarness(t testing.TB, o harnessOptions) *harness {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -171,7 +171,7 @@ func (h *harness) client(path, token, agent string, opts ...transport.Streamable
 	return c
 }
 
-func initialize(ctx context.Context, t *testing.T, c *client.Client) *mcpgo.InitializeResult {
+func initialize(ctx context.Context, t testing.TB, c *client.Client) *mcpgo.InitializeResult {
 	t.Helper()
 	if err := c.Start(ctx); err != nil {
 		t.Fatalf("start: %v", err)

@@ -16,12 +16,12 @@ import (
 )
 
 // shippedEngine is the policy engine over the policies this repo ships.
-func shippedEngine(t *testing.T) *policy.Engine {
+func shippedEngine(t testing.TB) *policy.Engine {
 	t.Helper()
 	return engineFor(t, "../policies")
 }
 
-func engineFor(t *testing.T, source string) *policy.Engine {
+func engineFor(t testing.TB, source string) *policy.Engine {
 	t.Helper()
 	e, err := policy.New(context.Background(), policy.Options{Source: source, AllowUnsigned: true, Logger: quietLogger(),
 		DecisionLog: func(context.Context, policy.Record) {}})

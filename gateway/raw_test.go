@@ -63,7 +63,7 @@ func (h *harness) do(r rawRequest) *http.Response {
 	return resp
 }
 
-func readAll(t *testing.T, resp *http.Response) []byte {
+func readAll(t testing.TB, resp *http.Response) []byte {
 	t.Helper()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {

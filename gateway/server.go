@@ -7,10 +7,14 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"sync"
+	"time"
 
+	"github.com/mcpgw/mcpgw/internal/audit"
 	"github.com/mcpgw/mcpgw/internal/config"
 	"github.com/mcpgw/mcpgw/internal/identity"
 	"github.com/mcpgw/mcpgw/internal/policy"
+	"github.com/mcpgw/mcpgw/internal/store"
 	"github.com/mcpgw/mcpgw/internal/upstream"
 )
 
@@ -19,10 +23,17 @@ type Server struct {
 	Gateway  *Gateway
 	Engine   *policy.Engine
 	Verifier *identity.Verifier
+	Store    store.Store
+	// Audit receives decision and change records (the store, plus any
+	// extra sinks).
+	Audit audit.Sink
 	// URL is where the gateway listens, http://host:port.
 	URL  string
 	ln   net.Listener
 	errc chan error
+	// reloadMu guards seen, the store revision the topology reflects.
+	reloadMu sync.Mutex
+	seen     int64
 	// closers run in reverse order on Close.
 	closers []func(context.Context) error
 }
@@ -34,8 +45,10 @@ type StartOptions struct {
 	Injectors map[string]upstream.InjectorFactory
 	// Listener, when set, is served instead of listening on server.listen.
 	Listener net.Listener
-	// DecisionLog receives every policy decision record; default: logged.
+	// DecisionLog also receives every policy decision record (metrics).
 	DecisionLog func(context.Context, policy.Record)
+	// AuditSinks are written besides the store (stdout, HTTP collector).
+	AuditSinks []audit.Sink
 }
 
 // Start assembles the gateway from cfg and serves it.
@@ -56,6 +69,23 @@ func Start(ctx context.Context, cfg *config.Config, o StartOptions) (srv *Server
 	}
 	s.closers = append(s.closers, func(context.Context) error { s.Verifier.Close(); return nil })
 
+	if s.Store, err = store.Open(ctx, cfg.Store.DSN); err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	s.closers = append(s.closers, func(context.Context) error { return s.Store.Close() })
+	if err = s.Store.SeedFromConfig(ctx, cfg); err != nil {
+		return nil, fmt.Errorf("store: seed from config: %w", err)
+	}
+	sinks := append([]audit.Sink{audit.NewStoreSink(s.Store, audit.BatchOptions{Logger: log})}, o.AuditSinks...)
+	s.Audit = audit.Multi(sinks...)
+	s.closers = append(s.closers, s.Audit.Close)
+	decisionLog := func(ctx context.Context, r policy.Record) {
+		s.Audit.Write(ctx, decisionRecord(r))
+		if o.DecisionLog != nil {
+			o.DecisionLog(ctx, r)
+		}
+	}
+
 	s.Engine, err = policy.New(ctx, policy.Options{
 		Source:          cfg.Policy.Bundle,
 		AllowUnsigned:   cfg.Policy.AllowUnsigned,
@@ -64,7 +94,7 @@ func Start(ctx context.Context, cfg *config.Config, o StartOptions) (srv *Server
 		Timeout:         cfg.Policy.Timeout,
 		OPAConfig:       cfg.Policy.OPA,
 		Logger:          log,
-		DecisionLog:     o.DecisionLog,
+		DecisionLog:     decisionLog,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
@@ -86,19 +116,35 @@ func Start(ctx context.Context, cfg *config.Config, o StartOptions) (srv *Server
 		return nil, err
 	}
 
+	// The store, seeded from the file, is the source of agents and backends:
+	// it also holds those made through the admin API.
+	live := *cfg
+	revision, err := s.Store.Revision(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	if live.Backends, live.Agents, err = loadTopology(ctx, s.Store); err != nil {
+		return nil, err
+	}
 	injectors := upstream.BasicFactories()
 	maps.Copy(injectors, o.Injectors)
 	s.Gateway, err = New(Options{
-		Config: cfg, Verifier: s.Verifier, Authorizer: s.Engine, Sealer: sealer, Injectors: injectors, Logger: log,
+		Config: &live, Verifier: s.Verifier, Authorizer: s.Engine, Sealer: sealer, Injectors: injectors, Logger: log,
 		ReadyChecks: map[string]func(context.Context) error{
 			"identity": func(context.Context) error { return s.Verifier.Ready() },
 			"policy":   func(context.Context) error { return s.Engine.Ready() },
+			"store":    func(ctx context.Context) error { return s.Store.Ping(ctx) },
 		},
 	})
 	if err != nil {
 		return nil, err
 	}
+	s.mountAdmin(log)
 	s.Gateway.MountMCP()
+	pollCtx, stopPoll := context.WithCancel(context.Background())
+	s.closers = append(s.closers, func(context.Context) error { stopPoll(); return nil })
+	s.seen = revision
+	go s.followStore(pollCtx, cfg.Store.PollInterval, log)
 
 	s.ln = o.Listener
 	if s.ln == nil {
@@ -126,4 +172,75 @@ func (s *Server) Close(ctx context.Context) error {
 		errs = append(errs, s.closers[i](ctx))
 	}
 	return errors.Join(errs...)
+}
+
+func loadTopology(ctx context.Context, st store.Store) (map[string]config.Backend, map[string]config.Agent, error) {
+	bs, err := st.ListBackends(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("store: list backends: %w", err)
+	}
+	as, err := st.ListAgents(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("store: list agents: %w", err)
+	}
+	backends := make(map[string]config.Backend, len(bs))
+	for _, e := range bs {
+		backends[e.Value.Name] = e.Value
+	}
+	agents := make(map[string]config.Agent, len(as))
+	for _, e := range as {
+		agents[e.Value.Name] = e.Value
+	}
+	return backends, agents, nil
+}
+
+// followStore applies agent and backend changes made by any replica (or this
+// one's admin API) by polling the store's revision, which is one cheap read.
+func (s *Server) followStore(ctx context.Context, every time.Duration, log *slog.Logger) {
+	if every <= 0 {
+		every = 5 * time.Second
+	}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if err := s.Reload(ctx); err != nil {
+			log.Error("apply store changes", "err", err)
+		}
+	}
+}
+
+// Reload swaps in the store's agents and backends when its revision moved.
+// A topology that does not build (a backend whose credential config is
+// broken) leaves the current one serving.
+func (s *Server) Reload(ctx context.Context) error {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	rev, err := s.Store.Revision(ctx)
+	if err != nil || rev == s.seen {
+		return err
+	}
+	backends, agents, err := loadTopology(ctx, s.Store)
+	if err != nil {
+		return err
+	}
+	if err := s.Gateway.SetTopology(backends, agents); err != nil {
+		return fmt.Errorf("store revision %d: %w", rev, err)
+	}
+	s.seen = rev
+	return nil
+}
+
+// decisionRecord is the audit trail's view of a policy evaluation: who,
+// what, the outcome and the revision that decided; never a token.
+func decisionRecord(r policy.Record) audit.Record {
+	return audit.Record{
+		Time: r.Time, Kind: audit.KindDecision, DecisionID: r.DecisionID,
+		Subject: r.Subject, Agent: r.Agent, Backend: r.Backend, Method: r.Method, Tool: r.Tool,
+		Allow: r.Allow, Reasons: r.Reasons, Revision: r.Revision, EvalMicros: r.Elapsed.Microseconds(),
+	}
 }

@@ -1,0 +1,145 @@
+// Package audit defines the gateway's audit trail: one record per policy
+// decision and one per configuration change, the query over them, secret
+// redaction for configuration snapshots, and sinks that ship records to the
+// store, to stdout as JSON lines, or to an HTTP collector.
+package audit
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Kind tells decision records from change records.
+type Kind string
+
+const (
+	KindDecision Kind = "decision"
+	KindChange   Kind = "change"
+)
+
+// Action is what a change did to its object.
+type Action string
+
+const (
+	ActionCreate Action = "create"
+	ActionUpdate Action = "update"
+	ActionDelete Action = "delete"
+)
+
+// ObjectKind names the kind of configuration object a change touched.
+type ObjectKind string
+
+const (
+	ObjectAgent   ObjectKind = "agent"
+	ObjectBackend ObjectKind = "backend"
+)
+
+// Change sources: who wrote a configuration object.
+const (
+	SourceConfig = "config" // the config file, applied at start
+	SourceAdmin  = "admin"  // the admin API
+)
+
+// ErrInvalidRecord marks a record that cannot be stored (unknown kind, change
+// without object, malformed before/after JSON).
+var ErrInvalidRecord = errors.New("invalid audit record")
+
+// Record is one entry of the audit trail. Decision records fill the request
+// fields; change records fill Action, ObjectKind, ObjectName, Before and After
+// (secrets already redacted: see RedactAgent and RedactBackend) and name the
+// decision that allowed the change in DecisionID.
+type Record struct {
+	ID         string    `json:"id"`
+	Time       time.Time `json:"time"`
+	Kind       Kind      `json:"kind"`
+	DecisionID string    `json:"decision_id,omitempty"`
+	RequestID  string    `json:"request_id,omitempty"`
+	Subject    string    `json:"subject,omitempty"`
+	Agent      string    `json:"agent,omitempty"`
+	Backend    string    `json:"backend,omitempty"`
+	Method     string    `json:"method,omitempty"`
+	Tool       string    `json:"tool,omitempty"`
+	Allow      bool      `json:"allow"`
+	Reasons    []string  `json:"reasons,omitempty"`
+	// Revision is the policy bundle revision that made the decision.
+	Revision   string  `json:"revision,omitempty"`
+	LatencyMS  float64 `json:"latency_ms,omitempty"`
+	EvalMicros int64   `json:"eval_us,omitempty"`
+
+	Source     string          `json:"source,omitempty"` // change records: SourceConfig or SourceAdmin
+	Action     Action          `json:"action,omitempty"`
+	ObjectKind ObjectKind      `json:"object_kind,omitempty"`
+	ObjectName string          `json:"object_name,omitempty"`
+	Before     json.RawMessage `json:"before,omitempty"`
+	After      json.RawMessage `json:"after,omitempty"`
+}
+
+// NewID returns a fresh record id. UUIDv7 ids grow with time, which keeps the
+// store's (time, id) index append-mostly.
+func NewID() string {
+	id, err := uuid.NewV7()
+	if err != nil {
+		// NewV7 fails only when the system random source does; a random v4
+		// id still keeps records distinct.
+		return uuid.NewString()
+	}
+	return id.String()
+}
+
+// Normalize fills a missing ID and Time and brings Time to UTC with
+// microsecond precision, the precision every store keeps, so that a record
+// reads back equal to what was written and all sinks agree on it.
+func (r Record) Normalize() Record {
+	if r.ID == "" {
+		r.ID = NewID()
+	}
+	if r.Time.IsZero() {
+		r.Time = time.Now()
+	}
+	r.Time = r.Time.UTC().Truncate(time.Microsecond)
+	return r
+}
+
+// Validate reports why a record cannot be stored; the error wraps
+// ErrInvalidRecord.
+func (r Record) Validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w %s: %s", ErrInvalidRecord, r.ID, fmt.Sprintf(format, args...))
+	}
+	if r.ID == "" {
+		return bad("id is empty")
+	}
+	if r.Time.IsZero() {
+		return bad("time is zero")
+	}
+	switch r.Kind {
+	case KindDecision:
+	case KindChange:
+		switch r.Action {
+		case ActionCreate, ActionUpdate, ActionDelete:
+		default:
+			return bad("action %q: want create, update or delete", r.Action)
+		}
+		switch r.ObjectKind {
+		case ObjectAgent, ObjectBackend:
+		default:
+			return bad("object_kind %q: want agent or backend", r.ObjectKind)
+		}
+		if r.ObjectName == "" {
+			return bad("object_name is empty")
+		}
+	default:
+		return bad("kind %q: want decision or change", r.Kind)
+	}
+	if len(r.Before) > 0 && !json.Valid(r.Before) {
+		return bad("before is not valid JSON")
+	}
+	if len(r.After) > 0 && !json.Valid(r.After) {
+		return bad("after is not valid JSON")
+	}
+	return nil
+}

@@ -1,0 +1,134 @@
+package audit
+
+import (
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/mcpgw/mcpgw/internal/config"
+)
+
+func TestRedactAgent(t *testing.T) {
+	enabled := true
+	in := config.Agent{
+		Name: "cursor", AgentID: "cursor-id", ClientID: "0oa1", ClientSecret: "cs-9f2",
+		ClientSecretFile: "/run/secrets/cs", PrivateKey: "-----BEGIN PRIVATE KEY-----\nMIIpk\n-----END PRIVATE KEY-----",
+		PrivateKeyFile: "/etc/mcpgw/cursor.pem", Scopes: []string{"mcp:read"}, BackendAccess: []string{"hr"},
+		Enabled: &enabled, Description: "IDE",
+	}
+	orig := in
+	orig.Scopes = append([]string(nil), in.Scopes...)
+	got := RedactAgent(in)
+
+	want := in
+	want.ClientSecret, want.PrivateKey = Redacted, Redacted
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("RedactAgent:\n got  %+v\n want %+v", got, want)
+	}
+	// The caller's value is untouched, and the copy shares nothing mutable.
+	if in.ClientSecret != "cs-9f2" || !reflect.DeepEqual(in.Scopes, orig.Scopes) {
+		t.Error("RedactAgent changed its argument")
+	}
+	got.Scopes[0] = "changed"
+	*got.Enabled = false
+	if in.Scopes[0] != "mcp:read" || !*in.Enabled {
+		t.Error("RedactAgent's copy aliases the argument's slices or pointers")
+	}
+	// Unset secrets stay visibly unset.
+	if e := RedactAgent(config.Agent{Name: "x"}); e.ClientSecret != "" || e.PrivateKey != "" {
+		t.Errorf("empty secrets became %q / %q", e.ClientSecret, e.PrivateKey)
+	}
+}
+
+func TestRedactBackend(t *testing.T) {
+	secrets := []string{"sk-live-1", "hunter2", "tok-3", "pw-4", "cookie-5", "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.sig", "Bearer abc", "qtok-6", "listsecret-7", "nested-8"}
+	in := config.Backend{
+		Name: "hr", URL: "https://svc:hunter2@hr.example.com/mcp?api_key=qtok-6&region=eu",
+		Paths: []string{"/hr"}, AuthMethod: "service-account",
+		AuthConfig: map[string]any{
+			"api_key":         "sk-live-1",
+			"header_name":     "X-API-Key",
+			"api_key_file":    "/run/secrets/key",
+			"token_endpoint":  "https://idp.example.com/token",
+			"token_url":       "https://idp.example.com/oauth?client_token=qtok-6",
+			"access_token":    "tok-3",
+			"Password":        "pw-4",
+			"session_cookie":  "cookie-5",
+			"audience":        "api://hr",
+			"static":          "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.sig",
+			"extra_header":    "Bearer abc",
+			"scopes":          []any{"hr.read"},
+			"client_secrets":  []any{"listsecret-7"},
+			"timeout_seconds": 5,
+			"empty_token":     "",
+			"headers": map[string]any{
+				"Authorization": "nested-8",
+				"X-Trace":       "on",
+			},
+		},
+		Labels: map[string]string{"team": "hr"},
+	}
+	got := RedactBackend(in)
+
+	b, err := json.Marshal(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range secrets {
+		if strings.Contains(string(b), s) {
+			t.Errorf("redacted backend still holds %q: %s", s, b)
+		}
+	}
+	keep := map[string]any{
+		"header_name":     "X-API-Key",
+		"api_key_file":    "/run/secrets/key",
+		"token_endpoint":  "https://idp.example.com/token",
+		"audience":        "api://hr",
+		"scopes":          []any{"hr.read"},
+		"timeout_seconds": 5,
+		"empty_token":     "",
+	}
+	for k, v := range keep {
+		if !reflect.DeepEqual(got.AuthConfig[k], v) {
+			t.Errorf("auth_config.%s = %#v, want %#v kept", k, got.AuthConfig[k], v)
+		}
+	}
+	for _, k := range []string{"api_key", "access_token", "Password", "session_cookie", "static", "extra_header"} {
+		if got.AuthConfig[k] != Redacted {
+			t.Errorf("auth_config.%s = %#v, want %q", k, got.AuthConfig[k], Redacted)
+		}
+	}
+	if h := got.AuthConfig["headers"].(map[string]any); h["Authorization"] != Redacted || h["X-Trace"] != "on" {
+		t.Errorf("nested headers = %#v", h)
+	}
+	if want := "https://svc:REDACTED@hr.example.com/mcp?api_key=REDACTED&region=eu"; got.URL != want {
+		t.Errorf("URL = %q, want %q", got.URL, want)
+	}
+	if got.AuthConfig["token_url"] != "https://idp.example.com/oauth?client_token=REDACTED" {
+		t.Errorf("token_url = %q", got.AuthConfig["token_url"])
+	}
+	// Input untouched.
+	if in.AuthConfig["api_key"] != "sk-live-1" || in.AuthConfig["headers"].(map[string]any)["Authorization"] != "nested-8" || !strings.Contains(in.URL, "hunter2") {
+		t.Error("RedactBackend changed its argument")
+	}
+	if RedactBackend(config.Backend{}).AuthConfig != nil {
+		t.Error("nil auth_config became non-nil")
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"", ""},
+		{"https://example.com/mcp", "https://example.com/mcp"},
+		{"https://user@example.com/", "https://user@example.com/"},
+		{"https://u:p@example.com/", "https://u:REDACTED@example.com/"},
+		{"https://example.com/?access_token=abc&x=1", "https://example.com/?access_token=REDACTED&x=1"},
+		{"http://[::1%zz]:80/a@b", Redacted}, // unparsable, holds '@': fail closed
+	}
+	for _, tc := range tests {
+		if got := redactURL(tc.in); got != tc.want {
+			t.Errorf("redactURL(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}

@@ -1,0 +1,430 @@
+package identity
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v3/jwa"
+	"github.com/lestrrat-go/jwx/v3/jwk"
+	"github.com/lestrrat-go/jwx/v3/jws"
+	"github.com/lestrrat-go/jwx/v3/jwt"
+
+	"github.com/mcpgw/mcpgw/internal/config"
+)
+
+// Defaults for zero config values.
+const (
+	DefaultClockSkew          = 30 * time.Second
+	DefaultJWKSRefresh        = 10 * time.Minute
+	DefaultClaimsCacheMaxCost = 10000
+	DefaultGroupsClaim        = "groups"
+	DefaultFetchTimeout       = 10 * time.Second
+)
+
+// maxTokenBytes rejects absurd tokens before any parsing. Okta tokens with
+// many groups stay well under this.
+const maxTokenBytes = 32 << 10
+
+// allowedAlgs is the signature algorithm allow-list. Never none, never HMAC:
+// a JWKS is public, so an HMAC "key" derived from it proves nothing.
+var allowedAlgs = map[string]jwa.SignatureAlgorithm{
+	jwa.RS256().String(): jwa.RS256(),
+	jwa.PS256().String(): jwa.PS256(),
+	jwa.ES256().String(): jwa.ES256(),
+	jwa.EdDSA().String(): jwa.EdDSA(),
+}
+
+// Hooks receive verification outcomes, e.g. for Prometheus. Nil fields are skipped.
+type Hooks struct {
+	// Verified is called once per Verify: reason is "ok" or an Error's
+	// Reason; cached tells whether the principal came from the cache.
+	Verified func(reason string, cached bool, elapsed time.Duration)
+	// JWKSFetched is called after every JWKS fetch attempt (discovery included).
+	JWKSFetched func(issuer string, err error)
+}
+
+// Option customises a Verifier.
+type Option func(*options)
+
+type options struct {
+	httpc        *http.Client
+	log          *slog.Logger
+	clock        func() time.Time
+	hooks        Hooks
+	fetchTimeout time.Duration
+}
+
+// WithHTTPClient sets the client for discovery and JWKS fetches. jwx's
+// redirect hardening is applied on top; a client without Timeout gets one.
+func WithHTTPClient(c *http.Client) Option { return func(o *options) { o.httpc = c } }
+
+// WithLogger sets the logger (default: discard). Tokens are never logged.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// WithClock replaces time.Now for token time checks, cache expiry and the
+// unknown-kid refresh limit (tests).
+func WithClock(now func() time.Time) Option { return func(o *options) { o.clock = now } }
+
+// WithMetrics installs outcome hooks.
+func WithMetrics(h Hooks) Option { return func(o *options) { o.hooks = h } }
+
+// WithFetchTimeout bounds each discovery + JWKS fetch (default 10 s).
+func WithFetchTimeout(d time.Duration) Option { return func(o *options) { o.fetchTimeout = d } }
+
+// Verifier verifies bearer JWTs from the configured issuers. It is safe for
+// concurrent use.
+type Verifier struct {
+	issuers map[string]*trustedIssuer // by exact iss
+	order   []string                  // config order, for Ready
+	cache   *principalCache
+	skew    time.Duration
+	clock   func() time.Time
+	log     *slog.Logger
+	hooks   Hooks
+
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+
+	// signatureChecks counts signature verifications (tests use it to prove
+	// cache hits skip them).
+	signatureChecks atomic.Int64
+}
+
+type trustedIssuer struct {
+	cfg  config.Issuer
+	keys *keySource
+}
+
+// NewVerifier validates cfg, loads every issuer's JWKS (discovering jwks_uri
+// when empty) and starts background refresh. ctx bounds only this first
+// load: an unreachable IdP does not fail construction; Ready reports it and
+// Verify fails closed for that issuer until its keys load.
+func NewVerifier(ctx context.Context, cfg config.Identity, opts ...Option) (*Verifier, error) {
+	o := options{clock: time.Now, fetchTimeout: DefaultFetchTimeout}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.log == nil {
+		o.log = slog.New(slog.DiscardHandler)
+	}
+	if o.httpc == nil {
+		o.httpc = &http.Client{Timeout: o.fetchTimeout}
+	}
+	// Redirect hardening (no https->http downgrade, at most 5 hops) and a
+	// timeout when the given client has none.
+	o.httpc = jwk.WrapHTTPClientDefaults(o.httpc)
+	if o.fetchTimeout <= 0 {
+		return nil, errors.New("identity: fetch timeout must be positive")
+	}
+
+	cfg, err := withDefaults(cfg)
+	if err != nil {
+		return nil, err
+	}
+	cache, err := newPrincipalCache(cfg.ClaimsCacheMaxCost)
+	if err != nil {
+		return nil, fmt.Errorf("identity: %w", err)
+	}
+
+	base, cancel := context.WithCancel(context.Background())
+	v := &Verifier{
+		issuers: make(map[string]*trustedIssuer, len(cfg.Issuers)),
+		cache:   cache,
+		skew:    cfg.ClockSkew,
+		clock:   o.clock,
+		log:     o.log.With("component", "identity"),
+		hooks:   o.hooks,
+		cancel:  cancel,
+	}
+	for _, ic := range cfg.Issuers {
+		v.order = append(v.order, ic.Issuer)
+		v.issuers[ic.Issuer] = &trustedIssuer{cfg: ic, keys: &keySource{
+			issuer:   ic.Issuer,
+			jwksURL:  ic.JWKSURL,
+			httpc:    o.httpc,
+			timeout:  o.fetchTimeout,
+			interval: cfg.JWKSRefreshInterval,
+			clock:    o.clock,
+			log:      v.log,
+			onFetch:  o.hooks.JWKSFetched,
+			base:     base,
+		}}
+	}
+
+	var first sync.WaitGroup
+	for _, ti := range v.issuers {
+		first.Go(func() {
+			if err := ti.keys.refresh(ctx); err != nil {
+				v.log.Warn("issuer keys not loaded at start; retrying in background", "issuer", ti.cfg.Issuer, "err", err)
+			}
+		})
+	}
+	first.Wait()
+	for _, ti := range v.issuers {
+		v.wg.Go(func() { ti.keys.run(base) })
+	}
+	return v, nil
+}
+
+// withDefaults validates cfg and fills zero values.
+func withDefaults(cfg config.Identity) (config.Identity, error) {
+	if len(cfg.Issuers) == 0 {
+		return cfg, errors.New("identity.issuers: at least one issuer is required")
+	}
+	if cfg.ClockSkew < 0 {
+		return cfg, fmt.Errorf("identity.clock_skew: %s is negative", cfg.ClockSkew)
+	}
+	if cfg.ClockSkew == 0 {
+		cfg.ClockSkew = DefaultClockSkew
+	}
+	if cfg.JWKSRefreshInterval < 0 {
+		return cfg, fmt.Errorf("identity.jwks_refresh_interval: %s is negative", cfg.JWKSRefreshInterval)
+	}
+	if cfg.JWKSRefreshInterval == 0 {
+		cfg.JWKSRefreshInterval = DefaultJWKSRefresh
+	}
+	if cfg.ClaimsCacheMaxCost < 0 {
+		return cfg, fmt.Errorf("identity.claims_cache_max_cost: %d is negative", cfg.ClaimsCacheMaxCost)
+	}
+	if cfg.ClaimsCacheMaxCost == 0 {
+		cfg.ClaimsCacheMaxCost = DefaultClaimsCacheMaxCost
+	}
+	issuers := make([]config.Issuer, len(cfg.Issuers))
+	seen := map[string]int{}
+	for i, ic := range cfg.Issuers {
+		field := fmt.Sprintf("identity.issuers[%d]", i)
+		if err := checkHTTPURL(ic.Issuer); err != nil {
+			return cfg, fmt.Errorf("%s.issuer: %w", field, err)
+		}
+		if j, dup := seen[ic.Issuer]; dup {
+			return cfg, fmt.Errorf("%s.issuer: %s is already identity.issuers[%d]", field, ic.Issuer, j)
+		}
+		seen[ic.Issuer] = i
+		// Without an audience any token of the IdP, minted for any
+		// application, would be accepted.
+		if len(ic.Audiences) == 0 || slices.Contains(ic.Audiences, "") {
+			return cfg, fmt.Errorf("%s.audiences: at least one non-empty audience is required", field)
+		}
+		if ic.JWKSURL != "" {
+			if err := checkHTTPURL(ic.JWKSURL); err != nil {
+				return cfg, fmt.Errorf("%s.jwks_url: %w", field, err)
+			}
+		}
+		if ic.GroupsClaim == "" {
+			ic.GroupsClaim = DefaultGroupsClaim
+		}
+		ic.Audiences = slices.Clone(ic.Audiences)
+		issuers[i] = ic
+	}
+	cfg.Issuers = issuers
+	return cfg, nil
+}
+
+// Ready is nil when every issuer's JWKS has loaded at least once; else an
+// error naming each issuer still without keys and why.
+func (v *Verifier) Ready() error {
+	var errs []error
+	for _, iss := range v.order {
+		if err := v.issuers[iss].keys.readyErr(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("identity: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// Close stops background refreshes and frees the cache. Safe to call twice.
+// Verify still answers afterwards, with the keys already loaded and no cache.
+func (v *Verifier) Close() {
+	v.closeOnce.Do(func() {
+		v.cancel()
+		v.wg.Wait()
+		v.cache.close()
+	})
+}
+
+// Verify checks rawToken (without the "Bearer " prefix) and returns who it
+// names. Every failure is an *Error. A repeated token is served from the
+// cache until its exp (at most maxCacheTTL); the returned Principal is
+// shared and must not be modified.
+func (v *Verifier) Verify(ctx context.Context, rawToken string) (*Principal, error) {
+	start := time.Now()
+	p, cached, err := v.verify(ctx, rawToken)
+	if v.hooks.Verified != nil {
+		reason := "ok"
+		var verr *Error
+		if errors.As(err, &verr) {
+			reason = verr.Reason()
+		}
+		v.hooks.Verified(reason, cached, time.Since(start))
+	}
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func (v *Verifier) verify(ctx context.Context, raw string) (*Principal, bool, error) {
+	if raw == "" {
+		return nil, false, invalidToken(ReasonMissing, "bearer token is missing", nil)
+	}
+	if len(raw) > maxTokenBytes {
+		return nil, false, invalidToken(ReasonMalformed, fmt.Sprintf("token exceeds %d bytes", maxTokenBytes), nil)
+	}
+	key := cacheKey(raw)
+	if p, ok := v.cache.get(key, v.clock()); ok {
+		return p, true, nil
+	}
+	p, err := v.verifyUncached(ctx, raw)
+	if err != nil {
+		return nil, false, err
+	}
+	v.cache.put(key, p, v.clock())
+	return p, false, nil
+}
+
+func (v *Verifier) verifyUncached(ctx context.Context, raw string) (*Principal, error) {
+	msg, err := jws.Parse([]byte(raw), jws.WithCompact())
+	if err != nil || len(msg.Signatures()) != 1 {
+		return nil, invalidToken(ReasonMalformed, "token is not a compact JWS", err)
+	}
+	hdr := msg.Signatures()[0].ProtectedHeaders()
+	algHdr, _ := hdr.Algorithm()
+	alg, ok := allowedAlgs[algHdr.String()]
+	if !ok {
+		return nil, invalidToken(ReasonAlgorithm, "token algorithm is not allowed (RS256, PS256, ES256, EdDSA)", nil)
+	}
+
+	var claims map[string]any
+	if err := json.Unmarshal(msg.Payload(), &claims); err != nil || claims == nil {
+		return nil, invalidToken(ReasonMalformed, "token payload is not a JSON object", err)
+	}
+	iss, _ := claims["iss"].(string)
+	ti, ok := v.issuers[iss]
+	if !ok {
+		return nil, invalidToken(ReasonIssuer, "token issuer is not trusted", nil)
+	}
+
+	kid, _ := hdr.KeyID()
+	if err := v.checkSignature(ctx, ti, []byte(raw), alg, kid); err != nil {
+		return nil, err
+	}
+
+	// Claims are checked only once the signature holds.
+	tok, err := jwt.Parse(msg.Payload(), jwt.WithVerify(false), jwt.WithValidate(false))
+	if err != nil {
+		return nil, invalidToken(ReasonMalformed, "token claims are malformed", err)
+	}
+	err = jwt.Validate(tok,
+		jwt.WithClock(jwt.ClockFunc(v.clock)),
+		jwt.WithAcceptableSkew(v.skew),
+		jwt.WithIssuer(ti.cfg.Issuer),
+		jwt.WithRequiredClaim(jwt.ExpirationKey),
+		jwt.WithRequiredClaim(jwt.SubjectKey),
+	)
+	if err != nil {
+		return nil, validationError(err)
+	}
+	aud, _ := tok.Audience()
+	if !slices.ContainsFunc(aud, func(a string) bool { return slices.Contains(ti.cfg.Audiences, a) }) {
+		return nil, invalidToken(ReasonAudience, "token audience is not accepted", nil)
+	}
+	exp, _ := tok.Expiration()
+	return principalFrom(claims, ti.cfg.Issuer, aud, exp, ti.cfg.GroupsClaim)
+}
+
+// checkSignature verifies raw with the issuer key named by kid (every
+// suitable key when the token has no kid). An unknown kid refreshes the JWKS
+// once, rate-limited, so a rotated key is picked up.
+//
+// The key is handed to jws.WithKey with the allow-listed header alg rather
+// than jws.WithKeySet: keys published without "alg" then need no inference,
+// and jws.WithAlgorithmMatch pins the header alg regardless.
+func (v *Verifier) checkSignature(ctx context.Context, ti *trustedIssuer, raw []byte, alg jwa.SignatureAlgorithm, kid string) error {
+	set := ti.keys.keys()
+	candidates := keysFor(set, kid, alg)
+	if set == nil || (len(candidates) == 0 && kid != "") {
+		if err := ti.keys.refreshForUnknownKey(ctx); err != nil && !errors.Is(err, errRefreshLimited) {
+			v.log.Warn("jwks refresh for unknown key failed", "issuer", ti.cfg.Issuer, "err", err)
+		}
+		set = ti.keys.keys()
+		candidates = keysFor(set, kid, alg)
+	}
+	if set == nil {
+		return invalidToken(ReasonKeysUnavailable, "signing keys of the token issuer are unavailable", ti.keys.readyErr())
+	}
+	if len(candidates) == 0 {
+		return invalidToken(ReasonUnknownKey, "token signing key is not in the issuer's JWKS", nil)
+	}
+	var errs []error
+	for _, key := range candidates {
+		v.signatureChecks.Add(1)
+		_, err := jws.Verify(raw, jws.WithKey(alg, key), jws.WithAlgorithmMatch(true))
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, err)
+	}
+	return invalidToken(ReasonSignature, "token signature is invalid", errors.Join(errs...))
+}
+
+// maxKidlessCandidates bounds the keys tried for a token without kid.
+const maxKidlessCandidates = 8
+
+// keysFor lists the keys of set that may verify a token with kid and alg:
+// the one with that kid, or (no kid) every key whose alg, if published, is alg.
+func keysFor(set jwk.Set, kid string, alg jwa.SignatureAlgorithm) []jwk.Key {
+	if set == nil {
+		return nil
+	}
+	suits := func(k jwk.Key) bool {
+		ka, ok := k.Algorithm()
+		return !ok || ka.String() == alg.String()
+	}
+	if kid != "" {
+		k, ok := set.LookupKeyID(kid)
+		if !ok || !suits(k) {
+			return nil
+		}
+		return []jwk.Key{k}
+	}
+	var out []jwk.Key
+	for i := range set.Len() {
+		if k, ok := set.Key(i); ok && suits(k) {
+			out = append(out, k)
+			if len(out) == maxKidlessCandidates {
+				break
+			}
+		}
+	}
+	return out
+}
+
+// validationError maps a jwx claim validation error to a safe description.
+func validationError(err error) *Error {
+	switch {
+	case errors.Is(err, jwt.TokenExpiredError()):
+		return invalidToken(ReasonExpired, "token is expired", err)
+	case errors.Is(err, jwt.TokenNotYetValidError()):
+		return invalidToken(ReasonNotYetValid, "token is not valid yet (nbf)", err)
+	case errors.Is(err, jwt.InvalidIssuedAtError()):
+		return invalidToken(ReasonIssuedInFuture, "token is issued in the future (iat)", err)
+	case errors.Is(err, jwt.InvalidIssuerError()):
+		return invalidToken(ReasonIssuer, "token issuer is not trusted", err)
+	case errors.Is(err, jwt.MissingRequiredClaimError()):
+		return invalidToken(ReasonMissingClaim, "token lacks a required claim (exp, sub)", err)
+	default:
+		return invalidToken(ReasonMalformed, "token claims are invalid", err)
+	}
+}

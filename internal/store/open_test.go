@@ -1,0 +1,88 @@
+package store
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mcpgw/mcpgw/internal/audit"
+)
+
+func TestOpenErrors(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	tests := []struct {
+		name    string
+		dsn     string
+		wantSub string
+		notSub  string
+	}{
+		{"empty", "", "store.dsn: empty", ""},
+		{"keyword dsn", "host=db user=u password=hunter2", "keyword=value", "hunter"},
+		{"unknown scheme", "mysql://u:hunter2@db/x", "not supported", "hunter"},
+		{"postgres unreachable, password hidden", "postgres://mcpgw:hunter2@127.0.0.1:1/db?sslmode=disable&password=hunter3", "connect postgres", "hunter"},
+		{"postgresql scheme", "postgresql://127.0.0.1:1/db?sslmode=disable", "connect postgres", ""},
+		{"sqlite in a missing directory", "file:" + filepath.Join(t.TempDir(), "no", "such", "dir", "x.db"), "open sqlite", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := Open(ctx, tc.dsn)
+			if err == nil {
+				_ = s.Close()
+				t.Fatal("Open succeeded")
+			}
+			if !strings.Contains(err.Error(), tc.wantSub) {
+				t.Errorf("error %q does not mention %q", err, tc.wantSub)
+			}
+			if tc.notSub != "" && strings.Contains(err.Error(), tc.notSub) {
+				t.Errorf("error %q leaks %q", err, tc.notSub)
+			}
+		})
+	}
+}
+
+func TestSQLiteDSNForms(t *testing.T) {
+	dir := t.TempDir()
+	for _, dsn := range []string{":memory:", "file::memory:", filepath.Join(dir, "plain.db"), "file:" + filepath.Join(dir, "uri.db") + "?cache=private"} {
+		t.Run(dsn, func(t *testing.T) {
+			s := openTest(t, dsn)
+			if _, err := s.Revision(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func TestRedactDSN(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"postgres://u:secret@h:5432/db?sslmode=disable", "postgres://u:xxxxx@h:5432/db"},
+		{"postgres://u@h/db", "postgres://u@h/db"},
+		{"file:mcpgw.db?_pragma=x", "file:mcpgw.db"},
+		{"mcpgw.db?x=1", "mcpgw.db"},
+		{":memory:", ":memory:"},
+	}
+	for _, tc := range tests {
+		if got := redactDSN(tc.in); got != tc.want {
+			t.Errorf("redactDSN(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestCursor(t *testing.T) {
+	c := encodeCursor(1700000000123456, "0190-abc:def")
+	at, id, err := decodeCursor(c)
+	if err != nil || at != 1700000000123456 || id != "0190-abc:def" {
+		t.Fatalf("round trip = %d %q %v", at, id, err)
+	}
+	for _, bad := range []string{"", "@@@", encodeCursorRaw("v2:1:x"), encodeCursorRaw("v1:abc:x"), encodeCursorRaw("v1:1:"), encodeCursorRaw("v1:1"), strings.Repeat("A", 600)} {
+		if _, _, err := decodeCursor(bad); !errors.Is(err, audit.ErrInvalidQuery) {
+			t.Errorf("decodeCursor(%q) err = %v, want ErrInvalidQuery", bad, err)
+		}
+	}
+}
+
+func encodeCursorRaw(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
