@@ -66,9 +66,14 @@ type Issuer struct {
 // Backend is one MCP server behind the gateway, in the Okta adapter's shape.
 type Backend struct {
 	// Name is the key of the backends map; it is not read from YAML.
-	Name           string            `koanf:"-"`
-	URL            string            `koanf:"url"`
-	Paths          []string          `koanf:"paths"`
+	Name string `koanf:"-"`
+	URL  string `koanf:"url"`
+	// Paths are the gateway path prefixes routed to this backend (longest
+	// prefix wins). A backend with no paths gets "/<name>"; Validate fills
+	// it in and drops trailing slashes.
+	Paths []string `koanf:"paths"`
+	// AuthMethod is one of the Auth* constants; Validate rewrites the
+	// adapter's "static-key" to "pre-shared-key".
 	AuthMethod     string            `koanf:"auth_method"`
 	AuthConfig     map[string]any    `koanf:"auth_config"`
 	Description    string            `koanf:"description"`

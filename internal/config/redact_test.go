@@ -1,0 +1,168 @@
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+)
+
+// Each secret is a distinct marker so a leak names itself.
+var secretMarkers = []string{
+	"SECRET-client-secret", "SECRET-private-key", "SECRET-session-key",
+	"SECRET-api-key", "SECRET-password", "SECRET-target-client-secret",
+	"SECRET-nested-token", "SECRET-dsn-password", "SECRET-opa-token", "SECRET-Key-Mixed-Case",
+}
+
+func redactionConfig(t *testing.T) *Config {
+	t.Helper()
+	return mustLoad(t, writeConfig(t, issuerYAML+`
+server:
+  session_key: SECRET-session-key
+backends:
+  psk:
+    url: http://127.0.0.1:1/mcp
+    auth_method: pre-shared-key
+    auth_config: {api_key: SECRET-api-key, header_name: X-Api-Key, API_KEY_2: SECRET-Key-Mixed-Case}
+  sa:
+    url: http://127.0.0.1:2/mcp
+    auth_method: service-account
+    auth_config: {username: svc-user, password: SECRET-password}
+  xaa:
+    url: http://127.0.0.1:3/mcp
+    auth_method: okta-cross-app
+    auth_config:
+      target_audience: https://xaa.example.com
+      target_token_endpoint: https://as.example.com/token
+      target_client_secret: SECRET-target-client-secret
+      upstream: {refresh_token: SECRET-nested-token}
+agents:
+  cursor:
+    client_id: 0oa-cursor
+    client_secret: SECRET-client-secret
+    private_key: SECRET-private-key
+policy:
+  opa:
+    services:
+      bundles:
+        url: https://bundles.example.com
+        credentials: {bearer: {token: SECRET-opa-token}}
+store:
+  dsn: postgres://mcpgw:SECRET-dsn-password@db.example.com:5432/mcpgw?sslmode=require
+`))
+}
+
+func TestRedactionInEveryPrintPath(t *testing.T) {
+	c := redactionConfig(t)
+	var jsonLog, textLog bytes.Buffer
+	slog.New(slog.NewJSONHandler(&jsonLog, nil)).Info("config", "config", c, "agent", c.Agents["cursor"], "backend", c.Backends["sa"])
+	slog.New(slog.NewTextHandler(&textLog, nil)).Info("config", "config", *c, "server", c.Server, "store", c.Store)
+
+	outputs := map[string]string{
+		"String()":        c.String(),
+		"%v *Config":      fmt.Sprintf("%v", c),
+		"%+v Config":      fmt.Sprintf("%+v", *c),
+		"%#v Config":      fmt.Sprintf("%#v", *c),
+		"%v Agent":        fmt.Sprintf("%v", c.Agents["cursor"]),
+		"%+v Backend":     fmt.Sprintf("%+v", c.Backends["xaa"]),
+		"%v Backends map": fmt.Sprintf("%v", c.Backends),
+		"%v Server":       fmt.Sprintf("%v", c.Server),
+		"%v Store":        fmt.Sprintf("%v", c.Store),
+		"%+v Policy":      fmt.Sprintf("%+v", c.Policy),
+		"slog JSON":       jsonLog.String(),
+		"slog text":       textLog.String(),
+	}
+	for name, out := range outputs {
+		for _, s := range secretMarkers {
+			if strings.Contains(out, s) {
+				t.Errorf("%s leaks %s:\n%s", name, s, out)
+			}
+		}
+		if !strings.Contains(out, redactedMark) && !strings.Contains(out, "xxxxx") {
+			t.Errorf("%s shows no redaction mark:\n%s", name, out)
+		}
+	}
+	// The secrets are still in the Config itself: redaction is a copy.
+	if c.Agents["cursor"].ClientSecret != "SECRET-client-secret" || c.Backends["psk"].AuthConfig["api_key"] != "SECRET-api-key" {
+		t.Error("Redacted() modified the original configuration")
+	}
+}
+
+func TestRedactedKeepsNonSecrets(t *testing.T) {
+	c := redactionConfig(t)
+	var printed map[string]any
+	if err := json.Unmarshal([]byte(c.String()), &printed); err != nil {
+		t.Fatalf("String() is not JSON: %v", err)
+	}
+	get := func(path ...string) any {
+		var node any = printed
+		for _, p := range path {
+			m, ok := node.(map[string]any)
+			if !ok {
+				return nil
+			}
+			node = m[p]
+		}
+		return node
+	}
+	tests := []struct {
+		path []string
+		want any
+	}{
+		{[]string{"agents", "cursor", "client_id"}, "0oa-cursor"},
+		{[]string{"agents", "cursor", "client_secret"}, redactedMark},
+		{[]string{"agents", "cursor", "private_key"}, redactedMark},
+		{[]string{"server", "session_key"}, redactedMark},
+		{[]string{"server", "listen"}, "127.0.0.1:8000"},
+		{[]string{"policy", "timeout"}, "50ms"},
+		{[]string{"backends", "psk", "auth_config", "header_name"}, "X-Api-Key"},
+		{[]string{"backends", "psk", "auth_config", "api_key"}, redactedMark},
+		{[]string{"backends", "psk", "auth_config", "API_KEY_2"}, redactedMark},
+		{[]string{"backends", "sa", "auth_config", "username"}, "svc-user"},
+		{[]string{"backends", "sa", "auth_config", "password"}, redactedMark},
+		{[]string{"backends", "xaa", "auth_config", "target_audience"}, "https://xaa.example.com"},
+		{[]string{"backends", "xaa", "auth_config", "target_token_endpoint"}, "https://as.example.com/token"},
+		{[]string{"backends", "xaa", "auth_config", "target_client_secret"}, redactedMark},
+		{[]string{"backends", "xaa", "auth_config", "upstream", "refresh_token"}, redactedMark},
+		{[]string{"policy", "opa", "services", "bundles", "url"}, "https://bundles.example.com"},
+		{[]string{"policy", "opa", "services", "bundles", "credentials", "bearer", "token"}, redactedMark},
+		{[]string{"store", "dsn"}, "postgres://mcpgw:xxxxx@db.example.com:5432/mcpgw?sslmode=require"},
+	}
+	for _, tt := range tests {
+		if got := get(tt.path...); got != tt.want {
+			t.Errorf("%s = %#v, want %#v", strings.Join(tt.path, "."), got, tt.want)
+		}
+	}
+}
+
+func TestRedactDSN(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"file:mcpgw.db", "file:mcpgw.db"},
+		{":memory:", ":memory:"},
+		{"postgres://u:pw@h/db", "postgres://u:xxxxx@h/db"},
+		{"postgres://u@h/db?password=pw&sslmode=disable", "postgres://u@h/db?password=xxxxx&sslmode=disable"},
+		{"host=h user=u password=pw dbname=d", "host=h user=u password=" + redactedMark + " dbname=d"},
+		{"host=h password='p w' dbname=d", "host=h password=" + redactedMark + " dbname=d"},
+	}
+	for _, tt := range tests {
+		if got := redactDSN(tt.in); got != tt.want {
+			t.Errorf("redactDSN(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestEmptySecretsStayVisiblyEmpty(t *testing.T) {
+	a := Agent{Name: "bot", ClientID: "c"}
+	var printed map[string]any
+	if err := json.Unmarshal([]byte(a.String()), &printed); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := printed["client_secret"]; ok {
+		t.Errorf("an unset client_secret printed as %v", printed["client_secret"])
+	}
+	if printed["name"] != "bot" || printed["client_id"] != "c" {
+		t.Errorf("agent printed as %v", printed)
+	}
+}

@@ -1,0 +1,345 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"path"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Backend auth methods. The credentials package gives each its meaning;
+// here they are only names to check.
+const (
+	AuthOktaCrossApp      = "okta-cross-app"
+	AuthTokenExchange     = "token-exchange"
+	AuthClientCredentials = "client-credentials"
+	AuthPreSharedKey      = "pre-shared-key"
+	AuthServiceAccount    = "service-account"
+	AuthNone              = "none"
+	// authStaticKey is the adapter's other name for pre-shared-key.
+	authStaticKey = "static-key"
+)
+
+var knownAuthMethods = []string{
+	AuthOktaCrossApp, AuthTokenExchange, AuthClientCredentials,
+	AuthPreSharedKey, authStaticKey, AuthServiceAccount, AuthNone,
+}
+
+// validName keeps backend and agent names usable as a URL path segment
+// (the default route) and in MCPGW_* variable names.
+var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+
+// Validate checks the whole configuration and returns every problem at once
+// (errors.Join), each prefixed with its key path, such as
+// "backends.hr-system.paths[0]: must start with "/"".
+//
+// It first normalises what can be derived, so a Config built in code is
+// treated as a loaded one: Backend.Name and Agent.Name are set from their
+// map keys; a backend without paths is routed at "/<name>"; a trailing "/"
+// is dropped from paths and server.public_url; auth_method "static-key"
+// becomes "pre-shared-key"; log.level and log.format are lower-cased
+// ("warning" is "warn"); an issuer's groups_claim defaults to "groups".
+func (c *Config) Validate() error {
+	if c == nil {
+		return errors.New("config: nil configuration")
+	}
+	return errors.Join(c.validate()...)
+}
+
+func (c *Config) validate() []error {
+	c.normalize()
+	var v validator
+	c.validateServer(&v)
+	c.validateIdentity(&v)
+	c.validateBackends(&v)
+	c.validateAgents(&v)
+	c.validatePolicy(&v)
+	c.validateOperations(&v)
+	return v.errs
+}
+
+type validator struct{ errs []error }
+
+func (v *validator) addf(path, format string, args ...any) {
+	v.errs = append(v.errs, fmt.Errorf("%s: %s", path, fmt.Sprintf(format, args...)))
+}
+
+func (c *Config) normalize() {
+	c.Server.PublicURL = strings.TrimRight(c.Server.PublicURL, "/")
+	c.Log.Level = strings.ToLower(strings.TrimSpace(c.Log.Level))
+	if c.Log.Level == "warning" {
+		c.Log.Level = "warn"
+	}
+	c.Log.Format = strings.ToLower(strings.TrimSpace(c.Log.Format))
+	for i := range c.Identity.Issuers {
+		if c.Identity.Issuers[i].GroupsClaim == "" {
+			c.Identity.Issuers[i].GroupsClaim = "groups"
+		}
+	}
+	for name, b := range c.Backends {
+		b.Name = name
+		b.AuthMethod = strings.ToLower(strings.TrimSpace(b.AuthMethod))
+		if b.AuthMethod == authStaticKey {
+			b.AuthMethod = AuthPreSharedKey
+		}
+		if len(b.Paths) == 0 {
+			b.Paths = []string{"/" + name}
+		} else {
+			b.Paths = slices.Clone(b.Paths)
+			for i, p := range b.Paths {
+				if len(p) > 1 {
+					b.Paths[i] = strings.TrimRight(p, "/")
+				}
+			}
+		}
+		c.Backends[name] = b
+	}
+	for name, a := range c.Agents {
+		a.Name = name
+		c.Agents[name] = a
+	}
+}
+
+func (c *Config) validateServer(v *validator) {
+	s := c.Server
+	checkListen(v, "server.listen", s.Listen, true)
+	checkListen(v, "server.metrics_listen", s.MetricsListen, false)
+	if !isHTTPURL(s.PublicURL) {
+		v.addf("server.public_url", "must be an absolute http(s) URL")
+	} else if u, _ := url.Parse(s.PublicURL); u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		v.addf("server.public_url", "must not contain credentials, a query or a fragment")
+	}
+	if s.MaxBodyBytes <= 0 {
+		v.addf("server.max_body_bytes", "must be > 0")
+	}
+	for _, d := range []struct {
+		key string
+		val time.Duration
+	}{
+		{"server.read_timeout", s.ReadTimeout},
+		{"server.idle_timeout", s.IdleTimeout},
+		{"server.shutdown_timeout", s.ShutdownTimeout},
+	} {
+		if d.val <= 0 {
+			v.addf(d.key, "must be > 0")
+		}
+	}
+	if s.SessionKey != "" && s.SessionKeyFile != "" {
+		v.addf("server.session_key", "set session_key or session_key_file, not both")
+	}
+	for i, o := range s.AllowedOrigins {
+		if o == "*" {
+			continue
+		}
+		if u, err := url.Parse(o); err != nil || !isHTTPURL(o) || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+			v.addf(fmt.Sprintf("server.allowed_origins[%d]", i), `must be "*" or an origin such as "https://app.example.com"`)
+		}
+	}
+}
+
+func checkListen(v *validator, key, addr string, required bool) {
+	if addr == "" {
+		if required {
+			v.addf(key, "required (host:port)")
+		}
+		return
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		v.addf(key, "must be host:port")
+		return
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		v.addf(key, "port must be a number between 0 and 65535")
+	}
+}
+
+func (c *Config) validateIdentity(v *validator) {
+	id := c.Identity
+	seen := map[string]int{}
+	for i, iss := range id.Issuers {
+		p := fmt.Sprintf("identity.issuers[%d]", i)
+		if u, err := url.Parse(iss.Issuer); err != nil || u.Scheme == "" || u.Host == "" {
+			v.addf(p+".issuer", "must be an absolute URL")
+		} else if j, dup := seen[iss.Issuer]; dup {
+			v.addf(p+".issuer", "%q is already identity.issuers[%d]", iss.Issuer, j)
+		} else {
+			seen[iss.Issuer] = i
+		}
+		if len(iss.Audiences) == 0 {
+			v.addf(p+".audiences", "at least one required")
+		}
+		for j, a := range iss.Audiences {
+			if strings.TrimSpace(a) == "" {
+				v.addf(fmt.Sprintf("%s.audiences[%d]", p, j), "must not be empty")
+			}
+		}
+		if iss.JWKSURL != "" && !isHTTPURL(iss.JWKSURL) {
+			v.addf(p+".jwks_url", "must be an absolute http(s) URL")
+		}
+	}
+	if id.ClockSkew < 0 {
+		v.addf("identity.clock_skew", "must be >= 0")
+	}
+	if id.JWKSRefreshInterval <= 0 {
+		v.addf("identity.jwks_refresh_interval", "must be > 0")
+	}
+	if id.ClaimsCacheMaxCost <= 0 {
+		v.addf("identity.claims_cache_max_cost", "must be > 0")
+	}
+}
+
+func (c *Config) validateBackends(v *validator) {
+	routedBy := map[string]string{} // path -> backend name
+	for _, name := range sortedKeys(c.Backends) {
+		b := c.Backends[name]
+		p := "backends." + name
+		if !validName.MatchString(name) {
+			v.addf(p, "name must be letters, digits, '.', '_' or '-', starting with a letter or digit")
+		}
+		if !isHTTPURL(b.URL) {
+			v.addf(p+".url", "must be an absolute http(s) URL")
+		} else if u, _ := url.Parse(b.URL); u.User != nil {
+			v.addf(p+".url", "must not contain credentials (put them in auth_config)")
+		}
+		for i, route := range b.Paths {
+			rp := fmt.Sprintf("%s.paths[%d]", p, i)
+			switch {
+			case !strings.HasPrefix(route, "/"):
+				v.addf(rp, `must start with "/"`)
+				continue
+			case strings.ContainsAny(route, "?# \t\r\n") || path.Clean(route) != route:
+				v.addf(rp, "must be a clean URL path (no //, . or .. segments, query, fragment or spaces)")
+				continue
+			}
+			if owner, taken := routedBy[route]; taken {
+				if owner == name {
+					v.addf(rp, "%q is listed twice", route)
+				} else {
+					v.addf(rp, "%q is already routed to backends.%s", route, owner)
+				}
+				continue
+			}
+			routedBy[route] = name
+		}
+		if b.TimeoutSeconds < 0 {
+			v.addf(p+".timeout_seconds", "must be >= 0 (0 means 30)")
+		}
+		validateAuth(v, p, b)
+	}
+}
+
+// validateAuth checks only that each method's required keys are present
+// (as the value or its *_file); the credentials package parses the rest.
+func validateAuth(v *validator, p string, b Backend) {
+	has := func(keys ...string) bool {
+		for _, k := range keys {
+			if s, ok := b.AuthConfig[k].(string); ok && s != "" {
+				return true
+			}
+			if s, ok := b.AuthConfig[k+"_file"].(string); ok && s != "" {
+				return true
+			}
+		}
+		return false
+	}
+	switch b.AuthMethod {
+	case "":
+		v.addf(p+".auth_method", "required (want %s)", strings.Join(knownAuthMethods, ", "))
+	case AuthPreSharedKey:
+		if !has("api_key", "key") {
+			v.addf(p+".auth_config", "pre-shared-key needs api_key (or key, or api_key_file)")
+		}
+	case AuthServiceAccount:
+		if !has("username") {
+			v.addf(p+".auth_config.username", "required for service-account")
+		}
+		if !has("password") {
+			v.addf(p+".auth_config.password", "required for service-account (or password_file)")
+		}
+	case AuthOktaCrossApp:
+		mode, _ := b.AuthConfig["id_jag_mode"].(string)
+		switch mode {
+		case "", "static":
+			if !has("target_audience", "target_authorization_server") {
+				v.addf(p+".auth_config", "okta-cross-app needs target_audience or target_authorization_server (or id_jag_mode: dynamic)")
+			}
+		case "dynamic":
+		default:
+			v.addf(p+".auth_config.id_jag_mode", "unknown %q (want static or dynamic)", mode)
+		}
+	case AuthTokenExchange, AuthClientCredentials, AuthNone:
+	default:
+		v.addf(p+".auth_method", "unknown %q (want %s)", b.AuthMethod, strings.Join(knownAuthMethods, ", "))
+	}
+}
+
+func (c *Config) validateAgents(v *validator) {
+	idOwner := map[string]string{}
+	for _, name := range sortedKeys(c.Agents) {
+		a := c.Agents[name]
+		p := "agents." + name
+		if !validName.MatchString(name) {
+			v.addf(p, "name must be letters, digits, '.', '_' or '-', starting with a letter or digit")
+		}
+		if owner, dup := idOwner[a.ID()]; dup {
+			v.addf(p+".agent_id", "%q is already the id of agents.%s", a.ID(), owner)
+		} else {
+			idOwner[a.ID()] = name
+		}
+		for i, backend := range a.BackendAccess {
+			if _, ok := c.Backends[backend]; !ok {
+				v.addf(fmt.Sprintf("%s.backend_access[%d]", p, i), "unknown backend %q", backend)
+			}
+		}
+		for i, s := range a.Scopes {
+			if strings.TrimSpace(s) == "" {
+				v.addf(fmt.Sprintf("%s.scopes[%d]", p, i), "must not be empty")
+			}
+		}
+		if a.ClientSecret != "" && a.ClientSecretFile != "" {
+			v.addf(p+".client_secret", "set client_secret or client_secret_file, not both")
+		}
+		if a.PrivateKey != "" && a.PrivateKeyFile != "" {
+			v.addf(p+".private_key", "set private_key or private_key_file, not both")
+		}
+	}
+}
+
+func (c *Config) validatePolicy(v *validator) {
+	if c.Policy.Bundle == "" {
+		v.addf("policy.bundle", "required")
+	}
+	if c.Policy.Timeout <= 0 {
+		v.addf("policy.timeout", "must be > 0")
+	}
+}
+
+func (c *Config) validateOperations(v *validator) {
+	if c.Store.DSN == "" {
+		v.addf("store.dsn", "required")
+	}
+	if c.Store.PollInterval <= 0 {
+		v.addf("store.poll_interval", "must be > 0")
+	}
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
+		v.addf("log.level", "unknown %q (want debug, info, warn or error)", c.Log.Level)
+	}
+	if !slices.Contains([]string{"json", "text"}, c.Log.Format) {
+		v.addf("log.format", "unknown %q (want json or text)", c.Log.Format)
+	}
+	if r := c.Telemetry.SampleRatio; !(r >= 0 && r <= 1) {
+		v.addf("telemetry.sample_ratio", "must be between 0 and 1")
+	}
+}
+
+func isHTTPURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+}
