@@ -1,0 +1,362 @@
+// Package telemetry is the gateway's operational output: Prometheus metrics
+// (Metrics), OpenTelemetry traces (SetupTracing) and slog logs that redact
+// secrets (NewLogger).
+package telemetry
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/mcpgw/mcpgw/internal/identity"
+	"github.com/mcpgw/mcpgw/internal/policy"
+)
+
+// Bounds on label values; see labelGuard.
+const (
+	maxBackends = 256
+	maxIssuers  = 32
+	maxSteps    = 32
+	maxOutcomes = 32
+	maxRevision = 128
+	// Backend names are config keys; issuers are URLs.
+	maxNameLen = 128
+	maxURLLen  = 512
+)
+
+// requestBuckets (seconds) span a quick local call to a slow tool.
+func requestBuckets() []float64 {
+	return []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
+}
+
+// policyBuckets start at 10 µs: a prepared decision takes tens of µs and a
+// visibility query over many tools up to a millisecond.
+func policyBuckets() []float64 {
+	return []float64{.00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1}
+}
+
+// exchangeBuckets cover an IdP round trip (ms to seconds).
+func exchangeBuckets() []float64 {
+	return []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+}
+
+// jwtBuckets start at 1 µs: a cached principal is a map lookup, a fresh
+// RS256 verification about 150 µs.
+func jwtBuckets() []float64 {
+	return []float64{.000001, .000005, .00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .01}
+}
+
+// Metrics is the gateway's set of Prometheus collectors. Every method is safe
+// for concurrent use, and a nil *Metrics ignores every call, so code that
+// runs without metrics needs no checks.
+type Metrics struct {
+	handler http.Handler
+
+	backends *labelGuard
+	outcomes *labelGuard
+	issuers  *labelGuard
+	steps    *labelGuard
+
+	requests        *prometheus.CounterVec
+	requestDuration *prometheus.HistogramVec
+	streamsOpen     prometheus.Gauge
+
+	policyEval      *prometheus.HistogramVec
+	policyDecisions *prometheus.CounterVec
+	shadow          *prometheus.CounterVec
+
+	bundleMu        sync.Mutex
+	bundleRevision  string
+	bundleSet       bool
+	bundleInfo      *prometheus.GaugeVec
+	bundleActivated prometheus.Gauge
+
+	jwtVerifications *prometheus.CounterVec
+	jwtDuration      *prometheus.HistogramVec
+	jwksRefreshes    *prometheus.CounterVec
+
+	exchangeDuration *prometheus.HistogramVec
+	exchangeFailures *prometheus.CounterVec
+	tokenCache       *prometheus.CounterVec
+	filterCache      *prometheus.CounterVec
+	upstream         *prometheus.HistogramVec
+}
+
+// NewRegistry returns a registry with the Go runtime and process collectors,
+// for the binary to own and pass to NewMetrics.
+func NewRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	// A fresh registry and two distinct standard collectors: this cannot collide.
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// NewMetrics registers the gateway's collectors with reg. Handler serves reg
+// when it is also a prometheus.Gatherer, as a *prometheus.Registry is.
+// Registering twice on one registry fails.
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	if reg == nil {
+		return nil, fmt.Errorf("new metrics: registerer is nil")
+	}
+	m := &Metrics{
+		backends: newLabelGuard(maxBackends, maxNameLen),
+		outcomes: newLabelGuard(maxOutcomes, maxNameLen),
+		issuers:  newLabelGuard(maxIssuers, maxURLLen),
+		steps:    newLabelGuard(maxSteps, maxNameLen),
+
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mcpgw_requests_total",
+			Help: "Requests relayed to a backend, by backend, method and outcome.",
+		}, []string{"backend", "method", "outcome"}),
+		requestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "mcpgw_request_duration_seconds",
+			Help:    "Time from receiving a request to having the backend's answer (for streams: its headers).",
+			Buckets: requestBuckets(),
+		}, []string{"backend", "method"}),
+		streamsOpen: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "mcpgw_sse_streams_open",
+			Help: "SSE streams currently relayed to clients.",
+		}),
+
+		policyEval: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "mcpgw_policy_eval_duration_seconds",
+			Help:    "Time of one policy evaluation, by query (decision, visible_tools, ..., admin).",
+			Buckets: policyBuckets(),
+		}, []string{"query"}),
+		policyDecisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mcpgw_policy_decisions_total",
+			Help: "Policy evaluations by query and result.",
+		}, []string{"query", "allow"}),
+		shadow: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mcpgw_policy_shadow_disagreements_total",
+			Help: "Calls on which the shadow policy decided otherwise than the active one.",
+		}, []string{"backend", "method"}),
+
+		bundleInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "mcpgw_policy_bundle_info",
+			Help: "Always 1, labelled with the revision of the active policy bundle.",
+		}, []string{"revision"}),
+		bundleActivated: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "mcpgw_policy_bundle_last_activation_timestamp_seconds",
+			Help: "Unix time at which the active policy bundle was activated.",
+		}),
+
+		jwtVerifications: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mcpgw_jwt_verifications_total",
+			Help: "Bearer token verifications by result (ok or the failure reason) and whether the verified-claims cache answered.",
+		}, []string{"result", "cached"}),
+		jwtDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "mcpgw_jwt_verification_duration_seconds",
+			Help:    "Time of one bearer token verification, cached or not.",
+			Buckets: jwtBuckets(),
+		}, []string{"cached"}),
+		jwksRefreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mcpgw_jwks_refreshes_total",
+			Help: "JWKS (and discovery) fetch attempts by issuer and result.",
+		}, []string{"issuer", "result"}),
+
+		exchangeDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "mcpgw_token_exchange_duration_seconds",
+			Help:    "Time of one token request to an authorization server, by backend and step.",
+			Buckets: exchangeBuckets(),
+		}, []string{"backend", "step"}),
+		exchangeFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mcpgw_token_exchange_failures_total",
+			Help: "Token requests that failed, by backend and step.",
+		}, []string{"backend", "step"}),
+		tokenCache: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mcpgw_token_cache_requests_total",
+			Help: "Backend credential cache lookups by backend and result (hit or miss).",
+		}, []string{"backend", "result"}),
+		filterCache: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mcpgw_filter_cache_requests_total",
+			Help: "Tool/resource/prompt visibility cache lookups by result (hit or miss).",
+		}, []string{"result"}),
+		upstream: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "mcpgw_upstream_duration_seconds",
+			Help:    "Time from sending a request to a backend to receiving its response headers.",
+			Buckets: requestBuckets(),
+		}, []string{"backend"}),
+	}
+	for _, c := range []prometheus.Collector{
+		m.requests, m.requestDuration, m.streamsOpen,
+		m.policyEval, m.policyDecisions, m.shadow,
+		m.bundleInfo, m.bundleActivated,
+		m.jwtVerifications, m.jwtDuration, m.jwksRefreshes,
+		m.exchangeDuration, m.exchangeFailures, m.tokenCache, m.filterCache, m.upstream,
+	} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register metric %s: %w", describe(c), err)
+		}
+	}
+	// Both results exist from the start so a hit ratio is defined at once.
+	m.filterCache.WithLabelValues("hit")
+	m.filterCache.WithLabelValues("miss")
+
+	m.handler = metricsHandler(reg)
+	return m, nil
+}
+
+// describe names a collector's metric for an error message. Each of the
+// gateway's collectors has exactly one descriptor, so the buffer suffices.
+func describe(c prometheus.Collector) string {
+	ch := make(chan *prometheus.Desc, 1)
+	c.Describe(ch)
+	close(ch)
+	if d, ok := <-ch; ok {
+		return d.String()
+	}
+	return "(no descriptor)"
+}
+
+func metricsHandler(reg prometheus.Registerer) http.Handler {
+	g, ok := reg.(prometheus.Gatherer)
+	if !ok {
+		return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			http.Error(w, "metrics registry cannot be gathered", http.StatusInternalServerError)
+		})
+	}
+	// promhttp registers its own error and request counters on reg; that is
+	// done once here so Handler never registers (or panics) on a request.
+	return promhttp.InstrumentMetricHandler(reg, promhttp.HandlerFor(g, promhttp.HandlerOpts{
+		Registry:            reg,
+		ErrorHandling:       promhttp.ContinueOnError,
+		MaxRequestsInFlight: 4,
+		Timeout:             10 * time.Second,
+	}))
+}
+
+// Handler serves the registry in the Prometheus exposition formats. It does
+// not stream, so Fiber can mount it with adaptor.HTTPHandler. A nil
+// *Metrics serves 404.
+func (m *Metrics) Handler() http.Handler {
+	if m == nil {
+		return http.NotFoundHandler()
+	}
+	return m.handler
+}
+
+// Request records one relayed request (gateway.Observer). method is the HTTP
+// or MCP method; others are recorded as "other".
+func (m *Metrics) Request(backend, method, outcome string, elapsed time.Duration) {
+	if m == nil {
+		return
+	}
+	b, meth := m.backends.value(backend), methodLabel(method)
+	m.requests.WithLabelValues(b, meth, m.outcomes.value(outcome)).Inc()
+	m.requestDuration.WithLabelValues(b, meth).Observe(elapsed.Seconds())
+}
+
+// StreamOpened counts an SSE stream that starts relaying (gateway.Observer).
+func (m *Metrics) StreamOpened() {
+	if m == nil {
+		return
+	}
+	m.streamsOpen.Inc()
+}
+
+// StreamClosed counts an SSE stream that ended (gateway.Observer).
+func (m *Metrics) StreamClosed() {
+	if m == nil {
+		return
+	}
+	m.streamsOpen.Dec()
+}
+
+// PolicyRecord records one policy evaluation. Its signature is
+// policy.Options.DecisionLog's.
+func (m *Metrics) PolicyRecord(_ context.Context, r policy.Record) {
+	if m == nil {
+		return
+	}
+	q := queryLabel(r.Query)
+	m.policyEval.WithLabelValues(q).Observe(r.Elapsed.Seconds())
+	m.policyDecisions.WithLabelValues(q, boolLabel(r.Allow)).Inc()
+}
+
+// SetBundle marks revision as the active policy bundle, activated at at.
+// The previous revision's series is removed, so exactly one remains.
+func (m *Metrics) SetBundle(revision string, at time.Time) {
+	if m == nil {
+		return
+	}
+	rev := revisionLabel(revision)
+	m.bundleMu.Lock()
+	defer m.bundleMu.Unlock()
+	if m.bundleSet && m.bundleRevision != rev {
+		m.bundleInfo.DeleteLabelValues(m.bundleRevision)
+	}
+	m.bundleRevision, m.bundleSet = rev, true
+	m.bundleInfo.WithLabelValues(rev).Set(1)
+	m.bundleActivated.Set(float64(at.UnixNano()) / 1e9)
+}
+
+// ShadowDisagreement counts a call the shadow policy decided differently.
+func (m *Metrics) ShadowDisagreement(backend, method string) {
+	if m == nil {
+		return
+	}
+	m.shadow.WithLabelValues(m.backends.value(backend), methodLabel(method)).Inc()
+}
+
+// IdentityHooks feeds JWT verification and JWKS fetch outcomes into the
+// metrics; pass it to identity.WithMetrics.
+func (m *Metrics) IdentityHooks() identity.Hooks {
+	if m == nil {
+		return identity.Hooks{}
+	}
+	return identity.Hooks{
+		Verified: func(reason string, cached bool, elapsed time.Duration) {
+			c := boolLabel(cached)
+			m.jwtVerifications.WithLabelValues(jwtResultLabel(reason), c).Inc()
+			m.jwtDuration.WithLabelValues(c).Observe(elapsed.Seconds())
+		},
+		JWKSFetched: func(issuer string, err error) {
+			m.jwksRefreshes.WithLabelValues(m.issuers.value(issuer), errLabel(err)).Inc()
+		},
+	}
+}
+
+// ExchangeObserved records one token request of a backend credential flow;
+// step names the request (e.g. "id_jag", "access_token"). A non-nil err
+// also counts a failure.
+func (m *Metrics) ExchangeObserved(backend, step string, elapsed time.Duration, err error) {
+	if m == nil {
+		return
+	}
+	b, s := m.backends.value(backend), m.steps.value(step)
+	m.exchangeDuration.WithLabelValues(b, s).Observe(elapsed.Seconds())
+	if err != nil {
+		m.exchangeFailures.WithLabelValues(b, s).Inc()
+	}
+}
+
+// TokenCache records one lookup in the backend credential cache.
+func (m *Metrics) TokenCache(backend string, hit bool) {
+	if m == nil {
+		return
+	}
+	m.tokenCache.WithLabelValues(m.backends.value(backend), hitLabel(hit)).Inc()
+}
+
+// FilterCache records one lookup in the list-filter (visibility) cache.
+func (m *Metrics) FilterCache(hit bool) {
+	if m == nil {
+		return
+	}
+	m.filterCache.WithLabelValues(hitLabel(hit)).Inc()
+}
+
+// Upstream records the time a backend took to answer with headers.
+func (m *Metrics) Upstream(backend string, elapsed time.Duration) {
+	if m == nil {
+		return
+	}
+	m.upstream.WithLabelValues(m.backends.value(backend)).Observe(elapsed.Seconds())
+}

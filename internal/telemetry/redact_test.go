@@ -1,0 +1,255 @@
+package telemetry
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/mcpgw/mcpgw/internal/config"
+)
+
+// Secrets the tests try to leak; each is distinctive so a substring search
+// proves its absence.
+const (
+	testJWT    = "eyJhbGciOiJSUzI1NiIsImtpZCI6ImsxIn0.eyJzdWIiOiJhbGljZSIsImF1ZCI6Im1jcCJ9.QmFkU2lnbmF0dXJlQmFkU2lnbmF0dXJl"
+	testJWE    = "eyJhbGciOiJSU0EtT0FFUCIsImVuYyI6IkEyNTZHQ00ifQ.OKOawDo13gRp2ojaHV7LFpZcgV7T6DVZKTyKOMTYUmKoTCVJRgckCL9kiMT03JGe.48V1_ALb6US04U3b.5eym8TW_c8SuK0ltJ3rpYIzOeDQz7TALvtu6UG9oMo4vpzs9tX_EFShS8iB7j6ji.XFBoMYUZodetZdvTiFvSkQ"
+	opaque     = "opaqueAccessToken0123456789abcdef"
+	secretText = "s3cr3t-client-value"
+)
+
+type logValuer struct{}
+
+func (logValuer) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("client_secret", secretText), slog.String("client_id", "cid-1"))
+}
+
+// carrier has a JWT in a field the attribute walk does not open.
+type carrier struct{ Token string }
+
+func TestRedactingHandler(t *testing.T) {
+	tests := []struct {
+		name   string
+		log    func(l *slog.Logger)
+		leaks  []string // must not appear
+		keeps  []string // must still appear
+		format string
+	}{
+		{
+			name: "sensitive keys in any case",
+			log: func(l *slog.Logger) {
+				l.Info("m", "Authorization", "Basic dXNlcjpwYXNz", "client_secret", secretText, "X-API-Key", "k-123456", "user", "alice")
+			},
+			leaks: []string{"dXNlcjpwYXNz", secretText, "k-123456"},
+			keeps: []string{`"Authorization":"[REDACTED]"`, `"user":"alice"`},
+		},
+		{
+			name:  "sensitive keys whatever the value's kind",
+			log:   func(l *slog.Logger) { l.Info("m", "password", 12345678, "private_key", []byte("-----BEGIN")) },
+			leaks: []string{"12345678", "LS0tLS1CRUdJTg"},
+			keeps: []string{`"password":"[REDACTED]"`},
+		},
+		{
+			name: "JWT in a string value and in the message",
+			log: func(l *slog.Logger) {
+				l.Warn("verify failed for "+testJWT, "detail", "got "+testJWT+" from client", "jwe", testJWE)
+			},
+			leaks: []string{testJWT, "eyJzdWIiOiJhbGljZSIsImF1ZCI6Im1jcCJ9", "XFBoMYUZodetZdvTiFvSkQ", "48V1_ALb6US04U3b"},
+			keeps: []string{"verify failed for [REDACTED]", "got [REDACTED] from client"},
+		},
+		{
+			name:  "bearer credential in free text",
+			log:   func(l *slog.Logger) { l.Info("m", "header", "Bearer "+opaque) },
+			leaks: []string{opaque},
+			keeps: []string{"Bearer [REDACTED]"},
+		},
+		{
+			name: "WWW-Authenticate challenge stays readable",
+			log: func(l *slog.Logger) {
+				l.Info("m", "challenge", `Bearer error="invalid_token", resource_metadata="https://gw/.well-known"`)
+			},
+			keeps: []string{`Bearer error=\"invalid_token\"`},
+		},
+		{
+			name: "error values",
+			log: func(l *slog.Logger) {
+				l.Error("m", "err", fmt.Errorf("exchange: %w", errors.New("bad assertion "+testJWT)))
+			},
+			leaks: []string{testJWT},
+			keeps: []string{`"err":"exchange: bad assertion [REDACTED]"`},
+		},
+		{
+			name: "nested groups",
+			log: func(l *slog.Logger) {
+				l.Info("m", slog.Group("req", slog.String("path", "/employees"), slog.Group("headers", slog.String("Cookie", "sid=abc123xyz"), slog.String("x", testJWT))))
+			},
+			leaks: []string{"abc123xyz", testJWT},
+			keeps: []string{`"path":"/employees"`, `"Cookie":"[REDACTED]"`},
+		},
+		{
+			name:  "a group named like a secret",
+			log:   func(l *slog.Logger) { l.Info("m", slog.Group("tokens", slog.String("id", "idtoken-value"))) },
+			leaks: []string{"idtoken-value"},
+		},
+		{
+			name:  "WithGroup named like a secret",
+			log:   func(l *slog.Logger) { l.WithGroup("assertion").Info("m", "claims", "aud-and-more", "n", 3) },
+			leaks: []string{"aud-and-more"},
+			keeps: []string{`"assertion":{"claims":"[REDACTED]","n":"[REDACTED]"}`},
+		},
+		{
+			name:  "WithAttrs",
+			log:   func(l *slog.Logger) { l.With("api_key", "k-abcdef", "backend", "employees", "raw", testJWT).Info("m") },
+			leaks: []string{"k-abcdef", testJWT},
+			keeps: []string{`"backend":"employees"`},
+		},
+		{
+			name:  "LogValuer is resolved first",
+			log:   func(l *slog.Logger) { l.Info("m", "client", logValuer{}) },
+			leaks: []string{secretText},
+			keeps: []string{`"client_id":"cid-1"`},
+		},
+		{
+			name: "http.Header, url.Values and maps",
+			log: func(l *slog.Logger) {
+				l.Info("m",
+					"headers", http.Header{"Authorization": {"Bearer " + opaque}, "Accept": {"application/json"}, "X-Forwarded": {testJWT}},
+					"form", url.Values{"client_assertion": {testJWT}, "grant_type": {"urn:ietf:params:oauth:grant-type:jwt-bearer"}},
+					"claims", map[string]any{"sub": "alice", "nested": map[string]string{"refresh_token": "rt-998877"}, "list": []any{testJWT}})
+			},
+			leaks: []string{opaque, testJWT, "rt-998877"},
+			keeps: []string{`"Accept":["application/json"]`, `"sub":"alice"`, "jwt-bearer"},
+		},
+		{
+			name:  "string slices",
+			log:   func(l *slog.Logger) { l.Info("m", "values", []string{"ok", testJWT}) },
+			leaks: []string{testJWT},
+			keeps: []string{`["ok","[REDACTED]"]`},
+		},
+		{
+			name:  "struct fields are scrubbed from the output",
+			log:   func(l *slog.Logger) { l.Info("m", "carrier", carrier{Token: testJWT}) },
+			leaks: []string{testJWT},
+		},
+		{
+			name:   "text format",
+			format: "text",
+			log:    func(l *slog.Logger) { l.Info("m "+testJWT, "token", opaque, "carrier", carrier{Token: testJWT}) },
+			leaks:  []string{testJWT, opaque},
+			keeps:  []string{"token=[REDACTED]"},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			l := NewLogger(config.Log{Level: "debug", Format: tc.format}, &buf)
+			tc.log(l)
+			out := buf.String()
+			if out == "" {
+				t.Fatal("nothing logged")
+			}
+			for _, s := range tc.leaks {
+				if strings.Contains(out, s) {
+					t.Errorf("output leaks %q:\n%s", s, out)
+				}
+			}
+			for _, s := range tc.keeps {
+				if !strings.Contains(out, s) {
+					t.Errorf("output lacks %q:\n%s", s, out)
+				}
+			}
+		})
+	}
+}
+
+// TestRedactingHandlerAlone checks the handler without NewLogger's output
+// scrubbing, so the attribute walk itself is proven.
+func TestRedactingHandlerAlone(t *testing.T) {
+	var buf bytes.Buffer
+	l := slog.New(NewRedactingHandler(slog.NewJSONHandler(&buf, nil)))
+	l.Info("login "+testJWT, "authorization", "Bearer "+opaque, "err", errors.New("x "+testJWT),
+		"hdr", http.Header{"Cookie": {"sid=1"}}, slog.Group("g", "token", "t-1"))
+	out := buf.String()
+	for _, s := range []string{testJWT, opaque, "sid=1", "t-1"} {
+		if strings.Contains(out, s) {
+			t.Errorf("handler leaks %q:\n%s", s, out)
+		}
+	}
+	if !l.Enabled(context.Background(), slog.LevelInfo) || l.Enabled(context.Background(), slog.LevelDebug) {
+		t.Error("Enabled does not follow the wrapped handler")
+	}
+}
+
+func TestRedactString(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"plain text", "plain text"},
+		{testJWT, Redacted},
+		{"a " + testJWT + " b " + testJWT, "a " + Redacted + " b " + Redacted},
+		{"\"" + testJWT + "\"", "\"" + Redacted + "\""},
+		{testJWE, Redacted},
+		{"eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.", Redacted}, // unsigned
+		{"eyJhbGciOiJIUzI1NiJ9..c2ln", Redacted},           // detached payload
+		{"eyJ alone", "eyJ alone"},
+		{"eyJhbGciOiJub25lIn0.onlytwo", "eyJhbGciOiJub25lIn0.onlytwo"},
+		{"bearer " + opaque, "bearer " + Redacted},
+		{"BEARER\t" + opaque + "==", "BEARER\t" + Redacted},
+		{`Bearer error="invalid_token"`, `Bearer error="invalid_token"`},
+		{"Bearer short", "Bearer short"},
+		{"Bearer", "Bearer"},
+		{"unbearable", "unbearable"},
+	}
+	for _, tc := range tests {
+		if got := redactString(tc.in); got != tc.want {
+			t.Errorf("redactString(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestSensitiveKey(t *testing.T) {
+	tests := map[string]bool{
+		"token": true, "access_token": true, "ID_TOKEN": true, "client_secret": true, "Password": true,
+		"authorization": true, "Proxy-Authorization": true, "private_key": true, "privateKey": true,
+		"private-key-file": true, "api_key": true, "X-Api-Key": true, "client_assertion": true, "set-cookie": true,
+		"session_key": true,
+		"user":        false, "backend": false, "subject": false, "client_id": false, "key_id": false, "method": false,
+	}
+	for key, want := range tests {
+		if got := sensitiveKey(key); got != want {
+			t.Errorf("sensitiveKey(%q) = %v, want %v", key, got, want)
+		}
+	}
+}
+
+func FuzzRedactString(f *testing.F) {
+	for _, s := range []string{testJWT, testJWE, "Bearer " + opaque, "eyJ.eyJ.", "bearer", "x eyJa.b.c.d.e.f.g", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		out := redactString(s)
+		if again := redactString(out); again != out {
+			t.Errorf("not idempotent: %q -> %q -> %q", s, out, again)
+		}
+		for i := range len(out) {
+			if end := jwtEnd(out, i); end > i {
+				t.Fatalf("JWT-shaped %q left in %q", out[i:end], out)
+			}
+		}
+	})
+}
+
+func BenchmarkRedactingHandler(b *testing.B) {
+	l := slog.New(NewRedactingHandler(slog.NewJSONHandler(discard{}, nil)))
+	b.ReportAllocs()
+	for b.Loop() {
+		l.Info("request relayed", "request_id", "r-1", "backend", "employees", "method", "tools/call", "status", 200)
+	}
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
