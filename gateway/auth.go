@@ -13,6 +13,7 @@ import (
 
 	"github.com/mcpgw/mcpgw/internal/identity"
 	"github.com/mcpgw/mcpgw/internal/mcp"
+	"github.com/mcpgw/mcpgw/internal/telemetry"
 )
 
 // bearerToken extracts the token of an RFC 6750 Authorization header.
@@ -54,7 +55,9 @@ func (g *Gateway) authenticate(c *fiber.Ctx) (*identity.Principal, string, bool)
 		g.challenge(c, meta, "Authorization header must be \"Bearer <token>\"")
 		return nil, "", false
 	}
-	p, err := g.opts.Verifier.Verify(c.UserContext(), token)
+	ctx, span := telemetry.StartSpan(c.UserContext(), g.opts.Tracer, telemetry.SpanIdentity)
+	p, err := g.opts.Verifier.Verify(ctx, token)
+	telemetry.EndSpan(span, err)
 	if errors.Is(err, identity.ErrKeysUnavailable) {
 		// The token may be fine; the issuer's keys are what is missing.
 		g.log.Warn("token keys unavailable", "err", err)

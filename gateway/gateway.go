@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 	"github.com/gofiber/fiber/v2/middleware/recover"
 	"github.com/gofiber/fiber/v2/middleware/requestid"
 
@@ -46,11 +48,14 @@ type Options struct {
 	ReadyChecks map[string]func(context.Context) error
 	// Observer receives request outcomes (metrics); may be nil.
 	Observer Observer
+	// Tracer makes the request spans; nil means no tracing.
+	Tracer trace.Tracer
 }
 
 // Observer is told about each relayed request; the telemetry package implements it.
 type Observer interface {
 	Request(backend, method, outcome string, elapsed time.Duration)
+	Upstream(backend string, elapsed time.Duration)
 	StreamOpened()
 	StreamClosed()
 }
@@ -82,6 +87,9 @@ func New(opts Options) (*Gateway, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if opts.Tracer == nil {
+		opts.Tracer = noop.NewTracerProvider().Tracer("")
 	}
 	if opts.Injectors == nil {
 		opts.Injectors = upstream.BasicFactories()

@@ -12,13 +12,27 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	mcpgo "github.com/mark3labs/mcp-go/mcp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/mcpgw/mcpgw/internal/config"
 	"github.com/mcpgw/mcpgw/internal/identity"
 	"github.com/mcpgw/mcpgw/internal/mcp"
 	"github.com/mcpgw/mcpgw/internal/policy"
+	"github.com/mcpgw/mcpgw/internal/telemetry"
 	"github.com/mcpgw/mcpgw/internal/upstream"
 )
+
+// traceHeaders reads the W3C trace context a client sent.
+func traceHeaders(c *fiber.Ctx) http.Header {
+	h := http.Header{}
+	for _, name := range []string{"Traceparent", "Tracestate", "Baggage"} {
+		if v := c.Get(name); v != "" {
+			h.Set(name, v)
+		}
+	}
+	return h
+}
 
 // call is one MCP HTTP request after the transport checks passed.
 type call struct {
@@ -51,10 +65,15 @@ func (g *Gateway) handleMCP(c *fiber.Ctx) error {
 	if origin := c.Get(fiber.HeaderOrigin); origin != "" && !g.originAllowed(origin) {
 		return writeOAuthError(c, fiber.StatusForbidden, "invalid_request", fmt.Sprintf("Origin %q is not allowed (server.allowed_origins)", origin), "")
 	}
+	ctx, span := telemetry.StartSpan(telemetry.Extract(c.UserContext(), traceHeaders(c)), g.opts.Tracer, telemetry.SpanRequest,
+		attribute.String("http.request.method", c.Method()), attribute.String("url.path", c.Path()))
+	defer span.End()
+	c.SetUserContext(ctx)
 	p, token, ok := g.authenticate(c)
 	if !ok {
 		return nil
 	}
+	span.SetAttributes(attribute.String("enduser.id", p.Subject))
 	topo := g.topo.Load()
 	r, rest := topo.match(c.Path())
 	if r == nil {
@@ -72,6 +91,7 @@ func (g *Gateway) handleMCP(c *fiber.Ctx) error {
 	case !hasAccess(agent, r.backend.Name):
 		return g.forbidScope(c, "", fmt.Sprintf("agent %q has no access to backend %s (backend_access)", agent.ID(), r.backend.Name), "")
 	}
+	span.SetAttributes(attribute.String("mcpgw.backend", r.backend.Name), attribute.String("mcpgw.agent", agent.ID()))
 	cl := &call{route: r, rest: rest, agent: agent, principal: p, token: token, requestID: fmt.Sprint(c.Locals("requestid"))}
 	if id := c.Get(mcpgo.HeaderSessionID); id != "" {
 		s, err := g.opts.Sealer.Open(id)
@@ -169,7 +189,8 @@ func (g *Gateway) post(c *fiber.Ctx, cl *call) error {
 		}
 	}
 
-	ctx := c.UserContext()
+	ctx, policySpan := telemetry.StartSpan(c.UserContext(), g.opts.Tracer, telemetry.SpanPolicy)
+	defer policySpan.End()
 	methods := map[string]string{}
 	var denied [][]byte
 	forward := make([]json.RawMessage, 0, len(msgs))
@@ -265,7 +286,6 @@ func (g *Gateway) delete(c *fiber.Ctx, cl *call) error {
 var forwardedHeaders = []string{
 	fiber.HeaderContentType, fiber.HeaderAccept, fiber.HeaderUserAgent,
 	mcpgo.HeaderProtocolVersion, mcpgo.HeaderLastEventID, mcpgo.HeaderMethod, mcpgo.HeaderName,
-	"Traceparent", "Tracestate",
 }
 
 func (g *Gateway) upstreamHeaders(c *fiber.Ctx, cl *call) http.Header {
@@ -293,17 +313,25 @@ func (g *Gateway) relay(c *fiber.Ctx, cl *call, method string, body []byte, ids 
 	start := time.Now()
 	r := cl.route
 	// fasthttp does not cancel a request's context when the client leaves,
-	// so the relay owns its context and cancels it when writing fails.
-	ctx, cancel := context.WithCancel(context.Background())
+	// so the relay owns its context and cancels it when writing fails; it
+	// keeps only the trace of the request's.
+	ctx, cancel := context.WithCancel(trace.ContextWithSpanContext(context.Background(), trace.SpanContextFromContext(c.UserContext())))
 	streaming := false
 	defer func() {
 		if !streaming {
 			cancel()
 		}
 	}()
-	resp, err := g.client.Send(ctx, r.injector, cl.caller(), upstream.Request{
-		Method: method, URL: r.target + cl.rest, Header: g.upstreamHeaders(c, cl), Body: body, Timeout: r.backend.Timeout(),
+	upCtx, upSpan := telemetry.StartSpan(ctx, g.opts.Tracer, telemetry.SpanUpstream, attribute.String("mcpgw.backend", r.backend.Name))
+	header := g.upstreamHeaders(c, cl)
+	telemetry.Inject(upCtx, header)
+	resp, err := g.client.Send(upCtx, r.injector, cl.caller(), upstream.Request{
+		Method: method, URL: r.target + cl.rest, Header: header, Body: body, Timeout: r.backend.Timeout(),
 	})
+	telemetry.EndSpan(upSpan, err)
+	if g.opts.Observer != nil {
+		g.opts.Observer.Upstream(r.backend.Name, time.Since(start))
+	}
 	if err != nil {
 		g.observe(r.backend.Name, method, "backend_error", start)
 		return g.backendFailure(c, cl, err, ids, batch)

@@ -7,14 +7,18 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"net/http"
 	"sync"
 	"time"
+
+	"github.com/gofiber/fiber/v2/middleware/adaptor"
 
 	"github.com/mcpgw/mcpgw/internal/audit"
 	"github.com/mcpgw/mcpgw/internal/config"
 	"github.com/mcpgw/mcpgw/internal/identity"
 	"github.com/mcpgw/mcpgw/internal/policy"
 	"github.com/mcpgw/mcpgw/internal/store"
+	"github.com/mcpgw/mcpgw/internal/telemetry"
 	"github.com/mcpgw/mcpgw/internal/upstream"
 )
 
@@ -24,6 +28,7 @@ type Server struct {
 	Engine   *policy.Engine
 	Verifier *identity.Verifier
 	Store    store.Store
+	Metrics  *telemetry.Metrics
 	// Audit receives decision and change records (the store, plus any
 	// extra sinks).
 	Audit audit.Sink
@@ -49,6 +54,10 @@ type StartOptions struct {
 	DecisionLog func(context.Context, policy.Record)
 	// AuditSinks are written besides the store (stdout, HTTP collector).
 	AuditSinks []audit.Sink
+	// Metrics, when nil, are made on a registry of the server's own.
+	Metrics *telemetry.Metrics
+	// Version is reported in traces.
+	Version string
 }
 
 // Start assembles the gateway from cfg and serves it.
@@ -57,14 +66,24 @@ func Start(ctx context.Context, cfg *config.Config, o StartOptions) (srv *Server
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{errc: make(chan error, 1)}
+	s := &Server{errc: make(chan error, 1), Metrics: o.Metrics}
 	defer func() {
 		if err != nil {
 			_ = s.Close(context.Background())
 		}
 	}()
+	if s.Metrics == nil {
+		if s.Metrics, err = telemetry.NewMetrics(telemetry.NewRegistry()); err != nil {
+			return nil, fmt.Errorf("metrics: %w", err)
+		}
+	}
+	tp, stopTracing, err := telemetry.SetupTracing(ctx, cfg.Telemetry, o.Version)
+	if err != nil {
+		return nil, err
+	}
+	s.closers = append(s.closers, stopTracing)
 
-	if s.Verifier, err = identity.NewVerifier(ctx, cfg.Identity, identity.WithLogger(log)); err != nil {
+	if s.Verifier, err = identity.NewVerifier(ctx, cfg.Identity, identity.WithLogger(log), identity.WithMetrics(s.Metrics.IdentityHooks())); err != nil {
 		return nil, fmt.Errorf("identity: %w", err)
 	}
 	s.closers = append(s.closers, func(context.Context) error { s.Verifier.Close(); return nil })
@@ -81,6 +100,7 @@ func Start(ctx context.Context, cfg *config.Config, o StartOptions) (srv *Server
 	s.closers = append(s.closers, s.Audit.Close)
 	decisionLog := func(ctx context.Context, r policy.Record) {
 		s.Audit.Write(ctx, decisionRecord(r))
+		s.Metrics.PolicyRecord(ctx, r)
 		if o.DecisionLog != nil {
 			o.DecisionLog(ctx, r)
 		}
@@ -130,6 +150,7 @@ func Start(ctx context.Context, cfg *config.Config, o StartOptions) (srv *Server
 	maps.Copy(injectors, o.Injectors)
 	s.Gateway, err = New(Options{
 		Config: &live, Verifier: s.Verifier, Authorizer: s.Engine, Sealer: sealer, Injectors: injectors, Logger: log,
+		Observer: s.Metrics, Tracer: tp.Tracer(telemetry.TracerName),
 		ReadyChecks: map[string]func(context.Context) error{
 			"identity": func(context.Context) error { return s.Verifier.Ready() },
 			"policy":   func(context.Context) error { return s.Engine.Ready() },
@@ -140,11 +161,17 @@ func Start(ctx context.Context, cfg *config.Config, o StartOptions) (srv *Server
 		return nil, err
 	}
 	s.mountAdmin(log)
+	if cfg.Server.MetricsListen == "" {
+		s.Gateway.App().Get("/metrics", adaptor.HTTPHandler(s.Metrics.Handler()))
+	} else if err = s.serveMetrics(cfg.Server.MetricsListen, log); err != nil {
+		return nil, err
+	}
 	s.Gateway.MountMCP()
 	pollCtx, stopPoll := context.WithCancel(context.Background())
 	s.closers = append(s.closers, func(context.Context) error { stopPoll(); return nil })
 	s.seen = revision
 	go s.followStore(pollCtx, cfg.Store.PollInterval, log)
+	go s.followBundle(pollCtx)
 
 	s.ln = o.Listener
 	if s.ln == nil {
@@ -242,5 +269,42 @@ func decisionRecord(r policy.Record) audit.Record {
 		Time: r.Time, Kind: audit.KindDecision, DecisionID: r.DecisionID,
 		Subject: r.Subject, Agent: r.Agent, Backend: r.Backend, Method: r.Method, Tool: r.Tool,
 		Allow: r.Allow, Reasons: r.Reasons, Revision: r.Revision, EvalMicros: r.Elapsed.Microseconds(),
+	}
+}
+
+// serveMetrics serves /metrics on its own listener, so that scraping can be
+// kept off the port agents reach.
+func (s *Server) serveMetrics(addr string, log *slog.Logger) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("server.metrics_listen %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", s.Metrics.Handler())
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics listener stopped", "err", err)
+		}
+	}()
+	s.closers = append(s.closers, hs.Shutdown)
+	return nil
+}
+
+// followBundle keeps the active-revision metric in step with the engine.
+func (s *Server) followBundle(ctx context.Context) {
+	last := ""
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		if rev := s.Engine.Revision(); rev != last {
+			s.Metrics.SetBundle(rev, time.Now())
+			last = rev
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
 	}
 }

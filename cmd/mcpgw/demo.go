@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"github.com/mcpgw/mcpgw/gateway"
 	"github.com/mcpgw/mcpgw/internal/config"
 	"github.com/mcpgw/mcpgw/internal/demo"
+	"github.com/mcpgw/mcpgw/internal/telemetry"
 	"github.com/mcpgw/mcpgw/internal/testidp"
 )
 
@@ -109,6 +111,12 @@ func demoMain(ctx context.Context, listen, policies string, stdout, stderr io.Wr
 	}
 	defer notes.Close()
 
+	// Listen first so that ":0" works and the printed URLs are the real ones.
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", listen, err)
+	}
+	listen = ln.Addr().String()
 	dir, err := os.MkdirTemp("", "mcpgw-demo-")
 	if err != nil {
 		return err
@@ -130,10 +138,11 @@ func demoMain(ctx context.Context, listen, policies string, stdout, stderr io.Wr
 	}
 	cfg, err := config.Load(path, os.Environ())
 	if err != nil {
+		ln.Close()
 		return fmt.Errorf("demo config: %w", err)
 	}
-	log := newLogger(cfg.Log, stderr)
-	srv, err := gateway.Start(ctx, cfg, gateway.StartOptions{Logger: log})
+	log := telemetry.NewLogger(cfg.Log, stderr)
+	srv, err := gateway.Start(ctx, cfg, gateway.StartOptions{Logger: log, Listener: ln, Version: version()})
 	if err != nil {
 		return err
 	}

@@ -7,11 +7,11 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/mcpgw/mcpgw/gateway"
 	"github.com/mcpgw/mcpgw/internal/config"
+	"github.com/mcpgw/mcpgw/internal/telemetry"
 )
 
 func runServe(ctx context.Context, args []string, _ io.Writer, stderr io.Writer) int {
@@ -26,8 +26,8 @@ func runServe(ctx context.Context, args []string, _ io.Writer, stderr io.Writer)
 		fmt.Fprintf(stderr, "mcpgw: config: %v\n", err)
 		return 1
 	}
-	log := newLogger(cfg.Log, stderr)
-	srv, err := gateway.Start(ctx, cfg, gateway.StartOptions{Logger: log})
+	log := telemetry.NewLogger(cfg.Log, stderr)
+	srv, err := gateway.Start(ctx, cfg, gateway.StartOptions{Logger: log, Version: version()})
 	if err != nil {
 		log.Error("start failed", "err", err)
 		return 1
@@ -56,16 +56,4 @@ func serveUntilDone(ctx context.Context, srv *gateway.Server, grace time.Duratio
 		log.Warn("shutdown", "err", err)
 	}
 	return code
-}
-
-func newLogger(c config.Log, w io.Writer) *slog.Logger {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(strings.ToUpper(c.Level))); err != nil {
-		level = slog.LevelInfo
-	}
-	opts := &slog.HandlerOptions{Level: level}
-	if strings.EqualFold(c.Format, "text") {
-		return slog.New(slog.NewTextHandler(w, opts))
-	}
-	return slog.New(slog.NewJSONHandler(w, opts))
 }

@@ -12,6 +12,8 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Client forwards requests to backends over one pooled transport.
@@ -98,7 +100,12 @@ func (c *Client) sendOnce(ctx context.Context, inj Injector, caller Caller, r Re
 	if req.Header == nil {
 		req.Header = http.Header{}
 	}
-	if err := inj.Inject(reqCtx, req, caller); err != nil {
+	// The credential step gets its own span: token exchanges are the slow,
+	// remote part of a cold request.
+	credCtx, span := trace.SpanFromContext(ctx).TracerProvider().Tracer("github.com/mcpgw/mcpgw").Start(reqCtx, "mcpgw.exchange")
+	err = inj.Inject(credCtx, req, caller)
+	span.End()
+	if err != nil {
 		cancel(nil)
 		var ce *CredentialError
 		if errors.As(err, &ce) {

@@ -1,0 +1,100 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// syncBuffer is written by the demo goroutine and read by the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestDemoServesPoliciesAndStopsCleanly(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, logs syncBuffer
+	type world struct {
+		url    string
+		tokens map[string]string
+	}
+	ready := make(chan world, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- demoMain(ctx, "127.0.0.1:0", "../../policies", &out, &logs, func(url string, tokens map[string]string) {
+			ready <- world{url, tokens}
+		})
+	}()
+	var w world
+	select {
+	case w = <-ready:
+	case err := <-done:
+		t.Fatalf("demo stopped early: %v\n%s", err, logs.String())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("demo not ready\n%s", logs.String())
+	}
+	printed := out.String()
+	for _, want := range []string{"export ALICE=", "export BOB=", "export CAROL=", "curl -s " + w.url + "/employees", "inspector --cli " + w.url + "/notes"} {
+		if !strings.Contains(printed, want) {
+			t.Errorf("demo output lacks %q", want)
+		}
+	}
+
+	post := func(token, body string) map[string]any {
+		req, _ := http.NewRequest(http.MethodPost, w.url+"/employees", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("X-Agent-ID", "claude-code")
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		var m map[string]any
+		if err := json.Unmarshal(raw, &m); err != nil {
+			t.Fatalf("reply %d %s: %v", resp.StatusCode, raw, err)
+		}
+		return m
+	}
+	list := post(w.tokens["ALICE"], `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`)
+	tools := list["result"].(map[string]any)["tools"].([]any)
+	if len(tools) != 3 {
+		t.Fatalf("alice sees %d employees tools, want the 3 read tools: %v", len(tools), tools)
+	}
+	del := post(w.tokens["BOB"], `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"delete_employee","arguments":{"id":"e1"}}}`)
+	if e, _ := del["error"].(map[string]any); e == nil || e["code"] != float64(-32003) {
+		t.Fatalf("bob's delete = %v, want -32003", del)
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("demo stop: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("demo did not stop after cancel")
+	}
+}
