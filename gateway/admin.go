@@ -1,7 +1,941 @@
 package gateway
 
-import "log/slog"
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
 
-// mountAdmin mounts /admin/v1 (agents, backends, audit), authorized by
-// data.mcp.admin.allow.
-func (s *Server) mountAdmin(log *slog.Logger) {}
+	"github.com/agnivade/levenshtein"
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/mcpgw/mcpgw/internal/audit"
+	"github.com/mcpgw/mcpgw/internal/config"
+	"github.com/mcpgw/mcpgw/internal/identity"
+	"github.com/mcpgw/mcpgw/internal/policy"
+	"github.com/mcpgw/mcpgw/internal/store"
+	"github.com/mcpgw/mcpgw/internal/store/configjson"
+	"github.com/mcpgw/mcpgw/internal/telemetry"
+)
+
+// The admin API manages agents and backends while the gateway runs and pages
+// through the audit trail:
+//
+//	GET    /admin/v1/agents            GET    /admin/v1/backends
+//	GET    /admin/v1/agents/{name}     GET    /admin/v1/backends/{name}
+//	PUT    /admin/v1/agents/{name}     PUT    /admin/v1/backends/{name}
+//	DELETE /admin/v1/agents/{name}     DELETE /admin/v1/backends/{name}
+//	GET    /admin/v1/audit?kind=&subject=&agent=&backend=&decision=&since=&until=&limit=&cursor=
+//
+// {name} is the entry's key in config.yaml's agents: or backends: map
+// (letters, digits, '.', '_', '-', starting with a letter or digit). An
+// agent's agent_id, the X-Agent-ID value, is a field of the body and
+// defaults to the name. A PUT body is the entry as config.yaml writes it
+// (url, paths, auth_method, ...; agent_id, client_id, scopes, ...); it may
+// repeat the name as "name", which must then match the URL.
+//
+// Every call carries the same bearer token as MCP calls and is decided by
+// data.mcp.admin.allow; there is no other credential. Writes are validated
+// like the config file, stored with their audit record, and applied to the
+// routing table before the response is sent.
+
+const adminPrefix = "/admin/v1"
+
+// maxObjectName is the longest agent or backend name the store accepts.
+const maxObjectName = 200
+
+// Admin actions, as data.mcp.admin.allow sees them.
+const (
+	actionList   = "list"
+	actionGet    = "get"
+	actionCreate = "create"
+	actionUpdate = "update"
+	actionDelete = "delete"
+)
+
+type adminAPI struct {
+	s   *Server
+	log *slog.Logger
+	// mu makes each write of this process one step: read the store,
+	// validate the whole candidate topology, write, reload. Without it two
+	// concurrent writes could each pass validation and together break the
+	// topology (an agent granted a backend that is being deleted). Writers
+	// in other replicas are not covered; see the README.
+	mu sync.Mutex
+}
+
+// resource is one collection of the admin API: the store calls and config
+// rules in which agents and backends differ.
+type resource[T any] struct {
+	api *adminAPI
+	// plural is the URL segment, the policy's admin.kind and the config
+	// key: "agents" or "backends".
+	plural string
+	name   func(T) string
+	list   func(context.Context) ([]store.Entry[T], error)
+	get    func(context.Context, string) (store.Entry[T], error)
+	put    func(context.Context, T, store.ChangeMeta) (store.Change[T], error)
+	remove func(context.Context, string, store.ChangeMeta) (store.Change[T], error)
+	redact func(T) T
+	// merge completes a decoded body with the stored secrets it keeps and
+	// refuses secret references; old is nil on create.
+	merge func(path string, sent map[string]json.RawMessage, v, old *T) []string
+	// place sets (v nil: deletes) the entry name of a candidate config.
+	place func(cand *config.Config, name string, v *T)
+	// take returns entry name of a validated (normalized) candidate.
+	take func(cand *config.Config, name string) T
+	// conflicts lists how entry name of a normalized candidate clashes
+	// with the others (or, deleted, who still depends on it): 409.
+	conflicts func(cand *config.Config, name string) []string
+}
+
+func (s *Server) mountAdmin(log *slog.Logger) {
+	a := &adminAPI{s: s, log: log.With("component", "admin")}
+	agents := &resource[config.Agent]{
+		api: a, plural: "agents",
+		name:   func(v config.Agent) string { return v.Name },
+		list:   s.Store.ListAgents,
+		get:    s.Store.GetAgent,
+		put:    s.Store.PutAgent,
+		remove: s.Store.DeleteAgent,
+		redact: audit.RedactAgent,
+		merge:  mergeAgent,
+		place: func(cand *config.Config, name string, v *config.Agent) {
+			if v == nil {
+				delete(cand.Agents, name)
+				return
+			}
+			cand.Agents[name] = *v
+		},
+		take:      func(cand *config.Config, name string) config.Agent { return cand.Agents[name] },
+		conflicts: agentConflicts,
+	}
+	backends := &resource[config.Backend]{
+		api: a, plural: "backends",
+		name:   func(v config.Backend) string { return v.Name },
+		list:   s.Store.ListBackends,
+		get:    s.Store.GetBackend,
+		put:    s.Store.PutBackend,
+		remove: s.Store.DeleteBackend,
+		redact: audit.RedactBackend,
+		merge:  mergeBackend,
+		place: func(cand *config.Config, name string, v *config.Backend) {
+			if v == nil {
+				delete(cand.Backends, name)
+				return
+			}
+			cand.Backends[name] = *v
+		},
+		take:      func(cand *config.Config, name string) config.Backend { return cand.Backends[name] },
+		conflicts: backendConflicts,
+	}
+	r := s.Gateway.App().Group(adminPrefix)
+	mountResource(r, agents)
+	mountResource(r, backends)
+	r.Get("/audit", a.handleAudit)
+	r.All("/audit", a.methodNotAllowed("GET"))
+	// Without these, unknown admin paths would fall through to the MCP
+	// route and be answered as backend paths.
+	r.All("/", a.notFound)
+	r.All("/*", a.notFound)
+}
+
+func mountResource[T any](r fiber.Router, res *resource[T]) {
+	base := "/" + res.plural
+	r.Get(base, res.handleList)
+	r.All(base, res.api.methodNotAllowed("GET"))
+	r.Get(base+"/:name", res.handleGet)
+	r.Put(base+"/:name", res.handlePut)
+	r.Delete(base+"/:name", res.handleDelete)
+	r.All(base+"/:name", res.api.methodNotAllowed("GET, PUT, DELETE"))
+}
+
+// adminEntry is how the API shows a stored agent or backend. Value is in the
+// config file's shape, secrets redacted, and is what a PUT takes back.
+type adminEntry struct {
+	Name      string          `json:"name"`
+	Source    store.Source    `json:"source"`
+	Version   int64           `json:"version"`
+	UpdatedAt time.Time       `json:"updated_at"`
+	UpdatedBy string          `json:"updated_by,omitempty"`
+	Value     json.RawMessage `json:"value"`
+}
+
+func (r *resource[T]) entry(e store.Entry[T]) (adminEntry, error) {
+	value, err := configjson.Marshal(r.redact(e.Value))
+	if err != nil {
+		return adminEntry{}, fmt.Errorf("encode %s.%s: %w", r.plural, r.name(e.Value), err)
+	}
+	return adminEntry{Name: r.name(e.Value), Source: e.Source, Version: e.Version, UpdatedAt: e.UpdatedAt,
+		UpdatedBy: e.UpdatedBy, Value: value}, nil
+}
+
+func (r *resource[T]) handleList(c *fiber.Ctx) error {
+	p, ok := r.api.authenticate(c)
+	if !ok {
+		return nil
+	}
+	if _, ok := r.api.authorize(c, p, actionList, r.plural, ""); !ok {
+		return nil
+	}
+	entries, err := r.list(c.UserContext())
+	if err != nil {
+		return r.api.internal(c, "list "+r.plural, err)
+	}
+	out := make([]adminEntry, 0, len(entries))
+	for _, e := range entries {
+		ae, err := r.entry(e)
+		if err != nil {
+			return r.api.internal(c, "list "+r.plural, err)
+		}
+		out = append(out, ae)
+	}
+	return adminJSON(c, fiber.StatusOK, fiber.Map{r.plural: out})
+}
+
+func (r *resource[T]) handleGet(c *fiber.Ctx) error {
+	p, ok := r.api.authenticate(c)
+	if !ok {
+		return nil
+	}
+	name := strings.Clone(c.Params("name"))
+	if _, ok := r.api.authorize(c, p, actionGet, r.plural, name); !ok {
+		return nil
+	}
+	e, err := r.get(c.UserContext(), name)
+	if errors.Is(err, store.ErrNotFound) {
+		return r.notFound(c, name)
+	}
+	if err != nil {
+		return r.api.internal(c, "get "+r.plural+"."+name, err)
+	}
+	ae, err := r.entry(e)
+	if err != nil {
+		return r.api.internal(c, "get "+r.plural+"."+name, err)
+	}
+	return adminJSON(c, fiber.StatusOK, ae)
+}
+
+// handlePut creates or replaces an entry. The body replaces the stored entry
+// field by field, except that secrets are write-only and so a GET-modify-PUT
+// round trip must not wipe them:
+//
+//   - an agent's client_secret and private_key: omitted, or sent as the
+//     redaction marker "[REDACTED]", keep the stored value; "" or null
+//     clears it; any other value replaces it.
+//   - a backend's auth_config: omitted entirely, it is kept as stored.
+//     Sent, it replaces the stored one key by key (keys left out are
+//     dropped, since which keys matter depends on auth_method and a stale
+//     api_key would win over a new key), except that a value equal to what
+//     GET shows for the stored value at the same place ("[REDACTED]", or a
+//     URL with its password or token hidden) keeps the stored value. The
+//     same holds for the backend's url.
+//
+// "[REDACTED]" where nothing is stored is refused rather than stored as a
+// literal credential.
+func (r *resource[T]) handlePut(c *fiber.Ctx) error {
+	p, ok := r.api.authenticate(c)
+	if !ok {
+		return nil
+	}
+	name := strings.Clone(c.Params("name"))
+	ctx := c.UserContext()
+	r.api.mu.Lock()
+	defer r.api.mu.Unlock()
+
+	var old *T
+	switch e, err := r.get(ctx, name); {
+	case err == nil:
+		old = &e.Value
+	case !errors.Is(err, store.ErrNotFound):
+		return r.api.internal(c, "get "+r.plural+"."+name, err)
+	}
+	action := actionCreate
+	if old != nil {
+		action = actionUpdate
+	}
+	d, ok := r.api.authorize(c, p, action, r.plural, name)
+	if !ok {
+		return nil
+	}
+	if mediaType(c.Get(fiber.HeaderContentType)) != fiber.MIMEApplicationJSON {
+		return adminError(c, fiber.StatusUnsupportedMediaType, "invalid_request", "Content-Type must be application/json", nil)
+	}
+	path := r.plural + "." + name
+	if len(name) > maxObjectName {
+		return invalid(c, []string{fmt.Sprintf("%s: name is longer than %d bytes", r.plural, maxObjectName)})
+	}
+	var v T
+	sent, problems := decodeBody(path, name, c.Body(), &v)
+	if sent != nil {
+		problems = append(problems, r.merge(path, sent, &v, old)...)
+	}
+	if len(problems) > 0 {
+		return invalid(c, problems)
+	}
+
+	cand, err := r.api.candidate(ctx)
+	if err != nil {
+		return r.api.internal(c, "read topology", err)
+	}
+	r.place(cand, name, &v)
+	problems = topologyProblems(cand)
+	if conflicts := r.conflicts(cand, name); len(conflicts) > 0 {
+		return adminError(c, fiber.StatusConflict, "conflict", strings.Join(conflicts, "; "), conflicts)
+	}
+	if len(problems) == 0 {
+		// Validate checks shapes; building the routing table also builds
+		// each backend's credential injector, as a reload will.
+		if _, err := buildTopology(cand.Backends, cand.Agents, r.api.s.Gateway.opts.Injectors); err != nil {
+			problems = append(problems, err.Error())
+		}
+	}
+	if len(problems) > 0 {
+		return invalid(c, problems)
+	}
+
+	// Stored as validated: normalized like a loaded config file (default
+	// path /<name>, auth_method lower case, static-key as pre-shared-key).
+	v = r.take(cand, name)
+	ch, err := r.put(ctx, v, r.api.changeMeta(c, p, d))
+	if err != nil {
+		return r.api.internal(c, "put "+path, err)
+	}
+	if err := r.api.apply(c, ch.Audit); err != nil {
+		return err
+	}
+	e, err := r.get(ctx, name)
+	if err != nil {
+		return r.api.internal(c, "get "+path, err)
+	}
+	ae, err := r.entry(e)
+	if err != nil {
+		return r.api.internal(c, "get "+path, err)
+	}
+	status := fiber.StatusOK
+	if ch.Before == nil {
+		status = fiber.StatusCreated
+		c.Location(adminPrefix + "/" + r.plural + "/" + name)
+	}
+	return adminJSON(c, status, ae)
+}
+
+func (r *resource[T]) handleDelete(c *fiber.Ctx) error {
+	p, ok := r.api.authenticate(c)
+	if !ok {
+		return nil
+	}
+	name := strings.Clone(c.Params("name"))
+	ctx := c.UserContext()
+	r.api.mu.Lock()
+	defer r.api.mu.Unlock()
+
+	d, ok := r.api.authorize(c, p, actionDelete, r.plural, name)
+	if !ok {
+		return nil
+	}
+	if _, err := r.get(ctx, name); errors.Is(err, store.ErrNotFound) {
+		return r.notFound(c, name)
+	} else if err != nil {
+		return r.api.internal(c, "get "+r.plural+"."+name, err)
+	}
+	cand, err := r.api.candidate(ctx)
+	if err != nil {
+		return r.api.internal(c, "read topology", err)
+	}
+	r.place(cand, name, nil)
+	if conflicts := r.conflicts(cand, name); len(conflicts) > 0 {
+		return adminError(c, fiber.StatusConflict, "conflict", strings.Join(conflicts, "; "), conflicts)
+	}
+	ch, err := r.remove(ctx, name, r.api.changeMeta(c, p, d))
+	if errors.Is(err, store.ErrNotFound) {
+		return r.notFound(c, name)
+	}
+	if err != nil {
+		return r.api.internal(c, "delete "+r.plural+"."+name, err)
+	}
+	if err := r.api.apply(c, ch.Audit); err != nil {
+		return err
+	}
+	return c.SendStatus(fiber.StatusNoContent)
+}
+
+func (r *resource[T]) notFound(c *fiber.Ctx, name string) error {
+	return adminError(c, fiber.StatusNotFound, "not_found", fmt.Sprintf("%s.%s: no such entry", r.plural, name), nil)
+}
+
+// candidate is the store's current topology as a config, for validating a
+// change against everything else before it is written.
+func (a *adminAPI) candidate(ctx context.Context) (*config.Config, error) {
+	backends, agents, err := loadTopology(ctx, a.s.Store)
+	if err != nil {
+		return nil, err
+	}
+	return &config.Config{Backends: backends, Agents: agents}, nil
+}
+
+// topologyProblems validates a candidate's agents and backends exactly as
+// the config file's are validated, normalizing them in place. Validate
+// checks the whole file; a candidate holds only agents and backends, so what
+// it says about the other sections is not about this change.
+func topologyProblems(cand *config.Config) []string {
+	err := cand.Validate()
+	if err == nil {
+		return nil
+	}
+	errs := []error{err}
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = joined.Unwrap()
+	}
+	var out []string
+	for _, e := range errs {
+		if msg := e.Error(); strings.HasPrefix(msg, "backends.") || strings.HasPrefix(msg, "agents.") {
+			out = append(out, msg)
+		}
+	}
+	return out
+}
+
+func agentConflicts(cand *config.Config, name string) []string {
+	a, ok := cand.Agents[name]
+	if !ok {
+		return nil
+	}
+	var out []string
+	for _, other := range slices.Sorted(maps.Keys(cand.Agents)) {
+		if other != name && cand.Agents[other].ID() == a.ID() {
+			out = append(out, fmt.Sprintf("agents.%s.agent_id: %q is already the id of agents.%s", name, a.ID(), other))
+		}
+	}
+	return out
+}
+
+func backendConflicts(cand *config.Config, name string) []string {
+	var out []string
+	b, ok := cand.Backends[name]
+	if !ok {
+		for _, an := range slices.Sorted(maps.Keys(cand.Agents)) {
+			for i, bn := range cand.Agents[an].BackendAccess {
+				if bn == name {
+					out = append(out, fmt.Sprintf("backends.%s: still granted by agents.%s.backend_access[%d]; remove the grant first", name, an, i))
+				}
+			}
+		}
+		return out
+	}
+	for i, p := range b.Paths {
+		cp := canonicalPath(p)
+		if reserved, ok := reservedRoute(cp); ok {
+			out = append(out, fmt.Sprintf("backends.%s.paths[%d]: %q is the gateway's own route %s", name, i, p, reserved))
+		}
+		for _, other := range slices.Sorted(maps.Keys(cand.Backends)) {
+			if other == name {
+				continue
+			}
+			for j, op := range cand.Backends[other].Paths {
+				if canonicalPath(op) == cp {
+					out = append(out, fmt.Sprintf("backends.%s.paths[%d]: %q is already routed to backends.%s (paths[%d])", name, i, p, other, j))
+				}
+			}
+		}
+	}
+	return out
+}
+
+// decodeBody reads a PUT body, a JSON object keyed like a config.yaml entry,
+// into v. It returns the fields as sent, so that secret handling can tell an
+// omitted field from an emptied one, and one problem per bad field.
+func decodeBody(path, name string, body []byte, v any) (map[string]json.RawMessage, []string) {
+	var sent map[string]json.RawMessage
+	if err := json.Unmarshal(body, &sent); err != nil || sent == nil {
+		kind, _, _ := strings.Cut(path, ".")
+		desc := "must be a JSON object shaped like an entry of " + kind + ": in config.yaml"
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			desc = fmt.Sprintf("invalid JSON at byte %d", se.Offset)
+		}
+		return nil, []string{"request body: " + desc}
+	}
+	known := configKeys(reflect.TypeOf(v).Elem())
+	var problems []string
+	for _, k := range slices.Sorted(maps.Keys(sent)) {
+		if k == "name" {
+			var s string
+			if json.Unmarshal(sent[k], &s) != nil || s != name {
+				problems = append(problems, fmt.Sprintf("%s.name: must be %q, the name in the URL", path, name))
+			}
+			continue
+		}
+		if !slices.Contains(known, k) {
+			problems = append(problems, unknownField(path, k, known))
+			continue
+		}
+		// One field at a time, so that an error names its field.
+		one, err := json.Marshal(map[string]json.RawMessage{k: sent[k]})
+		if err == nil {
+			err = configjson.Unmarshal(one, v)
+		}
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("%s.%s: %s", path, k, typeProblem(err)))
+		}
+	}
+	return sent, problems
+}
+
+// configKeys lists the keys of a config struct as configjson names them
+// (koanf tags; untagged fields by their lower-cased name), so that a field
+// added to config.Agent or config.Backend is accepted here without an edit.
+func configKeys(t reflect.Type) []string {
+	var keys []string
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		key, _, _ := strings.Cut(f.Tag.Get("koanf"), ",")
+		switch key {
+		case "-":
+			continue
+		case "":
+			key = strings.ToLower(f.Name)
+		}
+		keys = append(keys, key)
+	}
+	return keys
+}
+
+func unknownField(path, key string, known []string) string {
+	best, bestDist := "", 3
+	for _, k := range known {
+		if d := levenshtein.ComputeDistance(key, k); d < bestDist {
+			best, bestDist = k, d
+		}
+	}
+	if best != "" {
+		return fmt.Sprintf("%s.%s: unknown field (did you mean %q?)", path, key, best)
+	}
+	return fmt.Sprintf("%s.%s: unknown field (want one of %s)", path, key, strings.Join(known, ", "))
+}
+
+func typeProblem(err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return fmt.Sprintf("want %s, got a JSON %s", jsonTypeName(te.Type), te.Value)
+	}
+	return "invalid value"
+}
+
+func jsonTypeName(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		return "a list of " + strings.TrimPrefix(strings.TrimPrefix(jsonTypeName(t.Elem()), "a "), "an ") + "s"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	}
+	return t.String()
+}
+
+func mergeAgent(path string, sent map[string]json.RawMessage, v, old *config.Agent) []string {
+	var stored config.Agent
+	if old != nil {
+		stored = *old
+	}
+	var problems []string
+	for _, f := range []struct {
+		key, fileKey  string
+		value, file   *string
+		stored, sFile string
+	}{
+		{"client_secret", "client_secret_file", &v.ClientSecret, &v.ClientSecretFile, stored.ClientSecret, stored.ClientSecretFile},
+		{"private_key", "private_key_file", &v.PrivateKey, &v.PrivateKeyFile, stored.PrivateKey, stored.PrivateKeyFile},
+	} {
+		if _, present := sent[f.key]; !present {
+			*f.value = f.stored
+		} else if *f.value == audit.Redacted {
+			if f.stored == "" {
+				problems = append(problems, redactedWithoutSecret(path+"."+f.key))
+			} else {
+				*f.value = f.stored
+			}
+		}
+		if isEnvReference(*f.value) && *f.value != f.stored {
+			problems = append(problems, envReferenceRefused(path+"."+f.key))
+		}
+		if *f.file != "" && *f.file != f.sFile {
+			problems = append(problems, fileRefused(path+"."+f.fileKey, f.key))
+		}
+	}
+	return problems
+}
+
+func mergeBackend(path string, sent map[string]json.RawMessage, v, old *config.Backend) []string {
+	var problems []string
+	var stored, shown config.Backend
+	if old != nil {
+		stored, shown = *old, audit.RedactBackend(*old)
+	}
+	if v.URL == shown.URL && shown.URL != stored.URL {
+		v.URL = stored.URL
+	}
+	if _, present := sent["auth_config"]; !present {
+		v.AuthConfig = stored.AuthConfig
+	} else {
+		for _, k := range slices.Sorted(maps.Keys(v.AuthConfig)) {
+			v.AuthConfig[k] = restoreSecrets(path+".auth_config."+k, v.AuthConfig[k], shown.AuthConfig[k], stored.AuthConfig[k], &problems)
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(v.AuthConfig)) {
+		refusedReferences(path+".auth_config."+k, k, v.AuthConfig[k], stored.AuthConfig[k], &problems)
+	}
+	return problems
+}
+
+// restoreSecrets returns the stored value where sent is what GET showed for
+// it (the redacted form) and redaction had hidden something.
+func restoreSecrets(path string, sent, shown, stored any, problems *[]string) any {
+	switch s := sent.(type) {
+	case string:
+		if sh, ok := shown.(string); ok && s == sh && !reflect.DeepEqual(shown, stored) {
+			return stored
+		}
+		if s == audit.Redacted {
+			*problems = append(*problems, redactedWithoutSecret(path))
+		}
+	case map[string]any:
+		shownMap, _ := shown.(map[string]any)
+		storedMap, _ := stored.(map[string]any)
+		for _, k := range slices.Sorted(maps.Keys(s)) {
+			s[k] = restoreSecrets(path+"."+k, s[k], shownMap[k], storedMap[k], problems)
+		}
+	case []any:
+		shownList, _ := shown.([]any)
+		storedList, _ := stored.([]any)
+		for i := range s {
+			var sh, st any
+			if i < len(shownList) && i < len(storedList) {
+				sh, st = shownList[i], storedList[i]
+			}
+			s[i] = restoreSecrets(fmt.Sprintf("%s[%d]", path, i), s[i], sh, st, problems)
+		}
+	}
+	return sent
+}
+
+// refusedReferences reports "${NAME}" values and *_file keys that are not
+// already stored at the same place. The config file may use both, since
+// whoever writes it already controls the gateway's environment and files.
+// Through the API they would let a caller make the gateway read its own
+// environment or files (the session key, a signing key) and send them as a
+// credential to a backend URL of the caller's choosing.
+func refusedReferences(path, key string, sent, stored any, problems *[]string) {
+	switch s := sent.(type) {
+	case string:
+		if reflect.DeepEqual(sent, stored) {
+			return
+		}
+		if strings.HasSuffix(key, "_file") && s != "" {
+			*problems = append(*problems, fileRefused(path, strings.TrimSuffix(key, "_file")))
+		} else if isEnvReference(s) {
+			*problems = append(*problems, envReferenceRefused(path))
+		}
+	case map[string]any:
+		storedMap, _ := stored.(map[string]any)
+		for _, k := range slices.Sorted(maps.Keys(s)) {
+			refusedReferences(path+"."+k, k, s[k], storedMap[k], problems)
+		}
+	case []any:
+		storedList, _ := stored.([]any)
+		for i, item := range s {
+			var st any
+			if i < len(storedList) {
+				st = storedList[i]
+			}
+			refusedReferences(fmt.Sprintf("%s[%d]", path, i), key, item, st, problems)
+		}
+	}
+}
+
+// isEnvReference matches the values config.ResolveSecret replaces by an
+// environment variable.
+func isEnvReference(s string) bool { return strings.HasPrefix(s, "${") && strings.HasSuffix(s, "}") }
+
+func redactedWithoutSecret(path string) string {
+	return path + ": " + audit.Redacted + " stands for a stored secret, but none is stored here; send the secret itself"
+}
+
+func envReferenceRefused(path string) string {
+	return path + ": ${...} environment references are resolved only in the config file; send the secret itself"
+}
+
+func fileRefused(path, key string) string {
+	return fmt.Sprintf("%s: files are read only for the config file; send the secret itself in %s", path, key)
+}
+
+// authenticate verifies the bearer token as the MCP route does. The
+// challenge points at the gateway's own protected resource metadata: admin
+// paths belong to no backend.
+func (a *adminAPI) authenticate(c *fiber.Ctx) (*identity.Principal, bool) {
+	g := a.s.Gateway
+	if host := string(c.Request().Host()); !g.hostAllowed(host) {
+		_ = writeOAuthError(c, fiber.StatusForbidden, "invalid_request", fmt.Sprintf("Host header %q is not one this gateway serves", host), "")
+		return nil, false
+	}
+	if origin := c.Get(fiber.HeaderOrigin); origin != "" && !g.originAllowed(origin) {
+		_ = writeOAuthError(c, fiber.StatusForbidden, "invalid_request", fmt.Sprintf("Origin %q is not allowed (server.allowed_origins)", origin), "")
+		return nil, false
+	}
+	meta := strings.TrimRight(g.server.PublicURL, "/") + "/.well-known/oauth-protected-resource"
+	header := c.Get(fiber.HeaderAuthorization)
+	if header == "" {
+		c.Set(fiber.HeaderWWWAuthenticate, fmt.Sprintf(`Bearer resource_metadata=%q`, meta))
+		_ = writeOAuthError(c, fiber.StatusUnauthorized, "invalid_request", "missing bearer token in Authorization header", "")
+		return nil, false
+	}
+	token, ok := bearerToken(header)
+	if !ok {
+		g.challenge(c, meta, "Authorization header must be \"Bearer <token>\"")
+		return nil, false
+	}
+	ctx, span := telemetry.StartSpan(c.UserContext(), g.opts.Tracer, telemetry.SpanIdentity)
+	p, err := a.s.Verifier.Verify(ctx, strings.Clone(token))
+	telemetry.EndSpan(span, err)
+	if errors.Is(err, identity.ErrKeysUnavailable) {
+		a.log.Warn("token keys unavailable", "err", err)
+		c.Set(fiber.HeaderRetryAfter, "5")
+		_ = writeOAuthError(c, fiber.StatusServiceUnavailable, "temporarily_unavailable", "the token issuer's signing keys could not be loaded; try again shortly", "")
+		return nil, false
+	}
+	if err != nil {
+		desc := "token verification failed"
+		var ie *identity.Error
+		if errors.As(err, &ie) && ie.Description != "" {
+			desc = ie.Description
+		}
+		g.challenge(c, meta, desc)
+		return nil, false
+	}
+	return p, true
+}
+
+// authorize asks data.mcp.admin.allow; a denial answers 403 with the
+// decision id, which the audit trail's decision record carries too.
+func (a *adminAPI) authorize(c *fiber.Ctx, p *identity.Principal, action, kind, name string) (policy.Decision, bool) {
+	ctx, span := telemetry.StartSpan(c.UserContext(), a.s.Gateway.opts.Tracer, telemetry.SpanPolicy)
+	defer telemetry.EndSpan(span, nil)
+	d := a.s.Engine.DecideAdmin(ctx, &policy.AdminInput{
+		Version: policy.InputVersion,
+		Token: policy.TokenInput{
+			Sub: p.Subject, Iss: p.Issuer, Aud: p.Audience, ClientID: p.ClientID,
+			Scopes: p.Scopes, Groups: p.Groups, Claims: p.Claims,
+		},
+		// Cloned: the engine's decision record outlives the request buffers.
+		HTTP:  policy.HTTPInput{Method: strings.Clone(c.Method()), Path: strings.Clone(c.Path()), RemoteAddr: c.IP()},
+		Admin: policy.AdminRequest{Action: action, Kind: kind, Name: name},
+	})
+	if d.Allow {
+		return d, true
+	}
+	desc := fmt.Sprintf("admin action %s on %s denied by policy", action, adminTarget(kind, name))
+	if len(d.Reasons) > 0 {
+		desc += ": " + strings.Join(d.Reasons, "; ")
+	}
+	_ = adminJSON(c, fiber.StatusForbidden, fiber.Map{
+		"error": "access_denied", "error_description": desc, "decision_id": d.ID, "reasons": d.Reasons,
+	})
+	return d, false
+}
+
+func adminTarget(kind, name string) string {
+	if name == "" {
+		return kind
+	}
+	return kind + "/" + name
+}
+
+// changeMeta names who made a change and on what authority. The agent is the
+// one the token's client is registered as, when the topology knows it.
+func (a *adminAPI) changeMeta(c *fiber.Ctx, p *identity.Principal, d policy.Decision) store.ChangeMeta {
+	meta := store.ChangeMeta{Subject: p.Subject, DecisionID: d.ID, Revision: d.Revision, RequestID: requestID(c)}
+	if agent, err := a.s.Gateway.topo.Load().agentFor(strings.Clone(c.Get("X-Agent-ID")), p); err == nil {
+		meta.Agent = agent.ID()
+	}
+	return meta
+}
+
+// apply hands a stored change's audit record to the audit sinks and swaps the
+// routing table. The store already holds the record (written with the
+// change); s.Audit also writes to the store, where a record whose id is
+// stored is skipped, so the extra sinks (stdout, HTTP collector) get it
+// once and the store does not get it twice.
+func (a *adminAPI) apply(c *fiber.Ctx, rec audit.Record) error {
+	a.s.Audit.Write(context.WithoutCancel(c.UserContext()), rec)
+	a.log.Info("admin change", "action", rec.Action, "kind", rec.ObjectKind, "name", rec.ObjectName,
+		"subject", rec.Subject, "decision_id", rec.DecisionID, "request_id", rec.RequestID)
+	if err := a.s.Reload(c.UserContext()); err != nil {
+		a.log.Error("admin change stored but not applied", "request_id", rec.RequestID, "err", err)
+		return adminError(c, fiber.StatusInternalServerError, "server_error",
+			"the change was stored but this gateway could not apply it yet; it retries when it next polls the store (request id "+rec.RequestID+")", nil)
+	}
+	return nil
+}
+
+// auditParams are the query parameters of GET /admin/v1/audit.
+var auditParams = []string{"kind", "subject", "agent", "backend", "decision", "since", "until", "limit", "cursor"}
+
+func (a *adminAPI) handleAudit(c *fiber.Ctx) error {
+	p, ok := a.authenticate(c)
+	if !ok {
+		return nil
+	}
+	if _, ok := a.authorize(c, p, actionList, "audit", ""); !ok {
+		return nil
+	}
+	q, problems := parseAuditQuery(c)
+	if len(problems) > 0 {
+		return invalid(c, problems)
+	}
+	recs, next, err := a.s.Store.QueryAudit(c.UserContext(), q)
+	if errors.Is(err, audit.ErrInvalidQuery) {
+		return invalid(c, []string{err.Error()})
+	}
+	if err != nil {
+		return a.internal(c, "query audit", err)
+	}
+	if recs == nil {
+		recs = []audit.Record{}
+	}
+	return adminJSON(c, fiber.StatusOK, fiber.Map{"records": recs, "next_cursor": next})
+}
+
+func parseAuditQuery(c *fiber.Ctx) (audit.Query, []string) {
+	var (
+		q        audit.Query
+		problems []string
+		seen     = map[string]bool{}
+	)
+	c.Context().QueryArgs().VisitAll(func(k, v []byte) {
+		key, val := string(k), string(v)
+		switch {
+		case !slices.Contains(auditParams, key):
+			problems = append(problems, fmt.Sprintf("query parameter %q: unknown (want %s)", key, strings.Join(auditParams, ", ")))
+			return
+		case seen[key]:
+			problems = append(problems, fmt.Sprintf("query parameter %s: given more than once", key))
+			return
+		}
+		seen[key] = true
+		var err error
+		switch key {
+		case "kind":
+			q.Kind = audit.Kind(val)
+		case "subject":
+			q.Subject = val
+		case "agent":
+			q.Agent = val
+		case "backend":
+			q.Backend = val
+		case "decision":
+			q.Decision = val
+		case "cursor":
+			q.Cursor = val
+		case "since":
+			q.Since, err = time.Parse(time.RFC3339Nano, val)
+		case "until":
+			q.Until, err = time.Parse(time.RFC3339Nano, val)
+		case "limit":
+			q.Limit, err = strconv.Atoi(val)
+		}
+		if err != nil {
+			want := "an RFC 3339 time such as 2026-01-02T15:04:05Z"
+			if key == "limit" {
+				want = fmt.Sprintf("an integer, at most %d", audit.MaxLimit)
+			}
+			problems = append(problems, fmt.Sprintf("query parameter %s: want %s", key, want))
+		}
+	})
+	if len(problems) == 0 {
+		if _, err := q.Normalize(); err != nil {
+			problems = append(problems, err.Error())
+		}
+	}
+	return q, problems
+}
+
+func (a *adminAPI) methodNotAllowed(allow string) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		if _, ok := a.authenticate(c); !ok {
+			return nil
+		}
+		c.Set(fiber.HeaderAllow, allow)
+		return adminError(c, fiber.StatusMethodNotAllowed, "invalid_request", "method not allowed: use "+allow, nil)
+	}
+}
+
+func (a *adminAPI) notFound(c *fiber.Ctx) error {
+	if _, ok := a.authenticate(c); !ok {
+		return nil
+	}
+	return adminError(c, fiber.StatusNotFound, "not_found", "no admin API route "+c.Method()+" "+c.Path()+
+		"; see /admin/v1/agents, /admin/v1/backends and /admin/v1/audit", nil)
+}
+
+// internal logs an unexpected failure and answers 500 without its detail,
+// which may name database internals.
+func (a *adminAPI) internal(c *fiber.Ctx, what string, err error) error {
+	rid := requestID(c)
+	a.log.Error("admin api: "+what, "request_id", rid, "err", err)
+	return adminError(c, fiber.StatusInternalServerError, "server_error", "internal error (request id "+rid+")", nil)
+}
+
+func invalid(c *fiber.Ctx, problems []string) error {
+	return adminError(c, fiber.StatusBadRequest, "invalid_request", strings.Join(problems, "; "), problems)
+}
+
+func adminError(c *fiber.Ctx, status int, code, desc string, details []string) error {
+	body := fiber.Map{"error": code, "error_description": desc}
+	if len(details) > 0 {
+		body["details"] = details
+	}
+	return adminJSON(c, status, body)
+}
+
+// adminJSON answers with v as JSON. Unlike c.JSON it leaves <, > and & as
+// they are: messages such as "must be >= 0" stay readable with curl, and
+// these are API responses that no browser renders (see setSecurityHeaders).
+func adminJSON(c *fiber.Ctx, status int, v any) error {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return fmt.Errorf("encode admin response: %w", err)
+	}
+	return sendJSON(c, status, buf.Bytes())
+}
+
+func requestID(c *fiber.Ctx) string {
+	if id, ok := c.Locals("requestid").(string); ok {
+		return strings.Clone(id)
+	}
+	return ""
+}

@@ -64,6 +64,9 @@ func buildTopology(backends map[string]config.Backend, agents map[string]config.
 		t.backends[name] = r
 		for i, p := range paths {
 			cp := canonicalPath(p)
+			if reserved, ok := reservedRoute(cp); ok {
+				return nil, fmt.Errorf("backends.%s.paths[%d]: %q is the gateway's own route %s", name, i, p, reserved)
+			}
 			if other, dup := seen[cp]; dup {
 				return nil, fmt.Errorf("backends.%s.paths[%d]: %q is also a path of backend %s", name, i, p, other)
 			}
@@ -89,6 +92,19 @@ func buildTopology(backends map[string]config.Backend, agents map[string]config.
 		}
 	}
 	return t, nil
+}
+
+// reservedPaths are the gateway's own routes; a backend routed at or below
+// one would be shadowed by it.
+var reservedPaths = []string{adminPrefix, "/.well-known", "/healthz", "/readyz", "/metrics"}
+
+func reservedRoute(cp string) (string, bool) {
+	for _, r := range reservedPaths {
+		if cp == r || strings.HasPrefix(cp, r+"/") {
+			return r, true
+		}
+	}
+	return "", false
 }
 
 func canonicalPath(p string) string {

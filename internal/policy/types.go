@@ -112,3 +112,21 @@ type Authorizer interface {
 	// in.Tools, in.Resources or in.Prompts, per kind. An error hides everything.
 	Visible(ctx context.Context, in *Input, kind ListKind) (map[string]bool, error)
 }
+
+// AdminInput is the input of data.mcp.admin.allow for one admin API call.
+type AdminInput struct {
+	Version int          `json:"version"`
+	Token   TokenInput   `json:"token"`
+	HTTP    HTTPInput    `json:"http"`
+	Admin   AdminRequest `json:"admin"`
+}
+
+// AdminRequest says what an admin API call wants to do.
+type AdminRequest struct {
+	// Action is list, get, create, update or delete.
+	Action string `json:"action"`
+	// Kind is the collection acted on (agents, backends, audit, ...).
+	Kind string `json:"kind"`
+	// Name is the object within Kind; empty for list.
+	Name string `json:"name"`
+}
