@@ -15,6 +15,7 @@ import (
 
 	"github.com/mcpgw/mcpgw/internal/audit"
 	"github.com/mcpgw/mcpgw/internal/config"
+	"github.com/mcpgw/mcpgw/internal/exchange"
 	"github.com/mcpgw/mcpgw/internal/identity"
 	"github.com/mcpgw/mcpgw/internal/policy"
 	"github.com/mcpgw/mcpgw/internal/store"
@@ -146,7 +147,13 @@ func Start(ctx context.Context, cfg *config.Config, o StartOptions) (srv *Server
 	if live.Backends, live.Agents, err = loadTopology(ctx, s.Store); err != nil {
 		return nil, err
 	}
+	exchanger, err := exchange.New(exchange.Deps{Logger: log, Metrics: exchangeMetrics{s.Metrics}})
+	if err != nil {
+		return nil, err
+	}
+	s.closers = append(s.closers, func(context.Context) error { exchanger.Close(); return nil })
 	injectors := upstream.BasicFactories()
+	maps.Copy(injectors, exchanger.Factories())
 	maps.Copy(injectors, o.Injectors)
 	s.Gateway, err = New(Options{
 		Config: &live, Verifier: s.Verifier, Authorizer: s.Engine, Sealer: sealer, Injectors: injectors, Logger: log,
@@ -307,4 +314,17 @@ func (s *Server) followBundle(ctx context.Context) {
 		case <-tick.C:
 		}
 	}
+}
+
+// exchangeMetrics feeds token-exchange outcomes to Prometheus.
+type exchangeMetrics struct{ m *telemetry.Metrics }
+
+func (e exchangeMetrics) CacheLookup(backend string, hit bool) { e.m.TokenCache(backend, hit) }
+
+func (e exchangeMetrics) Exchanged(backend, method, outcome string, elapsed time.Duration) {
+	var err error
+	if outcome != "ok" {
+		err = errors.New(outcome)
+	}
+	e.m.ExchangeObserved(backend, method, elapsed, err)
 }

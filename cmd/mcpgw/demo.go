@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/template"
 	"time"
@@ -16,21 +17,20 @@ import (
 	"github.com/mcpgw/mcpgw/internal/config"
 	"github.com/mcpgw/mcpgw/internal/demo"
 	"github.com/mcpgw/mcpgw/internal/telemetry"
-	"github.com/mcpgw/mcpgw/internal/testidp"
 )
 
 // demoConfig is an ordinary config file, loaded the way `serve` loads one,
 // so MCPGW_* overrides work in the demo too.
-var demoConfig = template.Must(template.New("demo").Parse(`# written by mcpgw demo
+var demoConfig = template.Must(template.New("demo").Funcs(template.FuncMap{"q": strconv.Quote}).Parse(`# written by mcpgw demo
 server:
-  listen: "{{.Listen}}"
-  public_url: "http://{{.Listen}}"
+  listen: {{q .Listen}}
+  public_url: {{q .PublicURL}}
 identity:
   issuers:
-    - issuer: "{{.Issuer}}"
+    - issuer: {{q .W.IdP.Issuer}}
       audiences: ["api://mcpgw"]
 policy:
-  bundle: "{{.Policies}}"
+  bundle: {{q .Policies}}
   allow_unsigned: true
 store:
   dsn: ":memory:"
@@ -39,19 +39,27 @@ log:
   format: text
 backends:
   employees:
-    url: "{{.Employees}}"
+    url: {{q .W.Employees.URL}}
     paths: [/employees]
-    auth_method: none
-    description: HR directory (stateless)
+    description: HR directory; accepts only tokens from its own authorization server
+    auth_method: okta-cross-app
+    auth_config:
+      target_authorization_server: {{q .W.ResourceAS.Issuer}}
+      target_audience: {{q .W.HRResource}}
+      target_client_id: {{q .W.HRClientID}}
+      target_client_secret: {{q .W.HRClientSecret}}
+      idp_token_endpoint: {{q .W.IdP.TokenEndpoint}}
+      scopes: [hr:read]
   notes:
-    url: "{{.Notes}}"
+    url: {{q .W.Notes.URL}}
     paths: [/notes]
-    auth_method: none
     description: notes and files (sessions, progress)
+    auth_method: none
 agents:
   claude-code:
     agent_id: claude-code
-    client_id: demo-claude
+    client_id: {{q .W.AgentClientID}}
+    private_key: {{q .W.AgentKeyJWK}}
     scopes: [mcp:read, mcp:write]
     backend_access: [employees, notes]
   cursor:
@@ -95,21 +103,11 @@ func demoMain(ctx context.Context, listen, policies string, stdout, stderr io.Wr
 	if _, err := os.Stat(policies); err != nil {
 		return fmt.Errorf("policy directory %s: %w (run from the repository root or pass --policies)", policies, err)
 	}
-	idp, err := testidp.Start(ctx, testidp.Options{Audience: "api://mcpgw", TokenTTL: 8 * time.Hour})
-	if err != nil {
-		return fmt.Errorf("start demo identity provider: %w", err)
-	}
-	defer idp.Close()
-	employees, err := demo.StartEmployees(demo.Options{Stateless: true})
+	w, err := demo.StartWorld(ctx, demo.WorldOptions{TokenTTL: 8 * time.Hour})
 	if err != nil {
 		return err
 	}
-	defer employees.Close()
-	notes, err := demo.StartNotes(demo.Options{})
-	if err != nil {
-		return err
-	}
-	defer notes.Close()
+	defer w.Close()
 
 	// Listen first so that ":0" works and the printed URLs are the real ones.
 	ln, err := net.Listen("tcp", listen)
@@ -127,9 +125,7 @@ func demoMain(ctx context.Context, listen, policies string, stdout, stderr io.Wr
 	if err != nil {
 		return err
 	}
-	err = demoConfig.Execute(f, map[string]string{
-		"Listen": listen, "Issuer": idp.Issuer(), "Policies": policies, "Employees": employees.URL, "Notes": notes.URL,
-	})
+	err = demoConfig.Execute(f, map[string]any{"Listen": listen, "PublicURL": "http://" + listen, "Policies": policies, "W": w})
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -148,15 +144,15 @@ func demoMain(ctx context.Context, listen, policies string, stdout, stderr io.Wr
 	}
 	tokens := map[string]string{}
 	for _, u := range demoUsers {
-		client := "demo-claude"
-		tok, err := idp.MintUser(u.name, u.scopes, u.groups, map[string]any{"cid": client, "email": u.name + "@example.com"})
+		client := w.AgentClientID
+		tok, err := w.IdP.MintUser(u.name, u.scopes, u.groups, map[string]any{"cid": client, "email": u.name + "@example.com"})
 		if err != nil {
 			_ = srv.Close(context.Background())
 			return fmt.Errorf("mint demo token: %w", err)
 		}
 		tokens[u.env] = tok
 	}
-	printDemo(stdout, cfg.Server.PublicURL, idp.Issuer(), employees.URL, notes.URL, tokens)
+	printDemo(stdout, cfg.Server.PublicURL, w, tokens)
 	if ready != nil {
 		ready(cfg.Server.PublicURL, tokens)
 	}
@@ -166,11 +162,13 @@ func demoMain(ctx context.Context, listen, policies string, stdout, stderr io.Wr
 	return nil
 }
 
-func printDemo(w io.Writer, gw, issuer, employees, notes string, tokens map[string]string) {
+func printDemo(out io.Writer, gw string, w *demo.World, tokens map[string]string) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nmcpgw demo is running. Ctrl-C stops everything.\n\n")
-	fmt.Fprintf(&b, "  gateway    %s\n  identity   %s (demo IdP, real keys)\n", gw, issuer)
-	fmt.Fprintf(&b, "  backends   %s/employees -> %s\n             %s/notes     -> %s\n", gw, employees, gw, notes)
+	fmt.Fprintf(&b, "  gateway    %s\n  identity   %s (demo IdP, real keys)\n", gw, w.IdP.Issuer())
+	fmt.Fprintf(&b, "  backends   %s/employees -> %s\n", gw, w.Employees.URL)
+	fmt.Fprintf(&b, "               okta-cross-app: user token -> ID-JAG at the IdP -> access token at %s (HR's own AS)\n", w.ResourceAS.Issuer())
+	fmt.Fprintf(&b, "             %s/notes     -> %s (no credential)\n", gw, w.Notes.URL)
 	fmt.Fprintf(&b, "  agents     claude-code (mcp:read mcp:write; employees, notes), cursor (mcp:read; notes)\n\n")
 	fmt.Fprintf(&b, "Tokens (valid 8h; paste these into your shell):\n\n")
 	for _, u := range demoUsers {
@@ -191,5 +189,5 @@ func printDemo(w io.Writer, gw, issuer, employees, notes string, tokens map[stri
 	fmt.Fprintf(&b, "    --header \"Authorization: Bearer $CAROL\" --header 'X-Agent-ID: claude-code'\n\n")
 	fmt.Fprintf(&b, "  # no token: 401 with the RFC 9728 metadata URL\n")
 	fmt.Fprintf(&b, "  curl -si %s/notes -X POST -d '{}' | grep -i www-authenticate\n\n", gw)
-	_, _ = io.WriteString(w, b.String())
+	_, _ = io.WriteString(out, b.String())
 }

@@ -78,6 +78,9 @@ func TestDemoServesPoliciesAndStopsCleanly(t *testing.T) {
 		}
 		return m
 	}
+	// employees accepts only tokens of its own authorization server, so a
+	// listing proves the whole Cross App Access chain ran: the user's token
+	// became an ID-JAG at the IdP, then an HR access token.
 	list := post(w.tokens["ALICE"], `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`)
 	tools := list["result"].(map[string]any)["tools"].([]any)
 	if len(tools) != 3 {
