@@ -184,7 +184,7 @@ func StartEmployees(opts Options) (*Backend, error) {
 // long-running tool that reports progress.
 func StartNotes(opts Options) (*Backend, error) {
 	var mu sync.Mutex
-	files := map[string]string{"/notes/welcome.txt": "Welcome to the mcpgw demo."}
+	files := map[string]string{"/srv/mcp/shared/welcome.txt": "Welcome to the mcpgw demo."}
 	s := server.NewMCPServer("notes", "1.0.0", server.WithToolCapabilities(false), server.WithRecovery())
 	s.AddTool(mcp.NewTool("echo", mcp.WithDescription("Echo a message back"), readOnly(),
 		mcp.WithString("message", mcp.Required())),

@@ -1,0 +1,770 @@
+package policy
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/ristretto/v2"
+	"github.com/google/uuid"
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/bundle"
+	"github.com/open-policy-agent/opa/v1/keys"
+	"github.com/open-policy-agent/opa/v1/logging"
+	"github.com/open-policy-agent/opa/v1/metrics"
+	"github.com/open-policy-agent/opa/v1/plugins"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
+	"github.com/open-policy-agent/opa/v1/topdown"
+	"github.com/open-policy-agent/opa/v1/topdown/cache"
+)
+
+// The rules the gateway evaluates.
+const (
+	decisionRule = "data.mcp.gateway.decision"
+	adminRule    = "data.mcp.admin.allow"
+	// adminQuery also collects reasons, but only allow decides: a policy
+	// without a reasons rule still works.
+	adminQuery = "allow := data.mcp.admin.allow; reasons := [r | some r in data.mcp.admin.reasons]"
+)
+
+// visibleRule names the rule that filters a kind of catalog.
+func visibleRule(kind ListKind) (string, bool) {
+	switch kind {
+	case ListTools:
+		return "data.mcp.gateway.visible_tools", true
+	case ListResources:
+		return "data.mcp.gateway.visible_resources", true
+	case ListPrompts:
+		return "data.mcp.gateway.visible_prompts", true
+	}
+	return "", false
+}
+
+// listKinds are the kinds of catalog the gateway filters.
+func listKinds() []ListKind { return []ListKind{ListTools, ListResources, ListPrompts} }
+
+// Defaults for Options.
+const (
+	DefaultTimeout          = 50 * time.Millisecond
+	DefaultListTimeout      = 500 * time.Millisecond
+	DefaultVisibleCacheTTL  = 30 * time.Second
+	DefaultVisibleCacheSize = 64 << 20
+)
+
+// Options configures an Engine.
+type Options struct {
+	// Source is a directory of Rego and data files or a bundle file built
+	// by `opa build`. Default DefaultSource ("policies").
+	Source string
+	// AllowUnsigned accepts a source without a verified signature. Without
+	// it a verification key is required.
+	AllowUnsigned bool
+	// VerificationKey is the PEM public key (or a path to it) that a bundle's
+	// .signatures.json must verify against. When set, the source must verify,
+	// whatever AllowUnsigned says.
+	VerificationKey string
+	// VerificationAlg is the key's signing algorithm (default RS256, as
+	// `opa build --signing-alg`).
+	VerificationAlg string
+	// KeyID names the verification key (default "default", the kid `opa
+	// build` writes); without VerificationKey it selects a key from
+	// OPAConfig's keys section.
+	KeyID string
+	// Timeout bounds one decision; past it the call is denied. Default 50 ms.
+	Timeout time.Duration
+	// ListTimeout bounds one visibility query, which covers a whole catalog;
+	// past it everything is hidden. Default 500 ms.
+	ListTimeout time.Duration
+	// OPAConfig is OPA's own configuration (services, keys, caching, labels).
+	OPAConfig map[string]any
+	// Logger receives engine events; default slog.Default().
+	Logger *slog.Logger
+	// DecisionLog receives one Record per evaluation; default: a "policy
+	// decision" line on Logger.
+	DecisionLog func(context.Context, Record)
+	// VisibleCacheTTL bounds how long a visibility answer is reused.
+	// Default 30 s; a policy change invalidates earlier answers at once.
+	VisibleCacheTTL time.Duration
+	// VisibleCacheSize bounds the visibility cache, in approximate bytes.
+	VisibleCacheSize int64
+}
+
+// Engine decides with OPA. OPA's plugin manager owns the store and the
+// compiler; the engine prepares its queries whenever the compiler changes
+// and evaluates them over inputs built directly as AST values.
+//
+// A nil or stopped Engine denies everything.
+type Engine struct {
+	opts        Options
+	keys        map[string]*keys.Config
+	timeout     time.Duration
+	listTimeout time.Duration
+	cacheTTL    time.Duration
+	logger      *slog.Logger
+	record      func(context.Context, Record)
+
+	manager  *plugins.Manager
+	store    storage.Store
+	snap     atomic.Pointer[snapshot]
+	gen      atomic.Uint64
+	stopped  atomic.Bool
+	stopBg   context.CancelFunc
+	iqCache  cache.InterQueryCache
+	iqvCache cache.InterQueryValueCache
+
+	seed    maphash.Seed
+	visible *ristretto.Cache[uint64, map[string]bool]
+}
+
+// snapshot is one policy activation: the compiler, the queries prepared
+// against it and its revision. Decisions use exactly one snapshot.
+type snapshot struct {
+	revision   string
+	generation uint64
+	compiler   *ast.Compiler
+	decision   rego.PreparedEvalQuery
+	admin      rego.PreparedEvalQuery
+	visible    map[ListKind]rego.PreparedEvalQuery
+	// broken is why this activation cannot decide at all.
+	broken error
+	// missing lists entry points the policy does not define (Ready reports them).
+	missing []string
+}
+
+var (
+	errNotStarted = errors.New("policy engine not started")
+	errStopped    = errors.New("policy engine stopped")
+	errNoPolicy   = errors.New("no policy activated")
+)
+
+// New loads the policy source into OPA's plugin manager and prepares the
+// gateway's queries. It fails when the source cannot be read, verified or
+// compiled; it succeeds for a policy that compiles but lacks entry points
+// (those decisions deny and Ready reports why).
+func New(ctx context.Context, o Options) (*Engine, error) {
+	o.Source = cmp.Or(o.Source, DefaultSource)
+	e := &Engine{
+		timeout:     cmp.Or(o.Timeout, DefaultTimeout),
+		listTimeout: cmp.Or(o.ListTimeout, DefaultListTimeout),
+		cacheTTL:    cmp.Or(o.VisibleCacheTTL, DefaultVisibleCacheTTL),
+		logger:      cmp.Or(o.Logger, slog.Default()),
+		seed:        maphash.MakeSeed(),
+	}
+	e.record = o.DecisionLog
+	if e.record == nil {
+		e.record = slogRecorder(e.logger)
+	}
+	if e.timeout < 0 || e.listTimeout < 0 || e.cacheTTL < 0 {
+		return nil, errors.New("policy timeouts and visible cache TTL must not be negative")
+	}
+
+	raw, configuredKeys, err := opaConfig(o.OPAConfig)
+	if err != nil {
+		return nil, err
+	}
+	e.opts, e.keys = o, configuredKeys
+	b, err := loadSource(&o, configuredKeys)
+	if err != nil {
+		return nil, err
+	}
+	e.warnUnverified(b)
+
+	e.store = inmem.NewWithOpts(inmem.OptRoundTripOnWrite(false), inmem.OptReturnASTValuesOnRead(true))
+	opaLog := logging.NewLoggerFromSlogHandler(e.logger.With("component", "opa").Handler(), logging.Info)
+	e.manager, err = plugins.New(raw, uuid.NewString(), e.store,
+		plugins.Logger(opaLog),
+		plugins.ConsoleLogger(opaLog),
+		plugins.InitBundles(map[string]*bundle.Bundle{bundleName: b}),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("policy.opa: %w", err)
+	}
+
+	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
+	e.stopBg = stop
+	cacheConfig := e.manager.InterQueryBuiltinCacheConfig()
+	e.iqCache = cache.NewInterQueryCacheWithContext(bg, cacheConfig)
+	e.iqvCache = cache.NewInterQueryValueCache(bg, cacheConfig)
+	e.manager.RegisterCacheTrigger(func(c *cache.Config) {
+		e.iqCache.UpdateConfig(c)
+		e.iqvCache.UpdateConfig(c)
+	})
+
+	e.visible, err = ristretto.NewCache(&ristretto.Config[uint64, map[string]bool]{
+		NumCounters: 100_000,
+		MaxCost:     cmp.Or(o.VisibleCacheSize, DefaultVisibleCacheSize),
+		BufferItems: 64,
+	})
+	if err != nil {
+		stop()
+		return nil, fmt.Errorf("policy visible cache: %w", err)
+	}
+
+	e.manager.RegisterCompilerTrigger(e.activate)
+	if err := e.manager.Init(ctx); err != nil {
+		e.Stop(ctx)
+		return nil, fmt.Errorf("activate policy %s: %w", o.Source, err)
+	}
+	if err := e.manager.Start(ctx); err != nil {
+		e.Stop(ctx)
+		return nil, fmt.Errorf("start policy plugins: %w", err)
+	}
+	snap := e.snap.Load()
+	if snap == nil {
+		e.Stop(ctx)
+		return nil, fmt.Errorf("policy %s loaded but never activated", o.Source)
+	}
+	if snap.broken != nil {
+		e.Stop(ctx)
+		return nil, snap.broken
+	}
+	return e, nil
+}
+
+// Reload reads Source again and activates it when it loads, verifies and
+// compiles. On any failure the active policy keeps serving and the error
+// says why. Activation is one store transaction, so every decision is made
+// by either the old or the new policy, never a mix.
+func (e *Engine) Reload(ctx context.Context) error {
+	if err := e.usable(); err != nil {
+		return err
+	}
+	b, err := loadSource(&e.opts, e.keys)
+	if err != nil {
+		return err
+	}
+	e.warnUnverified(b)
+	params := storage.WriteParams
+	params.Context = storage.NewContext()
+	err = storage.Txn(ctx, e.store, params, func(txn storage.Transaction) error {
+		// As OPA's bundle plugin activates a downloaded bundle.
+		compiler := ast.NewCompiler().WithPathConflictsCheck(storage.NonEmpty(ctx, e.store, txn))
+		if b.Manifest.Roots != nil {
+			compiler = compiler.WithPathConflictsCheckRoots(*b.Manifest.Roots)
+		}
+		err := bundle.Activate(&bundle.ActivateOpts{
+			Ctx:           ctx,
+			Store:         e.store,
+			Txn:           txn,
+			TxnCtx:        params.Context,
+			Compiler:      compiler,
+			Metrics:       metrics.New(),
+			Bundles:       map[string]*bundle.Bundle{bundleName: b},
+			ParserOptions: e.manager.ParserOptions(),
+		})
+		if err != nil {
+			return err
+		}
+		plugins.SetCompilerOnContext(params.Context, compiler)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("activate policy %s: %w", e.opts.Source, err)
+	}
+	return nil
+}
+
+// warnUnverified says, at every activation, that a policy runs without a
+// verified signature.
+func (e *Engine) warnUnverified(b *bundle.Bundle) {
+	if e.opts.VerificationKey == "" && e.opts.KeyID == "" {
+		e.logger.Warn("policy signature not verified (allow_unsigned)", "source", e.opts.Source, "revision", b.Manifest.Revision)
+	}
+}
+
+// opaConfig returns OPA's configuration as JSON plus its keys. Plugin
+// sections are refused rather than silently ignored: this build loads
+// policy from Source only.
+func opaConfig(cfg map[string]any) ([]byte, map[string]*keys.Config, error) {
+	for _, section := range []string{"bundles", "bundle", "decision_logs", "status", "discovery", "plugins"} {
+		if v, ok := cfg[section]; ok && v != nil {
+			return nil, nil, fmt.Errorf("policy.opa.%s: not supported by this gateway version; use policy.bundle", section)
+		}
+	}
+	raw := []byte("{}")
+	if len(cfg) > 0 {
+		var err error
+		if raw, err = json.Marshal(cfg); err != nil {
+			return nil, nil, fmt.Errorf("policy.opa: %w", err)
+		}
+	}
+	configured := map[string]*keys.Config{}
+	if k, ok := cfg["keys"]; ok && k != nil {
+		kraw, err := json.Marshal(k)
+		if err != nil {
+			return nil, nil, fmt.Errorf("policy.opa.keys: %w", err)
+		}
+		if configured, err = keys.ParseKeysConfig(kraw); err != nil {
+			return nil, nil, fmt.Errorf("policy.opa.keys: %w", err)
+		}
+	}
+	return raw, configured, nil
+}
+
+// activate runs inside the store commit that changed the compiler (OPA's
+// compiler trigger), so no evaluation can see the new data with the old
+// queries: evaluations hold a read transaction while they load the snapshot.
+func (e *Engine) activate(txn storage.Transaction) {
+	ctx := context.Background()
+	compiler := e.manager.GetCompiler()
+	snap := &snapshot{
+		generation: e.gen.Add(1),
+		compiler:   compiler,
+		visible:    map[ListKind]rego.PreparedEvalQuery{},
+	}
+	rev, err := readRevision(ctx, e.store, txn)
+	if err != nil {
+		snap.broken = fmt.Errorf("read policy revision: %w", err)
+	}
+	snap.revision = rev
+
+	prepare := func(query string) rego.PreparedEvalQuery {
+		pq, err := rego.New(
+			rego.Query(query),
+			rego.Compiler(compiler),
+			rego.Store(e.store),
+			rego.Transaction(txn),
+		).PrepareForEval(ctx)
+		if err != nil && snap.broken == nil {
+			snap.broken = fmt.Errorf("prepare %s: %w", query, err)
+		}
+		return pq
+	}
+	snap.decision = prepare(decisionRule)
+	snap.admin = prepare(adminQuery)
+	entryPoints := []string{decisionRule}
+	for _, kind := range listKinds() {
+		rule, _ := visibleRule(kind)
+		snap.visible[kind] = prepare(rule)
+		entryPoints = append(entryPoints, rule)
+	}
+	for _, rule := range entryPoints {
+		if len(compiler.GetRulesExact(ast.MustParseRef(rule))) == 0 {
+			snap.missing = append(snap.missing, rule)
+		}
+	}
+	if len(compiler.GetRulesExact(ast.MustParseRef(adminRule))) == 0 {
+		e.logger.Warn("policy defines no "+adminRule+": every admin API call will be denied", "revision", rev)
+	}
+	e.snap.Store(snap)
+
+	if snap.broken != nil {
+		e.logger.Error("policy activation failed: every call will be denied", "revision", rev, "error", snap.broken)
+		return
+	}
+	e.logger.Info("policy activated", "revision", rev, "generation", snap.generation)
+}
+
+// readRevision names the active policy by its bundles' manifest revisions.
+func readRevision(ctx context.Context, store storage.Store, txn storage.Transaction) (string, error) {
+	names, err := bundle.ReadBundleNamesFromStore(ctx, store, txn)
+	if err != nil {
+		if storage.IsNotFound(err) {
+			return "", nil
+		}
+		return "", err
+	}
+	slices.Sort(names)
+	revs := make([]string, 0, len(names))
+	for _, name := range names {
+		rev, err := bundle.ReadBundleRevisionFromStore(ctx, store, txn, name)
+		if err != nil && !storage.IsNotFound(err) {
+			return "", fmt.Errorf("bundle %s: %w", name, err)
+		}
+		if len(names) == 1 {
+			return rev, nil
+		}
+		revs = append(revs, name+"="+rev)
+	}
+	return strings.Join(revs, ","), nil
+}
+
+// Revision is the revision of the active policy, "" when there is none.
+func (e *Engine) Revision() string {
+	if e == nil {
+		return ""
+	}
+	if s := e.snap.Load(); s != nil {
+		return s.revision
+	}
+	return ""
+}
+
+// Ready says whether the engine can decide: a policy is active, its queries
+// prepared, and it defines the decision and visibility rules.
+func (e *Engine) Ready() error {
+	switch {
+	case e == nil:
+		return errNotStarted
+	case e.stopped.Load():
+		return errStopped
+	}
+	s := e.snap.Load()
+	switch {
+	case s == nil:
+		return errNoPolicy
+	case s.broken != nil:
+		return s.broken
+	case len(s.missing) > 0:
+		return fmt.Errorf("policy %s defines no %s", s.revision, strings.Join(s.missing, ", "))
+	}
+	return nil
+}
+
+// Stop stops OPA's plugins and the engine's caches. Later calls deny.
+func (e *Engine) Stop(ctx context.Context) {
+	if e == nil || e.stopped.Swap(true) {
+		return
+	}
+	if e.manager != nil {
+		e.manager.Stop(ctx)
+	}
+	if e.visible != nil {
+		e.visible.Close()
+	}
+	if e.stopBg != nil {
+		e.stopBg()
+	}
+}
+
+// Decide evaluates data.mcp.gateway.decision for one JSON-RPC message.
+// Every failure is a deny whose reason starts with "policy engine error".
+func (e *Engine) Decide(ctx context.Context, in *Input) Decision {
+	start := time.Now()
+	d := Decision{ID: uuid.NewString()}
+	if in == nil {
+		d.Reasons = []string{"policy engine error: no input"}
+		d.Elapsed = time.Since(start)
+		e.emit(ctx, "decision", &Input{}, d, 0, 0)
+		return d
+	}
+	v, snap, err := e.evalCall(ctx, in)
+	if snap != nil {
+		d.Revision = snap.revision
+	}
+	if err == nil {
+		var verdict verdict
+		verdict, err = parseVerdict(v)
+		if err == nil {
+			d.Allow, d.Reasons, d.Status, d.Scope = verdict.allow, verdict.reasons, verdict.status, verdict.scope
+			if !d.Allow && len(d.Reasons) == 0 {
+				d.Reasons = []string{"denied by policy (no reason given)"}
+			}
+		} else {
+			err = fmt.Errorf("malformed decision: %w", err)
+		}
+	}
+	if err != nil {
+		d.Allow, d.Status, d.Scope = false, 0, ""
+		d.Reasons = []string{"policy engine error: " + err.Error()}
+	}
+	if d.Reasons == nil {
+		d.Reasons = []string{}
+	}
+	d.Elapsed = time.Since(start)
+	e.emit(ctx, "decision", in, d, 0, 0)
+	return d
+}
+
+func (e *Engine) evalCall(ctx context.Context, in *Input) (ast.Value, *snapshot, error) {
+	input, err := callInput(in)
+	if err != nil {
+		return nil, nil, err
+	}
+	rs, snap, err := e.evaluate(ctx, func(s *snapshot) rego.PreparedEvalQuery { return s.decision }, input)
+	if err != nil {
+		return nil, snap, err
+	}
+	v, err := resultValue(rs)
+	if errors.Is(err, errUndefined) {
+		return nil, snap, errors.New(decisionRule + " is undefined")
+	}
+	return v, snap, err
+}
+
+// Visible returns the names (URIs for resources) among in.Tools,
+// in.Resources or in.Prompts that the caller may see. in.MCP.Tool and
+// in.MCP.Arguments are ignored: visibility never depends on one call.
+//
+// Answers are cached per caller input, listed items and policy generation;
+// the returned map may be shared with other callers and must not be
+// modified. An error hides everything. A gateway that lists the same
+// catalog for many callers should prepare it once and use VisibleCatalog.
+func (e *Engine) Visible(ctx context.Context, in *Input, kind ListKind) (map[string]bool, error) {
+	if _, ok := visibleRule(kind); !ok {
+		return nil, fmt.Errorf("unknown list kind %q", kind)
+	}
+	if in == nil {
+		return nil, errors.New("policy visibility: no input")
+	}
+	return e.visibleNames(ctx, in, kind, listedCount(in, kind),
+		func(s *snapshot) uint64 { return listKey(e.seed, in, kind, s.revision, s.generation) },
+		func() (ast.Value, error) { return listInput(in, kind) })
+}
+
+// VisibleCatalog is Visible over a prepared catalog: the caller comes from
+// in (its own Tools, Resources and Prompts are ignored) and the items from
+// c. A cache hit costs a hash of the caller; a miss skips converting the
+// catalog.
+func (e *Engine) VisibleCatalog(ctx context.Context, in *Input, c *Catalog) (map[string]bool, error) {
+	if in == nil || c == nil {
+		return nil, errors.New("policy visibility: no input or no catalog")
+	}
+	return e.visibleNames(ctx, in, c.kind, c.size,
+		func(s *snapshot) uint64 { return catalogKey(e.seed, in, c, s.revision, s.generation) },
+		func() (ast.Value, error) { return catalogInput(in, c) })
+}
+
+func (e *Engine) visibleNames(ctx context.Context, in *Input, kind ListKind, listed int, key func(*snapshot) uint64, input func() (ast.Value, error)) (map[string]bool, error) {
+	if err := e.usable(); err != nil {
+		return nil, err
+	}
+	if snap := e.snap.Load(); snap != nil && e.cacheTTL > 0 {
+		if names, ok := e.visible.Get(key(snap)); ok {
+			return names, nil
+		}
+	}
+
+	start := time.Now()
+	d := Decision{ID: uuid.NewString(), Reasons: []string{}}
+	rule, _ := visibleRule(kind)
+	query := strings.TrimPrefix(rule, "data.mcp.gateway.")
+	v, err := input()
+	var snap *snapshot
+	var names map[string]bool
+	if err == nil {
+		names, snap, err = e.evalVisible(ctx, kind, v)
+	}
+	if snap != nil {
+		d.Revision = snap.revision
+	}
+	d.Elapsed = time.Since(start)
+	if err != nil {
+		d.Reasons = []string{"policy engine error: " + err.Error()}
+		e.emit(ctx, query, in, d, listed, 0)
+		return nil, fmt.Errorf("policy %s: %w", query, err)
+	}
+	d.Allow = true
+	e.emit(ctx, query, in, d, listed, len(names))
+	if e.cacheTTL > 0 {
+		// Keyed by the snapshot that answered, which may be newer than the
+		// one the lookup used.
+		e.visible.SetWithTTL(key(snap), names, cacheCost(names), e.cacheTTL)
+	}
+	return names, nil
+}
+
+func (e *Engine) evalVisible(ctx context.Context, kind ListKind, input ast.Value) (map[string]bool, *snapshot, error) {
+	rule, _ := visibleRule(kind)
+	rs, snap, err := e.evaluateWithin(ctx, e.listTimeout, func(s *snapshot) rego.PreparedEvalQuery { return s.visible[kind] }, input)
+	if err != nil {
+		return nil, snap, err
+	}
+	v, err := resultValue(rs)
+	if errors.Is(err, errUndefined) {
+		// A partial set with no members is defined and empty; undefined
+		// means the policy has no such rule.
+		return nil, snap, errors.New(rule + " is undefined")
+	}
+	if err != nil {
+		return nil, snap, err
+	}
+	names, err := nameSet(v)
+	if err != nil {
+		return nil, snap, fmt.Errorf("malformed %s: %w", rule, err)
+	}
+	return names, snap, nil
+}
+
+// DecideAdmin evaluates data.mcp.admin.allow for one admin API call. A
+// denial carries status 403.
+func (e *Engine) DecideAdmin(ctx context.Context, in *AdminInput) Decision {
+	start := time.Now()
+	d := Decision{ID: uuid.NewString(), Status: 403, Reasons: []string{}}
+	err := errors.New("no input")
+	var snap *snapshot
+	if in != nil {
+		var input ast.Value
+		if input, err = adminInput(in); err == nil {
+			var rs rego.ResultSet
+			rs, snap, err = e.evaluate(ctx, func(s *snapshot) rego.PreparedEvalQuery { return s.admin }, input)
+			if err == nil {
+				err = parseAdmin(rs, &d)
+			}
+		}
+	}
+	if snap != nil {
+		d.Revision = snap.revision
+	}
+	if err != nil {
+		d.Allow, d.Status = false, 403
+		d.Reasons = []string{"policy engine error: " + err.Error()}
+	}
+	if d.Allow {
+		d.Status = 0
+	}
+	d.Elapsed = time.Since(start)
+	rec := &Input{}
+	if in != nil {
+		rec = &Input{Token: TokenInput{Sub: in.Token.Sub}, HTTP: in.HTTP, MCP: MCPInput{Method: in.Admin.Action, Tool: adminTarget(in.Admin)}}
+	}
+	e.emit(ctx, "admin", rec, d, 0, 0)
+	return d
+}
+
+func parseAdmin(rs rego.ResultSet, d *Decision) error {
+	if len(rs) != 1 {
+		return errors.New(adminRule + " is undefined")
+	}
+	allow, ok := rs[0].Bindings["allow"].(ast.Value)
+	if !ok {
+		return errors.New(adminRule + " is undefined")
+	}
+	b, ok := allow.(ast.Boolean)
+	if !ok {
+		return fmt.Errorf("malformed %s: %s, not a boolean", adminRule, ast.ValueName(allow))
+	}
+	d.Allow = bool(b)
+	if r, ok := rs[0].Bindings["reasons"].(ast.Value); ok {
+		reasons, err := stringList(r)
+		if err != nil {
+			return fmt.Errorf("malformed data.mcp.admin.reasons: %w", err)
+		}
+		slices.Sort(reasons)
+		d.Reasons = reasons
+	}
+	return nil
+}
+
+func adminTarget(a AdminRequest) string {
+	if a.Name == "" {
+		return a.Kind
+	}
+	return a.Kind + "/" + a.Name
+}
+
+// usable reports why the engine cannot evaluate at all.
+func (e *Engine) usable() error {
+	switch {
+	case e == nil:
+		return errNotStarted
+	case e.stopped.Load():
+		return errStopped
+	}
+	return nil
+}
+
+// evaluate runs one prepared query under the engine's timeout. It opens the
+// read transaction before it loads the snapshot, so the query and the data
+// it reads belong to the same activation (activate runs inside the commit).
+func (e *Engine) evaluate(ctx context.Context, pick func(*snapshot) rego.PreparedEvalQuery, input ast.Value) (rego.ResultSet, *snapshot, error) {
+	if err := e.usable(); err != nil {
+		return nil, nil, err
+	}
+	return e.evaluateWithin(ctx, e.timeout, pick, input)
+}
+
+func (e *Engine) evaluateWithin(ctx context.Context, timeout time.Duration, pick func(*snapshot) rego.PreparedEvalQuery, input ast.Value) (rs rego.ResultSet, snap *snapshot, err error) {
+	// OPA does not promise never to panic; a gateway must not crash, and a
+	// panic is one more failure that denies.
+	defer func() {
+		if r := recover(); r != nil {
+			rs, err = nil, fmt.Errorf("evaluation panicked: %v", r)
+		}
+	}()
+	if err := e.usable(); err != nil {
+		return nil, nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, nil, fmt.Errorf("evaluation cancelled: %w", err)
+	}
+	txn, err := e.store.NewTransaction(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open policy store: %w", err)
+	}
+	defer e.store.Abort(ctx, txn)
+	snap = e.snap.Load()
+	if snap == nil {
+		return nil, nil, errNoPolicy
+	}
+	if snap.broken != nil {
+		return nil, snap, snap.broken
+	}
+
+	// One cancel for both the deadline and the caller's context, without
+	// the goroutine rego would otherwise start per evaluation.
+	cancel := topdown.NewCancel()
+	timer := time.AfterFunc(timeout, cancel.Cancel)
+	stopWatching := context.AfterFunc(ctx, cancel.Cancel)
+	rs, err = pick(snap).Eval(ctx,
+		rego.EvalParsedInput(input),
+		rego.EvalTransaction(txn),
+		rego.EvalExternalCancel(cancel),
+		rego.EvalMetrics(metrics.NoOp()),
+		rego.EvalInterQueryBuiltinCache(e.iqCache),
+		rego.EvalInterQueryBuiltinValueCache(e.iqvCache),
+		rego.EvalGenerateJSON(astValues),
+	)
+	timedOut := !timer.Stop()
+	stopWatching()
+	if err != nil {
+		switch {
+		case ctx.Err() != nil:
+			err = fmt.Errorf("evaluation cancelled: %w", ctx.Err())
+		case timedOut:
+			err = fmt.Errorf("evaluation exceeded %s", timeout)
+		default:
+			err = fmt.Errorf("evaluation failed: %w", err)
+		}
+	}
+	return rs, snap, err
+}
+
+// emit sends the record of one evaluation to the decision log.
+func (e *Engine) emit(ctx context.Context, query string, in *Input, d Decision, listed, visible int) {
+	if e == nil || e.record == nil {
+		return
+	}
+	e.record(ctx, Record{
+		DecisionID: d.ID,
+		Time:       time.Now().UTC(),
+		Query:      query,
+		Subject:    in.Token.Sub,
+		Agent:      in.Agent.ID,
+		Backend:    in.Backend.Name,
+		Method:     in.MCP.Method,
+		Tool:       in.MCP.Tool,
+		Allow:      d.Allow,
+		Reasons:    d.Reasons,
+		Status:     d.Status,
+		Listed:     listed,
+		Visible:    visible,
+		Revision:   d.Revision,
+		Elapsed:    d.Elapsed,
+	})
+}
+
+func listedCount(in *Input, kind ListKind) int {
+	switch kind {
+	case ListTools:
+		return len(in.Tools)
+	case ListResources:
+		return len(in.Resources)
+	case ListPrompts:
+		return len(in.Prompts)
+	}
+	return 0
+}
+
+// Engine is the gateway's Authorizer.
+var _ Authorizer = (*Engine)(nil)

@@ -1,0 +1,250 @@
+package policy
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+)
+
+// The input is handed to OPA as a lazy AST object over plain Go maps: a
+// field is converted when a rule first reads it, and most rules read few.
+// Building a full AST object costs more than evaluating the shipped policy
+// (every term is hashed on construction), and rego.EvalInput(map) costs
+// several times that (FIELD-NOTES).
+//
+// Every value put in these maps is of a type ast.InterfaceToValue converts
+// natively; caller-supplied maps that are not (jsonShaped) are converted
+// eagerly, so a bad value is an error here, never a panic during evaluation.
+
+// callInput is the input of one decision: the whole contract.
+func callInput(in *Input) (ast.Value, error) {
+	args, err := anyObject(in.MCP.Arguments)
+	if err != nil {
+		return nil, fmt.Errorf("input mcp.arguments: %w", err)
+	}
+	catalog := in.Tools
+	if in.MCP.Method == "tools/call" {
+		// The contract gives a call the called tool's catalog entry only; a
+		// gateway handing over its whole catalog must not make every call
+		// cost what listing a thousand tools costs.
+		catalog = calledEntries(in.Tools, in.MCP.Tool)
+	}
+	tools, err := toolList(catalog)
+	if err != nil {
+		return nil, err
+	}
+	return buildInput(in, in.MCP.Tool, args, tools, resourceList(in.Resources), promptList(in.Prompts))
+}
+
+// listInput is the input of a visibility query: the per-call fields
+// (mcp.tool, mcp.arguments) are blanked and only the listed kind is kept, so
+// that the cache key (listKey) covers everything the policy can read.
+func listInput(in *Input, kind ListKind) (ast.Value, error) {
+	var tools, resources, prompts any = []any{}, []any{}, []any{}
+	switch kind {
+	case ListTools:
+		t, err := toolList(in.Tools)
+		if err != nil {
+			return nil, err
+		}
+		tools = t
+	case ListResources:
+		resources = resourceList(in.Resources)
+	case ListPrompts:
+		prompts = promptList(in.Prompts)
+	default:
+		return nil, fmt.Errorf("unknown list kind %q", kind)
+	}
+	return buildInput(in, "", map[string]any{}, tools, resources, prompts)
+}
+
+// catalogInput is listInput with the items of a prepared catalog.
+func catalogInput(in *Input, c *Catalog) (ast.Value, error) {
+	var tools, resources, prompts any = []any{}, []any{}, []any{}
+	switch c.kind {
+	case ListTools:
+		tools = c.items
+	case ListResources:
+		resources = c.items
+	case ListPrompts:
+		prompts = c.items
+	}
+	return buildInput(in, "", map[string]any{}, tools, resources, prompts)
+}
+
+func buildInput(in *Input, tool string, args, tools, resources, prompts any) (ast.Value, error) {
+	token, err := tokenMap(&in.Token)
+	if err != nil {
+		return nil, err
+	}
+	return ast.LazyObject(map[string]any{
+		"version": in.Version,
+		"token":   token,
+		"agent": map[string]any{
+			"id":             in.Agent.ID,
+			"client_id":      in.Agent.ClientID,
+			"enabled":        in.Agent.Enabled,
+			"scopes":         nonNil(in.Agent.Scopes),
+			"backend_access": nonNil(in.Agent.BackendAccess),
+		},
+		"backend": map[string]any{
+			"name":      in.Backend.Name,
+			"auth_type": in.Backend.AuthType,
+			"labels":    labelMap(in.Backend.Labels),
+		},
+		"mcp": map[string]any{
+			"method":           in.MCP.Method,
+			"tool":             tool,
+			"arguments":        args,
+			"protocol_version": in.MCP.ProtocolVersion,
+		},
+		"http":      httpMap(&in.HTTP),
+		"tools":     tools,
+		"resources": resources,
+		"prompts":   prompts,
+	}), nil
+}
+
+// adminInput is the input of data.mcp.admin.allow.
+func adminInput(in *AdminInput) (ast.Value, error) {
+	token, err := tokenMap(&in.Token)
+	if err != nil {
+		return nil, err
+	}
+	return ast.LazyObject(map[string]any{
+		"version": in.Version,
+		"token":   token,
+		"http":    httpMap(&in.HTTP),
+		"admin": map[string]any{
+			"action": in.Admin.Action,
+			"kind":   in.Admin.Kind,
+			"name":   in.Admin.Name,
+		},
+	}), nil
+}
+
+func tokenMap(t *TokenInput) (map[string]any, error) {
+	claims, err := anyObject(t.Claims)
+	if err != nil {
+		return nil, fmt.Errorf("input token.claims: %w", err)
+	}
+	return map[string]any{
+		"sub":       t.Sub,
+		"iss":       t.Iss,
+		"aud":       nonNil(t.Aud),
+		"client_id": t.ClientID,
+		"scopes":    nonNil(t.Scopes),
+		"groups":    nonNil(t.Groups),
+		"claims":    claims,
+	}, nil
+}
+
+func httpMap(h *HTTPInput) map[string]any {
+	return map[string]any{"method": h.Method, "path": h.Path, "remote_addr": h.RemoteAddr}
+}
+
+// calledEntries returns the catalog entries of the called tool, without
+// copying in the usual case of one.
+func calledEntries(tools []Tool, name string) []Tool {
+	for i := range tools {
+		if tools[i].Name != name {
+			continue
+		}
+		if !slices.ContainsFunc(tools[i+1:], func(t Tool) bool { return t.Name == name }) {
+			return tools[i : i+1]
+		}
+		return slices.DeleteFunc(slices.Clone(tools[i:]), func(t Tool) bool { return t.Name != name })
+	}
+	return nil
+}
+
+func toolList(tools []Tool) ([]any, error) {
+	out := make([]any, len(tools))
+	for i := range tools {
+		ann, err := anyObject(tools[i].Annotations)
+		if err != nil {
+			return nil, fmt.Errorf("input tools[%d].annotations: %w", i, err)
+		}
+		out[i] = map[string]any{"name": tools[i].Name, "annotations": ann}
+	}
+	return out, nil
+}
+
+func resourceList(resources []Resource) []any {
+	out := make([]any, len(resources))
+	for i, r := range resources {
+		out[i] = map[string]any{"uri": r.URI, "name": r.Name}
+	}
+	return out
+}
+
+func promptList(prompts []Prompt) []any {
+	out := make([]any, len(prompts))
+	for i, p := range prompts {
+		out[i] = map[string]any{"name": p.Name}
+	}
+	return out
+}
+
+// anyObject passes a caller-supplied map on: as is when every value in it
+// is JSON-shaped, else converted now. nil becomes {} so that rules never
+// meet null where the contract promises an object.
+func anyObject(m map[string]any) (any, error) {
+	if len(m) == 0 {
+		return map[string]any{}, nil
+	}
+	if jsonShaped(m, 0) {
+		return m, nil
+	}
+	v, err := ast.InterfaceToValue(m)
+	if err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// jsonShaped reports whether v holds only types that ast.InterfaceToValue
+// converts without a JSON round trip (and so cannot fail on), nested at
+// most 32 deep. json.Number is left to the eager path: its text may not be
+// a number.
+func jsonShaped(v any, depth int) bool {
+	if depth > 32 {
+		return false
+	}
+	switch x := v.(type) {
+	case nil, bool, string, float64, int, int64:
+		return true
+	case []string:
+		return true
+	case []any:
+		for _, e := range x {
+			if !jsonShaped(e, depth+1) {
+				return false
+			}
+		}
+		return true
+	case map[string]any:
+		for _, e := range x {
+			if !jsonShaped(e, depth+1) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
+func labelMap(labels map[string]string) map[string]string {
+	if labels == nil {
+		return map[string]string{}
+	}
+	return labels
+}
+
+func nonNil(list []string) []string {
+	if list == nil {
+		return []string{}
+	}
+	return list
+}

@@ -1,0 +1,62 @@
+package policy
+
+import (
+	"context"
+	"log/slog"
+	"time"
+)
+
+// Record is what the engine reports about one policy evaluation. It names
+// who asked and what was decided; it never holds a token, the token's raw
+// claims or a tool's arguments.
+type Record struct {
+	DecisionID string    `json:"decision_id"`
+	Time       time.Time `json:"time"`
+	// Query is the rule evaluated: "decision", "visible_tools",
+	// "visible_resources", "visible_prompts" or "admin".
+	Query   string `json:"query"`
+	Subject string `json:"subject"`
+	Agent   string `json:"agent,omitempty"`
+	Backend string `json:"backend,omitempty"`
+	Method  string `json:"method,omitempty"`
+	// Tool is the tool, prompt or resource a call names.
+	Tool    string   `json:"tool,omitempty"`
+	Allow   bool     `json:"allow"`
+	Reasons []string `json:"reasons"`
+	Status  int      `json:"status,omitempty"`
+	// Listed and Visible count the catalog items of a visibility query.
+	Listed   int           `json:"listed,omitempty"`
+	Visible  int           `json:"visible,omitempty"`
+	Revision string        `json:"revision"`
+	Elapsed  time.Duration `json:"eval_ns"`
+}
+
+// slogRecorder is the default DecisionLog: one JSON line per record when
+// the logger has a JSON handler.
+func slogRecorder(logger *slog.Logger) func(context.Context, Record) {
+	return func(ctx context.Context, r Record) {
+		attrs := []slog.Attr{
+			slog.String("decision_id", r.DecisionID),
+			slog.Time("decision_time", r.Time),
+			slog.String("query", r.Query),
+			slog.String("subject", r.Subject),
+			slog.String("agent", r.Agent),
+			slog.String("backend", r.Backend),
+			slog.String("method", r.Method),
+			slog.Bool("allow", r.Allow),
+			slog.Any("reasons", r.Reasons),
+			slog.String("revision", r.Revision),
+			slog.Duration("eval", r.Elapsed),
+		}
+		if r.Tool != "" {
+			attrs = append(attrs, slog.String("tool", r.Tool))
+		}
+		if r.Status != 0 {
+			attrs = append(attrs, slog.Int("status", r.Status))
+		}
+		if r.Listed != 0 {
+			attrs = append(attrs, slog.Int("listed", r.Listed), slog.Int("visible", r.Visible))
+		}
+		logger.LogAttrs(ctx, slog.LevelInfo, "policy decision", attrs...)
+	}
+}

@@ -1,0 +1,128 @@
+# METADATA
+# title: MCP gateway policy
+# description: >-
+#   Decides every JSON-RPC message that passes through mcpgw and which catalog
+#   items (tools, resources, prompts) each caller may see. The gateway reads
+#   decision, visible_tools, visible_resources and visible_prompts. Every other
+#   rule here is a named building block; the settings live in data.mcpgw
+#   (policies/data.json), not in the rules.
+package mcp.gateway
+
+# METADATA
+# title: Decision
+# description: >-
+#   What the gateway enforces for one message. allow is true only when no
+#   denial fired. status 403 marks a transport-level denial (HTTP 403 with
+#   error="insufficient_scope"); 0 marks a per-message denial (JSON-RPC error
+#   -32003). scope, present only when a scope is missing, names it for the
+#   WWW-Authenticate header.
+# entrypoint: true
+decision := {"allow": true, "reasons": [], "status": 0} if {
+	count(deny) == 0
+} else := object.union(
+	{
+		"allow": false,
+		"reasons": sort({d.reason | some d in deny}),
+		"status": max({d.status | some d in deny}),
+	},
+	missing_scope_field,
+)
+
+# METADATA
+# title: Missing scope field
+# description: The scope(s) the caller lacks, space-separated as in OAuth; absent when no scope is missing.
+missing_scope_field := {"scope": concat(" ", sort(missing))} if {
+	missing := {d.scope | some d in deny; d.scope}
+	count(missing) > 0
+} else := {}
+
+# METADATA
+# title: All denials
+# description: >-
+#   Every reason this message is refused: the caller checks (agent, backend,
+#   input version), which hold for the whole request, and the message checks
+#   (method, scope, role, arguments).
+deny := caller_denials | message_denials
+
+# METADATA
+# title: Caller passes
+# description: No caller check fired; without it nothing is visible.
+caller_passes if count(caller_denials) == 0
+
+# METADATA
+# title: Visible tools
+# description: >-
+#   Names of input.tools the caller may see: exactly those a tools/call would
+#   allow by the caller checks, the role grant (permitted) and the tool's scope
+#   (tool_scope). Argument rules depend on the arguments of a call and so do
+#   not hide a tool.
+# entrypoint: true
+visible_tools contains tool.name if {
+	caller_passes
+	not every_tool_scope_held
+	some tool in input.tools
+	permitted("tools", tool.name)
+	tool_scope(tool) in effective_scopes
+}
+
+# A caller holding every scope a tool can need passes tool_scope for every
+# tool: the same rule, without working the scope out a thousand times.
+visible_tools contains tool.name if {
+	caller_passes
+	every_tool_scope_held
+	some tool in input.tools
+	permitted("tools", tool.name)
+}
+
+# METADATA
+# title: Visible resources
+# description: URIs of input.resources the caller may read, by the same checks as resources/read.
+# entrypoint: true
+visible_resources contains resource.uri if {
+	caller_passes
+	method_scope("resources/read") in effective_scopes
+	some resource in input.resources
+	permitted("resources", resource.uri)
+}
+
+# METADATA
+# title: Visible prompts
+# description: Names of input.prompts the caller may get, by the same checks as prompts/get.
+# entrypoint: true
+visible_prompts contains prompt.name if {
+	caller_passes
+	method_scope("prompts/get") in effective_scopes
+	some prompt in input.prompts
+	permitted("prompts", prompt.name)
+}
+
+# METADATA
+# title: Transport-level denial
+# description: A denial about the caller or its token; the gateway answers HTTP 403.
+transport_denial(reason) := {"reason": reason, "status": 403}
+
+# METADATA
+# title: Per-message denial
+# description: A denial of one JSON-RPC message; the gateway answers a JSON-RPC error.
+message_denial(reason) := {"reason": reason, "status": 0}
+
+# METADATA
+# title: Glob match against a list
+# description: >-
+#   True when name matches one of the glob patterns. Patterns use * ? [...]
+#   and {a,b}; there are no delimiters, so "*" matches any run of characters,
+#   including "/" and ".".
+glob_any(patterns, name) if {
+	some pattern in patterns
+	glob.match(pattern, null, name)
+}
+
+# METADATA
+# title: One glob for a list of patterns
+# description: >-
+#   The glob alternation {p1,p2,...}, for lists matched against many names:
+#   one match per name instead of one per pattern. A pattern's own {a,b}
+#   nests; a bare comma in a pattern would split it.
+any_of(patterns) := patterns[0] if {
+	count(patterns) == 1
+} else := concat("", ["{", concat(",", patterns), "}"])

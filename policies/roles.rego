@@ -1,0 +1,126 @@
+package mcp.gateway
+
+# METADATA
+# title: Role grant required for the call
+# description: >-
+#   tools/call, resources/read and prompts/get need a role that grants the
+#   named item on this backend (permitted). The same rule decides visibility,
+#   so a hidden item can never be called. The reason names the least role
+#   that would grant the item.
+message_denials contains message_denial(role_reason(target.kind, target.name)) if {
+	target := call_target
+	target.name != ""
+	not permitted(target.kind, target.name)
+}
+
+# METADATA
+# title: A call names its target
+# description: tools/call, resources/read and prompts/get without a name (or URI) are refused.
+message_denials contains message_denial(sprintf("%s names no %s", [method, kind_nouns[kind]])) if {
+	tool_name == ""
+	kind := call_kinds[method]
+}
+
+# METADATA
+# title: Permitted item
+# description: >-
+#   True when one of the caller's grants for this backend and kind ("tools",
+#   "resources" or "prompts") matches name: one of its allow patterns does
+#   and none of its except patterns does.
+permitted(kind, name) if {
+	some grant in caller_grants[kind]
+	glob.match(grant.allow, null, name)
+	not glob.match(grant.except, null, name)
+}
+
+# METADATA
+# title: Caller grants
+# description: >-
+#   The grants, per kind, of every role the caller holds, for every backend
+#   ("*") and for this backend, each with its allow and except patterns
+#   compiled to one glob (any_of). Grants only add up: an except narrows its
+#   own grant and never takes away what another grant or an inherited role
+#   gives.
+caller_grants[kind] contains compiled_grant(grant) if {
+	some role in caller_roles
+	some backend in ["*", backend_name]
+	grant := data.mcpgw.roles.grants[role][backend][kind]
+}
+
+# METADATA
+# title: Compiled grant
+# description: >-
+#   A grant's allow and except pattern lists, each as one glob. No except
+#   patterns compile to "{}", which only the empty name matches.
+compiled_grant(grant) := {
+	"allow": any_of(object.get(grant, "allow", [])),
+	"except": any_of(object.get(grant, "except", [])),
+}
+
+# METADATA
+# title: Caller roles
+# description: The roles data.mcpgw.roles.groups assigns to the caller's groups.
+caller_roles contains role if {
+	some group in caller_groups
+	role := data.mcpgw.roles.groups[group]
+}
+
+# METADATA
+# title: Inherited roles
+# description: >-
+#   A role in data.mcpgw.roles.hierarchy (lowest first) includes every role
+#   below it: viewer < admin < super-admin.
+caller_roles contains lower if {
+	some group in caller_groups
+	rank := role_ranks[data.mcpgw.roles.groups[group]]
+	some lower, lower_rank in role_ranks
+	lower_rank < rank
+}
+
+# METADATA
+# title: Role ranks
+# description: Each role's position in data.mcpgw.roles.hierarchy, lowest first.
+role_ranks := {role: rank | some rank, role in data.mcpgw.roles.hierarchy}
+
+# METADATA
+# title: Least role granting an item
+# description: >-
+#   The lowest role in the hierarchy that grants the item on this backend;
+#   undefined if none does. With inheritance, that is the lowest role whose
+#   own grants match.
+least_role(kind, name) := data.mcpgw.roles.hierarchy[min(ranks)] if {
+	ranks := {rank | some role, rank in role_ranks; role_grants(role, kind, name)}
+	count(ranks) > 0
+}
+
+# METADATA
+# title: Role grants item
+# description: True when one of role's own grants matches the named item on this backend.
+role_grants(role, kind, name) if {
+	some backend in ["*", backend_name]
+	grant := compiled_grant(data.mcpgw.roles.grants[role][backend][kind])
+	glob.match(grant.allow, null, name)
+	not glob.match(grant.except, null, name)
+}
+
+# METADATA
+# title: Reason for a missing role
+# description: A sentence naming the item, the least role that would grant it and the backend.
+role_reason(kind, name) := sprintf("%s %s requires role %s on backend %s", [kind_nouns[kind], name, role, backend_name]) if {
+	role := least_role(kind, name)
+} else := sprintf("%s %s is not granted to any role on backend %s", [kind_nouns[kind], name, backend_name])
+
+# METADATA
+# title: Target of a call
+# description: The catalog kind and name a tools/call, resources/read or prompts/get is about.
+call_target := {"kind": call_kinds[method], "name": tool_name}
+
+# METADATA
+# title: Methods that act on one catalog item
+# description: The methods whose target must be granted by a role, and the kind of item each names.
+call_kinds := {"tools/call": "tools", "resources/read": "resources", "prompts/get": "prompts"}
+
+# METADATA
+# title: Nouns for reasons
+# description: How reasons name an item of each kind.
+kind_nouns := {"tools": "tool", "resources": "resource", "prompts": "prompt"}
