@@ -1,23 +1,37 @@
 package gateway
 
 import (
+	"hash/maphash"
 	"sync"
 
 	"github.com/mcpgw/mcpgw/internal/mcp"
 	"github.com/mcpgw/mcpgw/internal/policy"
 )
 
-// catalog remembers each backend's tools as its last tools/list showed them,
-// so a tools/call decision can see the tool's annotations (readOnlyHint).
-// A tool the gateway has not seen listed reaches the policy without
-// annotations, and so is treated as not read-only.
+// catalog remembers what each backend lists. Tools' annotations feed
+// tools/call decisions (readOnlyHint): a tool the gateway has not seen
+// listed reaches the policy without annotations, and so is treated as not
+// read-only. Prepared lists make repeated visibility queries cheap: the
+// policy engine caches its answers per caller and prepared list.
 type catalog struct {
-	mu    sync.RWMutex
-	tools map[string]map[string]map[string]any
+	seed     maphash.Seed
+	mu       sync.RWMutex
+	tools    map[string]map[string]map[string]any
+	prepared map[preparedKey]*policy.Catalog
 }
 
+type preparedKey struct {
+	backend string
+	list    mcp.ListKey
+	digest  uint64
+}
+
+// maxPrepared bounds the prepared lists kept; past it the map starts over
+// (lists change rarely, so this only matters under churn or abuse).
+const maxPrepared = 1024
+
 func newCatalog() *catalog {
-	return &catalog{tools: map[string]map[string]map[string]any{}}
+	return &catalog{seed: maphash.MakeSeed(), tools: map[string]map[string]map[string]any{}, prepared: map[preparedKey]*policy.Catalog{}}
 }
 
 // remember merges one page of a tools/list result.
@@ -39,4 +53,55 @@ func (c *catalog) tool(backend, name string) policy.Tool {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return policy.Tool{Name: name, Annotations: c.tools[backend][name]}
+}
+
+// prepare returns the prepared form of one page of a list, building it
+// only when the backend's list changed.
+func (c *catalog) prepare(backend string, list mcp.ListKey, items []mcp.ListItem) (*policy.Catalog, error) {
+	var h maphash.Hash
+	h.SetSeed(c.seed)
+	for _, it := range items {
+		h.Write(it.Raw)
+		h.WriteByte(0)
+	}
+	key := preparedKey{backend, list, h.Sum64()}
+	c.mu.RLock()
+	cat := c.prepared[key]
+	c.mu.RUnlock()
+	if cat != nil {
+		return cat, nil
+	}
+	cat, err := buildCatalog(list, items)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if len(c.prepared) >= maxPrepared {
+		c.prepared = map[preparedKey]*policy.Catalog{}
+	}
+	c.prepared[key] = cat
+	c.mu.Unlock()
+	return cat, nil
+}
+
+func buildCatalog(list mcp.ListKey, items []mcp.ListItem) (*policy.Catalog, error) {
+	switch list {
+	case mcp.ListTools:
+		tools := make([]policy.Tool, len(items))
+		for i, it := range items {
+			tools[i] = policy.Tool{Name: it.Name, Annotations: it.Annotations}
+		}
+		return policy.ToolCatalog(tools)
+	case mcp.ListResources, mcp.ListResourceTemplates:
+		res := make([]policy.Resource, len(items))
+		for i, it := range items {
+			res[i] = policy.Resource{URI: it.Key(list), Name: it.Name}
+		}
+		return policy.ResourceCatalog(res)
+	}
+	prompts := make([]policy.Prompt, len(items))
+	for i, it := range items {
+		prompts[i] = policy.Prompt{Name: it.Name}
+	}
+	return policy.PromptCatalog(prompts)
 }

@@ -89,33 +89,15 @@ func (g *Gateway) filterMessage(ctx context.Context, cl *call, raw []byte, metho
 func (g *Gateway) visible(ctx context.Context, cl *call, key mcp.ListKey, items []mcp.ListItem) map[string]bool {
 	in := cl.base
 	in.MCP = policy.MCPInput{Method: listMethod(key)}
-	var kind policy.ListKind
-	switch key {
-	case mcp.ListTools:
-		kind = policy.ListTools
-		in.Tools = make([]policy.Tool, len(items))
-		for i, it := range items {
-			in.Tools[i] = policy.Tool{Name: it.Name, Annotations: it.Annotations}
-		}
-	case mcp.ListResources, mcp.ListResourceTemplates:
-		kind = policy.ListResources
-		in.Resources = make([]policy.Resource, len(items))
-		for i, it := range items {
-			in.Resources[i] = policy.Resource{URI: it.Key(key), Name: it.Name}
-		}
-	case mcp.ListPrompts:
-		kind = policy.ListPrompts
-		in.Prompts = make([]policy.Prompt, len(items))
-		for i, it := range items {
-			in.Prompts[i] = policy.Prompt{Name: it.Name}
+	cat, err := g.catalog.prepare(cl.route.backend.Name, key, items)
+	if err == nil {
+		var vis map[string]bool
+		if vis, err = g.opts.Authorizer.VisibleCatalog(ctx, &in, cat); err == nil {
+			return vis
 		}
 	}
-	vis, err := g.opts.Authorizer.Visible(ctx, &in, kind)
-	if err != nil {
-		g.log.Warn("visibility decision failed; hiding the list", "request_id", cl.requestID, "backend", cl.route.backend.Name, "list", key, "err", err)
-		return map[string]bool{}
-	}
-	return vis
+	g.log.Warn("visibility decision failed; hiding the list", "request_id", cl.requestID, "backend", cl.route.backend.Name, "list", key, "err", err)
+	return map[string]bool{}
 }
 
 func listMethod(key mcp.ListKey) string {

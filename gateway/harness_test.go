@@ -107,7 +107,9 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 	}
 	authz := o.authorizer
 	if authz == nil {
-		authz = boundaryAuthorizer{}
+		// The real engine over a permissive policy: transport tests then
+		// do not depend on the shipped roles.
+		authz = engineFor(t, "../testdata/policy/allow-all")
 	}
 	gw, err := New(Options{Config: cfg, Verifier: v, Authorizer: authz, Sealer: sealer, Logger: quietLogger()})
 	if err != nil {
@@ -122,28 +124,6 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 	})
 	h.gw, h.url = gw, base
 	return h
-}
-
-// boundaryAuthorizer allows whatever passed the config boundary: it lets the
-// transport tests run without depending on the shipped Rego.
-type boundaryAuthorizer struct{}
-
-func (boundaryAuthorizer) Decide(context.Context, *policy.Input) policy.Decision {
-	return policy.Decision{ID: "test", Allow: true}
-}
-
-func (boundaryAuthorizer) Visible(_ context.Context, in *policy.Input, kind policy.ListKind) (map[string]bool, error) {
-	out := map[string]bool{}
-	for _, t := range in.Tools {
-		out[t.Name] = true
-	}
-	for _, r := range in.Resources {
-		out[r.URI] = true
-	}
-	for _, p := range in.Prompts {
-		out[p.Name] = true
-	}
-	return out, nil
 }
 
 func (h *harness) token(sub string, scopes, groups []string, clientID string) string {

@@ -111,6 +111,9 @@ type Authorizer interface {
 	// Visible returns the names (URIs for resources) the caller may see among
 	// in.Tools, in.Resources or in.Prompts, per kind. An error hides everything.
 	Visible(ctx context.Context, in *Input, kind ListKind) (map[string]bool, error)
+	// VisibleCatalog is Visible over a catalog prepared once per backend
+	// list, so repeated lists cost a cache lookup.
+	VisibleCatalog(ctx context.Context, in *Input, c *Catalog) (map[string]bool, error)
 }
 
 // AdminInput is the input of data.mcp.admin.allow for one admin API call.
