@@ -5,7 +5,7 @@ INTEROP  := test/interop
 REVISION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 BUNDLE_SIGNING_KEY ?= testdata/keys/bundle-signing.dev.pem
 
-.PHONY: all build demo test test-go test-opa test-interop interop-deps lint bench bundle clean
+.PHONY: all build demo test test-go test-opa test-interop test-hydra interop-deps lint bench bundle clean
 
 all: build
 
@@ -17,7 +17,7 @@ demo: build
 	./$(BIN) demo
 
 ## test: Go tests (with PostgreSQL), opa test, and the interoperability tests against real npm peers.
-test: lint test-opa interop-deps test-go
+test: lint test-opa interop-deps test-go test-hydra
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^$(INTEROP)/node_modules/')); \
@@ -36,6 +36,10 @@ interop-deps:
 
 test-go:
 	$(GO) test -count=1 -timeout 12m ./...
+
+## test-hydra: the jwt-bearer step against ORY Hydra, a real OAuth server (its own module; first build ~2.5 min).
+test-hydra:
+	cd test/hydra && $(GO) vet ./... && $(GO) test -count=1 -timeout 10m ./...
 
 test-interop: interop-deps
 	$(GO) test -count=1 -v -timeout 8m ./$(INTEROP)/
