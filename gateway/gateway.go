@@ -77,6 +77,7 @@ type Gateway struct {
 	// closed at the deadline and ends the streams of requests still running.
 	draining     chan struct{}
 	shutdown     chan struct{}
+	drainOnce    sync.Once
 	shutdownOnce sync.Once
 }
 
@@ -164,21 +165,23 @@ func (g *Gateway) Serve(ln net.Listener) error {
 	return g.app.Listener(ln)
 }
 
-// Shutdown stops accepting, lets requests and streams finish until ctx ends,
-// then closes what is left.
+// Shutdown stops accepting, ends GET streams, lets running requests and
+// their streams finish until ctx ends, then cuts what is left.
 func (g *Gateway) Shutdown(ctx context.Context) error {
-	g.shutdownOnce.Do(func() { close(g.draining) })
-	done := make(chan struct{})
+	g.drainOnce.Do(func() { close(g.draining) })
+	stopped := make(chan error, 1)
+	go func() { stopped <- g.app.ShutdownWithContext(ctx) }()
+	streamsDone := make(chan struct{})
 	go func() {
 		g.streams.Wait()
-		close(done)
+		close(streamsDone)
 	}()
 	select {
-	case <-done:
+	case <-streamsDone:
 	case <-ctx.Done():
 	}
-	close(g.shutdown)
-	return g.app.ShutdownWithContext(ctx)
+	g.shutdownOnce.Do(func() { close(g.shutdown) })
+	return <-stopped
 }
 
 func (g *Gateway) readyz(c *fiber.Ctx) error {

@@ -98,8 +98,9 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 // demoMain runs the demo until ctx ends. ready, when set, receives the
-// gateway URL and the minted tokens once everything serves (tests use it).
-func demoMain(ctx context.Context, listen, policies string, stdout, stderr io.Writer, ready func(url string, tokens map[string]string)) error {
+// gateway URL, the minted tokens and the demo's servers once everything
+// serves (tests use it).
+func demoMain(ctx context.Context, listen, policies string, stdout, stderr io.Writer, ready func(url string, tokens map[string]string, w *demo.World)) error {
 	if _, err := os.Stat(policies); err != nil {
 		return fmt.Errorf("policy directory %s: %w (run from the repository root or pass --policies)", policies, err)
 	}
@@ -154,7 +155,7 @@ func demoMain(ctx context.Context, listen, policies string, stdout, stderr io.Wr
 	}
 	printDemo(stdout, cfg.Server.PublicURL, w, tokens)
 	if ready != nil {
-		ready(cfg.Server.PublicURL, tokens)
+		ready(cfg.Server.PublicURL, tokens, w)
 	}
 	if code := serveUntilDone(ctx, srv, 5*time.Second, log); code != 0 {
 		return fmt.Errorf("gateway stopped with an error")

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mcpgw/mcpgw/internal/demo"
 )
 
 // syncBuffer is written by the demo goroutine and read by the test.
@@ -41,7 +43,7 @@ func TestDemoServesPoliciesAndStopsCleanly(t *testing.T) {
 	ready := make(chan world, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- demoMain(ctx, "127.0.0.1:0", "../../policies", &out, &logs, func(url string, tokens map[string]string) {
+		done <- demoMain(ctx, "127.0.0.1:0", "../../policies", &out, &logs, func(url string, tokens map[string]string, _ *demo.World) {
 			ready <- world{url, tokens}
 		})
 	}()
