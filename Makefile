@@ -49,5 +49,11 @@ test-interop: interop-deps
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./internal/... ./gateway/...
 
+## bundle: build and sign bundles/mcpgw.tar.gz from policies/ (roots in policies/.manifest).
+bundle:
+	$(GO) tool opa build -b policies --ignore '*_test.rego' --revision '$(REVISION)' \
+	  --signing-key '$(BUNDLE_SIGNING_KEY)' --signing-alg RS256 -o bundles/mcpgw.tar.gz
+	@echo "bundles/mcpgw.tar.gz: revision $(REVISION), signed with $(BUNDLE_SIGNING_KEY)"
+
 clean:
 	rm -rf bin bundles/*.tar.gz

@@ -46,6 +46,9 @@ type Options struct {
 	Logger    *slog.Logger
 	// ReadyChecks feed /readyz; each names what is not ready.
 	ReadyChecks map[string]func(context.Context) error
+	// ReadyDetails add JSON detail to /readyz (the active policy revision,
+	// the last rejected bundle).
+	ReadyDetails map[string]func() any
 	// Observer receives request outcomes (metrics); may be nil.
 	Observer Observer
 	// Tracer makes the request spans; nil means no tracing.
@@ -204,7 +207,11 @@ func (g *Gateway) readyz(c *fiber.Ctx) error {
 	if !ready {
 		status = fiber.StatusServiceUnavailable
 	}
-	return c.Status(status).JSON(fiber.Map{"ready": ready, "checks": checks})
+	body := fiber.Map{"ready": ready, "checks": checks}
+	for name, detail := range g.opts.ReadyDetails {
+		body[name] = detail()
+	}
+	return c.Status(status).JSON(body)
 }
 
 // setSecurityHeaders marks every answer as an API response no browser should

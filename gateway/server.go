@@ -114,8 +114,15 @@ func Start(ctx context.Context, cfg *config.Config, o StartOptions) (srv *Server
 		KeyID:           cfg.Policy.KeyID,
 		Timeout:         cfg.Policy.Timeout,
 		OPAConfig:       cfg.Policy.OPA,
+		PollInterval:    cfg.Policy.PollInterval,
+		PersistDir:      cfg.Policy.PersistDir,
+		Shadow:          cfg.Policy.Shadow,
 		Logger:          log,
 		DecisionLog:     decisionLog,
+		OnActivate:      s.Metrics.SetBundle,
+		OnShadowDisagreement: func(_ context.Context, d policy.ShadowDisagreement) {
+			s.Metrics.ShadowDisagreement(d.Backend, d.Method)
+		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
@@ -163,6 +170,7 @@ func Start(ctx context.Context, cfg *config.Config, o StartOptions) (srv *Server
 			"policy":   func(context.Context) error { return s.Engine.Ready() },
 			"store":    func(ctx context.Context) error { return s.Store.Ping(ctx) },
 		},
+		ReadyDetails: map[string]func() any{"policy": func() any { return s.Engine.Status() }},
 	})
 	if err != nil {
 		return nil, err
@@ -178,7 +186,6 @@ func Start(ctx context.Context, cfg *config.Config, o StartOptions) (srv *Server
 	s.closers = append(s.closers, func(context.Context) error { stopPoll(); return nil })
 	s.seen = revision
 	go s.followStore(pollCtx, cfg.Store.PollInterval, log)
-	go s.followBundle(pollCtx)
 
 	s.ln = o.Listener
 	if s.ln == nil {
@@ -296,24 +303,6 @@ func (s *Server) serveMetrics(addr string, log *slog.Logger) error {
 	}()
 	s.closers = append(s.closers, hs.Shutdown)
 	return nil
-}
-
-// followBundle keeps the active-revision metric in step with the engine.
-func (s *Server) followBundle(ctx context.Context) {
-	last := ""
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	for {
-		if rev := s.Engine.Revision(); rev != last {
-			s.Metrics.SetBundle(rev, time.Now())
-			last = rev
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-	}
 }
 
 // exchangeMetrics feeds token-exchange outcomes to Prometheus.

@@ -62,7 +62,7 @@ visible_tools contains tool.name if {
 	not every_tool_scope_held
 	some tool in input.tools
 	permitted("tools", tool.name)
-	tool_scope(tool) in effective_scopes
+	scope_held(tool_scope(tool))
 }
 
 # A caller holding every scope a tool can need passes tool_scope for every
@@ -80,7 +80,7 @@ visible_tools contains tool.name if {
 # entrypoint: true
 visible_resources contains resource.uri if {
 	caller_passes
-	method_scope("resources/read") in effective_scopes
+	scope_held(method_scope("resources/read"))
 	some resource in input.resources
 	permitted("resources", resource.uri)
 }
@@ -91,7 +91,7 @@ visible_resources contains resource.uri if {
 # entrypoint: true
 visible_prompts contains prompt.name if {
 	caller_passes
-	method_scope("prompts/get") in effective_scopes
+	scope_held(method_scope("prompts/get"))
 	some prompt in input.prompts
 	permitted("prompts", prompt.name)
 }

@@ -7,10 +7,10 @@ package mcp.gateway
 #   named item on this backend (permitted). The same rule decides visibility,
 #   so a hidden item can never be called. The reason names the least role
 #   that would grant the item.
-message_denials contains message_denial(role_reason(target.kind, target.name)) if {
-	target := call_target
-	target.name != ""
-	not permitted(target.kind, target.name)
+message_denials contains message_denial(role_reason(kind, tool_name)) if {
+	kind := call_kinds[method]
+	tool_name != ""
+	not permitted(kind, tool_name)
 }
 
 # METADATA
@@ -38,13 +38,25 @@ permitted(kind, name) if {
 # description: >-
 #   The grants, per kind, of every role the caller holds, for every backend
 #   ("*") and for this backend, each with its allow and except patterns
-#   compiled to one glob (any_of). Grants only add up: an except narrows its
-#   own grant and never takes away what another grant or an inherited role
-#   gives.
-caller_grants[kind] contains compiled_grant(grant) if {
+#   compiled to one glob (compiled_grants). Grants only add up: an except
+#   narrows its own grant and never takes away what another grant or an
+#   inherited role gives.
+caller_grants[kind] contains grant if {
 	some role in caller_roles
 	some backend in ["*", backend_name]
-	grant := data.mcpgw.roles.grants[role][backend][kind]
+	grant := compiled_grants[[role, backend, kind]]
+}
+
+# METADATA
+# title: Compiled grants
+# description: >-
+#   Every grant of data.mcpgw.roles.grants, compiled (compiled_grant) and
+#   keyed by [role, backend, kind]. It reads data only, so the gateway works
+#   it out once per policy activation rather than once per decision.
+compiled_grants := {[role, backend, kind]: compiled_grant(grant) |
+	some role, backends in data.mcpgw.roles.grants
+	some backend, kinds in backends
+	some kind, grant in kinds
 }
 
 # METADATA
@@ -59,23 +71,28 @@ compiled_grant(grant) := {
 
 # METADATA
 # title: Caller roles
-# description: The roles data.mcpgw.roles.groups assigns to the caller's groups.
+# description: >-
+#   The roles data.mcpgw.roles.groups assigns to the caller's groups, with
+#   the roles each of them includes (role_includes).
 caller_roles contains role if {
 	some group in caller_groups
-	role := data.mcpgw.roles.groups[group]
+	some role in role_includes[data.mcpgw.roles.groups[group]]
 }
 
 # METADATA
 # title: Inherited roles
 # description: >-
-#   A role in data.mcpgw.roles.hierarchy (lowest first) includes every role
-#   below it: viewer < admin < super-admin.
-caller_roles contains lower if {
-	some group in caller_groups
-	rank := role_ranks[data.mcpgw.roles.groups[group]]
-	some lower, lower_rank in role_ranks
-	lower_rank < rank
-}
+#   The roles each role that data.mcpgw.roles.groups assigns includes
+#   (roles_up_to). It reads data only, so the gateway works it out once per
+#   policy activation rather than once per decision.
+role_includes := {role: roles_up_to(role) | some role in data.mcpgw.roles.groups}
+
+# METADATA
+# title: Roles up to a role
+# description: >-
+#   The role itself and, when it is in data.mcpgw.roles.hierarchy (lowest
+#   first), every role below it: viewer < admin < super-admin.
+roles_up_to(role) := {role} | {lower | some lower, lower_rank in role_ranks; lower_rank < role_ranks[role]}
 
 # METADATA
 # title: Role ranks
@@ -98,7 +115,7 @@ least_role(kind, name) := data.mcpgw.roles.hierarchy[min(ranks)] if {
 # description: True when one of role's own grants matches the named item on this backend.
 role_grants(role, kind, name) if {
 	some backend in ["*", backend_name]
-	grant := compiled_grant(data.mcpgw.roles.grants[role][backend][kind])
+	grant := compiled_grants[[role, backend, kind]]
 	glob.match(grant.allow, null, name)
 	not glob.match(grant.except, null, name)
 }
@@ -109,11 +126,6 @@ role_grants(role, kind, name) if {
 role_reason(kind, name) := sprintf("%s %s requires role %s on backend %s", [kind_nouns[kind], name, role, backend_name]) if {
 	role := least_role(kind, name)
 } else := sprintf("%s %s is not granted to any role on backend %s", [kind_nouns[kind], name, backend_name])
-
-# METADATA
-# title: Target of a call
-# description: The catalog kind and name a tools/call, resources/read or prompts/get is about.
-call_target := {"kind": call_kinds[method], "name": tool_name}
 
 # METADATA
 # title: Methods that act on one catalog item

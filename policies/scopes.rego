@@ -11,7 +11,7 @@ message_denials contains {
 	"scope": scope,
 } if {
 	scope := required_scope
-	not scope in effective_scopes
+	not scope_held(scope)
 }
 
 # METADATA
@@ -28,7 +28,17 @@ message_denials contains message_denial(sprintf("method %s is not allowed by pol
 # description: >-
 #   The scopes the caller may use on this request: those in the token that the
 #   agent is also allowed to use (token scopes intersected with agent scopes).
-effective_scopes := {s | some s in input.token.scopes; s in input.agent.scopes}
+effective_scopes := {s | some s in input.token.scopes; scope_held(s)}
+
+# METADATA
+# title: Scope held
+# description: >-
+#   True when scope is one of the effective scopes: the token has it and the
+#   agent may use it. Asked for one scope, this does not build the whole set.
+scope_held(scope) if {
+	scope in input.token.scopes
+	scope in input.agent.scopes
+}
 
 # METADATA
 # title: Method of the message
@@ -48,26 +58,62 @@ required_scope := tool_scope(called_tool) if {
 # title: Scope of a method
 # description: The read scope for read_methods, the write scope for write_methods; undefined for any other method.
 method_scope(m) := data.mcpgw.scopes.read if {
-	glob_any(data.mcpgw.scopes.read_methods, m)
+	method_matches(method_patterns.read, m)
 } else := data.mcpgw.scopes.write if {
-	glob_any(data.mcpgw.scopes.write_methods, m)
+	method_matches(method_patterns.write, m)
+}
+
+# METADATA
+# title: Method matches a class
+# description: >-
+#   True when m is one of the class's plain names or matches one of its
+#   glob patterns: the same as matching every entry as a glob.
+method_matches(patterns, m) if m in patterns.names
+
+method_matches(patterns, m) if glob_any(patterns.globs, m)
+
+# METADATA
+# title: Method patterns
+# description: >-
+#   data.mcpgw.scopes.read_methods and write_methods, each split into plain
+#   names (no glob characters: they match only themselves, so they are looked
+#   up) and glob patterns. It reads data only, so the gateway works it out
+#   once per policy activation rather than once per decision.
+method_patterns := {class: {
+	"names": {p | some p in patterns; plain_name(p)},
+	"globs": [p | some p in patterns; not plain_name(p)],
+} |
+	some class, patterns in {"read": data.mcpgw.scopes.read_methods, "write": data.mcpgw.scopes.write_methods}
+}
+
+# METADATA
+# title: Plain name
+# description: A string with none of the glob characters * ? [ ] { } and backslash.
+plain_name(p) if {
+	is_string(p)
+	not regex.match(`[*?\[\]{}\\]`, p)
 }
 
 # METADATA
 # title: Scope of a tool call
 # description: >-
 #   A read-only tool needs only the read scope; any other tool needs what
-#   tools/call needs (the write scope by default).
+#   tools/call needs (call_scope).
 tool_scope(tool) := data.mcpgw.scopes.read if {
 	tool_read_only(tool)
-} else := method_scope("tools/call")
+} else := call_scope
+
+# METADATA
+# title: Scope of tools/call
+# description: The scope tools/call needs (the write scope by default).
+call_scope := method_scope("tools/call")
 
 # METADATA
 # title: Every tool scope held
 # description: The caller holds both the read scope and the scope tools/call needs.
 every_tool_scope_held if {
-	data.mcpgw.scopes.read in effective_scopes
-	method_scope("tools/call") in effective_scopes
+	scope_held(data.mcpgw.scopes.read)
+	scope_held(call_scope)
 }
 
 # METADATA
@@ -90,10 +136,28 @@ tool_read_only(tool) if glob.match(read_only_glob, null, tool.name)
 # METADATA
 # title: Read-only patterns for this backend
 # description: The patterns of data.mcpgw.read_only_tools for "*" and this backend, as one glob.
-read_only_glob := any_of([p |
-	some backend in ["*", backend_name]
-	some p in object.get(data.mcpgw.read_only_tools, backend, [])
-])
+read_only_glob := object.get(read_only_globs, backend_name, read_only_globs_elsewhere)
+
+# METADATA
+# title: Read-only globs per backend
+# description: >-
+#   read_only_patterns as one glob for each backend data.mcpgw.read_only_tools
+#   names. It reads data only, so the gateway works it out once per policy
+#   activation rather than once per decision.
+read_only_globs := {backend: any_of(read_only_patterns(backend)) | some backend, _ in data.mcpgw.read_only_tools}
+
+# METADATA
+# title: Read-only glob of other backends
+# description: The "*" patterns alone, as one glob, for a backend data.mcpgw.read_only_tools does not name.
+read_only_globs_elsewhere := any_of([p | some p in object.get(data.mcpgw.read_only_tools, "*", [])])
+
+# METADATA
+# title: Read-only patterns of a backend
+# description: The patterns data.mcpgw.read_only_tools lists for every backend ("*") and for backend.
+read_only_patterns(backend) := [p |
+	some b in ["*", backend]
+	some p in object.get(data.mcpgw.read_only_tools, b, [])
+]
 
 # METADATA
 # title: Called tool

@@ -3,6 +3,7 @@
 //	mcpgw serve --config FILE      run the gateway
 //	mcpgw demo                     gateway + demo IdP + demo backends + shipped policies
 //	mcpgw policy eval --input F    evaluate the policy offline
+//	mcpgw bundle verify FILE       check a signed policy bundle
 //	mcpgw version
 package main
 
@@ -23,6 +24,8 @@ commands:
   demo [--listen ADDR]                 run a self-contained demo (IdP, backends, policies)
   policy eval --input FILE [--policies DIR | --bundle FILE] [--explain]
                                        print the decision a policy makes for an input
+  bundle verify FILE --key PUB.pem [--key-id ID]
+                                       check a signed policy bundle (revision, roots, files, signer)
   version                              print the version
 `
 
@@ -48,6 +51,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprint(stderr, "usage: mcpgw policy eval --input FILE [--policies DIR | --bundle FILE] [--explain]\n")
 		return 2
+	case "bundle":
+		return runBundle(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "mcpgw", version())
 		return 0

@@ -132,7 +132,15 @@ type Policy struct {
 	VerificationKey string        `koanf:"verification_key"`
 	KeyID           string        `koanf:"key_id"`
 	Timeout         time.Duration `koanf:"timeout"`
-	Shadow          string        `koanf:"shadow"`
+	// Shadow is a second bundle source (path or URL) evaluated beside the
+	// active one and never enforced.
+	Shadow string `koanf:"shadow"`
+	// PollInterval is how often a bundle file or directory is checked for
+	// changes and, for a bundle URL, the shortest delay between downloads.
+	PollInterval time.Duration `koanf:"poll_interval"`
+	// PersistDir keeps the last good downloaded bundle for a start while the
+	// bundle server is down.
+	PersistDir string `koanf:"persist_dir"`
 	// OPA holds OPA's own configuration (services, bundles, keys,
 	// decision_logs, status) unchanged.
 	OPA map[string]any `koanf:"opa"`

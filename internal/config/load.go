@@ -31,6 +31,8 @@ func applyDefaults(raw map[string]any) {
 	setDefault(raw, 10000, "identity", "claims_cache_max_cost")
 	setDefault(raw, "policies", "policy", "bundle")
 	setDefault(raw, "50ms", "policy", "timeout")
+	setDefault(raw, "10s", "policy", "poll_interval")
+	setDefault(raw, "bundles/last-good", "policy", "persist_dir")
 	setDefault(raw, "file:mcpgw.db", "store", "dsn")
 	setDefault(raw, "5s", "store", "poll_interval")
 	setDefault(raw, 1.0, "telemetry", "sample_ratio")

@@ -134,6 +134,8 @@ func TestLoadDefaults(t *testing.T) {
 		{"identity.issuers[0].groups_claim", c.Identity.Issuers[0].GroupsClaim, "groups"},
 		{"policy.bundle", c.Policy.Bundle, "policies"},
 		{"policy.timeout", c.Policy.Timeout, 50 * time.Millisecond},
+		{"policy.poll_interval", c.Policy.PollInterval, 10 * time.Second},
+		{"policy.persist_dir", c.Policy.PersistDir, "bundles/last-good"},
 		{"store.dsn", c.Store.DSN, "file:mcpgw.db"},
 		{"store.poll_interval", c.Store.PollInterval, 5 * time.Second},
 		{"telemetry.sample_ratio", c.Telemetry.SampleRatio, 1.0},

@@ -319,6 +319,9 @@ func (c *Config) validatePolicy(v *validator) {
 	if c.Policy.Timeout <= 0 {
 		v.addf("policy.timeout", "must be > 0")
 	}
+	if c.Policy.PollInterval < 0 {
+		v.addf("policy.poll_interval", "must not be negative")
+	}
 }
 
 func (c *Config) validateOperations(v *validator) {

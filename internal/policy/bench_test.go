@@ -43,19 +43,42 @@ func measure(b *testing.B, op func()) {
 	b.ReportMetric(float64(samples[len(samples)*99/100].Nanoseconds()), "p99-ns")
 }
 
+// benchEngine starts an engine without the decision cache: the decision
+// benchmarks repeat one input, and each run must evaluate it.
 func benchEngine(b *testing.B, source string) *Engine {
-	e, _ := newEngine(b, Options{Source: source, AllowUnsigned: true, DecisionLog: func(context.Context, Record) {}})
+	e, _ := newEngine(b, Options{Source: source, AllowUnsigned: true, DecisionLog: func(context.Context, Record) {}, DecisionCacheSize: -1})
 	return e
 }
 
-func BenchmarkDecide(b *testing.B) {
+// decideBench decides one input in a loop; cached keeps the decision cache.
+func decideBench(b *testing.B, in *Input, allow, cached bool) {
 	e := benchEngine(b, shippedPolicies)
-	in := caller([]string{"mcp-viewers"}, writeScopes, "employees", "get_employee", map[string]any{"employee_id": "e-1001"})
+	if cached {
+		e, _ = newEngine(b, Options{Source: shippedPolicies, AllowUnsigned: true, DecisionLog: func(context.Context, Record) {}})
+	}
 	ctx := context.Background()
-	if d := e.Decide(ctx, in); !d.Allow {
-		b.Fatalf("benchmark decision denied: %v", d.Reasons)
+	if d := e.Decide(ctx, in); d.Allow != allow {
+		b.Fatalf("benchmark decision allow=%v (%v), want %v", d.Allow, d.Reasons, allow)
+	}
+	if n := cachedCount(e); cached != (n == 1) {
+		b.Fatalf("%d decisions cached, want cached=%v", n, cached)
 	}
 	measure(b, func() { e.Decide(ctx, in) })
+}
+
+// A viewer calls a read-only tool: the common allowed call.
+func BenchmarkDecide(b *testing.B) {
+	decideBench(b, caller([]string{"mcp-viewers"}, writeScopes, "employees", "get_employee", map[string]any{"employee_id": "e-1001"}), true, false)
+}
+
+// The same call answered from the decision cache.
+func BenchmarkDecideCached(b *testing.B) {
+	decideBench(b, caller([]string{"mcp-viewers"}, writeScopes, "employees", "get_employee", map[string]any{"employee_id": "e-1001"}), true, true)
+}
+
+// An admin calls a tool that writes: the scope comes from the method classes.
+func BenchmarkDecideWriteTool(b *testing.B) {
+	decideBench(b, caller([]string{"mcp-admins"}, writeScopes, "employees", "update_employee", map[string]any{"employee_id": "e-1001"}), true, false)
 }
 
 func BenchmarkDecideDenied(b *testing.B) {

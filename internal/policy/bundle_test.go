@@ -140,12 +140,15 @@ func TestBundleFiles(t *testing.T) {
 		}}, revision: "v1.2.3"},
 		{name: "signed, wrong key", o: Options{Source: signed, VerificationKey: otherPublicKey}, err: "failed to verify JWT signature"},
 		{name: "tampered", o: Options{Source: tamper(t, signed), VerificationKey: publicKey}, err: "digest mismatch"},
+		{name: "HS256 with the public key as secret", o: Options{Source: writeBundle(t, bundleSpec{
+			revision: "v1.2.5", modules: map[string]string{"p.rego": allowAllRego}, signingKey: string(publicPEM), alg: "HS256",
+		}), VerificationKey: publicKey}, err: "failed to verify JWT signature"},
 		{name: "unsigned with a key", o: Options{Source: unsigned, VerificationKey: publicKey}, err: "bundle missing .signatures.json"},
 		{name: "unsigned with a key even if unsigned is allowed", o: Options{Source: unsigned, VerificationKey: publicKey, AllowUnsigned: true}, err: "bundle missing .signatures.json"},
 		{name: "unsigned refused", o: Options{Source: unsigned}, err: "allow_unsigned is false"},
 		{name: "unsigned allowed", o: Options{Source: unsigned, AllowUnsigned: true}, revision: "v1.2.4"},
 		{name: "signed, unsigned allowed, no key", o: Options{Source: signed, AllowUnsigned: true}, revision: "v1.2.3"},
-		{name: "no revision: content hash", o: Options{Source: noRevision, AllowUnsigned: true}, revision: "bundle:sha256:"},
+		{name: "no revision", o: Options{Source: noRevision, AllowUnsigned: true}, err: ".manifest has no revision"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -3,13 +3,13 @@ package policy
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/maphash"
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -21,6 +21,9 @@ import (
 	"github.com/open-policy-agent/opa/v1/logging"
 	"github.com/open-policy-agent/opa/v1/metrics"
 	"github.com/open-policy-agent/opa/v1/plugins"
+	bundleplugin "github.com/open-policy-agent/opa/v1/plugins/bundle"
+	"github.com/open-policy-agent/opa/v1/plugins/discovery"
+	"github.com/open-policy-agent/opa/v1/plugins/logs"
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
@@ -97,7 +100,43 @@ type Options struct {
 	VisibleCacheTTL time.Duration
 	// VisibleCacheSize bounds the visibility cache, in approximate bytes.
 	VisibleCacheSize int64
+	// DecisionCacheSize is how many decisions each policy activation
+	// remembers (default DefaultDecisionCacheSize; negative: none). Only a
+	// policy whose decision calls no time, network, random or runtime
+	// builtin is cached.
+	DecisionCacheSize int
+
+	// PollInterval is how often a bundle file or directory is checked for
+	// changes and, for a policy.bundle URL, the shortest delay between two
+	// downloads (the longest is twice that). Default DefaultPollInterval.
+	PollInterval time.Duration
+	// PersistDir keeps the last good downloaded bundle for the next start
+	// (OPA's persistence_directory, unless policy.opa sets one). Default
+	// DefaultPersistDir.
+	PersistDir string
+	// StartupWait bounds how long New waits for the first download of a
+	// remote bundle. Default DefaultStartupWait.
+	StartupWait time.Duration
+	// OnActivate is told each policy revision that becomes active (a burst
+	// of activations may be told as its last one only). It runs on a
+	// goroutine of the engine's.
+	OnActivate func(revision string, at time.Time)
+
+	// Shadow is a second policy source (of any kind Source accepts), verified
+	// like Source, whose decisions are compared with the enforced ones and
+	// never enforced. Callers must not modify an Input after Decide returns:
+	// the shadow reads it later.
+	Shadow string
+	// OnShadowDisagreement is told each call the shadow decided otherwise.
+	OnShadowDisagreement func(context.Context, ShadowDisagreement)
+	// ShadowQueue and ShadowWorkers size the shadow's queue (full: the call
+	// is dropped and counted) and its workers.
+	ShadowQueue   int
+	ShadowWorkers int
 }
+
+// DefaultStartupWait bounds the wait for the first remote bundle.
+const DefaultStartupWait = 10 * time.Second
 
 // Engine decides with OPA. OPA's plugin manager owns the store and the
 // compiler; the engine prepares its queries whenever the compiler changes
@@ -124,6 +163,17 @@ type Engine struct {
 
 	seed    maphash.Seed
 	visible *ristretto.Cache[uint64, map[string]bool]
+
+	// life tracks the policy source: activations, rejections, readiness.
+	life *lifecycle
+	// reloadMu serializes reloads of a local source.
+	reloadMu sync.Mutex
+	// opaLogs is OPA's decision-log plugin, when configured.
+	opaLogs *logs.Plugin
+	// shadow evaluates every decision again with the shadow policy.
+	shadow *shadowRunner
+	// background runs the watcher and the announcer until Stop.
+	background sync.WaitGroup
 }
 
 // snapshot is one policy activation: the compiler, the queries prepared
@@ -139,6 +189,9 @@ type snapshot struct {
 	broken error
 	// missing lists entry points the policy does not define (Ready reports them).
 	missing []string
+	// decisions remembers this activation's decisions; nil when the policy
+	// may decide differently on the same input.
+	decisions *decisionCache
 }
 
 var (
@@ -148,9 +201,16 @@ var (
 )
 
 // New loads the policy source into OPA's plugin manager and prepares the
-// gateway's queries. It fails when the source cannot be read, verified or
-// compiled; it succeeds for a policy that compiles but lacks entry points
-// (those decisions deny and Ready reports why).
+// gateway's queries.
+//
+// A local source (a directory or a bundle file) must load, verify and
+// compile, or New fails; it is then watched and re-read when it changes. A
+// remote source (a policy.bundle URL or policy.opa.bundles) is downloaded by
+// OPA's bundle plugin: New waits up to StartupWait for the first attempt and
+// succeeds even if it fails, serving the last good bundle persisted on disk
+// if there is one; with none, every decision denies and Ready says why. A
+// policy that compiles but lacks entry points is accepted: those decisions
+// deny and Ready reports why.
 func New(ctx context.Context, o Options) (*Engine, error) {
 	o.Source = cmp.Or(o.Source, DefaultSource)
 	e := &Engine{
@@ -164,30 +224,51 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 	if e.record == nil {
 		e.record = slogRecorder(e.logger)
 	}
-	if e.timeout < 0 || e.listTimeout < 0 || e.cacheTTL < 0 {
-		return nil, errors.New("policy timeouts and visible cache TTL must not be negative")
+	if e.timeout < 0 || e.listTimeout < 0 || e.cacheTTL < 0 || o.PollInterval < 0 || o.StartupWait < 0 {
+		return nil, errors.New("policy timeouts, poll interval and visible cache TTL must not be negative")
 	}
 
-	raw, configuredKeys, err := opaConfig(o.OPAConfig)
+	kind, err := classifySource(o.Source, o.OPAConfig)
 	if err != nil {
 		return nil, err
 	}
-	e.opts, e.keys = o, configuredKeys
-	b, err := loadSource(&o, configuredKeys)
+	setup, err := buildOPAConfig(&o, kind)
 	if err != nil {
 		return nil, err
 	}
-	e.warnUnverified(b)
+	e.opts, e.keys = o, setup.keys
+	e.life = newLifecycle(kind, describeSource(o.Source, kind))
+	var initial map[string]*bundle.Bundle
+	var seen string
+	if !kind.remote() {
+		// Fingerprint before loading: a change while loading is then seen
+		// by the watcher.
+		if seen, err = fingerprint(o.Source); err != nil {
+			return nil, fmt.Errorf("policy source %s: %w", o.Source, err)
+		}
+		b, err := loadSource(&o, setup.keys)
+		if err != nil {
+			return nil, err
+		}
+		initial = map[string]*bundle.Bundle{bundleName: b}
+		vc, _ := verificationConfig(&o, setup.keys)
+		e.life.verified = vc != nil
+	}
 
-	e.store = inmem.NewWithOpts(inmem.OptRoundTripOnWrite(false), inmem.OptReturnASTValuesOnRead(true))
+	e.store = revisionGuard{inmem.NewWithOpts(inmem.OptRoundTripOnWrite(false), inmem.OptReturnASTValuesOnRead(true))}
 	opaLog := logging.NewLoggerFromSlogHandler(e.logger.With("component", "opa").Handler(), logging.Info)
-	e.manager, err = plugins.New(raw, uuid.NewString(), e.store,
+	e.manager, err = plugins.New(setup.raw, uuid.NewString(), e.store,
 		plugins.Logger(opaLog),
 		plugins.ConsoleLogger(opaLog),
-		plugins.InitBundles(map[string]*bundle.Bundle{bundleName: b}),
+		plugins.InitBundles(initial),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("policy.opa: %w", err)
+	}
+	if kind.remote() {
+		if e.life.remote, e.life.verified, err = requireSignatures(e.manager, o.AllowUnsigned); err != nil {
+			return nil, err
+		}
 	}
 
 	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
@@ -210,40 +291,87 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 		return nil, fmt.Errorf("policy visible cache: %w", err)
 	}
 
+	e.background.Go(func() { e.announce(bg) })
 	e.manager.RegisterCompilerTrigger(e.activate)
 	if err := e.manager.Init(ctx); err != nil {
 		e.Stop(ctx)
 		return nil, fmt.Errorf("activate policy %s: %w", o.Source, err)
 	}
+	// Without a discovery section, OPA's discovery plugin builds the bundle,
+	// decision-log and status plugins from the configuration, as `opa run`
+	// does.
+	disco, err := discovery.New(e.manager)
+	if err != nil {
+		e.Stop(ctx)
+		return nil, fmt.Errorf("policy.opa: %w", err)
+	}
+	e.manager.Register(discovery.Name, disco)
+	if bp := bundleplugin.Lookup(e.manager); bp != nil {
+		bp.Register(bundleListener, e.onBundleStatus)
+	}
 	if err := e.manager.Start(ctx); err != nil {
 		e.Stop(ctx)
 		return nil, fmt.Errorf("start policy plugins: %w", err)
 	}
-	snap := e.snap.Load()
-	if snap == nil {
-		e.Stop(ctx)
-		return nil, fmt.Errorf("policy %s loaded but never activated", o.Source)
+	e.opaLogs = logs.Lookup(e.manager)
+
+	if kind.remote() {
+		e.awaitFirstBundles(ctx, cmp.Or(o.StartupWait, DefaultStartupWait))
+		if err := e.Ready(); err != nil {
+			e.logger.Error("policy not ready: every call is denied until a verified bundle is activated", "source", e.life.source, "error", err)
+		}
+	} else {
+		snap := e.snap.Load()
+		if snap == nil {
+			e.Stop(ctx)
+			return nil, fmt.Errorf("policy %s loaded but never activated", o.Source)
+		}
+		if snap.broken != nil {
+			e.Stop(ctx)
+			return nil, snap.broken
+		}
+		every := cmp.Or(o.PollInterval, DefaultPollInterval)
+		e.background.Go(func() { e.watch(bg, every, seen) })
 	}
-	if snap.broken != nil {
-		e.Stop(ctx)
-		return nil, snap.broken
+
+	if o.Shadow != "" {
+		if e.shadow, err = newShadow(ctx, o, e.logger); err != nil {
+			e.Stop(ctx)
+			return nil, err
+		}
 	}
 	return e, nil
 }
 
-// Reload reads Source again and activates it when it loads, verifies and
-// compiles. On any failure the active policy keeps serving and the error
-// says why. Activation is one store transaction, so every decision is made
-// by either the old or the new policy, never a mix.
+// bundleListener is the engine's name among OPA's bundle status listeners.
+const bundleListener = "mcpgw-engine"
+
+// Reload reads a local Source again and activates it when it loads,
+// verifies and compiles (the watcher calls it when the source changes). On
+// any failure the active policy keeps serving and the error says why.
+// Activation is one store transaction, so every decision is made by either
+// the old or the new policy, never a mix. Remote sources are polled by OPA's
+// bundle plugin and have nothing to reload.
 func (e *Engine) Reload(ctx context.Context) error {
 	if err := e.usable(); err != nil {
 		return err
 	}
+	if e.life == nil || e.store == nil {
+		return errNotStarted
+	}
+	if e.life.kind.remote() {
+		return fmt.Errorf("policy source %s is polled by OPA's bundle plugin: there is nothing to reload", e.life.source)
+	}
+	e.reloadMu.Lock()
+	defer e.reloadMu.Unlock()
 	b, err := loadSource(&e.opts, e.keys)
 	if err != nil {
 		return err
 	}
-	e.warnUnverified(b)
+	if e.life.kind == sourceDir && b.Manifest.Revision == e.Revision() {
+		// A directory's revision is its content: nothing changed.
+		return nil
+	}
 	params := storage.WriteParams
 	params.Context = storage.NewContext()
 	err = storage.Txn(ctx, e.store, params, func(txn storage.Transaction) error {
@@ -274,43 +402,6 @@ func (e *Engine) Reload(ctx context.Context) error {
 	return nil
 }
 
-// warnUnverified says, at every activation, that a policy runs without a
-// verified signature.
-func (e *Engine) warnUnverified(b *bundle.Bundle) {
-	if e.opts.VerificationKey == "" && e.opts.KeyID == "" {
-		e.logger.Warn("policy signature not verified (allow_unsigned)", "source", e.opts.Source, "revision", b.Manifest.Revision)
-	}
-}
-
-// opaConfig returns OPA's configuration as JSON plus its keys. Plugin
-// sections are refused rather than silently ignored: this build loads
-// policy from Source only.
-func opaConfig(cfg map[string]any) ([]byte, map[string]*keys.Config, error) {
-	for _, section := range []string{"bundles", "bundle", "decision_logs", "status", "discovery", "plugins"} {
-		if v, ok := cfg[section]; ok && v != nil {
-			return nil, nil, fmt.Errorf("policy.opa.%s: not supported by this gateway version; use policy.bundle", section)
-		}
-	}
-	raw := []byte("{}")
-	if len(cfg) > 0 {
-		var err error
-		if raw, err = json.Marshal(cfg); err != nil {
-			return nil, nil, fmt.Errorf("policy.opa: %w", err)
-		}
-	}
-	configured := map[string]*keys.Config{}
-	if k, ok := cfg["keys"]; ok && k != nil {
-		kraw, err := json.Marshal(k)
-		if err != nil {
-			return nil, nil, fmt.Errorf("policy.opa.keys: %w", err)
-		}
-		if configured, err = keys.ParseKeysConfig(kraw); err != nil {
-			return nil, nil, fmt.Errorf("policy.opa.keys: %w", err)
-		}
-	}
-	return raw, configured, nil
-}
-
 // activate runs inside the store commit that changed the compiler (OPA's
 // compiler trigger), so no evaluation can see the new data with the old
 // queries: evaluations hold a read transaction while they load the snapshot.
@@ -328,10 +419,12 @@ func (e *Engine) activate(txn storage.Transaction) {
 	}
 	snap.revision = rev
 
+	queryCompiler := e.queryCompiler(ctx, compiler, txn, rev)
+	snap.decisions = e.decisionCacheFor(compiler, rev)
 	prepare := func(query string) rego.PreparedEvalQuery {
 		pq, err := rego.New(
 			rego.Query(query),
-			rego.Compiler(compiler),
+			rego.Compiler(queryCompiler),
 			rego.Store(e.store),
 			rego.Transaction(txn),
 		).PrepareForEval(ctx)
@@ -353,10 +446,16 @@ func (e *Engine) activate(txn storage.Transaction) {
 			snap.missing = append(snap.missing, rule)
 		}
 	}
-	if len(compiler.GetRulesExact(ast.MustParseRef(adminRule))) == 0 {
+	if rev != "" && len(compiler.GetRulesExact(ast.MustParseRef(adminRule))) == 0 {
 		e.logger.Warn("policy defines no "+adminRule+": every admin API call will be denied", "revision", rev)
 	}
 	e.snap.Store(snap)
+	e.activated(snap)
+	if rev == "" {
+		// Nothing is activated yet (a remote bundle has not arrived); Ready
+		// and every denial say why.
+		return
+	}
 
 	if snap.broken != nil {
 		e.logger.Error("policy activation failed: every call will be denied", "revision", rev, "error", snap.broken)
@@ -411,8 +510,8 @@ func (e *Engine) Ready() error {
 	}
 	s := e.snap.Load()
 	switch {
-	case s == nil:
-		return errNoPolicy
+	case s == nil || s.revision == "":
+		return e.noPolicy()
 	case s.broken != nil:
 		return s.broken
 	case len(s.missing) > 0:
@@ -426,14 +525,19 @@ func (e *Engine) Stop(ctx context.Context) {
 	if e == nil || e.stopped.Swap(true) {
 		return
 	}
+	if e.shadow != nil {
+		e.shadow.close(ctx)
+	}
+	// The watcher and the announcer first: neither may outlive the store.
+	if e.stopBg != nil {
+		e.stopBg()
+	}
+	e.background.Wait()
 	if e.manager != nil {
 		e.manager.Stop(ctx)
 	}
 	if e.visible != nil {
 		e.visible.Close()
-	}
-	if e.stopBg != nil {
-		e.stopBg()
 	}
 }
 
@@ -473,10 +577,15 @@ func (e *Engine) Decide(ctx context.Context, in *Input) Decision {
 	}
 	d.Elapsed = time.Since(start)
 	e.emit(ctx, "decision", in, d, 0, 0)
+	e.afterDecide(ctx, in, v, d)
 	return d
 }
 
 func (e *Engine) evalCall(ctx context.Context, in *Input) (ast.Value, *snapshot, error) {
+	cached, keyedBy, key, ok := e.cachedDecision(in)
+	if ok {
+		return cached, keyedBy, nil
+	}
 	input, err := callInput(in)
 	if err != nil {
 		return nil, nil, err
@@ -488,6 +597,9 @@ func (e *Engine) evalCall(ctx context.Context, in *Input) (ast.Value, *snapshot,
 	v, err := resultValue(rs)
 	if errors.Is(err, errUndefined) {
 		return nil, snap, errors.New(decisionRule + " is undefined")
+	}
+	if err == nil {
+		snap.rememberDecision(keyedBy, key, v)
 	}
 	return v, snap, err
 }
@@ -694,8 +806,8 @@ func (e *Engine) evaluateWithin(ctx context.Context, timeout time.Duration, pick
 	}
 	defer e.store.Abort(ctx, txn)
 	snap = e.snap.Load()
-	if snap == nil {
-		return nil, nil, errNoPolicy
+	if snap == nil || snap.revision == "" {
+		return nil, nil, errNoBundle
 	}
 	if snap.broken != nil {
 		return nil, snap, snap.broken

@@ -58,21 +58,26 @@ func loadSource(o *Options, configuredKeys map[string]*keys.Config) (*bundle.Bun
 		return nil, fmt.Errorf("load policy: %w", err)
 	}
 
-	if info.IsDir() || b.Manifest.Revision == "" {
-		// A directory has no trustworthy revision of its own (files change
-		// without the manifest), so the content names it.
-		digest, err := contentDigest(b)
-		if err != nil {
-			return nil, fmt.Errorf("policy source %s: %w", o.Source, err)
+	if !info.IsDir() {
+		// A built bundle must say what it is: every decision record names
+		// it, and an unnamed bundle cannot be told from its predecessor.
+		if b.Manifest.Revision == "" {
+			return nil, fmt.Errorf("policy bundle %s: %w", o.Source, errNoRevision)
 		}
-		kind := "bundle"
-		if info.IsDir() {
-			kind = "dir"
-		}
-		b.Manifest.Revision = kind + ":sha256:" + digest
+		return b, nil
 	}
+	// A directory has no trustworthy revision of its own (files change
+	// without the manifest), so the content names it.
+	digest, err := contentDigest(b)
+	if err != nil {
+		return nil, fmt.Errorf("policy source %s: %w", o.Source, err)
+	}
+	b.Manifest.Revision = "dir:sha256:" + digest
 	return b, nil
 }
+
+// errNoRevision refuses a bundle whose .manifest names no revision.
+var errNoRevision = errors.New(".manifest has no revision: refusing a policy that cannot be named (build it with opa build --revision)")
 
 // skipTestFiles keeps Rego unit tests out of the running policy, as
 // `opa build --ignore '*_test.rego'` does for bundles.

@@ -1,0 +1,157 @@
+package policy
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+)
+
+// cachedCount is how many decisions the active policy remembers.
+func cachedCount(e *Engine) int {
+	s := e.snap.Load()
+	if s == nil || s.decisions == nil {
+		return -1
+	}
+	return s.decisions.entries.Len()
+}
+
+func TestDecisionCacheAnswersRepeatedCalls(t *testing.T) {
+	e, rec := shippedEngine(t)
+	ctx := context.Background()
+	viewer := func(tool string, args map[string]any) *Input {
+		return caller([]string{"mcp-viewers"}, writeScopes, "employees", tool, args)
+	}
+	supers := func(args map[string]any) *Input {
+		return caller([]string{"mcp-super-admins"}, writeScopes, "employees", "delete_employee", args)
+	}
+	steps := []struct {
+		name   string
+		in     *Input
+		allow  bool
+		cached int
+	}{
+		{"first call is evaluated", viewer("get_employee", map[string]any{"employee_id": "e-1"}), true, 1},
+		{"the same call is remembered", viewer("get_employee", map[string]any{"employee_id": "e-1"}), true, 1},
+		{"another tool is another decision", viewer("update_employee", map[string]any{"employee_id": "e-1"}), false, 2},
+		{"an argument decides", supers(map[string]any{"employee_id": "*"}), false, 3},
+		{"so it is part of the key", supers(map[string]any{"employee_id": "e-1"}), true, 4},
+		{"and its value counts", supers(map[string]any{"employee_id": "*"}), false, 4},
+		{"the caller is part of the key", func() *Input {
+			in := viewer("get_employee", map[string]any{"employee_id": "e-1"})
+			in.Agent.Enabled = false
+			return in
+		}(), false, 5},
+		{"and the called tool's catalog entry", func() *Input {
+			in := caller([]string{"mcp-admins"}, readScopes, "employees", "update_employee", map[string]any{"employee_id": "e-1"})
+			in.Tools = []Tool{{Name: "update_employee", Annotations: map[string]any{"readOnlyHint": true}}}
+			return in
+		}(), true, 6},
+		{"whose hint changes the decision", func() *Input {
+			in := caller([]string{"mcp-admins"}, readScopes, "employees", "update_employee", map[string]any{"employee_id": "e-1"})
+			in.Tools = []Tool{{Name: "update_employee", Annotations: map[string]any{"readOnlyHint": false}}}
+			return in
+		}(), false, 7},
+	}
+	ids := map[string]bool{}
+	for _, s := range steps {
+		d := e.Decide(ctx, s.in)
+		if d.Allow != s.allow {
+			t.Errorf("%s: allow %v (%v), want %v", s.name, d.Allow, d.Reasons, s.allow)
+		}
+		if n := cachedCount(e); n != s.cached {
+			t.Errorf("%s: %d decisions cached, want %d", s.name, n, s.cached)
+		}
+		if ids[d.ID] {
+			t.Errorf("%s: decision id %s reused", s.name, d.ID)
+		}
+		ids[d.ID] = true
+	}
+	// Every call is recorded, remembered or not.
+	if got := len(rec.all()); got != len(steps) {
+		t.Errorf("%d decision records, want %d", got, len(steps))
+	}
+}
+
+// A cached decision is the decision: same reasons, status and scope.
+func TestCachedDecisionEqualsEvaluated(t *testing.T) {
+	cached, _ := shippedEngine(t)
+	plain, _ := newEngine(t, Options{Source: shippedPolicies, AllowUnsigned: true, DecisionCacheSize: -1})
+	if cachedCount(plain) != -1 {
+		t.Fatal("DecisionCacheSize -1 still caches")
+	}
+	ctx := context.Background()
+	for _, in := range []*Input{
+		caller([]string{"mcp-admins"}, readScopes, "employees", "update_employee", map[string]any{"employee_id": "e-1"}),
+		caller([]string{"mcp-admins"}, writeScopes, "employees", "delete_employee", map[string]any{"employee_id": "*"}),
+		lister([]string{"mcp-viewers"}, nil, "finance"),
+	} {
+		first, again, want := cached.Decide(ctx, in), cached.Decide(ctx, in), plain.Decide(ctx, in)
+		for _, d := range []Decision{first, again} {
+			if d.Allow != want.Allow || d.Status != want.Status || d.Scope != want.Scope || !slices.Equal(d.Reasons, want.Reasons) || d.Revision != want.Revision {
+				t.Errorf("%s %s: cached engine %+v, uncached %+v", in.MCP.Method, in.MCP.Tool, d, want)
+			}
+		}
+	}
+}
+
+func TestDecisionCacheOnlyForDeterministicPolicies(t *testing.T) {
+	tests := []struct {
+		name   string
+		rego   string
+		cached bool
+	}{
+		{"a function of input and data", `decision := {"allow": input.agent.enabled, "reasons": []}`, true},
+		{"reads the clock", `decision := {"allow": time.now_ns() % 2 == 0, "reasons": []}`, false},
+		{"through a helper rule", `decision := {"allow": even, "reasons": []}
+even if rand.intn("x", 2) == 0`, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := policyDir(t, map[string]string{"p.rego": "package mcp.gateway\n\n" + tc.rego + "\n"})
+			e, _ := newEngine(t, Options{Source: dir, AllowUnsigned: true})
+			in := caller(nil, nil, "employees", "get_employee", nil)
+			e.Decide(context.Background(), in)
+			e.Decide(context.Background(), in)
+			if got := cachedCount(e); (got == 1) != tc.cached || (!tc.cached && got != -1) {
+				t.Errorf("%d decisions cached, want cached=%v", got, tc.cached)
+			}
+		})
+	}
+}
+
+// A new policy starts with no remembered decisions, and a stopped engine
+// denies whatever it remembers.
+func TestDecisionCacheFollowsThePolicy(t *testing.T) {
+	policy := func(allow bool) string {
+		v := "false"
+		if allow {
+			v = "true"
+		}
+		return "package mcp.gateway\n\ndecision := {\"allow\": " + v + ", \"reasons\": [\"r\"]}\n"
+	}
+	dir := policyDir(t, map[string]string{"p.rego": policy(true)})
+	e, _ := newEngine(t, Options{Source: dir, AllowUnsigned: true})
+	ctx := context.Background()
+	in := caller(nil, nil, "employees", "get_employee", nil)
+	if !e.Decide(ctx, in).Allow || !e.Decide(ctx, in).Allow {
+		t.Fatal("policy allowing everything denied")
+	}
+	if err := os.WriteFile(filepath.Join(dir, "p.rego"), []byte(policy(false)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := cachedCount(e); n != 0 {
+		t.Errorf("new policy starts with %d cached decisions", n)
+	}
+	if e.Decide(ctx, in).Allow {
+		t.Error("decision of the previous policy served after a reload")
+	}
+	e.Stop(ctx)
+	if d := e.Decide(ctx, in); d.Allow || len(d.Reasons) != 1 || d.Reasons[0] != "policy engine error: "+errStopped.Error() {
+		t.Errorf("stopped engine decided %+v", d)
+	}
+}
