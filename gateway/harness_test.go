@@ -5,12 +5,14 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"testing"
 	"time"
 
 	"github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/client/transport"
 	mcpgo "github.com/mark3labs/mcp-go/mcp"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/mcpgw/mcpgw/internal/config"
 	"github.com/mcpgw/mcpgw/internal/demo"
@@ -40,6 +42,9 @@ type harnessOptions struct {
 	// idp and backends are shared when set (two gateways, one world).
 	share  *harness
 	mutate func(*config.Config)
+	tracer trace.Tracer
+	// wrapNotes wraps the notes backend's handler (to see what it receives).
+	wrapNotes func(http.Handler) http.Handler
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -62,7 +67,7 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = h.employees.Close() })
-		if h.notes, err = demo.StartNotes(demo.Options{}); err != nil {
+		if h.notes, err = demo.StartNotes(demo.Options{Wrap: o.wrapNotes}); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = h.notes.Close() })
@@ -111,7 +116,7 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 		// do not depend on the shipped roles.
 		authz = engineFor(t, "../testdata/policy/allow-all")
 	}
-	gw, err := New(Options{Config: cfg, Verifier: v, Authorizer: authz, Sealer: sealer, Logger: quietLogger()})
+	gw, err := New(Options{Config: cfg, Verifier: v, Authorizer: authz, Sealer: sealer, Logger: quietLogger(), Tracer: o.tracer})
 	if err != nil {
 		t.Fatalf("gateway: %v", err)
 	}

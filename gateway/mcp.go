@@ -190,7 +190,6 @@ func (g *Gateway) post(c *fiber.Ctx, cl *call) error {
 	}
 
 	ctx, policySpan := telemetry.StartSpan(c.UserContext(), g.opts.Tracer, telemetry.SpanPolicy)
-	defer policySpan.End()
 	methods := map[string]string{}
 	var denied [][]byte
 	forward := make([]json.RawMessage, 0, len(msgs))
@@ -207,6 +206,7 @@ func (g *Gateway) post(c *fiber.Ctx, cl *call) error {
 		if !d.Allow {
 			reasons := strings.Join(d.Reasons, "; ")
 			if d.Status == fiber.StatusForbidden {
+				policySpan.End()
 				return g.forbidScope(c, d.Scope, reasons, d.ID)
 			}
 			if m.Kind == mcp.KindRequest {
@@ -220,6 +220,7 @@ func (g *Gateway) post(c *fiber.Ctx, cl *call) error {
 		}
 		forward = append(forward, m.Raw)
 	}
+	policySpan.End()
 	if len(forward) == 0 {
 		if len(denied) == 0 {
 			return c.SendStatus(fiber.StatusAccepted)
