@@ -2,16 +2,11 @@ package store
 
 import (
 	"context"
-	"crypto/rand"
-	"database/sql"
-	"encoding/hex"
 	"fmt"
-	"os"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
-	"time"
+
+	"github.com/mcpgw/mcpgw/internal/store/storetest"
 )
 
 // dbUnderTest is one database the conformance suite runs against.
@@ -21,16 +16,6 @@ type dbUnderTest struct {
 	// :memory:, where each Open is a new, empty database).
 	shared bool
 	newDSN func(t *testing.T) string
-}
-
-const defaultTestPostgres = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-
-const startPostgresHint = "start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start" +
-	" (or set MCPGW_TEST_POSTGRES=postgres://... to use another server, or MCPGW_TEST_POSTGRES=off to test SQLite only)"
-
-var pgProbe struct {
-	once sync.Once
-	err  error
 }
 
 // testBackends lists SQLite in memory, SQLite in a file and PostgreSQL.
@@ -44,61 +29,13 @@ func testBackends(t *testing.T) []dbUnderTest {
 			return "file:" + filepath.Join(t.TempDir(), "mcpgw.db")
 		}},
 	}
-	base := os.Getenv("MCPGW_TEST_POSTGRES")
-	if base == "off" {
-		t.Log("MCPGW_TEST_POSTGRES=off: PostgreSQL is not tested")
-		return bs
-	}
-	if base == "" {
-		base = defaultTestPostgres
-	}
-	pgProbe.once.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		db, err := sql.Open("pgx", base)
-		if err == nil {
-			err = db.PingContext(ctx)
-			_ = db.Close()
-		}
-		pgProbe.err = err
-	})
-	if pgProbe.err != nil {
-		t.Errorf("PostgreSQL at %s is not reachable: %v\n%s", redactDSN(base), pgProbe.err, startPostgresHint)
+	base, ok := storetest.PostgresBase(t)
+	if !ok {
 		return bs
 	}
 	return append(bs, dbUnderTest{name: "postgres", shared: true, newDSN: func(t *testing.T) string {
-		return postgresSchemaDSN(t, base)
+		return storetest.SchemaDSN(t, base)
 	}})
-}
-
-// postgresSchemaDSN creates a schema of its own for the test, dropped at
-// cleanup, and returns a DSN whose search_path points at it.
-func postgresSchemaDSN(t *testing.T, base string) string {
-	t.Helper()
-	var rnd [6]byte
-	if _, err := rand.Read(rnd[:]); err != nil {
-		t.Fatal(err)
-	}
-	schema := "mcpgw_test_" + hex.EncodeToString(rnd[:])
-	admin := func(stmt string) {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		db, err := sql.Open("pgx", base)
-		if err != nil {
-			t.Fatalf("postgres: %v", err)
-		}
-		defer db.Close()
-		if _, err := db.ExecContext(ctx, stmt); err != nil {
-			t.Fatalf("postgres: %s: %v\n%s", stmt, err, startPostgresHint)
-		}
-	}
-	admin("CREATE SCHEMA " + schema)
-	t.Cleanup(func() { admin("DROP SCHEMA " + schema + " CASCADE") })
-	sep := "?"
-	if strings.Contains(base, "?") {
-		sep = "&"
-	}
-	return base + sep + "search_path=" + schema
 }
 
 func openTest(t *testing.T, dsn string) Store {

@@ -1,0 +1,92 @@
+package gateway
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/mcpgw/mcpgw/internal/config"
+	"github.com/mcpgw/mcpgw/internal/demo"
+	"github.com/mcpgw/mcpgw/internal/store/storetest"
+	"github.com/mcpgw/mcpgw/internal/testidp"
+)
+
+// Two gateway processes on one PostgreSQL database: an agent created
+// through one replica's admin API is served by the other within
+// store.poll_interval, and sessions move between them (same key).
+func TestReplicasShareAdminChangesThroughPostgres(t *testing.T) {
+	base, ok := storetest.PostgresBase(t)
+	if !ok {
+		return
+	}
+	dsn := storetest.SchemaDSN(t, base)
+	ctx := t.Context()
+	idp, err := testidp.Start(ctx, testidp.Options{Audience: "api://mcpgw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = idp.Close() })
+	notes, err := demo.StartNotes(demo.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = notes.Close() })
+	key := make([]byte, 32)
+	for i := range key {
+		key[i] = byte(i)
+	}
+	start := func() *Server {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := &config.Config{
+			Server: config.Server{Listen: ln.Addr().String(), PublicURL: "http://" + ln.Addr().String(), MaxBodyBytes: 1 << 20,
+				ReadTimeout: 5 * time.Second, SessionKey: string(key)},
+			Identity: config.Identity{Issuers: []config.Issuer{{Issuer: idp.Issuer(), Audiences: []string{"api://mcpgw"}}},
+				ClockSkew: 30 * time.Second, JWKSRefreshInterval: time.Hour, ClaimsCacheMaxCost: 100},
+			Backends: map[string]config.Backend{"notes": {URL: notes.URL, Paths: []string{"/notes"}, AuthMethod: "none"}},
+			Agents:   map[string]config.Agent{"admin-console": {ClientID: "admin-cli", Scopes: []string{"mcp:read"}}},
+			Policy:   config.Policy{Bundle: "../policies", AllowUnsigned: true, Timeout: 5 * time.Second},
+			Store:    config.Store{DSN: dsn, PollInterval: 100 * time.Millisecond},
+		}
+		srv, err := Start(ctx, cfg, StartOptions{Listener: ln, Logger: quietLogger()})
+		if err != nil {
+			t.Fatalf("start replica: %v", err)
+		}
+		t.Cleanup(func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			_ = srv.Close(sctx)
+		})
+		return srv
+	}
+	one, two := start(), start()
+	h1 := &harness{t: t, idp: idp, url: one.URL}
+	h2 := &harness{t: t, idp: idp, url: two.URL}
+	root := h1.token("root", []string{"mcp:read", "mcp:write"}, []string{"mcp-super-admins"}, "admin-cli")
+	user := h1.token("alice", []string{"mcp:read", "mcp:write"}, []string{"mcp-super-admins"}, "bot-client")
+
+	// Unknown on both replicas at first.
+	checkResponse(t, h2.do(rawRequest{path: "/notes", token: user, agent: "bot", body: initBody}), 403, "unknown agent", nil)
+	resp := h1.do(rawRequest{method: "PUT", path: "/admin/v1/agents/bot", token: root, headers: map[string]string{"Content-Type": "application/json"},
+		body: `{"client_id":"bot-client","scopes":["mcp:read","mcp:write"],"backend_access":["notes"]}`})
+	if resp.StatusCode != 201 {
+		t.Fatalf("PUT agent on replica one: %d %s", resp.StatusCode, readAll(t, resp))
+	}
+	// Replica two serves the new agent within its poll interval.
+	var sid string
+	eventually(t, 5*time.Second, "replica two serves the agent made on replica one", func() bool {
+		r := h2.do(rawRequest{path: "/notes", token: user, agent: "bot", body: initBody})
+		sid = r.Header.Get("Mcp-Session-Id")
+		return r.StatusCode == 200 && sid != ""
+	})
+	// The session opened on replica two works on replica one.
+	msgs := rpcMessages(t, h1.do(rawRequest{path: "/notes", token: user, agent: "bot", session: sid,
+		headers: map[string]string{"Mcp-Protocol-Version": "2025-06-18"},
+		body:    `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"message":"both"}}}`}))
+	if len(msgs) != 1 || msgs[0]["result"] == nil {
+		t.Fatalf("session from replica two on replica one: %v", msgs)
+	}
+}
