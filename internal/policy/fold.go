@@ -35,20 +35,19 @@ import (
 // foldTimeout bounds the evaluation of all folded rules of one activation.
 const foldTimeout = 5 * time.Second
 
-// impureBuiltins return something other than a function of their
-// arguments (the time, the network, randomness, the runtime, the rule being
-// evaluated) or act on the world (print, trace). OPA marks most of them
-// Nondeterministic; these are the ones it does not.
-var impureBuiltins = map[string]bool{
-	"print":                true,
-	"internal.print":       true,
-	"trace":                true,
-	"rego.metadata.chain":  true,
-	"rego.metadata.rule":   true,
-	"io.jwt.decode_verify": true,
-	"internal.test_case":   true,
-	"crypto.x509.parse_and_verify_certificates":              true,
-	"crypto.x509.parse_and_verify_certificates_with_options": true,
+// impureBuiltin reports the builtins that return something other than a
+// function of their arguments (the time, the network, randomness, the
+// runtime, the rule being evaluated) or act on the world (print, trace) and
+// that OPA does not mark Nondeterministic.
+func impureBuiltin(name string) bool {
+	switch name {
+	case "print", "internal.print", "trace", "internal.test_case",
+		"rego.metadata.chain", "rego.metadata.rule",
+		"io.jwt.decode_verify",
+		"crypto.x509.parse_and_verify_certificates", "crypto.x509.parse_and_verify_certificates_with_options":
+		return true
+	}
+	return false
 }
 
 // foldResult is a compiler for the prepared queries and what folding did.
@@ -193,7 +192,7 @@ func (f *folder) call(op ast.Ref, facts *ruleFacts) {
 	}
 	name := op.String()
 	b, ok := ast.BuiltinMap[name]
-	if !ok || b.Nondeterministic || impureBuiltins[name] {
+	if !ok || b.Nondeterministic || impureBuiltin(name) {
 		facts.impure = true
 	}
 }
