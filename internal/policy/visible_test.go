@@ -275,9 +275,20 @@ func TestVisibleCatalog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.visible.Wait()
-	n := len(rec.all())
-	if again, _ := e.VisibleCatalog(ctx, in, cat); reflect.ValueOf(again).Pointer() != reflect.ValueOf(first).Pointer() || len(rec.all()) != n {
+	// ristretto may drop a Set under contention (by design), so allow a
+	// couple of refills; a cache that never answers still fails.
+	hit := false
+	for attempt := 0; attempt < 3 && !hit; attempt++ {
+		e.visible.Wait()
+		n := len(rec.all())
+		again, _ := e.VisibleCatalog(ctx, in, cat)
+		hit = len(rec.all()) == n
+		if hit && reflect.ValueOf(again).Pointer() != reflect.ValueOf(first).Pointer() {
+			t.Fatal("a cache hit returned another answer")
+		}
+		first = again
+	}
+	if !hit {
 		t.Fatal("same caller and catalog was evaluated again")
 	}
 	renamed := append([]Tool(nil), tools...)
