@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -13,8 +14,12 @@ func BenchmarkRelayToolsCall(b *testing.B) {
 	h := newHarness(b, harnessOptions{authorizer: shippedEngine(b)})
 	tok := h.token("carol", []string{"mcp:read", "mcp:write"}, []string{"mcp-super-admins"}, "claude-client")
 	body := `{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"echo","arguments":{"message":"bench"}}}`
+	var sendBody func(b *testing.B, url string, headers map[string]string, body string)
 	sid := h.openSession("/notes", tok, "claude-code")
 	send := func(b *testing.B, url string, headers map[string]string) {
+		sendBody(b, url, headers, body)
+	}
+	sendBody = func(b *testing.B, url string, headers map[string]string, body string) {
 		req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Accept", "application/json, text/event-stream")
@@ -37,6 +42,16 @@ func BenchmarkRelayToolsCall(b *testing.B) {
 		hdr := map[string]string{"Authorization": "Bearer " + tok, "X-Agent-ID": "claude-code", "Mcp-Session-Id": sid}
 		for b.Loop() {
 			send(b, h.url+"/notes", hdr)
+		}
+	})
+	// Distinct arguments defeat the decision cache: every call is a full
+	// policy evaluation.
+	b.Run("gateway-uncached-decision", func(b *testing.B) {
+		hdr := map[string]string{"Authorization": "Bearer " + tok, "X-Agent-ID": "claude-code", "Mcp-Session-Id": sid}
+		i := 0
+		for b.Loop() {
+			i++
+			sendBody(b, h.url+"/notes", hdr, fmt.Sprintf(`{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"echo","arguments":{"message":"bench %d"}}}`, i))
 		}
 	})
 	b.Run("direct", func(b *testing.B) {
