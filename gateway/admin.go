@@ -89,10 +89,9 @@ type resource[T any] struct {
 	// merge completes a decoded body with the stored secrets it keeps and
 	// refuses secret references; old is nil on create.
 	merge func(path string, sent map[string]json.RawMessage, v, old *T) []string
-	// place sets (v nil: deletes) the entry name of a candidate config.
-	place func(cand *config.Config, name string, v *T)
-	// take returns entry name of a validated (normalized) candidate.
-	take func(cand *config.Config, name string) T
+	// entries is this collection in a candidate config (cand.Agents or
+	// cand.Backends), read again after validation normalizes it.
+	entries func(cand *config.Config) map[string]T
 	// conflicts lists how entry name of a normalized candidate clashes
 	// with the others (or, deleted, who still depends on it): 409.
 	conflicts func(cand *config.Config, name string) []string
@@ -102,40 +101,26 @@ func (s *Server) mountAdmin(log *slog.Logger) {
 	a := &adminAPI{s: s, log: log.With("component", "admin")}
 	agents := &resource[config.Agent]{
 		api: a, plural: "agents",
-		name:   func(v config.Agent) string { return v.Name },
-		list:   s.Store.ListAgents,
-		get:    s.Store.GetAgent,
-		put:    s.Store.PutAgent,
-		remove: s.Store.DeleteAgent,
-		redact: audit.RedactAgent,
-		merge:  mergeAgent,
-		place: func(cand *config.Config, name string, v *config.Agent) {
-			if v == nil {
-				delete(cand.Agents, name)
-				return
-			}
-			cand.Agents[name] = *v
-		},
-		take:      func(cand *config.Config, name string) config.Agent { return cand.Agents[name] },
+		name:      func(v config.Agent) string { return v.Name },
+		list:      s.Store.ListAgents,
+		get:       s.Store.GetAgent,
+		put:       s.Store.PutAgent,
+		remove:    s.Store.DeleteAgent,
+		redact:    audit.RedactAgent,
+		merge:     mergeAgent,
+		entries:   func(cand *config.Config) map[string]config.Agent { return cand.Agents },
 		conflicts: agentConflicts,
 	}
 	backends := &resource[config.Backend]{
 		api: a, plural: "backends",
-		name:   func(v config.Backend) string { return v.Name },
-		list:   s.Store.ListBackends,
-		get:    s.Store.GetBackend,
-		put:    s.Store.PutBackend,
-		remove: s.Store.DeleteBackend,
-		redact: audit.RedactBackend,
-		merge:  mergeBackend,
-		place: func(cand *config.Config, name string, v *config.Backend) {
-			if v == nil {
-				delete(cand.Backends, name)
-				return
-			}
-			cand.Backends[name] = *v
-		},
-		take:      func(cand *config.Config, name string) config.Backend { return cand.Backends[name] },
+		name:      func(v config.Backend) string { return v.Name },
+		list:      s.Store.ListBackends,
+		get:       s.Store.GetBackend,
+		put:       s.Store.PutBackend,
+		remove:    s.Store.DeleteBackend,
+		redact:    audit.RedactBackend,
+		merge:     mergeBackend,
+		entries:   func(cand *config.Config) map[string]config.Backend { return cand.Backends },
 		conflicts: backendConflicts,
 	}
 	r := s.Gateway.App().Group(adminPrefix)
@@ -287,7 +272,7 @@ func (r *resource[T]) handlePut(c *fiber.Ctx) error {
 	if err != nil {
 		return r.api.internal(c, "read topology", err)
 	}
-	r.place(cand, name, &v)
+	r.entries(cand)[name] = v
 	problems = topologyProblems(cand)
 	if conflicts := r.conflicts(cand, name); len(conflicts) > 0 {
 		return adminError(c, fiber.StatusConflict, "conflict", strings.Join(conflicts, "; "), conflicts)
@@ -305,7 +290,7 @@ func (r *resource[T]) handlePut(c *fiber.Ctx) error {
 
 	// Stored as validated: normalized like a loaded config file (default
 	// path /<name>, auth_method lower case, static-key as pre-shared-key).
-	v = r.take(cand, name)
+	v = r.entries(cand)[name]
 	ch, err := r.put(ctx, v, r.api.changeMeta(c, p, d))
 	if err != nil {
 		return r.api.internal(c, "put "+path, err)
@@ -352,7 +337,7 @@ func (r *resource[T]) handleDelete(c *fiber.Ctx) error {
 	if err != nil {
 		return r.api.internal(c, "read topology", err)
 	}
-	r.place(cand, name, nil)
+	delete(r.entries(cand), name)
 	if conflicts := r.conflicts(cand, name); len(conflicts) > 0 {
 		return adminError(c, fiber.StatusConflict, "conflict", strings.Join(conflicts, "; "), conflicts)
 	}

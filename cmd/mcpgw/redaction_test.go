@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mcpgw/mcpgw/internal/demo"
+	"github.com/mcpgw/mcpgw/internal/testutil"
 )
 
 // A full demo session at debug level: sessions, a streamed tool call, a
@@ -21,7 +22,7 @@ func TestNoSecretInLogsOrAuditForADemoSession(t *testing.T) {
 	t.Setenv("MCPGW_LOG__FORMAT", "json")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out, logs syncBuffer
+	var out, logs testutil.SyncBuffer
 	type world struct {
 		url    string
 		tokens map[string]string

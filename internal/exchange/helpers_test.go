@@ -1,7 +1,6 @@
 package exchange_test
 
 import (
-	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -22,6 +21,7 @@ import (
 	"github.com/mcpgw/mcpgw/internal/exchange"
 	"github.com/mcpgw/mcpgw/internal/identity"
 	"github.com/mcpgw/mcpgw/internal/testidp"
+	"github.com/mcpgw/mcpgw/internal/testutil"
 	"github.com/mcpgw/mcpgw/internal/upstream"
 )
 
@@ -74,45 +74,6 @@ func newAgentKey(tb testing.TB) (jwk.Key, string) {
 		tb.Fatal(err)
 	}
 	return key, string(js)
-}
-
-// testClock is a settable clock for cache expiry; it starts at the real
-// time because the test servers stamp tokens with the real time.
-type testClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newTestClock() *testClock { return &testClock{now: time.Now()} }
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-// syncBuffer collects log output from concurrent goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // countingMetrics records the exchanger's metric hooks.
@@ -233,8 +194,8 @@ type xaa struct {
 	agentKey   jwk.Key
 	agent      config.Agent
 	x          *exchange.Exchanger
-	clock      *testClock
-	logs       *syncBuffer
+	clock      *testutil.Clock
+	logs       *testutil.SyncBuffer
 	metrics    *countingMetrics
 	users      *identity.Verifier
 }
@@ -247,7 +208,7 @@ type xaaOptions struct {
 
 func newXAA(t testing.TB, o xaaOptions) *xaa {
 	t.Helper()
-	f := &xaa{clock: newTestClock(), logs: &syncBuffer{}, metrics: &countingMetrics{}, backendLog: &backendLog{revoked: map[string]bool{}}}
+	f := &xaa{clock: testutil.NewClock(), logs: &testutil.SyncBuffer{}, metrics: &countingMetrics{}, backendLog: &backendLog{revoked: map[string]bool{}}}
 	f.idp = startIdP(t, testidp.Options{Audience: userAudience})
 	f.ras = startIdP(t, testidp.Options{TokenTTL: o.rasTokenTTL, ResourceAS: &testidp.ResourceASOptions{TrustedIssuer: f.idp.Issuer()}})
 

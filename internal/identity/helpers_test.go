@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -43,27 +42,6 @@ func newVerifier(tb testing.TB, cfg config.Identity, opts ...Option) *Verifier {
 	}
 	tb.Cleanup(v.Close)
 	return v
-}
-
-// testClock is a settable clock; it starts at the real time because testidp
-// stamps tokens with the real time.
-type testClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newTestClock() *testClock { return &testClock{now: time.Now()} }
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
 }
 
 func mint(tb testing.TB, idp *testidp.Server, claims map[string]any) string {

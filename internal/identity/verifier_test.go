@@ -14,6 +14,7 @@ import (
 
 	"github.com/mcpgw/mcpgw/internal/config"
 	"github.com/mcpgw/mcpgw/internal/testidp"
+	"github.com/mcpgw/mcpgw/internal/testutil"
 )
 
 func TestVerify(t *testing.T) {
@@ -237,7 +238,7 @@ func TestMultipleIssuers(t *testing.T) {
 
 func TestUnknownKidRefreshAndRotation(t *testing.T) {
 	idp := startIdP(t, testidp.Options{})
-	clock := newTestClock()
+	clock := testutil.NewClock()
 	v := newVerifier(t, config.Identity{Issuers: []config.Issuer{issuerOf(idp)}}, WithClock(clock.Now))
 	if got := idp.JWKSFetches(); got != 1 {
 		t.Fatalf("JWKS fetches after start = %d, want 1", got)
@@ -320,7 +321,7 @@ func TestConcurrentRotatedKidSharesOneFetch(t *testing.T) {
 
 func TestCache(t *testing.T) {
 	idp := startIdP(t, testidp.Options{})
-	clock := newTestClock()
+	clock := testutil.NewClock()
 	v := newVerifier(t, config.Identity{Issuers: []config.Issuer{issuerOf(idp)}}, WithClock(clock.Now))
 
 	tok := mint(t, idp, map[string]any{"sub": "alice", "exp": clock.Now().Add(time.Minute)})

@@ -1,124 +1,26 @@
 package policy
 
 import (
-	"archive/tar"
-	"bytes"
-	"compress/gzip"
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
-	"encoding/pem"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/open-policy-agent/opa/v1/bundle"
-	"github.com/open-policy-agent/opa/v1/compile"
+	"github.com/mcpgw/mcpgw/internal/policy/policytest"
 )
 
-// keyPair writes a fresh RSA key pair as PEM files.
-func keyPair(t *testing.T) (privatePath, publicPath string) {
-	t.Helper()
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	privatePath, publicPath = filepath.Join(dir, "private.pem"), filepath.Join(dir, "public.pem")
-	if err := os.WriteFile(privatePath, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(publicPath, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return privatePath, publicPath
-}
-
-// buildBundle runs what `opa build -b policies --revision R [--signing-key K]` runs.
+// buildBundle runs what `opa build -b policies --revision R [--signing-key
+// K] --verification-key-id ""` runs: a signature naming no key id, which
+// the engine checks against its configured key id.
 func buildBundle(t *testing.T, revision, signingKey string) string {
 	t.Helper()
-	out := filepath.Join(t.TempDir(), "bundle.tar.gz")
-	f, err := os.Create(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	c := compile.New().WithAsBundle(true).WithPaths(shippedPolicies).WithRevision(revision).WithOutput(f)
-	if signingKey != "" {
-		c = c.WithBundleSigningConfig(bundle.NewSigningConfig(signingKey, "RS256", ""))
-	}
-	if err := c.Build(context.Background()); err != nil {
-		t.Fatalf("build bundle: %v", err)
-	}
-	return out
-}
-
-// tamper rewrites data.json inside a bundle, keeping its signature file.
-func tamper(t *testing.T, path string) string {
-	t.Helper()
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	zr, err := gzip.NewReader(bytes.NewReader(raw))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := tar.NewReader(zr)
-	var out bytes.Buffer
-	zw := gzip.NewWriter(&out)
-	tw := tar.NewWriter(zw)
-	changed := false
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if strings.HasSuffix(h.Name, "data.json") {
-			body = bytes.Replace(body, []byte(`"delete_*"`), []byte(`"nothing_*"`), 1)
-			changed = true
-		}
-		h.Size = int64(len(body))
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write(body); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if !changed {
-		t.Fatal("bundle has no data.json to tamper with")
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	tampered := filepath.Join(t.TempDir(), "tampered.tar.gz")
-	if err := os.WriteFile(tampered, out.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return tampered
+	return policytest.BuildBundle(t, policytest.Build{Dir: shippedPolicies, Revision: revision, SigningKey: signingKey})
 }
 
 func TestBundleFiles(t *testing.T) {
-	signingKey, publicKey := keyPair(t)
-	_, otherPublicKey := keyPair(t)
+	signingKey, publicKey := policytest.KeyPair(t)
+	_, otherPublicKey := policytest.KeyPair(t)
 	signed := buildBundle(t, "v1.2.3", signingKey)
 	unsigned := buildBundle(t, "v1.2.4", "")
 	noRevision := buildBundle(t, "", "")
@@ -139,7 +41,7 @@ func TestBundleFiles(t *testing.T) {
 			"keys": map[string]any{"default": map[string]any{"key": string(publicPEM), "algorithm": "RS256"}},
 		}}, revision: "v1.2.3"},
 		{name: "signed, wrong key", o: Options{Source: signed, VerificationKey: otherPublicKey}, err: "failed to verify JWT signature"},
-		{name: "tampered", o: Options{Source: tamper(t, signed), VerificationKey: publicKey}, err: "digest mismatch"},
+		{name: "tampered", o: Options{Source: policytest.TamperData(t, signed, `"delete_*"`, `"nothing_*"`), VerificationKey: publicKey}, err: "digest mismatch"},
 		{name: "HS256 with the public key as secret", o: Options{Source: writeBundle(t, bundleSpec{
 			revision: "v1.2.5", modules: map[string]string{"p.rego": allowAllRego}, signingKey: string(publicPEM), alg: "HS256",
 		}), VerificationKey: publicKey}, err: "failed to verify JWT signature"},

@@ -7,12 +7,14 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/mcpgw/mcpgw/internal/policy/policytest"
 )
 
 func TestEvalCommand(t *testing.T) {
-	signingKey, publicKey := keyPair(t)
+	signingKey, publicKey := policytest.KeyPair(t)
 	signed := buildBundle(t, "v9", signingKey)
-	_, otherKey := keyPair(t)
+	_, otherKey := policytest.KeyPair(t)
 	withResources := `{"version": 1, "token": {"sub": "a", "scopes": ["mcp:read"], "groups": ["mcp-viewers"]},
 		"agent": {"id": "cursor", "enabled": true, "scopes": ["mcp:read"]}, "backend": {"name": "employees"},
 		"mcp": {"method": "resources/list"}, "resources": [{"uri": "file:///a", "name": "a"}], "prompts": [{"name": "p"}]}`

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mcpgw/mcpgw/internal/policy/policytest"
 )
 
 // maskRego masks the token and the tool arguments out of OPA's decision
@@ -111,7 +113,7 @@ func TestOPADecisionLogsMasked(t *testing.T) {
 // does not run; the policy.bundle URL shorthand expands to OPA's own
 // sections; and signatures are mandatory for downloaded bundles.
 func TestOPAConfiguration(t *testing.T) {
-	_, publicKey := keyPair(t)
+	_, publicKey := policytest.KeyPair(t)
 	tests := []struct {
 		name string
 		o    Options
@@ -194,7 +196,7 @@ func TestOPAConfiguration(t *testing.T) {
 // A remote source's first attempt bounds New: a gateway whose bundle server
 // does not answer starts after StartupWait, denying.
 func TestStartupWaitBoundsNew(t *testing.T) {
-	_, publicKey := keyPair(t)
+	_, publicKey := policytest.KeyPair(t)
 	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		<-r.Context().Done()
 	}))

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mcpgw/mcpgw/internal/policy/policytest"
 )
 
 // allowAllRego is a candidate policy that would allow everything.
@@ -147,7 +149,7 @@ func TestShadowQueueDropsWhenFull(t *testing.T) {
 
 // A shadow source that cannot be loaded is a configuration error.
 func TestShadowSourceMustLoad(t *testing.T) {
-	signingKey, publicKey := keyPair(t)
+	signingKey, publicKey := policytest.KeyPair(t)
 	unsigned := writeBundle(t, versioned("s1", "A", ""))
 	_, err := New(context.Background(), Options{
 		Source: writeBundle(t, versioned("r1", "A", signingKey)), VerificationKey: publicKey,

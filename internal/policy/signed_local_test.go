@@ -9,14 +9,16 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/mcpgw/mcpgw/internal/policy/policytest"
 )
 
 // A watched bundle file: each bad replacement is rejected with a status that
 // says why while the last good revision keeps deciding; a good one is
 // swapped in and announced.
 func TestWatchedBundleFileRejectsBadReplacements(t *testing.T) {
-	signingKey, publicKey := keyPair(t)
-	otherKey, _ := keyPair(t)
+	signingKey, publicKey := policytest.KeyPair(t)
+	otherKey, _ := policytest.KeyPair(t)
 	good := versioned("r1", "A", signingKey)
 	path := writeBundle(t, good)
 	var seen activations
@@ -28,7 +30,7 @@ func TestWatchedBundleFileRejectsBadReplacements(t *testing.T) {
 	unsigned := versioned("r2", "B", "")
 	broken := versioned("r2", "B", signingKey)
 	broken.modules = map[string]string{"policy.rego": "package mcp.gateway\n\ndecision := {\"allow\": no_such_function(1)}\n"}
-	tampered := editTarball(t, good.bytes(t), "data.json", func(b []byte) []byte {
+	tampered := policytest.EditFile(t, good.bytes(t), "data.json", func(b []byte) []byte {
 		return bytes.Replace(b, []byte(`"A"`), []byte(`"Z"`), 1)
 	})
 
@@ -78,7 +80,7 @@ func TestWatchedBundleFileRejectsBadReplacements(t *testing.T) {
 // Decisions made while revisions swap under load: none fails, and each is
 // made wholly by one revision (its data version matches its revision).
 func TestSwapUnderLoadDecidesWithOneRevision(t *testing.T) {
-	signingKey, publicKey := keyPair(t)
+	signingKey, publicKey := policytest.KeyPair(t)
 	path := writeBundle(t, versioned("r0", "v0", signingKey))
 	// Three hundred callers on two shared cores queue for the CPU: the
 	// timeout is generous so that only a swap could fail a decision.

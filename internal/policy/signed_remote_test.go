@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/mcpgw/mcpgw/internal/policy/policytest"
 )
 
 // bundleServer serves one bundle with an ETag, as nginx or any static server
@@ -72,7 +74,7 @@ func (s *bundleServer) bundleURL() string { return s.URL + bundlePath }
 // keeps serving.
 func TestBundleServerPollsWithETag(t *testing.T) {
 	t.Parallel()
-	signingKey, publicKey := keyPair(t)
+	signingKey, publicKey := policytest.KeyPair(t)
 	srv := newBundleServer(t, versioned("r1", "A", signingKey).bytes(t))
 	var seen activations
 	e, _ := newEngine(t, Options{
@@ -129,7 +131,7 @@ func TestBundleServerPollsWithETag(t *testing.T) {
 // bundle server is down serves it. Without one it denies and says why.
 func TestPersistedBundleServesWhileServerIsDown(t *testing.T) {
 	t.Parallel()
-	signingKey, publicKey := keyPair(t)
+	signingKey, publicKey := policytest.KeyPair(t)
 	persist := t.TempDir()
 	srv := newBundleServer(t, versioned("r1", "A", signingKey).bytes(t))
 	first, err := New(context.Background(), Options{
@@ -182,7 +184,7 @@ func TestPersistedBundleServesWhileServerIsDown(t *testing.T) {
 // OPA's own bundles configuration, as an OPA user writes it, works as is.
 func TestOPABundlesConfiguration(t *testing.T) {
 	t.Parallel()
-	signingKey, publicKey := keyPair(t)
+	signingKey, publicKey := policytest.KeyPair(t)
 	pem, err := readKey(publicKey)
 	if err != nil {
 		t.Fatal(err)

@@ -1,79 +1,28 @@
 package policy
 
 import (
-	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"errors"
-	"io"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/mcpgw/mcpgw/internal/policy/policytest"
 )
 
 // retar rebuilds a bundle tarball without the files drop names and with
 // the files of add appended.
 func retar(t *testing.T, raw []byte, drop []string, add map[string][]byte) []byte {
 	t.Helper()
-	zr, err := gzip.NewReader(bytes.NewReader(raw))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := tar.NewReader(zr)
-	var out bytes.Buffer
-	zw := gzip.NewWriter(&out)
-	tw := tar.NewWriter(zw)
-	write := func(h *tar.Header, body []byte) {
-		h.Size = int64(len(body))
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write(body); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !slices.Contains(drop, strings.TrimPrefix(h.Name, "/")) {
-			write(h, body)
-		}
-	}
-	for name, body := range add {
-		write(&tar.Header{Name: "/" + name, Mode: 0o644, Typeflag: tar.TypeReg}, body)
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return out.Bytes()
-}
-
-func fileWith(t *testing.T, body []byte) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "bundle.tar.gz")
-	if err := os.WriteFile(path, body, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return policytest.Rewrite(t, raw, func(name string, body []byte) ([]byte, bool) {
+		return body, !slices.Contains(drop, name)
+	}, add)
 }
 
 func TestVerifyBundle(t *testing.T) {
-	signingKey, publicKey := keyPair(t)
-	otherKey, _ := keyPair(t)
+	signingKey, publicKey := policytest.KeyPair(t)
+	otherKey, _ := policytest.KeyPair(t)
 	publicPEM, err := os.ReadFile(publicKey)
 	if err != nil {
 		t.Fatal(err)
@@ -103,16 +52,16 @@ func TestVerifyBundle(t *testing.T) {
 		check BundleCheck
 		err   string
 	}{
-		{"not a bundle", fileWith(t, []byte("plain text")), VerifyOptions{Key: publicKey}, CheckUnreadable, "not a gzipped tar bundle"},
+		{"not a bundle", policytest.WriteFile(t, []byte("plain text")), VerifyOptions{Key: publicKey}, CheckUnreadable, "not a gzipped tar bundle"},
 		{"unsigned", writeBundle(t, versioned("v1.4.0", "A", "")), VerifyOptions{Key: publicKey}, CheckMissingSignature, "no .signatures.json"},
 		{"wrong key", writeBundle(t, versioned("v1.4.0", "A", otherKey)), VerifyOptions{Key: publicKey}, CheckWrongKey, "failed to verify JWT signature"},
 		{"other key id asked", writeBundle(t, otherKid), VerifyOptions{Key: publicKey, KeyID: "default"}, CheckWrongKey, `signed by key id "ci-2026", not "default"`},
 		{"HS256 with the public key as secret", writeBundle(t, hmac), VerifyOptions{Key: publicKey}, CheckWrongKey, "signed with HS256, expected RS256"},
-		{"tampered data", fileWith(t, editTarball(t, goodRaw, "data.json", func(b []byte) []byte {
+		{"tampered data", policytest.WriteFile(t, policytest.EditFile(t, goodRaw, "data.json", func(b []byte) []byte {
 			return bytes.Replace(b, []byte(`"A"`), []byte(`"Z"`), 1)
 		})), VerifyOptions{Key: publicKey}, CheckDigestMismatch, "data.json: digest mismatch"},
-		{"file added", fileWith(t, retar(t, goodRaw, nil, map[string][]byte{"backdoor.rego": []byte("package mcp.gateway\n")})), VerifyOptions{Key: publicKey}, CheckUnsignedFile, "backdoor.rego is in the bundle but not in its signature"},
-		{"file removed", fileWith(t, retar(t, twoModules.bytes(t), []string{"extra.rego"}, nil)), VerifyOptions{Key: publicKey}, CheckMissingFile, "extra.rego"},
+		{"file added", policytest.WriteFile(t, retar(t, goodRaw, nil, map[string][]byte{"backdoor.rego": []byte("package mcp.gateway\n")})), VerifyOptions{Key: publicKey}, CheckUnsignedFile, "backdoor.rego is in the bundle but not in its signature"},
+		{"file removed", policytest.WriteFile(t, retar(t, twoModules.bytes(t), []string{"extra.rego"}, nil)), VerifyOptions{Key: publicKey}, CheckMissingFile, "extra.rego"},
 		{"no revision", writeBundle(t, versioned("", "A", signingKey)), VerifyOptions{Key: publicKey}, CheckBadManifest, "no revision"},
 		{"module outside the roots", writeBundle(t, outsideRoots), VerifyOptions{Key: publicKey}, CheckBadManifest, "manifest roots"},
 		{"does not compile", writeBundle(t, noCompile), VerifyOptions{Key: publicKey}, CheckCompile, "undefined function no_such_function"},

@@ -215,7 +215,11 @@ func (s *Server) authenticateAssertion(form url.Values) (*Client, *OAuthError) {
 		jwt.WithRequiredClaim(jwt.JwtIDKey),
 	)
 	if err != nil {
-		return nil, invalidClient("client_assertion rejected: %s", assertionFailure(err))
+		return nil, invalidClient("client_assertion rejected: %s", jwtFailure(err, jwtWording{
+			issuer:       "iss must be the client_id",
+			missingClaim: "exp and jti are required",
+			claims:       "claims invalid (sub must be the client_id)",
+		}))
 	}
 	aud, _ := tok.Audience()
 	// RFC 7523 §3: the audience identifies the authorization server; the
@@ -229,26 +233,6 @@ func (s *Server) authenticateAssertion(form url.Values) (*Client, *OAuthError) {
 		return nil, invalidClient("client_assertion jti was already used")
 	}
 	return &c, nil
-}
-
-// assertionFailure names why a client assertion failed, without echoing it.
-func assertionFailure(err error) string {
-	switch {
-	case errors.Is(err, jwt.TokenExpiredError()):
-		return "expired"
-	case errors.Is(err, jwt.TokenNotYetValidError()):
-		return "not yet valid"
-	case errors.Is(err, jwt.InvalidIssuedAtError()):
-		return "issued in the future"
-	case errors.Is(err, jwt.InvalidIssuerError()):
-		return "iss must be the client_id"
-	case errors.Is(err, jwt.MissingRequiredClaimError()):
-		return "exp and jti are required"
-	case errors.Is(err, jwt.ValidateError()):
-		return "claims invalid (sub must be the client_id)"
-	default:
-		return "signature verification failed"
-	}
 }
 
 // jtiCache remembers identifiers until they expire, to refuse replays.

@@ -138,7 +138,7 @@ func (r *resourceAS) verifyIDJAG(ctx context.Context, raw, clientID string) (jwt
 		jwt.WithRequiredClaim(jwt.SubjectKey),
 	)
 	if err != nil {
-		return nil, invalidGrant("ID-JAG rejected: " + tokenFailure(err))
+		return nil, invalidGrant("ID-JAG rejected: " + jwtFailure(err, jwtWording{}))
 	}
 	var grantClient string
 	if err := tok.Get("client_id", &grantClient); err != nil || grantClient != clientID {

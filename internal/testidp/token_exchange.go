@@ -196,7 +196,7 @@ func (s *Server) verifyOwnJWT(raw string) (jwt.Token, error) {
 		jwt.WithRequiredClaim(jwt.SubjectKey),
 	)
 	if err != nil {
-		return nil, errors.New(tokenFailure(err))
+		return nil, errors.New(jwtFailure(err, jwtWording{}))
 	}
 	return tok, nil
 }
@@ -217,8 +217,21 @@ func issuedTo(tok jwt.Token, tokenType, clientID string) bool {
 	return false
 }
 
-// tokenFailure names why a JWT failed validation, without echoing it.
-func tokenFailure(err error) string {
+// jwtWording words the failures whose rule differs by token: a client
+// assertion's issuer and claims (RFC 7523 §3) are not an ID token's. An
+// empty field keeps the generic wording.
+type jwtWording struct {
+	issuer, missingClaim, claims string
+}
+
+// jwtFailure names why a JWT failed validation, without echoing it.
+func jwtFailure(err error, w jwtWording) string {
+	or := func(specific, generic string) string {
+		if specific != "" {
+			return specific
+		}
+		return generic
+	}
 	switch {
 	case errors.Is(err, jwt.TokenExpiredError()):
 		return "expired"
@@ -227,13 +240,13 @@ func tokenFailure(err error) string {
 	case errors.Is(err, jwt.InvalidIssuedAtError()):
 		return "issued in the future"
 	case errors.Is(err, jwt.InvalidIssuerError()):
-		return "wrong issuer"
+		return or(w.issuer, "wrong issuer")
 	case errors.Is(err, jwt.InvalidAudienceError()):
 		return "wrong audience"
 	case errors.Is(err, jwt.MissingRequiredClaimError()):
-		return "a required claim is missing"
+		return or(w.missingClaim, "a required claim is missing")
 	case errors.Is(err, jwt.ValidateError()):
-		return "claims invalid"
+		return or(w.claims, "claims invalid")
 	default:
 		return "signature verification failed"
 	}

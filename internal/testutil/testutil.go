@@ -1,0 +1,51 @@
+// Package testutil holds test doubles that goroutines under test share with
+// the test reading them: a log buffer and a settable clock.
+package testutil
+
+import (
+	"bytes"
+	"sync"
+	"time"
+)
+
+// SyncBuffer collects output written by concurrent goroutines (a slog
+// handler, a server's stdout) while the test reads it.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// Clock is a settable clock for expiry and refresh timing. It starts at the
+// real time because test servers (testidp) stamp tokens with the real time.
+type Clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+// NewClock returns a Clock set to the current time.
+func NewClock() *Clock { return &Clock{now: time.Now()} }
+
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// Advance moves the clock d forward.
+func (c *Clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
