@@ -108,18 +108,19 @@ func Start(ctx context.Context, cfg *config.Config, o StartOptions) (srv *Server
 	}
 
 	s.Engine, err = policy.New(ctx, policy.Options{
-		Source:          cfg.Policy.Bundle,
-		AllowUnsigned:   cfg.Policy.AllowUnsigned,
-		VerificationKey: cfg.Policy.VerificationKey,
-		KeyID:           cfg.Policy.KeyID,
-		Timeout:         cfg.Policy.Timeout,
-		OPAConfig:       cfg.Policy.OPA,
-		PollInterval:    cfg.Policy.PollInterval,
-		PersistDir:      cfg.Policy.PersistDir,
-		Shadow:          cfg.Policy.Shadow,
-		Logger:          log,
-		DecisionLog:     decisionLog,
-		OnActivate:      s.Metrics.SetBundle,
+		Source:            cfg.Policy.Bundle,
+		AllowUnsigned:     cfg.Policy.AllowUnsigned,
+		VerificationKey:   cfg.Policy.VerificationKey,
+		KeyID:             cfg.Policy.KeyID,
+		Timeout:           cfg.Policy.Timeout,
+		OPAConfig:         cfg.Policy.OPA,
+		PollInterval:      cfg.Policy.PollInterval,
+		DecisionCacheSize: cfg.Policy.DecisionCacheSize,
+		PersistDir:        cfg.Policy.PersistDir,
+		Shadow:            cfg.Policy.Shadow,
+		Logger:            log,
+		DecisionLog:       decisionLog,
+		OnActivate:        s.Metrics.SetBundle,
 		OnShadowDisagreement: func(_ context.Context, d policy.ShadowDisagreement) {
 			s.Metrics.ShadowDisagreement(d.Backend, d.Method)
 		},
@@ -154,7 +155,8 @@ func Start(ctx context.Context, cfg *config.Config, o StartOptions) (srv *Server
 	if live.Backends, live.Agents, err = loadTopology(ctx, s.Store); err != nil {
 		return nil, err
 	}
-	exchanger, err := exchange.New(exchange.Deps{Logger: log, Metrics: exchangeMetrics{s.Metrics}})
+	exchanger, err := exchange.New(exchange.Deps{Logger: log, Metrics: exchangeMetrics{s.Metrics}, ExchangeTimeout: cfg.Exchange.Timeout,
+		Cache: exchange.CacheConfig{MaxCost: cfg.Exchange.CacheMaxBytes, MaxTTL: cfg.Exchange.CacheMaxTTL, FailureTTL: cfg.Exchange.FailureTTL}})
 	if err != nil {
 		return nil, err
 	}

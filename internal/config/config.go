@@ -15,6 +15,7 @@ type Config struct {
 	Backends  map[string]Backend `koanf:"backends"`
 	Agents    map[string]Agent   `koanf:"agents"`
 	Policy    Policy             `koanf:"policy"`
+	Exchange  Exchange           `koanf:"exchange"`
 	Store     Store              `koanf:"store"`
 	Telemetry Telemetry          `koanf:"telemetry"`
 	Log       Log                `koanf:"log"`
@@ -141,9 +142,27 @@ type Policy struct {
 	// PersistDir keeps the last good downloaded bundle for a start while the
 	// bundle server is down.
 	PersistDir string `koanf:"persist_dir"`
+	// DecisionCacheSize bounds the per-activation decision cache (entries;
+	// 0: the default, 16384; -1: off). It is used only when the policy calls
+	// no time, network or random builtin.
+	DecisionCacheSize int `koanf:"decision_cache_size"`
 	// OPA holds OPA's own configuration (services, bundles, keys,
 	// decision_logs, status) unchanged.
 	OPA map[string]any `koanf:"opa"`
+}
+
+// Exchange tunes the backend-credential token cache shared by every
+// token-exchange backend. Zero values take the defaults.
+type Exchange struct {
+	// CacheMaxBytes bounds the memory of cached backend tokens (default 32 MiB).
+	CacheMaxBytes int64 `koanf:"cache_max_bytes"`
+	// CacheMaxTTL caps how long a token is reused (default 1h; never past
+	// the token's expires_in minus 30 s, nor the user's own token).
+	CacheMaxTTL time.Duration `koanf:"cache_max_ttl"`
+	// FailureTTL is how long a failed exchange is remembered (default 5s).
+	FailureTTL time.Duration `koanf:"failure_ttl"`
+	// Timeout bounds one whole exchange, every step included (default 15s).
+	Timeout time.Duration `koanf:"timeout"`
 }
 
 // Store configures persistence.

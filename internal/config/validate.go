@@ -322,6 +322,20 @@ func (c *Config) validatePolicy(v *validator) {
 	if c.Policy.PollInterval < 0 {
 		v.addf("policy.poll_interval", "must not be negative")
 	}
+	if c.Policy.DecisionCacheSize < -1 {
+		v.addf("policy.decision_cache_size", "must be -1 (off), 0 (default) or a size")
+	}
+	for _, d := range []struct {
+		path  string
+		value time.Duration
+	}{{"exchange.cache_max_ttl", c.Exchange.CacheMaxTTL}, {"exchange.failure_ttl", c.Exchange.FailureTTL}, {"exchange.timeout", c.Exchange.Timeout}} {
+		if d.value < 0 {
+			v.addf(d.path, "must not be negative")
+		}
+	}
+	if c.Exchange.CacheMaxBytes < 0 {
+		v.addf("exchange.cache_max_bytes", "must not be negative")
+	}
 }
 
 func (c *Config) validateOperations(v *validator) {

@@ -36,6 +36,19 @@ backends:
 			},
 		},
 		{
+			name: "cache settings",
+			yaml: issuerYAML + `
+policy: {decision_cache_size: -2}
+exchange: {cache_max_bytes: -1, cache_max_ttl: -1s, failure_ttl: -1s, timeout: -1s}`,
+			want: []string{
+				"policy.decision_cache_size: must be -1 (off), 0 (default) or a size",
+				"exchange.cache_max_bytes: must not be negative",
+				"exchange.cache_max_ttl: must not be negative",
+				"exchange.failure_ttl: must not be negative",
+				"exchange.timeout: must not be negative",
+			},
+		},
+		{
 			name: "backend paths",
 			yaml: issuerYAML + `
 backends:
