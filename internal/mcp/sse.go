@@ -59,6 +59,33 @@ func (er *EventReader) Next() (Event, error) {
 			return Event{}, ErrEventTooLarge
 		}
 		raw.Write(line)
+		content := bytes.TrimRight(line, "\r\n")
+		if len(content) == 0 && err == nil {
+			if raw.Len() == len(line) {
+				// Stray blank line between events: nothing to relay.
+				raw.Reset()
+				continue
+			}
+			ev.Raw = raw.Bytes()
+			ev.Data = data.Bytes()
+			return ev, nil
+		}
+		if len(content) > 0 {
+			field, value, _ := bytes.Cut(content, []byte(":"))
+			value = bytes.TrimPrefix(value, []byte(" "))
+			switch string(field) {
+			case "data":
+				if ev.HasData {
+					data.WriteByte('\n')
+				}
+				data.Write(value)
+				ev.HasData = true
+			case "id":
+				ev.ID = string(value)
+			case "event":
+				ev.Name = string(value)
+			}
+		}
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				if raw.Len() == 0 {
@@ -69,31 +96,6 @@ func (er *EventReader) Next() (Event, error) {
 				return ev, io.ErrUnexpectedEOF
 			}
 			return Event{}, fmt.Errorf("read sse: %w", err)
-		}
-		content := bytes.TrimRight(line, "\r\n")
-		if len(content) == 0 {
-			if raw.Len() == len(line) {
-				// Stray blank line between events: nothing to relay.
-				raw.Reset()
-				continue
-			}
-			ev.Raw = raw.Bytes()
-			ev.Data = data.Bytes()
-			return ev, nil
-		}
-		field, value, _ := bytes.Cut(content, []byte(":"))
-		value = bytes.TrimPrefix(value, []byte(" "))
-		switch string(field) {
-		case "data":
-			if ev.HasData {
-				data.WriteByte('\n')
-			}
-			data.Write(value)
-			ev.HasData = true
-		case "id":
-			ev.ID = string(value)
-		case "event":
-			ev.Name = string(value)
 		}
 	}
 }
