@@ -10,6 +10,7 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwk"
 
 	"github.com/mcpgw/mcpgw/internal/config"
+	"github.com/mcpgw/mcpgw/internal/oauthmeta"
 	"github.com/mcpgw/mcpgw/internal/upstream"
 )
 
@@ -164,7 +165,7 @@ func (ca *crossApp) resolveTarget(ctx context.Context) (target, error) {
 	}
 	t := target{issuer: ca.targetAS, tokenEndpoint: ca.targetTokenEndpoint, audience: ca.targetAudience}
 	if ca.dynamic && (t.issuer == "" || t.audience == "") {
-		md, err := ca.x.discoverResource(ctx, ca.backend.URL)
+		md, err := oauthmeta.FetchResource(ctx, ca.x.httpc, ca.backend.URL)
 		if err != nil {
 			ca.x.log.Warn("protected resource metadata discovery failed", "backend", ca.backend.Name, "err", err)
 			return target{}, fmt.Errorf("discovery of the backend's protected resource metadata failed: %w", errUnreachableOrInvalid(err))

@@ -13,6 +13,8 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/mcpgw/mcpgw/internal/oauthmeta"
 )
 
 // unknownKeyRefreshInterval bounds refreshes caused by tokens whose kid is
@@ -145,14 +147,14 @@ func (k *keySource) fetchOnce(ctx context.Context) error {
 	u := k.jwksURL
 	k.mu.Unlock()
 	if u == "" {
-		discovered, err := discoverJWKSURL(ctx, k.httpc, k.issuer)
+		md, err := oauthmeta.Fetch(ctx, k.httpc, k.issuer, oauthmeta.JWKSURI)
 		if err != nil {
-			return err
+			return fmt.Errorf("discover jwks_uri: %w", err)
 		}
 		k.mu.Lock()
-		k.jwksURL = discovered
+		k.jwksURL = md.JwksURI
 		k.mu.Unlock()
-		u = discovered
+		u = md.JwksURI
 		k.log.Info("discovered jwks_uri", "issuer", k.issuer, "jwks_uri", u)
 	}
 	fetched, err := jwk.Fetch(ctx, u, jwk.WithHTTPClient(k.httpc))

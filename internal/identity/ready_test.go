@@ -101,8 +101,9 @@ func TestDiscovery(t *testing.T) {
 		notFound  string // path the network answers 404 for
 		wantReady bool
 	}{
-		{name: "openid-configuration", issuer: issuerOf, wantReady: true},
+		{name: "oauth-authorization-server first", issuer: issuerOf, wantReady: true},
 		{name: "falls back to oauth-authorization-server", issuer: issuerOf, notFound: testidp.PathOIDCDiscovery, wantReady: true},
+		{name: "falls back to openid-configuration", issuer: issuerOf, notFound: testidp.PathOAuthDiscovery, wantReady: true},
 		{name: "explicit jwks_url skips discovery", issuer: func(idp *testidp.Server) config.Issuer {
 			ic := issuerOf(idp)
 			ic.JWKSURL = idp.JWKSURL()
@@ -139,31 +140,6 @@ func TestDiscovery(t *testing.T) {
 			}
 			if _, err := v.Verify(t.Context(), mint(t, idp, map[string]any{"sub": "alice"})); err != nil {
 				t.Errorf("Verify: %v", err)
-			}
-		})
-	}
-}
-
-func TestMetadataURLs(t *testing.T) {
-	tests := []struct {
-		issuer string
-		want   []string
-	}{
-		{issuer: "https://idp.example", want: []string{
-			"https://idp.example/.well-known/openid-configuration",
-			"https://idp.example/.well-known/oauth-authorization-server",
-		}},
-		{issuer: "https://org.okta.com/oauth2/default", want: []string{
-			"https://org.okta.com/oauth2/default/.well-known/openid-configuration",
-			"https://org.okta.com/.well-known/oauth-authorization-server/oauth2/default",
-			"https://org.okta.com/oauth2/default/.well-known/oauth-authorization-server",
-		}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.issuer, func(t *testing.T) {
-			got := metadataURLs(tt.issuer)
-			if strings.Join(got, " ") != strings.Join(tt.want, " ") {
-				t.Errorf("metadataURLs = %q, want %q", got, tt.want)
 			}
 		})
 	}

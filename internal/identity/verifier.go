@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -227,6 +228,21 @@ func withDefaults(cfg config.Identity) (config.Identity, error) {
 	}
 	cfg.Issuers = issuers
 	return cfg, nil
+}
+
+// checkHTTPURL accepts an absolute http or https URL with a host.
+func checkHTTPURL(s string) error {
+	if s == "" {
+		return errors.New("is empty")
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("is not a URL: %w", err)
+	}
+	if (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return fmt.Errorf("%q is not an absolute http(s) URL", s)
+	}
+	return nil
 }
 
 // Ready is nil when every issuer's JWKS has loaded at least once; else an
