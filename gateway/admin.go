@@ -68,8 +68,8 @@ type adminAPI struct {
 	// mu makes each write of this process one step: read the store,
 	// validate the whole candidate topology, write, reload. Without it two
 	// concurrent writes could each pass validation and together break the
-	// topology (an agent granted a backend that is being deleted). Writers
-	// in other replicas are not covered; see the README.
+	// topology (an agent granted a backend that is being deleted). The
+	// store's admin lock extends this to writers in other replicas.
 	mu sync.Mutex
 }
 
@@ -236,6 +236,16 @@ func (r *resource[T]) handlePut(c *fiber.Ctx) error {
 	ctx := c.UserContext()
 	r.api.mu.Lock()
 	defer r.api.mu.Unlock()
+	unlock, err := r.api.s.Store.LockAdmin(ctx)
+	if err != nil {
+		return r.api.internal(c, "lock "+r.plural+"."+name, err)
+	}
+	defer unlock()
+	// Another replica may have written while we waited: validate against
+	// what the store holds now, and serve it.
+	if err := r.api.s.Reload(ctx); err != nil {
+		r.api.log.Warn("admin: apply store changes before a write", "err", err)
+	}
 
 	var old *T
 	switch e, err := r.get(ctx, name); {
@@ -323,6 +333,16 @@ func (r *resource[T]) handleDelete(c *fiber.Ctx) error {
 	ctx := c.UserContext()
 	r.api.mu.Lock()
 	defer r.api.mu.Unlock()
+	unlock, err := r.api.s.Store.LockAdmin(ctx)
+	if err != nil {
+		return r.api.internal(c, "lock "+r.plural+"."+name, err)
+	}
+	defer unlock()
+	// Another replica may have written while we waited: validate against
+	// what the store holds now, and serve it.
+	if err := r.api.s.Reload(ctx); err != nil {
+		r.api.log.Warn("admin: apply store changes before a write", "err", err)
+	}
 
 	d, ok := r.api.authorize(c, p, actionDelete, r.plural, name)
 	if !ok {

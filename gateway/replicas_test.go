@@ -2,7 +2,9 @@ package gateway
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -32,37 +34,7 @@ func TestReplicasShareAdminChangesThroughPostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = notes.Close() })
-	key := make([]byte, 32)
-	for i := range key {
-		key[i] = byte(i)
-	}
-	start := func() *Server {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg := &config.Config{
-			Server: config.Server{Listen: ln.Addr().String(), PublicURL: "http://" + ln.Addr().String(), MaxBodyBytes: 1 << 20,
-				ReadTimeout: 5 * time.Second, SessionKey: string(key)},
-			Identity: config.Identity{Issuers: []config.Issuer{{Issuer: idp.Issuer(), Audiences: []string{"api://mcpgw"}}},
-				ClockSkew: 30 * time.Second, JWKSRefreshInterval: time.Hour, ClaimsCacheMaxCost: 100},
-			Backends: map[string]config.Backend{"notes": {URL: notes.URL, Paths: []string{"/notes"}, AuthMethod: "none"}},
-			Agents:   map[string]config.Agent{"admin-console": {ClientID: "admin-cli", Scopes: []string{"mcp:read"}}},
-			Policy:   config.Policy{Bundle: "../policies", AllowUnsigned: true, Timeout: 5 * time.Second},
-			Store:    config.Store{DSN: dsn, PollInterval: 100 * time.Millisecond},
-		}
-		srv, err := Start(ctx, cfg, StartOptions{Listener: ln, Logger: quietLogger()})
-		if err != nil {
-			t.Fatalf("start replica: %v", err)
-		}
-		t.Cleanup(func() {
-			sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-			defer cancel()
-			_ = srv.Close(sctx)
-		})
-		return srv
-	}
-	one, two := start(), start()
+	one, two := startReplica(t, dsn, idp, notes.URL), startReplica(t, dsn, idp, notes.URL)
 	h1 := &harness{t: t, idp: idp, url: one.URL}
 	h2 := &harness{t: t, idp: idp, url: two.URL}
 	root := h1.token("root", []string{"mcp:read", "mcp:write"}, []string{"mcp-super-admins"}, "admin-cli")
@@ -88,5 +60,95 @@ func TestReplicasShareAdminChangesThroughPostgres(t *testing.T) {
 		body:    `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"message":"both"}}}`}))
 	if len(msgs) != 1 || msgs[0]["result"] == nil {
 		t.Fatalf("session from replica two on replica one: %v", msgs)
+	}
+}
+
+// startReplica runs one gateway on the shared database dsn, with the session
+// key every replica of a deployment shares.
+func startReplica(t *testing.T, dsn string, idp *testidp.Server, notesURL string) *Server {
+	t.Helper()
+	key := make([]byte, 32)
+	for i := range key {
+		key[i] = byte(i)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &config.Config{
+		Server: config.Server{Listen: ln.Addr().String(), PublicURL: "http://" + ln.Addr().String(), MaxBodyBytes: 1 << 20,
+			ReadTimeout: 5 * time.Second, SessionKey: string(key)},
+		Identity: config.Identity{Issuers: []config.Issuer{{Issuer: idp.Issuer(), Audiences: []string{"api://mcpgw"}}},
+			ClockSkew: 30 * time.Second, JWKSRefreshInterval: time.Hour, ClaimsCacheMaxCost: 100},
+		Backends: map[string]config.Backend{"notes": {URL: notesURL, Paths: []string{"/notes"}, AuthMethod: "none"}},
+		Agents:   map[string]config.Agent{"admin-console": {ClientID: "admin-cli", Scopes: []string{"mcp:read"}}},
+		Policy:   config.Policy{Bundle: "../policies", AllowUnsigned: true, Timeout: 5 * time.Second},
+		Store:    config.Store{DSN: dsn, PollInterval: 100 * time.Millisecond},
+	}
+	srv, err := Start(t.Context(), cfg, StartOptions{Listener: ln, Logger: quietLogger()})
+	if err != nil {
+		t.Fatalf("start replica: %v", err)
+	}
+	t.Cleanup(func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		_ = srv.Close(sctx)
+	})
+	return srv
+}
+
+// Admin writes on two replicas at once never store a topology that does
+// not build: granting a backend on one replica while deleting it on the
+// other ends with one of the two refused.
+func TestReplicaAdminWritesAreSerialized(t *testing.T) {
+	base, ok := storetest.PostgresBase(t)
+	if !ok {
+		return
+	}
+	dsn := storetest.SchemaDSN(t, base)
+	idp, err := testidp.Start(t.Context(), testidp.Options{Audience: "api://mcpgw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = idp.Close() })
+	one, two := startReplica(t, dsn, idp, "http://127.0.0.1:9/mcp"), startReplica(t, dsn, idp, "http://127.0.0.1:9/mcp")
+	h1, h2 := &harness{t: t, idp: idp, url: one.URL}, &harness{t: t, idp: idp, url: two.URL}
+	root := h1.token("root", []string{"mcp:read", "mcp:write"}, []string{"mcp-super-admins"}, "admin-cli")
+	jsonHeader := map[string]string{"Content-Type": "application/json"}
+	for round := range 15 {
+		backend := fmt.Sprintf("extra%d", round)
+		if r := h1.do(rawRequest{method: "PUT", path: "/admin/v1/backends/" + backend, token: root, headers: jsonHeader,
+			body: `{"url":"http://127.0.0.1:9/mcp","auth_method":"none"}`}); r.StatusCode != 201 {
+			t.Fatalf("create %s: %d %s", backend, r.StatusCode, readAll(t, r))
+		}
+		var wg sync.WaitGroup
+		var grant, remove int
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			r := h1.do(rawRequest{method: "PUT", path: "/admin/v1/agents/bot" + backend, token: root, headers: jsonHeader,
+				body: `{"client_id":"c-` + backend + `","scopes":["mcp:read"],"backend_access":["` + backend + `"]}`})
+			grant = r.StatusCode
+		}()
+		go func() {
+			defer wg.Done()
+			r := h2.do(rawRequest{method: "DELETE", path: "/admin/v1/backends/" + backend, token: root})
+			remove = r.StatusCode
+		}()
+		wg.Wait()
+		granted, removed := grant == 201, remove == 204
+		if granted == removed {
+			t.Fatalf("round %d: grant %d and delete %d: exactly one must win", round, grant, remove)
+		}
+	}
+	// Both replicas still build their topology from the store.
+	for _, s := range []*Server{one, two} {
+		backends, agents, err := loadTopology(t.Context(), s.Store)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := buildTopology(backends, agents, s.Gateway.opts.Injectors); err != nil {
+			t.Fatalf("the store holds a topology that does not build: %v", err)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"time"
@@ -335,4 +336,33 @@ func remove[T any](ctx context.Context, s *sqlStore, t objectTable[T], name stri
 		return Change[T]{}, fmt.Errorf("store: delete %s %q: %w", t.kind, name, err)
 	}
 	return ch, nil
+}
+
+// adminLockKey is the advisory lock id of admin writes ("mcpgwadm").
+const adminLockKey = 0x6d637067_7761646d
+
+// LockAdmin: see Store.
+func (s *sqlStore) LockAdmin(ctx context.Context) (func(), error) {
+	if s.d.name != postgresDialect.name {
+		return func() {}, nil
+	}
+	// A session lock lives on one connection: hold that connection until
+	// the unlock, while the writes themselves use the pool.
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("store %s: admin lock: %w", s.shown, err)
+	}
+	if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock($1)", int64(adminLockKey)); err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("store %s: admin lock: %w", s.shown, err)
+	}
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_unlock($1)", int64(adminLockKey)); err != nil {
+			// Closing the connection ends the session and with it the lock.
+			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+		}
+		_ = conn.Close()
+	}, nil
 }

@@ -109,6 +109,15 @@ type Store interface {
 	// keyset, so records appended meanwhile never shift or repeat a page.
 	QueryAudit(ctx context.Context, q audit.Query) ([]audit.Record, string, error)
 
+	// LockAdmin serializes admin writers across every process sharing the
+	// database, so that each one's read-validate-write step sees the
+	// others' results (two replicas could otherwise each validate a change
+	// and together store a topology that does not build). The returned
+	// function releases the lock. PostgreSQL uses a session advisory lock;
+	// SQLite, whose writers share one machine, relies on the caller's
+	// process-wide lock.
+	LockAdmin(ctx context.Context) (unlock func(), err error)
+
 	Ping(ctx context.Context) error
 	Close() error
 }
