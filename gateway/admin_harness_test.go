@@ -32,7 +32,7 @@ type adminWorld struct {
 	root, admin, viewer, nobody string
 }
 
-func newAdminWorld(t *testing.T) *adminWorld {
+func newAdminWorld(t *testing.T, mutate ...func(*config.Config)) *adminWorld {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -70,6 +70,9 @@ func newAdminWorld(t *testing.T) *adminWorld {
 		// a slow evaluation must not turn into a flaky denial.
 		Policy: config.Policy{Bundle: "../policies", AllowUnsigned: true, Timeout: 5 * time.Second},
 		Store:  config.Store{DSN: ":memory:", PollInterval: time.Hour},
+	}
+	for _, m := range mutate {
+		m(cfg)
 	}
 	sink := &recordingSink{}
 	srv, err := Start(ctx, cfg, StartOptions{Listener: ln, Logger: quietLogger(), AuditSinks: []audit.Sink{sink}})

@@ -121,8 +121,9 @@ func Start(ctx context.Context, cfg *config.Config, o StartOptions) (srv *Server
 		Logger:            log,
 		DecisionLog:       decisionLog,
 		OnActivate:        s.Metrics.SetBundle,
-		OnShadowDisagreement: func(_ context.Context, d policy.ShadowDisagreement) {
+		OnShadowDisagreement: func(ctx context.Context, d policy.ShadowDisagreement) {
 			s.Metrics.ShadowDisagreement(d.Backend, d.Method)
+			s.Audit.Write(ctx, shadowRecord(d))
 		},
 	})
 	if err != nil {
@@ -305,6 +306,21 @@ func (s *Server) serveMetrics(addr string, log *slog.Logger) error {
 	}()
 	s.closers = append(s.closers, hs.Shutdown)
 	return nil
+}
+
+// shadowRecord is the audit trail's view of a shadow disagreement: what the
+// shadow policy would have decided, tied to the enforced decision by its id.
+func shadowRecord(d policy.ShadowDisagreement) audit.Record {
+	enforced := "enforced: deny"
+	if d.Enforced.Allow {
+		enforced = "enforced: allow"
+	}
+	return audit.Record{
+		Time: time.Now(), Kind: audit.KindShadow, DecisionID: d.DecisionID,
+		Subject: d.Subject, Agent: d.Agent, Backend: d.Backend, Method: d.Method, Tool: d.Tool,
+		Allow: d.Shadow.Allow, Reasons: append([]string{enforced + " by " + d.Enforced.Revision}, d.Shadow.Reasons...),
+		Revision: d.Shadow.Revision,
+	}
 }
 
 // exchangeMetrics feeds token-exchange outcomes to Prometheus.

@@ -46,9 +46,9 @@ type Query struct {
 // ErrInvalidQuery and names the field.
 func (q Query) Normalize() (Query, error) {
 	switch q.Kind {
-	case "", KindDecision, KindChange:
+	case "", KindDecision, KindChange, KindShadow:
 	default:
-		return q, fmt.Errorf("%w: kind %q: want decision or change", ErrInvalidQuery, q.Kind)
+		return q, fmt.Errorf("%w: kind %q: want decision, change or shadow", ErrInvalidQuery, q.Kind)
 	}
 	switch q.Decision {
 	case "", DecisionAllow, DecisionDeny:

@@ -13,12 +13,16 @@ import (
 	"github.com/google/uuid"
 )
 
-// Kind tells decision records from change records.
+// Kind tells decision, change and shadow records apart.
 type Kind string
 
 const (
 	KindDecision Kind = "decision"
 	KindChange   Kind = "change"
+	// KindShadow records a call the shadow policy would have decided
+	// differently: DecisionID is the enforced decision's, Allow, Reasons
+	// and Revision are the shadow policy's.
+	KindShadow Kind = "shadow"
 )
 
 // Action is what a change did to its object.
@@ -117,7 +121,7 @@ func (r Record) Validate() error {
 		return bad("time is zero")
 	}
 	switch r.Kind {
-	case KindDecision:
+	case KindDecision, KindShadow:
 	case KindChange:
 		switch r.Action {
 		case ActionCreate, ActionUpdate, ActionDelete:
