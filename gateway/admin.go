@@ -97,6 +97,26 @@ type resource[T any] struct {
 	conflicts func(cand *config.Config, name string) []string
 }
 
+// lockWrites makes one admin write a single step across this process and
+// every replica on the same database. Another replica may have written
+// while we waited, so the topology is reloaded first: validation then sees
+// what the store holds now.
+func (a *adminAPI) lockWrites(ctx context.Context) (unlock func(), err error) {
+	a.mu.Lock()
+	release, err := a.s.Store.LockAdmin(ctx)
+	if err != nil {
+		a.mu.Unlock()
+		return nil, err
+	}
+	if err := a.s.Reload(ctx); err != nil {
+		a.log.Warn("admin: apply store changes before a write", "err", err)
+	}
+	return func() {
+		release()
+		a.mu.Unlock()
+	}, nil
+}
+
 func (s *Server) mountAdmin(log *slog.Logger) {
 	a := &adminAPI{s: s, log: log.With("component", "admin")}
 	agents := &resource[config.Agent]{
@@ -234,18 +254,11 @@ func (r *resource[T]) handlePut(c *fiber.Ctx) error {
 	}
 	name := strings.Clone(c.Params("name"))
 	ctx := c.UserContext()
-	r.api.mu.Lock()
-	defer r.api.mu.Unlock()
-	unlock, err := r.api.s.Store.LockAdmin(ctx)
+	unlock, err := r.api.lockWrites(ctx)
 	if err != nil {
 		return r.api.internal(c, "lock "+r.plural+"."+name, err)
 	}
 	defer unlock()
-	// Another replica may have written while we waited: validate against
-	// what the store holds now, and serve it.
-	if err := r.api.s.Reload(ctx); err != nil {
-		r.api.log.Warn("admin: apply store changes before a write", "err", err)
-	}
 
 	var old *T
 	switch e, err := r.get(ctx, name); {
@@ -331,18 +344,11 @@ func (r *resource[T]) handleDelete(c *fiber.Ctx) error {
 	}
 	name := strings.Clone(c.Params("name"))
 	ctx := c.UserContext()
-	r.api.mu.Lock()
-	defer r.api.mu.Unlock()
-	unlock, err := r.api.s.Store.LockAdmin(ctx)
+	unlock, err := r.api.lockWrites(ctx)
 	if err != nil {
 		return r.api.internal(c, "lock "+r.plural+"."+name, err)
 	}
 	defer unlock()
-	// Another replica may have written while we waited: validate against
-	// what the store holds now, and serve it.
-	if err := r.api.s.Reload(ctx); err != nil {
-		r.api.log.Warn("admin: apply store changes before a write", "err", err)
-	}
 
 	d, ok := r.api.authorize(c, p, actionDelete, r.plural, name)
 	if !ok {
