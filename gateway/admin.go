@@ -247,18 +247,28 @@ func (r *resource[T]) handleGet(c *fiber.Ctx) error {
 //
 // "[REDACTED]" where nothing is stored is refused rather than stored as a
 // literal credential.
+// beginWrite authenticates a write and takes the admin write lock; ok is
+// false when it has already answered (401, 500).
+func (r *resource[T]) beginWrite(c *fiber.Ctx) (p *identity.Principal, name string, unlock func(), ok bool) {
+	if p, ok = r.api.authenticate(c); !ok {
+		return nil, "", nil, false
+	}
+	name = strings.Clone(c.Params("name"))
+	unlock, err := r.api.lockWrites(c.UserContext())
+	if err != nil {
+		_ = r.api.internal(c, "lock "+r.plural+"."+name, err)
+		return nil, "", nil, false
+	}
+	return p, name, unlock, true
+}
+
 func (r *resource[T]) handlePut(c *fiber.Ctx) error {
-	p, ok := r.api.authenticate(c)
+	p, name, unlock, ok := r.beginWrite(c)
 	if !ok {
 		return nil
 	}
-	name := strings.Clone(c.Params("name"))
-	ctx := c.UserContext()
-	unlock, err := r.api.lockWrites(ctx)
-	if err != nil {
-		return r.api.internal(c, "lock "+r.plural+"."+name, err)
-	}
 	defer unlock()
+	ctx := c.UserContext()
 
 	var old *T
 	switch e, err := r.get(ctx, name); {
@@ -338,17 +348,12 @@ func (r *resource[T]) handlePut(c *fiber.Ctx) error {
 }
 
 func (r *resource[T]) handleDelete(c *fiber.Ctx) error {
-	p, ok := r.api.authenticate(c)
+	p, name, unlock, ok := r.beginWrite(c)
 	if !ok {
 		return nil
 	}
-	name := strings.Clone(c.Params("name"))
-	ctx := c.UserContext()
-	unlock, err := r.api.lockWrites(ctx)
-	if err != nil {
-		return r.api.internal(c, "lock "+r.plural+"."+name, err)
-	}
 	defer unlock()
+	ctx := c.UserContext()
 
 	d, ok := r.api.authorize(c, p, actionDelete, r.plural, name)
 	if !ok {

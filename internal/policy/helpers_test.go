@@ -6,9 +6,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/mcpgw/mcpgw/internal/testutil"
 )
 
 // shippedPolicies is the repository's policies/ directory.
@@ -67,22 +68,11 @@ func lister(groups, scopes []string, backend string) *Input {
 }
 
 // recorder collects decision records.
-type recorder struct {
-	mu      sync.Mutex
-	records []Record
-}
+type recorder struct{ testutil.Collector[Record] }
 
-func (r *recorder) log(_ context.Context, rec Record) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.records = append(r.records, rec)
-}
+func (r *recorder) log(_ context.Context, rec Record) { r.Add(rec) }
 
-func (r *recorder) all() []Record {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]Record(nil), r.records...)
-}
+func (r *recorder) all() []Record { return r.All() }
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 

@@ -4,11 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/mcpgw/mcpgw/internal/policy/policytest"
+	"github.com/mcpgw/mcpgw/internal/testutil"
 )
 
 // allowAllRego is a candidate policy that would allow everything.
@@ -24,21 +24,12 @@ visible_prompts contains p.name if some p in input.prompts
 `
 
 type disagreements struct {
-	mu   sync.Mutex
-	seen []ShadowDisagreement
+	testutil.Collector[ShadowDisagreement]
 }
 
-func (d *disagreements) record(_ context.Context, s ShadowDisagreement) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.seen = append(d.seen, s)
-}
+func (d *disagreements) record(_ context.Context, s ShadowDisagreement) { d.Add(s) }
 
-func (d *disagreements) all() []ShadowDisagreement {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return append([]ShadowDisagreement(nil), d.seen...)
-}
+func (d *disagreements) all() []ShadowDisagreement { return d.All() }
 
 // Every call is decided again by the shadow policy; the calls on which it
 // would decide otherwise are counted, logged and reported with the enforced

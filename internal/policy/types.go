@@ -108,11 +108,9 @@ const (
 type Authorizer interface {
 	// Decide evaluates data.mcp.gateway.decision for one JSON-RPC message.
 	Decide(ctx context.Context, in *Input) Decision
-	// Visible returns the names (URIs for resources) the caller may see among
-	// in.Tools, in.Resources or in.Prompts, per kind. An error hides everything.
-	Visible(ctx context.Context, in *Input, kind ListKind) (map[string]bool, error)
-	// VisibleCatalog is Visible over a catalog prepared once per backend
-	// list, so repeated lists cost a cache lookup.
+	// VisibleCatalog returns the names (URIs for resources) the caller may
+	// see in a catalog prepared once per backend list, so repeated lists cost
+	// a cache lookup. An error hides everything.
 	VisibleCatalog(ctx context.Context, in *Input, c *Catalog) (map[string]bool, error)
 }
 

@@ -49,3 +49,23 @@ func (c *Clock) Advance(d time.Duration) {
 	defer c.mu.Unlock()
 	c.now = c.now.Add(d)
 }
+
+// Collector keeps what callbacks hand it, safe for concurrent use.
+type Collector[T any] struct {
+	mu    sync.Mutex
+	items []T
+}
+
+// Add keeps v.
+func (c *Collector[T]) Add(v T) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.items = append(c.items, v)
+}
+
+// All is a copy of what was kept, in order.
+func (c *Collector[T]) All() []T {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]T(nil), c.items...)
+}
