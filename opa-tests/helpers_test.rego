@@ -21,7 +21,7 @@ base := {
 		"backend_access": ["employees", "files", "finance"],
 	},
 	"backend": {"name": "employees", "auth_type": "okta-cross-app", "labels": {}},
-	"mcp": {"method": "tools/call", "tool": "get_employee", "arguments": {"employee_id": "e-1001"}, "protocol_version": "2025-06-18"},
+	"mcp": {"kind": "request", "method": "tools/call", "tool": "get_employee", "arguments": {"employee_id": "e-1001"}, "protocol_version": "2025-06-18"},
 	"http": {"method": "POST", "path": "/employees", "remote_addr": "127.0.0.1:40000"},
 	"tools": employee_tools,
 }
@@ -56,6 +56,23 @@ request(groups, scopes, method_name, target) := object.union(base, {
 	"token": {"groups": groups, "scopes": scopes},
 	"mcp": {"method": method_name, "tool": target, "arguments": {}},
 })
+
+# Session traffic of kind (response, stream or close) by a member of groups
+# holding scopes, as the gateway describes it: a response is POSTed and has
+# no method, a stream is a GET and a close a DELETE.
+session(groups, scopes, kind) := object.union(base, {
+	"token": {"groups": groups, "scopes": scopes},
+	"mcp": {"kind": kind, "method": session_http[kind].mcp, "tool": "", "arguments": {}},
+	"http": {"method": session_http[kind].http},
+})
+
+session_http := {
+	"response": {"mcp": "", "http": "POST"},
+	"stream": {"mcp": "GET", "http": "GET"},
+	"close": {"mcp": "DELETE", "http": "DELETE"},
+}
+
+session_kinds := ["response", "stream", "close"]
 
 tools_of("employees") := employee_tools
 

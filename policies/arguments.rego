@@ -53,7 +53,7 @@ message_denials contains message_denial(sprintf(
 #   The entries of each data.mcpgw.argument_rules list whose backends and
 #   tools patterns match this tools/call; worked out once per decision.
 active_argument_rules := {list: active |
-	input.mcp.method == "tools/call"
+	method == "tools/call"
 	some list, rules in argument_rules_with_backends
 	active := {rule |
 		some rule in rules

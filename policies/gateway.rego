@@ -1,21 +1,23 @@
 # METADATA
 # title: MCP gateway policy
 # description: >-
-#   Decides every JSON-RPC message that passes through mcpgw and which catalog
-#   items (tools, resources, prompts) each caller may see. The gateway reads
-#   decision, visible_tools, visible_resources and visible_prompts. Every other
-#   rule here is a named building block; the settings live in data.mcpgw
-#   (policies/data.json), not in the rules.
+#   Decides everything that passes through mcpgw to a backend (JSON-RPC
+#   messages, and the responses, GET streams and DELETEs of their sessions:
+#   input.mcp.kind) and which catalog items (tools, resources, prompts) each
+#   caller may see. The gateway reads decision, visible_tools,
+#   visible_resources and visible_prompts. Every other rule here is a named
+#   building block; the settings live in data.mcpgw (policies/data.json), not
+#   in the rules.
 package mcp.gateway
 
 # METADATA
 # title: Decision
 # description: >-
-#   What the gateway enforces for one message. allow is true only when no
-#   denial fired. status 403 marks a transport-level denial (HTTP 403 with
-#   error="insufficient_scope"); 0 marks a per-message denial (JSON-RPC error
-#   -32003). scope, present only when a scope is missing, names it for the
-#   WWW-Authenticate header.
+#   What the gateway enforces for one message, stream or close. allow is true
+#   only when no denial fired. status 403 marks a transport-level denial (HTTP
+#   403, with error="insufficient_scope" when a scope is missing); 0 marks a
+#   per-message denial (JSON-RPC error -32003). scope, present only when a
+#   scope is missing, names it for the WWW-Authenticate header.
 # entrypoint: true
 decision := {"allow": true, "reasons": [], "status": 0} if {
 	count(deny) == 0
@@ -41,7 +43,7 @@ missing_scope_field := {"scope": concat(" ", sort(missing))} if {
 # description: >-
 #   Every reason this message is refused: the caller checks (agent, backend,
 #   input version), which hold for the whole request, and the message checks
-#   (method, scope, role, arguments).
+#   (kind of traffic, method, scope, role, arguments).
 deny := caller_denials | message_denials
 
 # METADATA
@@ -98,7 +100,7 @@ visible_prompts contains prompt.name if {
 
 # METADATA
 # title: Transport-level denial
-# description: A denial about the caller or its token; the gateway answers HTTP 403.
+# description: A denial about the caller, its token or the kind of traffic; the gateway answers HTTP 403.
 transport_denial(reason) := {"reason": reason, "status": 403}
 
 # METADATA

@@ -3,8 +3,9 @@ package mcp.gateway
 # METADATA
 # title: Scope required by the method
 # description: >-
-#   Every method needs one OAuth scope. tools/call on a read-only tool needs
-#   only the read scope; see tool_scope.
+#   Every method needs one OAuth scope, and session traffic the scope of the
+#   method it is decided as (session_method). tools/call on a read-only tool
+#   needs only the read scope; see tool_scope.
 message_denials contains {
 	"reason": sprintf("missing scope %s", [scope]),
 	"status": 403,
@@ -17,9 +18,11 @@ message_denials contains {
 # METADATA
 # title: Unknown methods are refused
 # description: >-
-#   A method listed in neither data.mcpgw.scopes.read_methods nor write_methods
-#   is refused, so a new protocol method is closed until someone classifies it.
+#   A JSON-RPC request or notification whose method is listed in neither
+#   data.mcpgw.scopes.read_methods nor write_methods is refused, so a new
+#   protocol method is closed until someone classifies it.
 message_denials contains message_denial(sprintf("method %s is not allowed by policy", [method])) if {
+	message_traffic
 	not required_scope
 }
 
@@ -42,17 +45,31 @@ scope_held(scope) if {
 
 # METADATA
 # title: Method of the message
-# description: The JSON-RPC method being decided.
+# description: >-
+#   The JSON-RPC method of a request or notification; "" for session traffic
+#   (whose input.mcp.method is "" or the HTTP method), so that no rule about
+#   a method applies to it.
 default method := ""
 
-method := input.mcp.method
+method := input.mcp.method if message_traffic
 
 # METADATA
-# title: Scope required by this message
+# title: Scope required by a JSON-RPC message
 # description: tools/call is decided per tool (tool_scope); every other method by its class (method_scope).
 required_scope := tool_scope(called_tool) if {
 	method == "tools/call"
-} else := method_scope(method)
+} else := method_scope(method) if {
+	message_traffic
+}
+
+# METADATA
+# title: Scope required by session traffic
+# description: >-
+#   A response, stream or close needs what the method it is decided as
+#   (session_method, initialize) needs: the read scope by default.
+required_scope := method_scope(session_method) if {
+	not message_traffic
+}
 
 # METADATA
 # title: Scope of a method

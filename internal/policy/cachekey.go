@@ -48,6 +48,7 @@ func callerKey(seed maphash.Seed, in *Input, kind ListKind, revision string, gen
 	writeString(h, in.Backend.AuthType)
 	writeUint(h, hashLabels(seed, in.Backend.Labels))
 
+	writeString(h, in.MCP.Kind)
 	writeString(h, in.MCP.Method)
 	writeString(h, in.MCP.ProtocolVersion)
 

@@ -105,6 +105,61 @@ func TestDecideShippedPolicies(t *testing.T) {
 			name: "tools/call without a name", in: caller(supers, writeScopes, "employees", "", nil),
 			reasons: []string{"tools/call names no tool"},
 		},
+		{name: "stream with the read scope", in: session(viewers, readScopes, "employees", KindStream), allow: true},
+		{name: "close with the read scope", in: session(viewers, readScopes, "employees", KindClose), allow: true},
+		{name: "response with the read scope and no role", in: session(nil, readScopes, "employees", KindResponse), allow: true},
+		{
+			name: "stream without the read scope", in: session(supers, nil, "employees", KindStream),
+			status: 403, scope: "mcp:read", reasons: []string{"missing scope mcp:read"},
+		},
+		{
+			name: "response without the read scope", in: session(supers, []string{"mcp:write"}, "employees", KindResponse),
+			status: 403, scope: "mcp:read", reasons: []string{"missing scope mcp:read"},
+		},
+		{
+			name: "close on a backend the caller may not initialize on", in: session(supers, writeScopes, "finance", KindClose),
+			status: 403, reasons: []string{"backend finance is restricted to members of finance"},
+		},
+		{
+			name: "stream by a disabled agent", in: func() *Input {
+				in := session(viewers, readScopes, "employees", KindStream)
+				in.Agent.Enabled = false
+				return in
+			}(),
+			status: 403, reasons: []string{"agent cursor is disabled"},
+		},
+		{
+			name: "a JSON-RPC request named GET is an unknown method", in: func() *Input {
+				in := session(supers, writeScopes, "employees", KindStream)
+				in.MCP.Kind = KindRequest
+				return in
+			}(),
+			reasons: []string{"method GET is not allowed by policy"},
+		},
+		{
+			name: "empty kind is a request", in: func() *Input {
+				in := caller(viewers, writeScopes, "employees", "update_employee", map[string]any{"employee_id": "e-1"})
+				in.MCP.Kind = ""
+				return in
+			}(),
+			reasons: []string{"tool update_employee requires role admin on backend employees"},
+		},
+		{
+			name: "empty kind named GET is an unknown method", in: func() *Input {
+				in := session(supers, writeScopes, "employees", KindStream)
+				in.MCP.Kind = ""
+				return in
+			}(),
+			reasons: []string{"method GET is not allowed by policy"},
+		},
+		{
+			name: "unknown kind", in: func() *Input {
+				in := session(supers, writeScopes, "employees", KindStream)
+				in.MCP.Kind = "subscribe"
+				return in
+			}(),
+			status: 403, reasons: []string{"traffic of kind subscribe is not allowed by policy"},
+		},
 		{
 			name: "wrong input version", in: func() *Input {
 				in := lister(supers, writeScopes, "employees")
@@ -159,7 +214,7 @@ func TestDecisionRecords(t *testing.T) {
 	}
 	r := records[0]
 	if r.DecisionID != d.ID || r.Subject != "alice@example.com" || r.Agent != "cursor" || r.Backend != "employees" ||
-		r.Method != "tools/call" || r.Tool != "delete_employee" || r.Allow || r.Revision != e.Revision() ||
+		r.Kind != KindRequest || r.Method != "tools/call" || r.Tool != "delete_employee" || r.Allow || r.Revision != e.Revision() ||
 		r.Query != "decision" || r.Time.IsZero() || r.Elapsed <= 0 {
 		t.Fatalf("record %+v does not describe decision %+v", r, d)
 	}

@@ -53,6 +53,13 @@ func TestDecisionCacheAnswersRepeatedCalls(t *testing.T) {
 			in.Tools = []Tool{{Name: "update_employee", Annotations: map[string]any{"readOnlyHint": false}}}
 			return in
 		}(), false, 7},
+		{"a GET stream is decided", session([]string{"mcp-viewers"}, readScopes, "employees", KindStream), true, 8},
+		{"the kind is part of the key", func() *Input {
+			in := session([]string{"mcp-viewers"}, readScopes, "employees", KindStream)
+			in.MCP.Kind = KindRequest // a JSON-RPC request named GET
+			return in
+		}(), false, 9},
+		{"and the stream is remembered", session([]string{"mcp-viewers"}, readScopes, "employees", KindStream), true, 9},
 	}
 	ids := map[string]bool{}
 	for _, s := range steps {

@@ -56,6 +56,14 @@ func visibleRule(kind ListKind) (string, bool) {
 // listKinds are the kinds of catalog the gateway filters.
 func listKinds() []ListKind { return []ListKind{ListTools, ListResources, ListPrompts} }
 
+// optionalList reports the kinds of catalog whose visibility rule a policy
+// may leave out: every item of such a kind is then hidden. A policy without
+// visible_tools is not ready, as one without decision.
+func optionalList(kind ListKind) bool { return kind == ListResources || kind == ListPrompts }
+
+// kindNouns names the items of a kind of catalog, for log messages.
+var kindNouns = map[ListKind]string{ListTools: "tool", ListResources: "resource", ListPrompts: "prompt"}
+
 // Defaults for Options.
 const (
 	DefaultTimeout          = 50 * time.Millisecond
@@ -187,8 +195,12 @@ type snapshot struct {
 	visible    map[ListKind]rego.PreparedEvalQuery
 	// broken is why this activation cannot decide at all.
 	broken error
-	// missing lists entry points the policy does not define (Ready reports them).
+	// missing lists mandatory entry points the policy does not define
+	// (Ready reports them).
 	missing []string
+	// absent marks the optional visibility rules the policy does not
+	// define: those queries answer an empty set (everything hidden).
+	absent map[ListKind]bool
 	// decisions remembers this activation's decisions; nil when the policy
 	// may decide differently on the same input.
 	decisions *decisionCache
@@ -209,8 +221,10 @@ var (
 // OPA's bundle plugin: New waits up to StartupWait for the first attempt and
 // succeeds even if it fails, serving the last good bundle persisted on disk
 // if there is one; with none, every decision denies and Ready says why. A
-// policy that compiles but lacks entry points is accepted: those decisions
-// deny and Ready reports why.
+// policy that compiles but lacks decision or visible_tools is accepted:
+// those decisions deny and Ready reports why. One that lacks
+// visible_resources or visible_prompts is ready: it hides every item of that
+// kind, and a warning says so at each activation.
 func New(ctx context.Context, o Options) (*Engine, error) {
 	o.Source = cmp.Or(o.Source, DefaultSource)
 	e := &Engine{
@@ -435,18 +449,37 @@ func (e *Engine) activate(txn storage.Transaction) {
 	}
 	snap.decision = prepare(decisionRule)
 	snap.admin = prepare(adminQuery)
-	entryPoints := []string{decisionRule}
+	defined := func(rule string) bool { return len(compiler.GetRulesExact(ast.MustParseRef(rule))) > 0 }
+	if !defined(decisionRule) {
+		snap.missing = append(snap.missing, decisionRule)
+	}
+	var absentRules, absentNouns []string
 	for _, kind := range listKinds() {
 		rule, _ := visibleRule(kind)
 		snap.visible[kind] = prepare(rule)
-		entryPoints = append(entryPoints, rule)
-	}
-	for _, rule := range entryPoints {
-		if len(compiler.GetRulesExact(ast.MustParseRef(rule))) == 0 {
+		switch {
+		case defined(rule):
+		case optionalList(kind):
+			if snap.absent == nil {
+				snap.absent = map[ListKind]bool{}
+			}
+			snap.absent[kind] = true
+			absentRules = append(absentRules, rule)
+			absentNouns = append(absentNouns, kindNouns[kind])
+		default:
 			snap.missing = append(snap.missing, rule)
 		}
 	}
-	if rev != "" && len(compiler.GetRulesExact(ast.MustParseRef(adminRule))) == 0 {
+	if rev != "" && len(absentRules) > 0 {
+		verb := "is"
+		if len(absentRules) > 1 {
+			verb = "are"
+		}
+		e.logger.Warn(fmt.Sprintf("%s %s undefined: every %s will be hidden",
+			strings.Join(absentRules, " and "), verb, strings.Join(absentNouns, " and ")),
+			"revision", rev, "missing", absentRules)
+	}
+	if rev != "" && !defined(adminRule) {
 		e.logger.Warn("policy defines no "+adminRule+": every admin API call will be denied", "revision", rev)
 	}
 	e.snap.Store(snap)
@@ -500,7 +533,8 @@ func (e *Engine) Revision() string {
 }
 
 // Ready says whether the engine can decide: a policy is active, its queries
-// prepared, and it defines the decision and visibility rules.
+// prepared, and it defines decision and visible_tools (visible_resources and
+// visible_prompts may be left out: they then hide everything).
 func (e *Engine) Ready() error {
 	switch {
 	case e == nil:
@@ -541,7 +575,8 @@ func (e *Engine) Stop(ctx context.Context) {
 	}
 }
 
-// Decide evaluates data.mcp.gateway.decision for one JSON-RPC message.
+// Decide evaluates data.mcp.gateway.decision for one request to a backend
+// (in.MCP.Kind says which: a JSON-RPC message, a GET stream, a DELETE).
 // Every failure is a deny whose reason starts with "policy engine error".
 func (e *Engine) Decide(ctx context.Context, in *Input) Decision {
 	start := time.Now()
@@ -610,8 +645,10 @@ func (e *Engine) evalCall(ctx context.Context, in *Input) (ast.Value, *snapshot,
 //
 // Answers are cached per caller input, listed items and policy generation;
 // the returned map may be shared with other callers and must not be
-// modified. An error hides everything. A gateway that lists the same
-// catalog for many callers should prepare it once and use VisibleCatalog.
+// modified. An error hides everything; so does a policy that leaves out
+// visible_resources or visible_prompts, for that kind, without an error. A
+// gateway that lists the same catalog for many callers should prepare it
+// once and use VisibleCatalog.
 func (e *Engine) Visible(ctx context.Context, in *Input, kind ListKind) (map[string]bool, error) {
 	if _, ok := visibleRule(kind); !ok {
 		return nil, fmt.Errorf("unknown list kind %q", kind)
@@ -684,8 +721,14 @@ func (e *Engine) evalVisible(ctx context.Context, kind ListKind, input ast.Value
 	}
 	v, err := resultValue(rs)
 	if errors.Is(err, errUndefined) {
+		if snap.absent[kind] {
+			// An optional rule the policy leaves out hides everything of
+			// its kind; activate warned once.
+			return map[string]bool{}, snap, nil
+		}
 		// A partial set with no members is defined and empty; undefined
-		// means the policy has no such rule.
+		// means the policy has no such rule, or its rule has no value for
+		// this input.
 		return nil, snap, errors.New(rule + " is undefined")
 	}
 	if err != nil {
@@ -854,6 +897,7 @@ func (e *Engine) emit(ctx context.Context, query string, in *Input, d Decision, 
 		Subject:    in.Token.Sub,
 		Agent:      in.Agent.ID,
 		Backend:    in.Backend.Name,
+		Kind:       in.MCP.Kind,
 		Method:     in.MCP.Method,
 		Tool:       in.MCP.Tool,
 		Allow:      d.Allow,

@@ -18,6 +18,9 @@ func TestEvalCommand(t *testing.T) {
 	withResources := `{"version": 1, "token": {"sub": "a", "scopes": ["mcp:read"], "groups": ["mcp-viewers"]},
 		"agent": {"id": "cursor", "enabled": true, "scopes": ["mcp:read"]}, "backend": {"name": "employees"},
 		"mcp": {"method": "resources/list"}, "resources": [{"uri": "file:///a", "name": "a"}], "prompts": [{"name": "p"}]}`
+	stream := `{"version": 1, "token": {"sub": "a", "scopes": ["mcp:read"]},
+		"agent": {"id": "cursor", "enabled": true, "scopes": ["mcp:read"]}, "backend": {"name": "employees"},
+		"mcp": {"kind": "stream", "method": "GET"}, "http": {"method": "GET", "path": "/employees"}}`
 
 	tests := []struct {
 		name    string
@@ -62,6 +65,9 @@ func TestEvalCommand(t *testing.T) {
 		},
 		{name: "signed bundle, wrong key", input: "input-viewer-call-allowed.json", o: EvalOptions{Source: signed, VerificationKey: otherKey}, err: "failed to verify"},
 		{name: "resources and prompts listed", input: withResources, allow: true, output: []string{`"visible_resources": [`, `"file:///a"`, `"visible_prompts": [`}},
+		{name: "GET stream with mcp.kind", input: stream, allow: true},
+		{name: "JSON-RPC request named GET", input: strings.Replace(stream, `"stream"`, `"request"`, 1), output: []string{"method GET is not allowed by policy"}},
+		{name: "input without mcp.kind is a request", input: strings.Replace(stream, `"kind": "stream", `, "", 1), output: []string{"method GET is not allowed by policy"}},
 		{name: "unknown field", input: `{"versoin": 1}`, err: `unknown field "versoin"`},
 		{name: "two documents", input: `{} {}`, err: "more than one JSON document"},
 		{name: "not JSON", input: `{"version":`, err: "policy input"},

@@ -2,9 +2,15 @@ package policy
 
 import (
 	"context"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mcpgw/mcpgw/internal/testutil"
 )
 
 // Every way the engine can fail must deny, with the reason in the decision.
@@ -223,4 +229,119 @@ func TestTestFilesAreNotLoaded(t *testing.T) {
 	if d := e.Decide(context.Background(), lister(nil, nil, "employees")); d.Allow || d.Reasons[0] != "closed" {
 		t.Fatalf("decision %+v: the _test.rego file was loaded", d)
 	}
+}
+
+// Only decision and visible_tools are mandatory. A policy without
+// visible_resources or visible_prompts is ready, hides every item of those
+// kinds and says so once per activation, not once per list.
+func TestOptionalVisibilityRules(t *testing.T) {
+	const admin = "package mcp.admin\n\nallow := false\n"
+	gateway := func(extra string) string {
+		return "package mcp.gateway\n\n" +
+			"decision := {\"allow\": true, \"reasons\": [], \"status\": 0}\n\n" +
+			"visible_tools contains t.name if some t in input.tools\n" + extra
+	}
+	tests := []struct {
+		name    string
+		extra   string
+		hidden  []ListKind
+		warning string
+	}{
+		{
+			name: "both left out", hidden: []ListKind{ListResources, ListPrompts},
+			warning: "data.mcp.gateway.visible_resources and data.mcp.gateway.visible_prompts are undefined: every resource and prompt will be hidden",
+		},
+		{
+			name: "prompts left out", extra: "\nvisible_resources contains r.uri if some r in input.resources\n",
+			hidden:  []ListKind{ListPrompts},
+			warning: "data.mcp.gateway.visible_prompts is undefined: every prompt will be hidden",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := policyDir(t, map[string]string{"gateway.rego": gateway(tc.extra), "admin.rego": admin})
+			var logs testutil.SyncBuffer
+			e, rec := newEngine(t, Options{Source: dir, AllowUnsigned: true, Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+			if err := e.Ready(); err != nil {
+				t.Fatalf("Ready() = %v, want ready", err)
+			}
+			ctx := context.Background()
+			in := lister(nil, nil, "employees")
+			in.Resources = []Resource{{URI: "file:///a", Name: "a"}}
+			in.Prompts = []Prompt{{Name: "summarize"}}
+			for range 3 {
+				for _, kind := range tc.hidden {
+					names, err := e.Visible(ctx, in, kind)
+					if err != nil || names == nil || len(names) != 0 {
+						t.Fatalf("Visible(%s) = %v, %v; want an empty set and no error", kind, names, err)
+					}
+					c, err := ResourceCatalog(in.Resources)
+					if kind == ListPrompts {
+						c, err = PromptCatalog(in.Prompts)
+					}
+					if err != nil {
+						t.Fatal(err)
+					}
+					if names, err := e.VisibleCatalog(ctx, in, c); err != nil || len(names) != 0 {
+						t.Fatalf("VisibleCatalog(%s) = %v, %v; want an empty set and no error", kind, names, err)
+					}
+				}
+			}
+			if tools, err := e.Visible(ctx, in, ListTools); err != nil || len(tools) != len(in.Tools) {
+				t.Fatalf("Visible(tools) = %v, %v", tools, err)
+			}
+			if len(tc.hidden) == 1 {
+				if res, err := e.Visible(ctx, in, ListResources); err != nil || !res["file:///a"] {
+					t.Fatalf("Visible(resources) = %v, %v", res, err)
+				}
+			}
+			if d := e.Decide(ctx, in); !d.Allow {
+				t.Fatalf("decision %+v", d)
+			}
+			for _, r := range rec.all() {
+				if !r.Allow {
+					t.Fatalf("failed record %+v", r)
+				}
+			}
+			// (The unsigned source is warned about too, on its own.)
+			warnings := logLines(t, logs.String(), "WARN", "visible_")
+			if len(warnings) != 1 || warnings[0] != tc.warning {
+				t.Fatalf("warnings %q, want exactly %q", warnings, tc.warning)
+			}
+			if errs := logLines(t, logs.String(), "ERROR", ""); len(errs) != 0 {
+				t.Fatalf("errors logged: %q", errs)
+			}
+
+			// Each activation warns once again.
+			if err := os.WriteFile(filepath.Join(dir, "gateway.rego"), []byte(gateway(tc.extra+"\nunused := 1\n")), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.Reload(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if names, err := e.Visible(ctx, in, tc.hidden[0]); err != nil || len(names) != 0 {
+				t.Fatalf("after a reload Visible(%s) = %v, %v", tc.hidden[0], names, err)
+			}
+			if warnings := logLines(t, logs.String(), "WARN", "visible_"); len(warnings) != 2 || warnings[1] != tc.warning {
+				t.Fatalf("warnings after a reload %q, want two", warnings)
+			}
+		})
+	}
+}
+
+// logLines returns the messages of the JSON log lines at level that
+// contain substring.
+func logLines(t *testing.T, logs, level, substring string) []string {
+	t.Helper()
+	var out []string
+	for line := range strings.Lines(logs) {
+		var rec struct{ Level, Msg string }
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		if rec.Level == level && strings.Contains(rec.Msg, substring) {
+			out = append(out, rec.Msg)
+		}
+	}
+	return out
 }

@@ -223,7 +223,8 @@ func randomInput(r *rand.Rand) map[string]any {
 		},
 		"backend": map[string]any{"name": pick("employees", "files", "notes", "finance", "other")},
 		"mcp": map[string]any{
-			"method":    pick("tools/call", "tools/call", "tools/list", "resources/read", "prompts/get", "initialize", "tasks/cancel", "sampling/createMessage", "notifications/initialized", ""),
+			"kind":      pick("request", "request", "request", "notification", "response", "stream", "close", "", "other"),
+			"method":    pick("tools/call", "tools/call", "tools/list", "resources/read", "prompts/get", "initialize", "tasks/cancel", "sampling/createMessage", "notifications/initialized", "", "GET", "DELETE"),
 			"tool":      pick("", "get_employee", "update_employee", "delete_employee", "read_file", "write_file", "echo", "export_report", "file:///a", "summarize"),
 			"arguments": pick(map[string]any{}, map[string]any{"employee_id": "*"}, map[string]any{"employee_id": "e-1"}, map[string]any{"path": "/etc/passwd"}, map[string]any{"path": "notes/a"}, map[string]any{"file": "../x"}, map[string]any{"path": []any{"x"}}),
 		},
@@ -234,7 +235,7 @@ func randomInput(r *rand.Rand) map[string]any {
 	}
 	if r.IntN(4) == 0 {
 		section := pick("agent", "token", "mcp", "backend").(string)
-		delete(in[section].(map[string]any), pick("id", "client_id", "enabled", "groups", "scopes", "name", "tool", "method").(string))
+		delete(in[section].(map[string]any), pick("id", "client_id", "enabled", "groups", "scopes", "name", "tool", "method", "kind").(string))
 	}
 	return in
 }

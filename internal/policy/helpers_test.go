@@ -54,7 +54,7 @@ func caller(groups, scopes []string, backend, tool string, args map[string]any) 
 			Scopes: writeScopes, BackendAccess: []string{"employees", "files"},
 		},
 		Backend: BackendInput{Name: backend, AuthType: "okta-cross-app"},
-		MCP:     MCPInput{Method: "tools/call", Tool: tool, Arguments: args, ProtocolVersion: "2025-06-18"},
+		MCP:     MCPInput{Kind: KindRequest, Method: "tools/call", Tool: tool, Arguments: args, ProtocolVersion: "2025-06-18"},
 		HTTP:    HTTPInput{Method: "POST", Path: "/" + backend, RemoteAddr: "127.0.0.1:40000"},
 		Tools:   toolsOf(backend),
 	}
@@ -64,6 +64,23 @@ func caller(groups, scopes []string, backend, tool string, args map[string]any) 
 func lister(groups, scopes []string, backend string) *Input {
 	in := caller(groups, scopes, backend, "", nil)
 	in.MCP.Method = "tools/list"
+	return in
+}
+
+// session is session traffic of kind (KindResponse, KindStream or
+// KindClose) on backend by the same caller, as the gateway describes it.
+func session(groups, scopes []string, backend, kind string) *Input {
+	in := caller(groups, scopes, backend, "", nil)
+	in.MCP.Kind = kind
+	in.Tools = nil
+	switch kind {
+	case KindResponse:
+		in.MCP.Method = ""
+	case KindStream:
+		in.MCP.Method, in.HTTP.Method = "GET", "GET"
+	case KindClose:
+		in.MCP.Method, in.HTTP.Method = "DELETE", "DELETE"
+	}
 	return in
 }
 

@@ -94,6 +94,7 @@ func buildInput(in *Input, tool string, args, tools, resources, prompts any) (as
 			"labels":    labelMap(in.Backend.Labels),
 		},
 		"mcp": map[string]any{
+			"kind":             in.MCP.Kind,
 			"method":           in.MCP.Method,
 			"tool":             tool,
 			"arguments":        args,

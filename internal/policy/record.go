@@ -18,7 +18,11 @@ type Record struct {
 	Subject string `json:"subject"`
 	Agent   string `json:"agent,omitempty"`
 	Backend string `json:"backend,omitempty"`
-	Method  string `json:"method,omitempty"`
+	// Kind is the input's mcp.kind: request, notification, response,
+	// stream or close ("" for admin queries and for inputs that predate
+	// the field).
+	Kind   string `json:"kind,omitempty"`
+	Method string `json:"method,omitempty"`
 	// Tool is the tool, prompt or resource a call names.
 	Tool    string   `json:"tool,omitempty"`
 	Allow   bool     `json:"allow"`
@@ -47,6 +51,9 @@ func slogRecorder(logger *slog.Logger) func(context.Context, Record) {
 			slog.Any("reasons", r.Reasons),
 			slog.String("revision", r.Revision),
 			slog.Duration("eval", r.Elapsed),
+		}
+		if r.Kind != "" {
+			attrs = append(attrs, slog.String("kind", r.Kind))
 		}
 		if r.Tool != "" {
 			attrs = append(attrs, slog.String("tool", r.Tool))

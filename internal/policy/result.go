@@ -40,7 +40,8 @@ func resultValue(rs rego.ResultSet) (ast.Value, error) {
 func astValues(t *ast.Term, _ *rego.EvalContext) (any, error) { return t.Value, nil }
 
 // parseVerdict checks the shape of the decision object strictly: anything
-// unexpected is an error, and the caller denies.
+// unexpected is an error, and the caller denies. status may be absent or 0;
+// an allow may also carry a 2xx code (read as 0), a deny a 4xx code.
 func parseVerdict(v ast.Value) (verdict, error) {
 	obj, ok := v.(ast.Object)
 	if !ok {
@@ -71,13 +72,19 @@ func parseVerdict(v ast.Value) (verdict, error) {
 			return verdict{}, fmt.Errorf("decision status is %s, not a number", ast.ValueName(s.Value))
 		}
 		status, ok := n.Int()
-		if !ok || (status != 0 && (status < 400 || status > 499)) {
+		switch {
+		case ok && status == 0:
+		case ok && out.allow && status >= 200 && status <= 299:
+			// An allow may name the HTTP success it stands for; the
+			// gateway forwards the message as for 0.
+			status = 0
+		case ok && !out.allow && status >= 400 && status <= 499:
+		case out.allow:
+			return verdict{}, fmt.Errorf("decision allows with status %v: want 0 or a 2xx code", n)
+		default:
 			return verdict{}, fmt.Errorf("decision status %v is not 0 or a 4xx code", n)
 		}
 		out.status = status
-	}
-	if out.allow && out.status != 0 {
-		return verdict{}, fmt.Errorf("decision allows with status %d", out.status)
 	}
 
 	if s := obj.Get(ast.InternedTerm("scope")); s != nil {

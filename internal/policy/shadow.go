@@ -26,8 +26,11 @@ type ShadowDisagreement struct {
 	Subject    string
 	Agent      string
 	Backend    string
-	Method     string
-	Tool       string
+	// Kind is the input's mcp.kind (request, notification, response,
+	// stream or close; "" for an input that predates it).
+	Kind   string
+	Method string
+	Tool   string
 	// Enforced is what the active policy decided (and the gateway did);
 	// Shadow is what the shadow policy would have decided.
 	Enforced Decision
@@ -104,6 +107,7 @@ func detach(in *Input) Input {
 		Path:       strings.Clone(in.HTTP.Path),
 		RemoteAddr: strings.Clone(in.HTTP.RemoteAddr),
 	}
+	out.MCP.Kind = strings.Clone(in.MCP.Kind)
 	out.MCP.Method = strings.Clone(in.MCP.Method)
 	out.MCP.Tool = strings.Clone(in.MCP.Tool)
 	out.MCP.ProtocolVersion = strings.Clone(in.MCP.ProtocolVersion)
@@ -139,13 +143,13 @@ func (s *shadowRunner) compare(ctx context.Context, job shadowJob) {
 	d := ShadowDisagreement{
 		DecisionID: job.enforced.ID,
 		Subject:    job.in.Token.Sub, Agent: job.in.Agent.ID, Backend: job.in.Backend.Name,
-		Method: job.in.MCP.Method, Tool: job.in.MCP.Tool,
+		Kind: job.in.MCP.Kind, Method: job.in.MCP.Method, Tool: job.in.MCP.Tool,
 		Enforced: job.enforced, Shadow: shadow,
 	}
 	s.logger.LogAttrs(ctx, slog.LevelWarn, "policy shadow disagreement",
 		slog.String("decision_id", d.DecisionID),
 		slog.String("subject", d.Subject), slog.String("agent", d.Agent),
-		slog.String("backend", d.Backend), slog.String("method", d.Method), slog.String("tool", d.Tool),
+		slog.String("backend", d.Backend), slog.String("kind", d.Kind), slog.String("method", d.Method), slog.String("tool", d.Tool),
 		slog.Group("enforced", slog.String("revision", d.Enforced.Revision), slog.Bool("allow", d.Enforced.Allow),
 			slog.Int("status", d.Enforced.Status), slog.Any("reasons", d.Enforced.Reasons)),
 		slog.Group("shadow", slog.String("revision", d.Shadow.Revision), slog.Bool("allow", d.Shadow.Allow),

@@ -75,7 +75,7 @@ func TestShadowDisagreementsCountedAndRecorded(t *testing.T) {
 			t.Fatalf("disagreement names decision %s, not a denied one", d.DecisionID)
 		}
 		if d.Enforced.Allow || !d.Shadow.Allow || d.Enforced.Revision != e.Revision() || !strings.HasPrefix(d.Shadow.Revision, "dir:sha256:") ||
-			d.Backend != "employees" || d.Method != "tools/call" || d.Tool != "delete_employee" || d.Subject != "alice@example.com" ||
+			d.Backend != "employees" || d.Kind != KindRequest || d.Method != "tools/call" || d.Tool != "delete_employee" || d.Subject != "alice@example.com" ||
 			strings.Join(d.Enforced.Reasons, ";") != strings.Join(enforced.Reasons, ";") {
 			t.Fatalf("disagreement %+v", d)
 		}

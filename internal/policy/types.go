@@ -11,7 +11,15 @@ import (
 // InputVersion is the version of the policy input contract (input.version).
 const InputVersion = 1
 
-// Input is the policy input contract of ARCHITECTURE.md. Keep the two in step.
+// Input is the policy input contract (input.version 1), documented in
+// README.md's policy guide: keep the two in step.
+//
+// The gateway decides everything that reaches a backend, not only JSON-RPC
+// requests: mcp.kind says what is decided (KindRequest, KindNotification,
+// KindResponse, KindStream or KindClose) and http.method how it arrived.
+// Rules key on mcp.kind, never on the text of mcp.method: a JSON-RPC request
+// may be called "GET". An empty kind is what inputs written before the field
+// existed hold; the shipped policy reads it as "request".
 type Input struct {
 	Version int          `json:"version"`
 	Token   TokenInput   `json:"token"`
@@ -51,7 +59,29 @@ type BackendInput struct {
 	Labels   map[string]string `json:"labels"`
 }
 
+// Values of MCPInput.Kind.
+const (
+	// KindRequest is a JSON-RPC request; mcp.method is its method.
+	KindRequest = "request"
+	// KindNotification is a JSON-RPC notification; mcp.method is its method.
+	KindNotification = "notification"
+	// KindResponse is a client's JSON-RPC response (result or error) to a
+	// server-initiated request (sampling, elicitation, roots); mcp.method is "".
+	KindResponse = "response"
+	// KindStream is an HTTP GET opening the session's server-to-client SSE
+	// stream; mcp.method is "GET".
+	KindStream = "stream"
+	// KindClose is an HTTP DELETE ending the session; mcp.method is "DELETE".
+	KindClose = "close"
+)
+
 type MCPInput struct {
+	// Kind is what is decided: one of KindRequest, KindNotification,
+	// KindResponse, KindStream, KindClose ("" reads as KindRequest in the
+	// shipped policy).
+	Kind string `json:"kind"`
+	// Method is the JSON-RPC method of a request or notification, "" for a
+	// response, "GET" for a stream and "DELETE" for a close.
 	Method string `json:"method"`
 	// Tool is params.name of tools/call and prompts/get, params.uri of resources/read.
 	Tool            string         `json:"tool"`
@@ -106,7 +136,8 @@ const (
 // Authorizer is what the request path asks. Implementations never return an
 // allow on error: every failure is a deny Decision with the reason.
 type Authorizer interface {
-	// Decide evaluates data.mcp.gateway.decision for one JSON-RPC message.
+	// Decide evaluates data.mcp.gateway.decision for one request to a
+	// backend: a JSON-RPC message, a GET stream or a DELETE (in.MCP.Kind).
 	Decide(ctx context.Context, in *Input) Decision
 	// VisibleCatalog returns the names (URIs for resources) the caller may
 	// see in a catalog prepared once per backend list, so repeated lists cost

@@ -141,6 +141,8 @@ func TestVisibleCache(t *testing.T) {
 		"agent":       func(in *Input) { in.Agent.ID = "claude-code" },
 		"backend":     func(in *Input) { in.Backend.Name = "files" },
 		"remote addr": func(in *Input) { in.HTTP.RemoteAddr = "10.0.0.9:1" },
+		"kind":        func(in *Input) { in.MCP.Kind = "" },
+		"method":      func(in *Input) { in.MCP.Method = "resources/list" },
 		"annotations": func(in *Input) {
 			in.Tools = append([]Tool(nil), in.Tools...)
 			in.Tools[3] = Tool{Name: "update_employee", Annotations: map[string]any{"readOnlyHint": true}}
@@ -171,7 +173,15 @@ func TestVisibleCache(t *testing.T) {
 // A policy change must never be answered from the cache of the old one.
 func TestVisibleCacheFollowsPolicyChanges(t *testing.T) {
 	dir := t.TempDir()
-	for _, name := range []string{"gateway.rego", "caller.rego", "scopes.rego", "roles.rego", "arguments.rego", "admin.rego", "data.json"} {
+	files, err := os.ReadDir(shippedPolicies)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		name := f.Name()
+		if f.IsDir() || !(strings.HasSuffix(name, ".rego") || strings.HasSuffix(name, ".json")) {
+			continue
+		}
 		body, err := os.ReadFile(filepath.Join(shippedPolicies, name))
 		if err != nil {
 			t.Fatal(err)
