@@ -4,20 +4,28 @@ import (
 	"hash/maphash"
 	"sync"
 
+	"github.com/mcpgw/mcpgw/internal/ijson"
 	"github.com/mcpgw/mcpgw/internal/mcp"
 	"github.com/mcpgw/mcpgw/internal/policy"
 )
 
-// catalog remembers what each backend lists. Tools' annotations feed
-// tools/call decisions (readOnlyHint): a tool the gateway has not seen
-// listed reaches the policy without annotations, and so is treated as not
-// read-only. Prepared lists make repeated visibility queries cheap: the
-// policy engine caches its answers per caller and prepared list.
+// catalog remembers what each backend lists. A tool's annotations feed
+// tools/call decisions (readOnlyHint) and its input schema the check of
+// argument names; a call to a tool the gateway has not seen listed makes it
+// fetch the backend's list first (toolschema.go), so every replica decides
+// a call on the same entry. Prepared lists make repeated visibility queries
+// cheap: the policy engine caches its answers per caller and prepared list.
 type catalog struct {
 	seed     maphash.Seed
 	mu       sync.RWMutex
-	tools    map[string]map[string]map[string]any
+	tools    map[string]map[string]toolEntry
 	prepared map[preparedKey]*policy.Catalog
+}
+
+// toolEntry is what the gateway knows of one listed tool.
+type toolEntry struct {
+	annotations map[string]any
+	schema      ijson.Value
 }
 
 type preparedKey struct {
@@ -31,7 +39,7 @@ type preparedKey struct {
 const maxPrepared = 1024
 
 func newCatalog() *catalog {
-	return &catalog{seed: maphash.MakeSeed(), tools: map[string]map[string]map[string]any{}, prepared: map[preparedKey]*policy.Catalog{}}
+	return &catalog{seed: maphash.MakeSeed(), tools: map[string]map[string]toolEntry{}, prepared: map[preparedKey]*policy.Catalog{}}
 }
 
 // remember merges one page of a tools/list result.
@@ -40,19 +48,20 @@ func (c *catalog) remember(backend string, items []mcp.ListItem) {
 	defer c.mu.Unlock()
 	m := c.tools[backend]
 	if m == nil {
-		m = map[string]map[string]any{}
+		m = map[string]toolEntry{}
 		c.tools[backend] = m
 	}
 	for _, it := range items {
-		m[it.Name] = it.Annotations
+		m[it.Name] = toolEntry{annotations: it.Annotations, schema: it.InputSchema}
 	}
 }
 
-// tool is the policy's view of one tool of backend.
-func (c *catalog) tool(backend, name string) policy.Tool {
+// tool is the entry of one tool of backend, if the gateway has seen it listed.
+func (c *catalog) tool(backend, name string) (toolEntry, bool) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	return policy.Tool{Name: name, Annotations: c.tools[backend][name]}
+	e, ok := c.tools[backend][name]
+	return e, ok
 }
 
 // prepare returns the prepared form of one page of a list, building it

@@ -1,94 +1,120 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
+	"strings"
+
+	mcpgo "github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/mcpgw/mcpgw/internal/mcp"
 	"github.com/mcpgw/mcpgw/internal/policy"
 )
 
-// filterJSON filters the list results in a JSON reply (one response or a
-// batch) and appends the errors of batch members the policy denied.
-func (g *Gateway) filterJSON(ctx context.Context, cl *call, payload []byte, methods map[string]string, denied [][]byte) []byte {
-	var batch []json.RawMessage
-	if len(payload) > 0 && payload[0] == '[' && json.Unmarshal(payload, &batch) == nil {
-		for i, raw := range batch {
-			batch[i], _ = g.filterMessage(ctx, cl, raw, methods)
-		}
-		for _, d := range denied {
-			batch = append(batch, d)
-		}
-		out, err := json.Marshal(batch)
-		if err != nil {
-			return payload
-		}
-		return out
-	}
-	out, _ := g.filterMessage(ctx, cl, payload, methods)
-	if len(denied) > 0 {
-		// A single forwarded message plus denied ones only happens in a batch
-		// whose backend answered with one object; keep every answer.
-		all := append([]json.RawMessage{out}, toRaw(denied)...)
-		if b, err := json.Marshal(all); err == nil {
-			return b
-		}
+// filterReply reads a backend's non-streamed reply. A reply that is JSON is
+// read strictly, its list results filtered and the errors of batch members
+// the policy denied appended; what is sent on is the encoding of that
+// reading. A reply that only looks like JSON to a lenient reader, or is
+// labelled JSON but cannot be read, is refused (err): a client could read a
+// list from it that the gateway did not filter. Anything else (a plain-text
+// error page) is passed on as it is.
+// requests are the forwarded requests of one exchange by their id's key
+// (mcp.Message.IDKey): replies are matched to them.
+type requests map[string]request
+
+type request struct {
+	method string
+	id     mcpgo.RequestId
+}
+
+// errors are one JSON-RPC error response for each request, in a stable order.
+func (r requests) errors(code int, msg string) [][]byte {
+	keys := slices.Sorted(maps.Keys(r))
+	out := make([][]byte, len(keys))
+	for i, k := range keys {
+		out[i] = mcp.ErrorResponse(r[k].id, code, msg, nil)
 	}
 	return out
 }
 
-func toRaw(parts [][]byte) []json.RawMessage {
-	out := make([]json.RawMessage, len(parts))
-	for i, p := range parts {
-		out[i] = p
+func (g *Gateway) filterReply(ctx context.Context, cl *call, payload []byte, contentType string, pending requests, denied [][]byte) (out []byte, isJSON bool, err error) {
+	if len(bytes.TrimSpace(payload)) == 0 && len(denied) == 0 {
+		return payload, false, nil
 	}
-	return out
+	msgs, batch, err := mcp.ParseReply(payload)
+	if err != nil {
+		if len(bytes.TrimSpace(payload)) > 0 && (json.Valid(payload) || strings.Contains(strings.ToLower(contentType), "json")) {
+			return nil, false, fmt.Errorf("unreadable JSON reply: %w", err)
+		}
+		if len(denied) > 0 {
+			return nil, false, fmt.Errorf("non-JSON reply to a batch with denied members: %w", err)
+		}
+		return payload, false, nil
+	}
+	parts := make([][]byte, 0, len(msgs)+len(denied))
+	for i := range msgs {
+		parts = append(parts, g.filterMessage(ctx, cl, &msgs[i], pending))
+	}
+	parts = append(parts, denied...)
+	// Several parts only come from a batch, which is answered with an array.
+	return mcp.EncodeMessages(parts, batch || len(parts) > 1), true, nil
 }
 
-// filterMessage filters one message if it is the result of a list call. The
-// list is recognised by the request's method, or by shape when the gateway
-// did not see the request (a resumed stream), so no catalog slips through
-// unfiltered. changed reports whether raw was rewritten.
-func (g *Gateway) filterMessage(ctx context.Context, cl *call, raw []byte, methods map[string]string) (out []byte, changed bool) {
-	resp, err := mcp.ParseResponse(raw)
-	if err != nil || len(resp.Result) == 0 {
-		return raw, false
+// filterEvent is filterReply for the data of one SSE event. answered lists
+// the ids of the responses it carried.
+func (g *Gateway) filterEvent(ctx context.Context, cl *call, data []byte, pending requests) (out []byte, answered []string, err error) {
+	msgs, batch, err := mcp.ParseReply(data)
+	if err != nil {
+		return nil, nil, err
 	}
-	method, known := methods[resp.ID.String()]
-	key := mcp.ListKeyForMethod(method)
-	if !known {
-		key = mcp.DetectListKey(resp.Result)
+	parts := make([][]byte, 0, len(msgs))
+	for i := range msgs {
+		if msgs[i].Kind == mcp.KindResponse {
+			answered = append(answered, msgs[i].IDKey)
+		}
+		parts = append(parts, g.filterMessage(ctx, cl, &msgs[i], pending))
 	}
-	if key == "" {
-		return raw, false
+	return mcp.EncodeMessages(parts, batch), answered, nil
+}
+
+// filterMessage filters the lists in one message's result and returns the
+// message's encoding. The list is recognised by the request's method, and by
+// shape whatever the method, so no catalog slips through unfiltered (a
+// resumed stream, or a reply to one request shaped like another's).
+func (g *Gateway) filterMessage(ctx context.Context, cl *call, m *mcp.Message, pending requests) []byte {
+	result, ok := m.Result()
+	if !ok {
+		return m.Encode()
 	}
-	items, err := mcp.ParseList(resp.Result, key)
+	lists, err := mcp.FindLists(result, pending[m.IDKey].method)
 	if err != nil {
 		g.log.Warn("backend sent a malformed list", "request_id", cl.requestID, "backend", cl.route.backend.Name, "err", err)
-		return mcp.ErrorResponse(resp.ID, mcp.CodeBackend, fmt.Sprintf("backend %s sent a malformed %s result", cl.route.backend.Name, key), nil), true
+		return mcp.ErrorResponse(m.ID, mcp.CodeBackend, fmt.Sprintf("backend %s sent a malformed list result", cl.route.backend.Name), nil)
 	}
-	if key == mcp.ListTools {
-		g.catalog.remember(cl.route.backend.Name, items)
+	if len(lists) == 0 {
+		return m.Encode()
 	}
-	visible := g.visible(ctx, cl, key, items)
-	filtered, err := mcp.FilterList(resp.Result, key, func(it mcp.ListItem) bool { return visible[it.Key(key)] })
-	if err != nil {
-		return mcp.ErrorResponse(resp.ID, mcp.CodeBackend, fmt.Sprintf("backend %s sent a malformed %s result", cl.route.backend.Name, key), nil), true
+	visible := make(map[mcp.ListKey]map[string]bool, len(lists))
+	for _, l := range lists {
+		if l.Key == mcp.ListTools {
+			g.catalog.remember(cl.route.backend.Name, l.Items)
+		}
+		visible[l.Key] = g.visible(ctx, cl, l.Key, l.Items)
 	}
-	out, err = resp.WithResult(filtered)
-	if err != nil {
-		return mcp.ErrorResponse(resp.ID, mcp.CodeBackend, "could not re-encode a filtered list", nil), true
-	}
-	return out, true
+	m.SetResult(mcp.FilterLists(result, lists, func(k mcp.ListKey, it mcp.ListItem) bool { return visible[k][it.Key(k)] }))
+	return m.Encode()
 }
 
 // visible asks the policy which items the caller may see; on any error it
 // hides them all.
 func (g *Gateway) visible(ctx context.Context, cl *call, key mcp.ListKey, items []mcp.ListItem) map[string]bool {
 	in := cl.base
-	in.MCP = policy.MCPInput{Method: listMethod(key)}
+	in.MCP = policy.MCPInput{Kind: policy.KindRequest, Method: listMethod(key)}
 	cat, err := g.catalog.prepare(cl.route.backend.Name, key, items)
 	if err == nil {
 		var vis map[string]bool

@@ -23,6 +23,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/mcpgw/mcpgw/internal/audit"
 	"github.com/mcpgw/mcpgw/internal/config"
 	"github.com/mcpgw/mcpgw/internal/identity"
 	"github.com/mcpgw/mcpgw/internal/policy"
@@ -53,6 +54,9 @@ type Options struct {
 	Observer Observer
 	// Tracer makes the request spans; nil means no tracing.
 	Tracer trace.Tracer
+	// Audit receives the records of requests refused before the policy
+	// could decide them (the policy engine records its own decisions).
+	Audit func(context.Context, audit.Record)
 }
 
 // Observer is told about each relayed request; the telemetry package implements it.
@@ -73,6 +77,7 @@ type Gateway struct {
 	topo      atomic.Pointer[topology]
 	client    *upstream.Client
 	catalog   *catalog
+	fetcher   *catalogFetcher
 	loopback  atomic.Bool
 	streams   sync.WaitGroup
 	// draining is closed when Shutdown starts: GET streams, which never end
@@ -109,6 +114,7 @@ func New(opts Options) (*Gateway, error) {
 		publicURL: pub,
 		client:    upstream.NewClient(),
 		catalog:   newCatalog(),
+		fetcher:   newCatalogFetcher(),
 		draining:  make(chan struct{}),
 		shutdown:  make(chan struct{}),
 	}

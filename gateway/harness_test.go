@@ -14,6 +14,7 @@ import (
 	mcpgo "github.com/mark3labs/mcp-go/mcp"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/mcpgw/mcpgw/internal/audit"
 	"github.com/mcpgw/mcpgw/internal/config"
 	"github.com/mcpgw/mcpgw/internal/demo"
 	"github.com/mcpgw/mcpgw/internal/identity"
@@ -45,6 +46,8 @@ type harnessOptions struct {
 	tracer trace.Tracer
 	// wrapNotes wraps the notes backend's handler (to see what it receives).
 	wrapNotes func(http.Handler) http.Handler
+	// audit receives the records of refused requests.
+	audit func(context.Context, audit.Record)
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -116,7 +119,7 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 		// do not depend on the shipped roles.
 		authz = engineFor(t, "../testdata/policy/allow-all")
 	}
-	gw, err := New(Options{Config: cfg, Verifier: v, Authorizer: authz, Sealer: sealer, Logger: quietLogger(), Tracer: o.tracer})
+	gw, err := New(Options{Config: cfg, Verifier: v, Authorizer: authz, Sealer: sealer, Logger: quietLogger(), Tracer: o.tracer, Audit: o.audit})
 	if err != nil {
 		t.Fatalf("gateway: %v", err)
 	}

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"mime"
@@ -74,10 +73,22 @@ func (g *Gateway) handleMCP(c *fiber.Ctx) error {
 		return nil
 	}
 	span.SetAttributes(attribute.String("enduser.id", p.Subject))
+	requestID := fmt.Sprint(c.Locals("requestid"))
+	path := string(c.Request().URI().PathOriginal())
+	if err := checkRequestPath(path); err != nil {
+		g.recordRefusal(ctx, refusal{principal: p, requestID: requestID, method: c.Method(), reason: err.Error()})
+		return writeOAuthError(c, fiber.StatusBadRequest, "invalid_request", err.Error(), "")
+	}
 	topo := g.topo.Load()
-	r, rest := topo.match(c.Path())
+	r, rest := topo.match(path)
 	if r == nil {
-		return writeOAuthError(c, fiber.StatusNotFound, "not_found", "no backend serves path "+c.Path(), "")
+		return writeOAuthError(c, fiber.StatusNotFound, "not_found", "no backend serves path "+path, "")
+	}
+	if rest != "" && rest != "/" && !r.backend.ForwardSubpaths {
+		return writeOAuthError(c, fiber.StatusNotFound, "not_found", fmt.Sprintf("backend %s serves %s only, not paths below it (backends.%s.forward_subpaths)", r.backend.Name, r.prefix, r.backend.Name), "")
+	}
+	if !r.backend.ForwardSubpaths {
+		rest = ""
 	}
 	agent, err := topo.agentFor(c.Get("X-Agent-ID"), p)
 	if err != nil {
@@ -92,7 +103,7 @@ func (g *Gateway) handleMCP(c *fiber.Ctx) error {
 		return g.forbidScope(c, "", fmt.Sprintf("agent %q has no access to backend %s (backend_access)", agent.ID(), r.backend.Name), "")
 	}
 	span.SetAttributes(attribute.String("mcpgw.backend", r.backend.Name), attribute.String("mcpgw.agent", agent.ID()))
-	cl := &call{route: r, rest: rest, agent: agent, principal: p, token: token, requestID: fmt.Sprint(c.Locals("requestid"))}
+	cl := &call{route: r, rest: rest, agent: agent, principal: p, token: token, requestID: requestID}
 	if id := c.Get(mcpgo.HeaderSessionID); id != "" {
 		s, err := g.opts.Sealer.Open(id)
 		if err != nil || s.Backend != r.backend.Name || s.Subject != subjectKey(p) {
@@ -111,7 +122,7 @@ func (g *Gateway) handleMCP(c *fiber.Ctx) error {
 			Scopes: agent.Scopes, BackendAccess: agent.BackendAccess,
 		},
 		Backend: policy.BackendInput{Name: r.backend.Name, AuthType: r.backend.AuthMethod, Labels: r.backend.Labels},
-		HTTP:    policy.HTTPInput{Method: c.Method(), Path: c.Path(), RemoteAddr: c.IP()},
+		HTTP:    policy.HTTPInput{Method: c.Method(), Path: path, RemoteAddr: c.IP()},
 	}
 	switch c.Method() {
 	case fiber.MethodPost:
@@ -146,14 +157,46 @@ func accepts(header, mediaType string) bool {
 	return false
 }
 
-// input is the policy input for one message.
+// input is the policy input for one message: everything in it is read from
+// the message exactly as it will be forwarded.
 func (g *Gateway) input(cl *call, m *mcp.Message, version string) policy.Input {
 	in := cl.base
-	in.MCP = policy.MCPInput{Method: m.Method, Tool: m.ToolName(), Arguments: m.Arguments(), ProtocolVersion: version}
-	if m.Method == string(mcpgo.MethodToolsCall) && in.MCP.Tool != "" {
-		in.Tools = []policy.Tool{g.catalog.tool(cl.route.backend.Name, in.MCP.Tool)}
-	}
+	in.MCP = policy.MCPInput{Kind: m.Kind.String(), Method: m.Method, Tool: m.Target(), Arguments: m.Arguments(), ProtocolVersion: version}
 	return in
+}
+
+// sessionInput is the policy input of a GET stream or a DELETE, which carry
+// no JSON-RPC message but reach the backend all the same.
+func (g *Gateway) sessionInput(cl *call, kind, method string) policy.Input {
+	in := cl.base
+	in.MCP = policy.MCPInput{Kind: kind, Method: method}
+	return in
+}
+
+// checkCall reads what a tools/call needs besides the policy: the called
+// tool's catalog entry (its annotations go into the input) and, against its
+// input schema, argument names a case-insensitive server would read as
+// another property. A refusal is returned as a JSON-RPC error.
+func (g *Gateway) checkCall(ctx context.Context, cl *call, m *mcp.Message, in *policy.Input) *mcp.Error {
+	if m.Method != string(mcpgo.MethodToolsCall) {
+		return nil
+	}
+	name := m.Target()
+	entry, err := g.toolFor(ctx, cl, name)
+	if errors.Is(err, errToolNotListed) {
+		return &mcp.Error{Code: mcpgo.INVALID_PARAMS, Message: "invalid params: " + err.Error(), Status: fiber.StatusOK}
+	}
+	if err != nil {
+		g.log.Warn("could not list the backend's tools to decide a call", "request_id", cl.requestID, "backend", cl.route.backend.Name, "err", err)
+		return &mcp.Error{Code: mcp.CodeBackend, Message: fmt.Sprintf("backend %s: could not read its tool list to decide the call", cl.route.backend.Name), Status: fiber.StatusBadGateway}
+	}
+	if args, ok := m.ArgumentsValue(); ok {
+		if err := checkArgumentNames(entry.schema, args, "arguments"); err != nil {
+			return &mcp.Error{Code: mcpgo.INVALID_PARAMS, Message: "invalid params: " + err.Error(), Status: fiber.StatusOK}
+		}
+	}
+	in.Tools = []policy.Tool{{Name: name, Annotations: entry.annotations}}
+	return nil
 }
 
 func (g *Gateway) post(c *fiber.Ctx, cl *call) error {
@@ -163,10 +206,11 @@ func (g *Gateway) post(c *fiber.Ctx, cl *call) error {
 	if accept := c.Get(fiber.HeaderAccept); !accepts(accept, "application/json") || !accepts(accept, "text/event-stream") {
 		return writeRPCError(c, fiber.StatusNotAcceptable, nil, mcpgo.INVALID_REQUEST, "Accept header must list both application/json and text/event-stream", nil)
 	}
-	body := append([]byte(nil), c.Body()...)
-	msgs, batch, perr := mcp.ParseBody(body)
+	ctx := c.UserContext()
+	msgs, batch, perr := mcp.ParseBody(c.Body(), g.server.MaxBatchMessages)
 	if perr != nil {
-		return writeRPCError(c, perr.Status, nil, perr.Code, perr.Message, nil)
+		g.recordRefusal(ctx, cl.refusal(fiber.MethodPost, "", perr.Message))
+		return writeRPCError(c, perr.Status, perr.ID, perr.Code, perr.Message, nil)
 	}
 	version := c.Get(mcpgo.HeaderProtocolVersion)
 	if version != "" && !mcpgo.IsValidProtocolVersion(version) {
@@ -184,24 +228,29 @@ func (g *Gateway) post(c *fiber.Ctx, cl *call) error {
 		}
 	}
 	if !batch && msgs[0].Kind != mcp.KindResponse {
-		if err := mcpgo.ValidateStandardHeaders(func(k string) string { return c.Get(k) }, version, mcpgo.MCPMethod(msgs[0].Method), msgs[0].Params); err != nil {
+		if err := mcpgo.ValidateStandardHeaders(func(k string) string { return c.Get(k) }, version, mcpgo.MCPMethod(msgs[0].Method), msgs[0].ParamsJSON()); err != nil {
 			return writeRPCError(c, fiber.StatusBadRequest, &msgs[0].ID, mcpgo.INVALID_REQUEST, err.Error(), nil)
 		}
 	}
 
-	ctx, policySpan := telemetry.StartSpan(c.UserContext(), g.opts.Tracer, telemetry.SpanPolicy)
-	methods := map[string]string{}
+	ctx, policySpan := telemetry.StartSpan(ctx, g.opts.Tracer, telemetry.SpanPolicy)
+	pending := requests{}
 	var denied [][]byte
-	forward := make([]json.RawMessage, 0, len(msgs))
+	forward := make([][]byte, 0, len(msgs))
 	for i := range msgs {
 		m := &msgs[i]
-		if m.Kind == mcp.KindResponse {
-			// A client's answer to a server request (sampling, elicitation)
-			// travels on the session the policy already admitted.
-			forward = append(forward, m.Raw)
+		in := g.input(cl, m, effective)
+		if rerr := g.checkCall(ctx, cl, m, &in); rerr != nil {
+			g.recordRefusal(ctx, cl.refusal(m.Method, m.Target(), rerr.Message))
+			if !batch && rerr.Status != fiber.StatusOK {
+				policySpan.End()
+				return writeRPCError(c, rerr.Status, &m.ID, rerr.Code, rerr.Message, nil)
+			}
+			if m.Kind == mcp.KindRequest {
+				denied = append(denied, mcp.ErrorResponse(m.ID, rerr.Code, rerr.Message, nil))
+			}
 			continue
 		}
-		in := g.input(cl, m, effective)
 		d := g.opts.Authorizer.Decide(ctx, &in)
 		if !d.Allow {
 			reasons := strings.Join(d.Reasons, "; ")
@@ -216,54 +265,23 @@ func (g *Gateway) post(c *fiber.Ctx, cl *call) error {
 			continue
 		}
 		if m.Kind == mcp.KindRequest {
-			methods[m.ID.String()] = m.Method
+			pending[m.IDKey] = request{method: m.Method, id: m.ID}
 		}
-		forward = append(forward, m.Raw)
+		// What is forwarded is the encoding of what was decided, never the
+		// bytes that came in.
+		forward = append(forward, m.Encode())
 	}
 	policySpan.End()
 	if len(forward) == 0 {
 		if len(denied) == 0 {
 			return c.SendStatus(fiber.StatusAccepted)
 		}
-		return sendJSON(c, fiber.StatusOK, joinResponses(denied, batch))
+		return sendJSON(c, fiber.StatusOK, mcp.EncodeMessages(denied, batch))
 	}
-	switch {
-	case len(forward) == len(msgs):
-		// Forward the body as it came.
-	case len(forward) == 1:
-		// One survivor goes alone: backends of later revisions reject
-		// arrays, and the reply is re-wrapped with the denials anyway.
-		body = forward[0]
-	default:
-		var err error
-		if body, err = json.Marshal(forward); err != nil {
-			return fmt.Errorf("encode forwarded batch: %w", err)
-		}
-	}
-	ids := requestIDs(msgs)
-	return g.relay(c, cl, http.MethodPost, body, ids, methods, denied, batch)
-}
-
-func requestIDs(msgs []mcp.Message) []mcpgo.RequestId {
-	var ids []mcpgo.RequestId
-	for _, m := range msgs {
-		if m.Kind == mcp.KindRequest {
-			ids = append(ids, m.ID)
-		}
-	}
-	return ids
-}
-
-func joinResponses(parts [][]byte, batch bool) []byte {
-	if !batch && len(parts) == 1 {
-		return parts[0]
-	}
-	raws := make([]json.RawMessage, len(parts))
-	for i, p := range parts {
-		raws[i] = p
-	}
-	b, _ := json.Marshal(raws)
-	return b
+	// A lone survivor of a batch goes alone: backends of later revisions
+	// reject arrays, and the reply is re-wrapped with the denials anyway.
+	body := mcp.EncodeMessages(forward, batch && (len(forward) > 1 || len(forward) == len(msgs)))
+	return g.relay(c, cl, http.MethodPost, body, pending, denied, batch)
 }
 
 func sendJSON(c *fiber.Ctx, status int, body []byte) error {
@@ -275,11 +293,34 @@ func (g *Gateway) get(c *fiber.Ctx, cl *call) error {
 	if !accepts(c.Get(fiber.HeaderAccept), "text/event-stream") {
 		return writeRPCError(c, fiber.StatusNotAcceptable, nil, mcpgo.INVALID_REQUEST, "Accept header must list text/event-stream", nil)
 	}
-	return g.relay(c, cl, http.MethodGet, nil, nil, nil, nil, false)
+	if allowed, err := g.decideSession(c, cl, policy.KindStream, fiber.MethodGet); !allowed {
+		return err
+	}
+	return g.relay(c, cl, http.MethodGet, nil, nil, nil, false)
 }
 
 func (g *Gateway) delete(c *fiber.Ctx, cl *call) error {
-	return g.relay(c, cl, http.MethodDelete, nil, nil, nil, nil, false)
+	if allowed, err := g.decideSession(c, cl, policy.KindClose, fiber.MethodDelete); !allowed {
+		return err
+	}
+	return g.relay(c, cl, http.MethodDelete, nil, nil, nil, false)
+}
+
+// decideSession asks the policy about a GET stream or a DELETE and answers
+// 403 when it denies.
+func (g *Gateway) decideSession(c *fiber.Ctx, cl *call, kind, method string) (bool, error) {
+	in := g.sessionInput(cl, kind, method)
+	ctx, span := telemetry.StartSpan(c.UserContext(), g.opts.Tracer, telemetry.SpanPolicy)
+	d := g.opts.Authorizer.Decide(ctx, &in)
+	span.End()
+	if d.Allow {
+		return true, nil
+	}
+	reasons := strings.Join(d.Reasons, "; ")
+	if d.Status == fiber.StatusForbidden && d.Scope != "" {
+		return false, g.forbidScope(c, d.Scope, reasons, d.ID)
+	}
+	return false, writeOAuthError(c, fiber.StatusForbidden, "access_denied", "forbidden by policy: "+reasons, d.ID)
 }
 
 // forwardedHeaders are the client headers a backend may see. Authorization
@@ -310,7 +351,7 @@ func (g *Gateway) upstreamHeaders(c *fiber.Ctx, cl *call) http.Header {
 
 // relay sends the request on and hands the response back: JSON whole, SSE
 // event by event, both with list results filtered.
-func (g *Gateway) relay(c *fiber.Ctx, cl *call, method string, body []byte, ids []mcpgo.RequestId, methods map[string]string, denied [][]byte, batch bool) error {
+func (g *Gateway) relay(c *fiber.Ctx, cl *call, method string, body []byte, pending requests, denied [][]byte, batch bool) error {
 	start := time.Now()
 	r := cl.route
 	// fasthttp does not cancel a request's context when the client leaves,
@@ -327,7 +368,7 @@ func (g *Gateway) relay(c *fiber.Ctx, cl *call, method string, body []byte, ids 
 	header := g.upstreamHeaders(c, cl)
 	telemetry.Inject(upCtx, header)
 	resp, err := g.client.Send(upCtx, r.injector, cl.caller(), upstream.Request{
-		Method: method, URL: r.target + cl.rest, Header: header, Body: body, Timeout: r.backend.Timeout(),
+		Method: method, URL: r.forwardURL(cl.rest), Header: header, Body: body, Timeout: r.backend.Timeout(),
 	})
 	telemetry.EndSpan(upSpan, err)
 	if g.opts.Observer != nil {
@@ -335,7 +376,7 @@ func (g *Gateway) relay(c *fiber.Ctx, cl *call, method string, body []byte, ids 
 	}
 	if err != nil {
 		g.observe(r.backend.Name, method, "backend_error", start)
-		return g.backendFailure(c, cl, err, ids, batch)
+		return g.backendFailure(c, cl, err, pending, batch)
 	}
 	if sid := resp.Header.Get(mcpgo.HeaderSessionID); sid != "" {
 		if cl.hasSession && sid == cl.session.Upstream {
@@ -354,36 +395,46 @@ func (g *Gateway) relay(c *fiber.Ctx, cl *call, method string, body []byte, ids 
 		resp.Body.Close()
 		g.observe(r.backend.Name, method, "backend_refused", start)
 		msg := fmt.Sprintf("backend %s refused the gateway's credential (HTTP %d)", r.backend.Name, resp.StatusCode)
-		return g.failRequests(c, fiber.StatusBadGateway, ids, batch, mcp.CodeCredential, msg)
+		return g.failRequests(c, fiber.StatusBadGateway, pending, batch, mcp.CodeCredential, msg)
 	case resp.StatusCode == http.StatusAccepted || resp.StatusCode == http.StatusNoContent:
 		resp.Body.Close()
 		g.observe(r.backend.Name, method, "ok", start)
 		if len(denied) > 0 {
-			return sendJSON(c, fiber.StatusOK, joinResponses(denied, batch))
+			return sendJSON(c, fiber.StatusOK, mcp.EncodeMessages(denied, batch))
 		}
 		return c.SendStatus(resp.StatusCode)
 	case mediaType(resp.Header.Get("Content-Type")) == "text/event-stream":
 		streaming = true
 		g.observe(r.backend.Name, method, "stream", start)
-		return g.stream(c, cl, resp, methods, denied, ctx, cancel)
+		return g.stream(c, cl, resp, pending, denied, ctx, cancel)
 	}
 	payload, err := readBody(resp)
 	if err != nil {
 		g.observe(r.backend.Name, method, "backend_error", start)
 		if upstream.TimedOut(resp) {
-			return g.backendFailure(c, cl, &upstream.BackendError{Backend: r.backend.Name, Timeout: true, Err: err}, ids, batch)
+			return g.backendFailure(c, cl, &upstream.BackendError{Backend: r.backend.Name, Timeout: true, Err: err}, pending, batch)
 		}
-		return g.backendFailure(c, cl, &upstream.BackendError{Backend: r.backend.Name, Err: err}, ids, batch)
+		return g.backendFailure(c, cl, &upstream.BackendError{Backend: r.backend.Name, Err: err}, pending, batch)
 	}
 	ct := resp.Header.Get("Content-Type")
-	if mediaType(ct) == fiber.MIMEApplicationJSON && resp.StatusCode < 300 {
-		payload = g.filterJSON(ctx, cl, payload, methods, denied)
+	// Whatever the status and media type, a reply that is JSON is read and
+	// its lists filtered: clients read JSON under other labels too
+	// (application/json-seq), and error statuses can carry results.
+	out, isJSON, err := g.filterReply(ctx, cl, payload, ct, pending, denied)
+	if err != nil {
+		g.log.Warn("backend reply refused", "request_id", cl.requestID, "backend", r.backend.Name, "err", err)
+		g.observe(r.backend.Name, method, "backend_error", start)
+		return g.failRequests(c, fiber.StatusBadGateway, pending, batch, mcp.CodeBackend,
+			fmt.Sprintf("backend %s sent a reply the gateway cannot read unambiguously", r.backend.Name))
 	}
 	g.observe(r.backend.Name, method, outcome(resp.StatusCode), start)
-	if ct != "" {
+	switch {
+	case isJSON:
+		c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+	case ct != "":
 		c.Set(fiber.HeaderContentType, ct)
 	}
-	return c.Status(resp.StatusCode).Send(payload)
+	return c.Status(resp.StatusCode).Send(out)
 }
 
 // maxJSONResponse bounds a non-streamed backend reply held in memory.
@@ -416,32 +467,29 @@ func (g *Gateway) observe(backend, method, result string, start time.Time) {
 
 // backendFailure answers every request of the message with a JSON-RPC error
 // naming the backend: 504 for a timeout, 502 otherwise.
-func (g *Gateway) backendFailure(c *fiber.Ctx, cl *call, err error, ids []mcpgo.RequestId, batch bool) error {
+func (g *Gateway) backendFailure(c *fiber.Ctx, cl *call, err error, pending requests, batch bool) error {
 	var be *upstream.BackendError
 	var ce *upstream.CredentialError
 	switch {
 	case errors.As(err, &ce):
 		g.log.Warn("backend credential failed", "request_id", cl.requestID, "backend", ce.Backend, "oauth_error", ce.Code, "err", ce.Err)
-		return g.failRequests(c, fiber.StatusBadGateway, ids, batch, mcp.CodeCredential, ce.Error())
+		return g.failRequests(c, fiber.StatusBadGateway, pending, batch, mcp.CodeCredential, ce.Error())
 	case errors.As(err, &be):
 		g.log.Warn("backend failed", "request_id", cl.requestID, "backend", be.Backend, "timeout", be.Timeout, "err", be.Err)
 		status := fiber.StatusBadGateway
 		if be.Timeout {
 			status = fiber.StatusGatewayTimeout
 		}
-		return g.failRequests(c, status, ids, batch, mcp.CodeBackend, be.Error())
+		return g.failRequests(c, status, pending, batch, mcp.CodeBackend, be.Error())
 	}
 	g.log.Error("relay failed", "request_id", cl.requestID, "backend", cl.route.backend.Name, "err", err)
-	return g.failRequests(c, fiber.StatusBadGateway, ids, batch, mcp.CodeBackend, fmt.Sprintf("backend %s failed", cl.route.backend.Name))
+	return g.failRequests(c, fiber.StatusBadGateway, pending, batch, mcp.CodeBackend, fmt.Sprintf("backend %s failed", cl.route.backend.Name))
 }
 
-func (g *Gateway) failRequests(c *fiber.Ctx, status int, ids []mcpgo.RequestId, batch bool, code int, msg string) error {
-	if len(ids) == 0 {
+// failRequests answers every pending request with one JSON-RPC error.
+func (g *Gateway) failRequests(c *fiber.Ctx, status int, pending requests, batch bool, code int, msg string) error {
+	if len(pending) == 0 {
 		return writeRPCError(c, status, nil, code, msg, nil)
 	}
-	parts := make([][]byte, len(ids))
-	for i, id := range ids {
-		parts[i] = mcp.ErrorResponse(id, code, msg, nil)
-	}
-	return sendJSON(c, status, joinResponses(parts, batch))
+	return sendJSON(c, status, mcp.EncodeMessages(pending.errors(code, msg), batch))
 }

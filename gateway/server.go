@@ -167,7 +167,7 @@ func Start(ctx context.Context, cfg *config.Config, o StartOptions) (srv *Server
 	maps.Copy(injectors, o.Injectors)
 	s.Gateway, err = New(Options{
 		Config: &live, Verifier: s.Verifier, Authorizer: s.Engine, Sealer: sealer, Injectors: injectors, Logger: log,
-		Observer: s.Metrics, Tracer: tp.Tracer(telemetry.TracerName),
+		Observer: s.Metrics, Tracer: tp.Tracer(telemetry.TracerName), Audit: s.Audit.Write,
 		ReadyChecks: map[string]func(context.Context) error{
 			"identity": func(context.Context) error { return s.Verifier.Ready() },
 			"policy":   func(context.Context) error { return s.Engine.Ready() },

@@ -2,7 +2,11 @@ package gateway
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"errors"
+	"fmt"
+	"maps"
 	"net/http"
 	"time"
 
@@ -24,7 +28,7 @@ type eventOrErr struct {
 
 // stream relays an SSE response event by event, flushing each one as it
 // arrives. It must not touch the Fiber context once the writer runs.
-func (g *Gateway) stream(c *fiber.Ctx, cl *call, resp *http.Response, methods map[string]string, denied [][]byte, ctx context.Context, cancel context.CancelFunc) error {
+func (g *Gateway) stream(c *fiber.Ctx, cl *call, resp *http.Response, pending requests, denied [][]byte, ctx context.Context, cancel context.CancelFunc) error {
 	upstream.StopDeadline(resp)
 	c.Status(resp.StatusCode)
 	c.Set(fiber.HeaderContentType, "text/event-stream")
@@ -56,6 +60,10 @@ func (g *Gateway) stream(c *fiber.Ctx, cl *call, resp *http.Response, methods ma
 		if err := w.Flush(); err != nil {
 			return
 		}
+		unanswered := maps.Clone(pending)
+		if unanswered == nil {
+			unanswered = requests{}
+		}
 		events := make(chan eventOrErr)
 		go func() {
 			reader := mcp.NewEventReader(resp.Body)
@@ -77,11 +85,16 @@ func (g *Gateway) stream(c *fiber.Ctx, cl *call, resp *http.Response, methods ma
 			select {
 			case x := <-events:
 				if len(x.ev.Raw) > 0 {
-					out := x.ev.Raw
-					if x.ev.HasData {
-						if filtered, changed := g.filterMessage(ctx, cl, x.ev.Data, methods); changed {
-							out = x.ev.WithData(filtered)
+					out, ok := g.relayEvent(ctx, cl, x.ev, pending, unanswered)
+					if !ok {
+						// The backend sent what the gateway cannot read:
+						// answer what is still pending and end the stream
+						// rather than relay bytes a client may read otherwise.
+						for _, e := range unanswered.errors(mcp.CodeBackend, fmt.Sprintf("backend %s sent an event the gateway cannot read unambiguously", cl.route.backend.Name)) {
+							_, _ = w.Write(mcp.EncodeEvent(e))
 						}
+						_ = w.Flush()
+						return
 					}
 					if _, err := w.Write(out); err != nil {
 						return
@@ -91,6 +104,15 @@ func (g *Gateway) stream(c *fiber.Ctx, cl *call, resp *http.Response, methods ma
 					}
 				}
 				if x.err != nil {
+					if errors.Is(x.err, mcp.ErrEventTooLarge) {
+						// The reader stopped inside the event: answer what is
+						// still pending rather than leave the client waiting.
+						g.log.Warn("backend event refused", "request_id", cl.requestID, "backend", cl.route.backend.Name, "err", x.err)
+						for _, e := range unanswered.errors(mcp.CodeBackend, fmt.Sprintf("backend %s sent an event over %d bytes", cl.route.backend.Name, mcp.MaxEventBytes)) {
+							_, _ = w.Write(mcp.EncodeEvent(e))
+						}
+						_ = w.Flush()
+					}
 					return
 				}
 			case <-ping.C:
@@ -106,4 +128,23 @@ func (g *Gateway) stream(c *fiber.Ctx, cl *call, resp *http.Response, methods ma
 		}
 	})
 	return nil
+}
+
+// relayEvent is what the client gets for one backend event: the event with
+// its data re-encoded from the gateway's reading and its lists filtered.
+// Events without data (comments, priming events with only an id) go as
+// read. ok is false for data that is not one reading of JSON-RPC.
+func (g *Gateway) relayEvent(ctx context.Context, cl *call, ev mcp.Event, pending, unanswered requests) ([]byte, bool) {
+	if !ev.HasData || len(bytes.TrimSpace(ev.Data)) == 0 {
+		return ev.Raw, true
+	}
+	filtered, answered, err := g.filterEvent(ctx, cl, ev.Data, pending)
+	if err != nil {
+		g.log.Warn("backend event refused", "request_id", cl.requestID, "backend", cl.route.backend.Name, "err", err)
+		return nil, false
+	}
+	for _, id := range answered {
+		delete(unanswered, id)
+	}
+	return ev.WithData(filtered), true
 }

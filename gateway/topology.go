@@ -107,6 +107,15 @@ func reservedRoute(cp string) (string, bool) {
 	return "", false
 }
 
+// forwardURL is where a request goes: the backend's URL as configured, or a
+// sub-path below it for backends with forward_subpaths.
+func (r *route) forwardURL(rest string) string {
+	if rest == "" {
+		return r.backend.URL
+	}
+	return r.target + rest
+}
+
 func canonicalPath(p string) string {
 	p = "/" + strings.Trim(p, "/")
 	return p

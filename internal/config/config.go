@@ -31,10 +31,13 @@ type Server struct {
 	// (32 raw bytes, or base64 / hex text of 32 bytes). SessionKey is the same
 	// key given inline (MCPGW_SESSION_KEY). Neither set: a key is generated at
 	// start and replicas will not share sessions.
-	SessionKeyFile string   `koanf:"session_key_file"`
-	SessionKey     string   `koanf:"session_key"`
-	MaxBodyBytes   int64    `koanf:"max_body_bytes"`
-	AllowedOrigins []string `koanf:"allowed_origins"`
+	SessionKeyFile string `koanf:"session_key_file"`
+	SessionKey     string `koanf:"session_key"`
+	MaxBodyBytes   int64  `koanf:"max_body_bytes"`
+	// MaxBatchMessages bounds the members of one JSON-RPC batch (each is
+	// decided and audited). Default 100.
+	MaxBatchMessages int      `koanf:"max_batch_messages"`
+	AllowedOrigins   []string `koanf:"allowed_origins"`
 	// AllowedHosts are Host header values accepted besides public_url's host
 	// (and loopback names when listening on loopback): DNS rebinding protection.
 	AllowedHosts    []string      `koanf:"allowed_hosts"`
@@ -81,6 +84,11 @@ type Backend struct {
 	TimeoutSeconds int               `koanf:"timeout_seconds"`
 	Enabled        *bool             `koanf:"enabled"`
 	Labels         map[string]string `koanf:"labels"`
+	// ForwardSubpaths lets requests below the backend's path
+	// (/hr/extra) reach the same sub-path below its URL. Off, only the
+	// path itself is served, so no path the gateway did not decide on can
+	// be normalized by the backend into another endpoint.
+	ForwardSubpaths bool `koanf:"forward_subpaths"`
 }
 
 // IsEnabled treats an absent enabled flag as true, as the adapter does.

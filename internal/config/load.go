@@ -23,6 +23,7 @@ const defaultListenHost = "127.0.0.1"
 func applyDefaults(raw map[string]any) {
 	setDefault(raw, defaultListenHost+":8000", "server", "listen")
 	setDefault(raw, 4<<20, "server", "max_body_bytes")
+	setDefault(raw, 100, "server", "max_batch_messages")
 	setDefault(raw, "30s", "server", "read_timeout")
 	setDefault(raw, "120s", "server", "idle_timeout")
 	setDefault(raw, "15s", "server", "shutdown_timeout")

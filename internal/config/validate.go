@@ -118,6 +118,9 @@ func (c *Config) validateServer(v *validator) {
 	if s.MaxBodyBytes <= 0 {
 		v.addf("server.max_body_bytes", "must be > 0")
 	}
+	if s.MaxBatchMessages < 0 || s.MaxBatchMessages > 10000 {
+		v.addf("server.max_batch_messages", "must be between 1 and 10000 (0 means the default, 100)")
+	}
 	for _, d := range []struct {
 		key string
 		val time.Duration

@@ -1,8 +1,9 @@
 package mcp
 
 import (
-	"encoding/json"
 	"fmt"
+
+	"github.com/mcpgw/mcpgw/internal/ijson"
 )
 
 // ListKey is the member of a list result that holds its items.
@@ -14,6 +15,8 @@ const (
 	ListResourceTemplates ListKey = "resourceTemplates"
 	ListPrompts           ListKey = "prompts"
 )
+
+var listKeys = []ListKey{ListTools, ListResources, ListResourceTemplates, ListPrompts}
 
 // ListKeyForMethod says which list a request method returns, or "".
 func ListKeyForMethod(method string) ListKey {
@@ -30,33 +33,16 @@ func ListKeyForMethod(method string) ListKey {
 	return ""
 }
 
-// DetectListKey recognises a list result by shape, for responses whose
-// request the gateway did not see (a replayed or resumed stream): it must
-// never let an unfiltered catalog through just because the id is unknown.
-func DetectListKey(result json.RawMessage) ListKey {
-	if len(result) == 0 || result[0] != '{' {
-		return ""
-	}
-	var probe map[string]json.RawMessage
-	if json.Unmarshal(result, &probe) != nil {
-		return ""
-	}
-	for _, k := range []ListKey{ListTools, ListResources, ListResourceTemplates, ListPrompts} {
-		if v, ok := probe[string(k)]; ok && len(v) > 0 && v[0] == '[' {
-			return k
-		}
-	}
-	return ""
-}
-
 // ListItem is the part of a tool, resource, template or prompt the policy
-// sees. Raw is forwarded unchanged when the item is kept.
+// sees. Raw is the item's canonical encoding, forwarded when it is kept.
 type ListItem struct {
-	Name        string         `json:"name"`
-	URI         string         `json:"uri"`
-	URITemplate string         `json:"uriTemplate"`
-	Annotations map[string]any `json:"annotations"`
-	Raw         json.RawMessage
+	Name        string
+	URI         string
+	URITemplate string
+	Annotations map[string]any
+	// InputSchema is a tool's inputSchema as listed (Kind Null when absent).
+	InputSchema ijson.Value
+	Raw         []byte
 }
 
 // Key is what visibility is decided on: the URI for resources (the template
@@ -71,55 +57,113 @@ func (it ListItem) Key(k ListKey) string {
 	return it.Name
 }
 
-// ParseList reads the items of a list result.
-func ParseList(result json.RawMessage, key ListKey) ([]ListItem, error) {
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(result, &fields); err != nil {
-		return nil, fmt.Errorf("decode %s result: %w", key, err)
-	}
-	var raws []json.RawMessage
-	if v := fields[string(key)]; len(v) > 0 {
-		if err := json.Unmarshal(v, &raws); err != nil {
-			return nil, fmt.Errorf("decode %s result: %q is not an array: %w", key, key, err)
-		}
-	}
-	items := make([]ListItem, 0, len(raws))
-	for i, raw := range raws {
-		var it ListItem
-		if err := json.Unmarshal(raw, &it); err != nil {
-			return nil, fmt.Errorf("decode %s[%d]: %w", key, i, err)
-		}
-		it.Raw = raw
-		items = append(items, it)
-	}
-	return items, nil
+// List is one list found in a result.
+type List struct {
+	Key   ListKey
+	Items []ListItem
+	// member is the index in the result object of the items' array.
+	member int
 }
 
-// FilterList keeps the items for which keep is true, in order, and every
-// other member of the result (nextCursor, _meta) unchanged.
-func FilterList(result json.RawMessage, key ListKey, keep func(ListItem) bool) (json.RawMessage, error) {
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(result, &fields); err != nil {
-		return nil, fmt.Errorf("decode %s result: %w", key, err)
+// FindLists finds the lists in the result of a response. The gateway reads
+// backend replies the way the most lenient client would: a member whose
+// name folds to "tools" ("Tools", "TOOLS") is what a Go client binds, so it
+// is a list too, and every list-shaped member is found, not only the one
+// the request asked for, since the gateway cannot know which one a client
+// will read. method is the request's, when the gateway saw it (a reply on a
+// resumed stream is recognised by shape alone); its list must be an array.
+func FindLists(result ijson.Value, method string) ([]List, error) {
+	if result.Kind != ijson.Object {
+		return nil, nil
 	}
-	items, err := ParseList(result, key)
-	if err != nil {
-		return nil, err
+	want := ListKeyForMethod(method)
+	var lists []List
+	for i, m := range result.Members {
+		key := listKeyOf(m.Name)
+		if key == "" {
+			continue
+		}
+		if m.Value.Kind != ijson.Array {
+			if key == want {
+				return nil, fmt.Errorf("%s result: %q is %s, not an array", key, m.Name, m.Value.Kind)
+			}
+			continue
+		}
+		l := List{Key: key, member: i, Items: make([]ListItem, 0, len(m.Value.Items))}
+		for j, item := range m.Value.Items {
+			it, err := readItem(item)
+			if err != nil {
+				return nil, fmt.Errorf("%s[%d]: %w", key, j, err)
+			}
+			l.Items = append(l.Items, it)
+		}
+		lists = append(lists, l)
 	}
-	kept := make([]json.RawMessage, 0, len(items))
-	for _, it := range items {
-		if keep(it) {
-			kept = append(kept, it.Raw)
+	if len(lists) > 0 {
+		if a, b, found := result.OwnFoldCollision(); found {
+			// Which of the two a client reads depends on its language.
+			return nil, fmt.Errorf("result has both %q and %q", a, b)
 		}
 	}
-	list, err := json.Marshal(kept)
-	if err != nil {
-		return nil, fmt.Errorf("encode %s: %w", key, err)
+	return lists, nil
+}
+
+func listKeyOf(name string) ListKey {
+	folded := ijson.Fold(name)
+	for _, k := range listKeys {
+		if folded == ijson.Fold(string(k)) {
+			return k
+		}
 	}
-	fields[string(key)] = list
-	out, err := json.Marshal(fields)
-	if err != nil {
-		return nil, fmt.Errorf("encode %s result: %w", key, err)
+	return ""
+}
+
+// FilterLists returns result with only the items keep accepts in each of
+// lists, in order; every other member (nextCursor, _meta) is kept as it was.
+func FilterLists(result ijson.Value, lists []List, keep func(ListKey, ListItem) bool) ijson.Value {
+	out := result
+	out.Members = append([]ijson.Member(nil), result.Members...)
+	for _, l := range lists {
+		arr := result.Members[l.member].Value
+		kept := ijson.Value{Kind: ijson.Array, Items: make([]ijson.Value, 0, len(arr.Items))}
+		for i, it := range l.Items {
+			if keep(l.Key, it) {
+				kept.Items = append(kept.Items, arr.Items[i])
+			}
+		}
+		out.Members[l.member].Value = kept
 	}
-	return out, nil
+	return out
+}
+
+func readItem(v ijson.Value) (ListItem, error) {
+	if v.Kind != ijson.Object {
+		return ListItem{}, fmt.Errorf("item is %s, not an object", v.Kind)
+	}
+	if a, b, found := v.OwnFoldCollision(); found {
+		return ListItem{}, fmt.Errorf("item has both %q and %q", a, b)
+	}
+	it := ListItem{Raw: v.Encode(), InputSchema: ijson.Value{Kind: ijson.Null}}
+	for _, m := range v.Members {
+		// Fold-matched for the same reason as the list itself, now that the
+		// item is known to have no colliding names.
+		switch ijson.Fold(m.Name) {
+		case "name":
+			it.Name = m.Value.Str
+		case "uri":
+			it.URI = m.Value.Str
+		case ijson.Fold("uriTemplate"):
+			it.URITemplate = m.Value.Str
+		case "annotations":
+			if a, b, found := m.Value.OwnFoldCollision(); found {
+				return ListItem{}, fmt.Errorf("annotations have both %q and %q", a, b)
+			}
+			if m.Value.Kind == ijson.Object {
+				it.Annotations = m.Value.Any().(map[string]any)
+			}
+		case ijson.Fold("inputSchema"):
+			it.InputSchema = m.Value
+		}
+	}
+	return it, nil
 }

@@ -1,0 +1,293 @@
+// Package ijson gives the gateway one reading of a JSON text: it accepts
+// only I-JSON (RFC 7493) — valid UTF-8 without lone surrogate escapes, no
+// duplicate member names at any depth, numbers a double can hold, one value
+// and JSON whitespace around it — and keeps what it read as an ordered tree
+// whose encoding is what the gateway forwards.
+//
+// Why not encoding/json: it matches member names case-insensitively (with
+// Unicode folding), keeps the last of duplicate names, replaces invalid
+// UTF-8 and fails on 1e400, so a policy that decides on its reading can be
+// told one thing while a JavaScript, Python or other Go server reads
+// another. The tokenizer is go-json-experiment's jsontext (the Go team's
+// json/v2 line), which already refuses duplicates, invalid UTF-8 and lone
+// surrogates; this package adds the number range, the whole-text rule, the
+// tree and its canonical encoding.
+package ijson
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/go-json-experiment/json/jsontext"
+)
+
+// MaxDepth bounds nesting; the tree is walked recursively and MCP messages
+// are shallow. A deeper text is refused, never truncated.
+const MaxDepth = 128
+
+// Kind is the JSON type of a Value.
+type Kind uint8
+
+const (
+	Null Kind = iota
+	Bool
+	Number
+	String
+	Object
+	Array
+)
+
+func (k Kind) String() string {
+	switch k {
+	case Null:
+		return "null"
+	case Bool:
+		return "boolean"
+	case Number:
+		return "number"
+	case String:
+		return "string"
+	case Object:
+		return "object"
+	}
+	return "array"
+}
+
+// Value is one JSON value as read. Numbers keep their literal text (exact,
+// never rounded); strings are decoded.
+type Value struct {
+	Kind Kind
+	// Str is a string's decoded text or a number's literal.
+	Str     string
+	Bool    bool
+	Members []Member
+	Items   []Value
+}
+
+// Member is one object member, in the order it came.
+type Member struct {
+	Name  string
+	Value Value
+}
+
+// SyntaxError is a text that is not I-JSON. Offset is where it was found.
+type SyntaxError struct {
+	Offset int64
+	Msg    string
+}
+
+func (e *SyntaxError) Error() string {
+	return fmt.Sprintf("%s (at byte %d)", e.Msg, e.Offset)
+}
+
+// Parse reads data as exactly one I-JSON value.
+func Parse(data []byte) (Value, error) {
+	dec := jsontext.NewDecoder(bytes.NewReader(data),
+		jsontext.AllowDuplicateNames(false), jsontext.AllowInvalidUTF8(false))
+	v, err := readValue(dec, 0)
+	if err != nil {
+		return Value{}, err
+	}
+	if _, err := dec.ReadToken(); !errors.Is(err, io.EOF) {
+		return Value{}, &SyntaxError{Offset: dec.InputOffset(), Msg: "unexpected data after the JSON value"}
+	}
+	return v, nil
+}
+
+func syntaxErr(dec *jsontext.Decoder, err error) error {
+	msg := err.Error()
+	msg = strings.TrimPrefix(msg, "jsontext: ")
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		msg = "unexpected end of JSON input"
+	}
+	return &SyntaxError{Offset: dec.InputOffset(), Msg: msg}
+}
+
+func readValue(dec *jsontext.Decoder, depth int) (Value, error) {
+	tok, err := dec.ReadToken()
+	if err != nil {
+		return Value{}, syntaxErr(dec, err)
+	}
+	switch tok.Kind() {
+	case 'n':
+		return Value{Kind: Null}, nil
+	case 't', 'f':
+		return Value{Kind: Bool, Bool: tok.Bool()}, nil
+	case '"':
+		return Value{Kind: String, Str: tok.String()}, nil
+	case '0':
+		lit := tok.String()
+		if err := checkNumber(lit); err != nil {
+			return Value{}, &SyntaxError{Offset: dec.InputOffset(), Msg: err.Error()}
+		}
+		return Value{Kind: Number, Str: lit}, nil
+	case '{':
+		if depth >= MaxDepth {
+			return Value{}, &SyntaxError{Offset: dec.InputOffset(), Msg: fmt.Sprintf("nested deeper than %d levels", MaxDepth)}
+		}
+		v := Value{Kind: Object, Members: []Member{}}
+		for dec.PeekKind() != '}' {
+			tok, err := dec.ReadToken()
+			if err != nil {
+				return Value{}, syntaxErr(dec, err)
+			}
+			// A token is only valid until the decoder's next call.
+			name := tok.String()
+			mv, err := readValue(dec, depth+1)
+			if err != nil {
+				return Value{}, err
+			}
+			v.Members = append(v.Members, Member{Name: name, Value: mv})
+		}
+		if _, err := dec.ReadToken(); err != nil {
+			return Value{}, syntaxErr(dec, err)
+		}
+		return v, nil
+	case '[':
+		if depth >= MaxDepth {
+			return Value{}, &SyntaxError{Offset: dec.InputOffset(), Msg: fmt.Sprintf("nested deeper than %d levels", MaxDepth)}
+		}
+		v := Value{Kind: Array, Items: []Value{}}
+		for dec.PeekKind() != ']' {
+			item, err := readValue(dec, depth+1)
+			if err != nil {
+				return Value{}, err
+			}
+			v.Items = append(v.Items, item)
+		}
+		if _, err := dec.ReadToken(); err != nil {
+			return Value{}, syntaxErr(dec, err)
+		}
+		return v, nil
+	}
+	// PeekKind returns 0 on a syntax error; reading again reports it.
+	if _, err := dec.ReadToken(); err != nil {
+		return Value{}, syntaxErr(dec, err)
+	}
+	return Value{}, &SyntaxError{Offset: dec.InputOffset(), Msg: "unexpected token"}
+}
+
+// checkNumber refuses what a double cannot hold: a literal that overflows
+// (JavaScript reads Infinity, Go's decoder fails) or a non-zero literal that
+// underflows to zero. Precision beyond a double's is kept in the literal.
+func checkNumber(lit string) error {
+	f, err := strconv.ParseFloat(lit, 64)
+	if err != nil {
+		return fmt.Errorf("number %s is outside the range of a double (RFC 7493)", abbreviate(lit))
+	}
+	if f == 0 && nonZeroMantissa(lit) {
+		return fmt.Errorf("number %s underflows a double (RFC 7493)", abbreviate(lit))
+	}
+	return nil
+}
+
+func nonZeroMantissa(lit string) bool {
+	for _, r := range lit {
+		switch {
+		case r == 'e' || r == 'E':
+			return false
+		case r >= '1' && r <= '9':
+			return true
+		}
+	}
+	return false
+}
+
+func abbreviate(s string) string {
+	if len(s) > 40 {
+		return s[:37] + "..."
+	}
+	return s
+}
+
+// Get returns the member named exactly name.
+func (v Value) Get(name string) (Value, bool) {
+	for i := range v.Members {
+		if v.Members[i].Name == name {
+			return v.Members[i].Value, true
+		}
+	}
+	return Value{}, false
+}
+
+// Encode is the canonical compact encoding of v: members in the order read,
+// strings re-escaped (no HTML escaping), numbers as their literal.
+func (v Value) Encode() []byte { return v.AppendTo(nil) }
+
+// AppendTo appends Encode's bytes to dst.
+func (v Value) AppendTo(dst []byte) []byte {
+	switch v.Kind {
+	case Null:
+		return append(dst, "null"...)
+	case Bool:
+		if v.Bool {
+			return append(dst, "true"...)
+		}
+		return append(dst, "false"...)
+	case Number:
+		return append(dst, v.Str...)
+	case String:
+		return appendString(dst, v.Str)
+	case Object:
+		dst = append(dst, '{')
+		for i, m := range v.Members {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendString(dst, m.Name)
+			dst = append(dst, ':')
+			dst = m.Value.AppendTo(dst)
+		}
+		return append(dst, '}')
+	}
+	dst = append(dst, '[')
+	for i, it := range v.Items {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = it.AppendTo(dst)
+	}
+	return append(dst, ']')
+}
+
+func appendString(dst []byte, s string) []byte {
+	out, err := jsontext.AppendQuote(dst, s)
+	if err != nil {
+		// Parse only yields valid UTF-8, and the gateway builds its own
+		// strings from those; a failure here is a programming error, and
+		// the replacement it makes is still valid JSON.
+		panic(fmt.Sprintf("ijson: quote %q: %v", s, err))
+	}
+	return out
+}
+
+// Any converts v to the plain Go values the policy engine takes: maps,
+// slices, strings, bools, nil and json.Number (the exact literal).
+func (v Value) Any() any {
+	switch v.Kind {
+	case Null:
+		return nil
+	case Bool:
+		return v.Bool
+	case Number:
+		return json.Number(v.Str)
+	case String:
+		return v.Str
+	case Object:
+		m := make(map[string]any, len(v.Members))
+		for _, mem := range v.Members {
+			m[mem.Name] = mem.Value.Any()
+		}
+		return m
+	}
+	s := make([]any, len(v.Items))
+	for i, it := range v.Items {
+		s[i] = it.Any()
+	}
+	return s
+}

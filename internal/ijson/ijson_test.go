@@ -1,0 +1,242 @@
+package ijson
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestParseRefusesWhatParsersReadDifferently(t *testing.T) {
+	cases := []struct {
+		name, in, want string
+	}{
+		{"duplicate member", `{"name":"a","name":"b"}`, "duplicate"},
+		{"duplicate after unescaping", `{"name":"a","n\u0061me":"b"}`, "duplicate"},
+		{"nested duplicate", `{"p":{"a":[{"x":1,"x":2}]}}`, "duplicate"},
+		{"lone high surrogate", `{"a":"\ud800"}`, "surrogate"},
+		{"lone low surrogate", `{"a":"\udc00x"}`, "surrogate"},
+		{"invalid UTF-8", "{\"a\":\"\xff\"}", "UTF-8"},
+		{"invalid UTF-8 in a name", "{\"\xc3\":1}", "UTF-8"},
+		{"overflowing number", `{"a":1e400}`, "range of a double"},
+		{"negative overflow", `[-1e400]`, "range of a double"},
+		{"underflowing number", `[1e-400]`, "underflows"},
+		{"trailing garbage", `{"a":1} x`, "after the JSON value"},
+		{"two values", `{"a":1}{"b":2}`, "after the JSON value"},
+		{"byte order mark", "\ufeff{}", "invalid character"},
+		{"non-JSON whitespace", "{}\u00a0", "after the JSON value"},
+		{"leading zero", `[01]`, "invalid character"},
+		{"empty", ``, "unexpected end"},
+		{"truncated", `{"a":`, "unexpected end"},
+		{"single quotes", `{'a':1}`, "invalid character"},
+		{"too deep", strings.Repeat("[", MaxDepth+1) + strings.Repeat("]", MaxDepth+1), "nested deeper"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse([]byte(c.in))
+			var se *SyntaxError
+			if !errors.As(err, &se) {
+				t.Fatalf("Parse(%q) = %v, want a *SyntaxError", c.in, err)
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("Parse(%q) error %q does not mention %q", c.in, err, c.want)
+			}
+		})
+	}
+}
+
+func TestParseKeepsOneExactReading(t *testing.T) {
+	cases := []struct {
+		name, in, encoded string
+	}{
+		{"escaped name decodes", `{"n\u0061me":"echo"}`, `{"name":"echo"}`},
+		{"member order kept", `{"b":1,"a":2}`, `{"b":1,"a":2}`},
+		{"number literal kept exactly", `[123456789012345678901234567890, 1.10, -0, 1E+2, 1e-300]`, `[123456789012345678901234567890,1.10,-0,1E+2,1e-300]`},
+		{"surrogate pair", `["\ud83d\ude00"]`, `["😀"]`},
+		{"whitespace removed", " {\t\"a\" :\r\n [ true , false , null ] } ", `{"a":[true,false,null]}`},
+		{"control characters escaped", `["a\u0000b\n"]`, `["a\u0000b\n"]`},
+		{"no HTML escaping", `["<&>"]`, `["<&>"]`},
+		{"line separators kept", "[\"\u2028\"]", "[\"\u2028\"]"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			v, err := Parse([]byte(c.in))
+			if err != nil {
+				t.Fatalf("Parse(%q): %v", c.in, err)
+			}
+			if got := string(v.Encode()); got != c.encoded {
+				t.Fatalf("Encode = %s, want %s", got, c.encoded)
+			}
+			again, err := Parse(v.Encode())
+			if err != nil || !reflect.DeepEqual(again, v) {
+				t.Fatalf("the encoding does not read back the same: %v", err)
+			}
+		})
+	}
+}
+
+func TestGetIsExact(t *testing.T) {
+	v, err := Parse([]byte(`{"NAME":"x","Name":"y"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := v.Get("name"); ok {
+		t.Fatal(`Get("name") matched a member that is not exactly "name"`)
+	}
+	if got, _ := v.Get("Name"); got.Str != "y" {
+		t.Fatalf(`Get("Name") = %q`, got.Str)
+	}
+}
+
+func TestFoldCollision(t *testing.T) {
+	cases := []struct {
+		name, in, path string
+		found          bool
+	}{
+		{"case variants", `{"name":"a","NAME":"b"}`, "/", true},
+		{"long s folds to s", `{"status":1,"ſtatus":2}`, "/", true},
+		{"Kelvin sign folds to k", `{"key":1,"\u212aey":2}`, "/", true},
+		{"nested in arrays", `{"a":[{"b":{"Path":1,"path":2}}]}`, "/a/0/b", true},
+		{"pointer escaping", `{"x/y":{"A":1,"a":2}}`, "/x~1y", true},
+		{"distinct names", `{"name":"a","names":"b","nAme2":1}`, "", false},
+		{"same name in different objects", `{"a":{"n":1},"b":{"N":1}}`, "", false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			v, err := Parse([]byte(c.in))
+			if err != nil {
+				t.Fatal(err)
+			}
+			path, _, _, found := v.FoldCollision()
+			if found != c.found || path != c.path {
+				t.Fatalf("FoldCollision = %q, %v; want %q, %v", path, found, c.path, c.found)
+			}
+		})
+	}
+}
+
+func TestFoldMatchesGoDecoder(t *testing.T) {
+	// encoding/json binds a field to any name bytes.EqualFold matches; Fold
+	// must put every such name on the same key.
+	type target struct{ Name string }
+	for _, name := range []string{"name", "NAME", "nAmE", "Name"} {
+		var got target
+		if err := json.Unmarshal([]byte(`{"`+name+`":"x"}`), &got); err != nil || got.Name != "x" {
+			t.Fatalf("encoding/json did not bind %q: %v", name, err)
+		}
+		if Fold(name) != Fold("Name") {
+			t.Fatalf("Fold(%q) = %q, Fold(Name) = %q", name, Fold(name), Fold("Name"))
+		}
+	}
+	type kelvin struct{ Key string }
+	var k kelvin
+	if err := json.Unmarshal([]byte("{\"\u212aey\":\"x\"}"), &k); err != nil || k.Key != "x" {
+		t.Fatalf("encoding/json did not bind the Kelvin sign to Key: %v", err)
+	}
+	if Fold("\u212aey") != Fold("key") {
+		t.Fatal("Fold misses the Kelvin sign")
+	}
+}
+
+func TestAnyKeepsNumbersExact(t *testing.T) {
+	v, err := Parse([]byte(`{"n":123456789012345678901234567890,"s":"x","l":[true,null]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := v.Any().(map[string]any)
+	if got["n"] != json.Number("123456789012345678901234567890") {
+		t.Fatalf("number = %#v", got["n"])
+	}
+	if !reflect.DeepEqual(got["l"], []any{true, nil}) {
+		t.Fatalf("list = %#v", got["l"])
+	}
+}
+
+// FuzzParse checks the property the gateway relies on: whatever Parse
+// accepts, its encoding reads back identically, and an independent
+// tokenizer (encoding/json's, which is exact about names in its token API)
+// reads the same members in the same order from the forwarded bytes.
+func FuzzParse(f *testing.F) {
+	for _, seed := range []string{
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hi"}}}`,
+		`{"a":"\ud83d\ude00","b":[1,2.5e3,-0],"c":{"d":null}}`,
+		`{"name":"a","NAME":"b"}`, `{"a":1,"a":2}`, `[1e400]`, "{\"\xff\":1}", `{"n\u0061me":1}`,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		v, err := Parse(data)
+		if err != nil {
+			return
+		}
+		enc := v.Encode()
+		again, err := Parse(enc)
+		if err != nil {
+			t.Fatalf("the encoding of an accepted text is refused: %v\n%s", err, enc)
+		}
+		if !reflect.DeepEqual(again, v) {
+			t.Fatalf("the encoding reads back differently:\n%q\n%q", data, enc)
+		}
+		if !bytes.Equal(again.Encode(), enc) {
+			t.Fatal("encoding is not stable")
+		}
+		if got := tokens(t, enc); !reflect.DeepEqual(got, tokensOf(v, nil)) {
+			t.Fatalf("encoding/json reads other tokens from the forwarded bytes:\n%v\n%v", got, tokensOf(v, nil))
+		}
+	})
+}
+
+func tokens(t *testing.T, data []byte) []string {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var out []string
+	for {
+		tok, err := dec.Token()
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			t.Fatalf("encoding/json cannot read the forwarded bytes: %v", err)
+		}
+		switch x := tok.(type) {
+		case json.Delim:
+			out = append(out, string(x))
+		case string:
+			out = append(out, "s:"+x)
+		case json.Number:
+			out = append(out, "n:"+string(x))
+		case bool:
+			out = append(out, map[bool]string{true: "true", false: "false"}[x])
+		case nil:
+			out = append(out, "null")
+		}
+	}
+}
+
+func tokensOf(v Value, out []string) []string {
+	switch v.Kind {
+	case Null:
+		return append(out, "null")
+	case Bool:
+		return append(out, map[bool]string{true: "true", false: "false"}[v.Bool])
+	case Number:
+		return append(out, "n:"+v.Str)
+	case String:
+		return append(out, "s:"+v.Str)
+	case Object:
+		out = append(out, "{")
+		for _, m := range v.Members {
+			out = append(out, "s:"+m.Name)
+			out = tokensOf(m.Value, out)
+		}
+		return append(out, "}")
+	}
+	out = append(out, "[")
+	for _, it := range v.Items {
+		out = tokensOf(it, out)
+	}
+	return append(out, "]")
+}
