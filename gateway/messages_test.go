@@ -360,3 +360,24 @@ func writeFile(t *testing.T, path, content string) {
 		t.Fatal(err)
 	}
 }
+
+// A replica that has not relayed a backend's tools/list decides a call on
+// the same catalog entry as one that has: it lists the tools itself.
+func TestFreshReplicaDecidesCallsOnTheBackendsOwnCatalog(t *testing.T) {
+	h := newHarness(t, harnessOptions{authorizer: shippedEngine(t)})
+	// An admin holding only the read scope may call a tool the backend
+	// marks read-only (readOnlyHint), and "add" is read-only by annotation
+	// alone, not by any name pattern of the shipped data.
+	tok := h.token("alice", []string{"mcp:read"}, []string{"mcp-admins"}, "claude-client")
+	sid := h.openSession("/notes", tok, "claude-code")
+	resp := h.do(rawRequest{path: "/notes", token: tok, agent: "claude-code", session: sid,
+		headers: map[string]string{"Mcp-Protocol-Version": "2025-06-18"},
+		body:    `{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"add","arguments":{"a":2,"b":3}}}`})
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("HTTP %d %s: the call was decided without the tool's annotations", resp.StatusCode, readAll(t, resp))
+	}
+	msgs := rpcMessages(t, resp)
+	if msgs[0]["error"] != nil || !strings.Contains(fmt.Sprint(msgs[0]["result"]), "5") {
+		t.Fatalf("reply %v, want the sum", msgs[0])
+	}
+}
