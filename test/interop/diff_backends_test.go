@@ -290,18 +290,7 @@ func startMCPGoBackend(t *testing.T) (string, *memRecorder) {
 // what ran from each reply to a POST.
 func (p peers) startEverythingTap(t *testing.T, secret string) (string, *memRecorder) {
 	t.Helper()
-	port := freeLoopbackPort(t)
-	cmd := exec.Command(p.node, "--require", p.path(bindLoopbackPreload), p.path(serverEverythingEntry), "streamableHttp")
-	cmd.Dir = t.TempDir()
-	cmd.Env = peerEnv(t, "PORT="+strconv.Itoa(port), "MCPGW_DIFF_SECRET="+secret)
-	srv := startServer(t, "server-everything", cmd)
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	ctx, cancel := context.WithTimeout(t.Context(), startTimeout)
-	defer cancel()
-	if err := srv.waitReady(ctx, tcpProbe(addr)); err != nil {
-		t.Fatal(err)
-	}
-
+	addr := p.startEverythingAt(t, "MCPGW_DIFF_SECRET="+secret)
 	rec := &memRecorder{}
 	target := &url.URL{Scheme: "http", Host: addr}
 	proxy := &httputil.ReverseProxy{

@@ -7,8 +7,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-
-	"github.com/mcpgw/mcpgw/internal/testidp"
 )
 
 // TestDifferential proves, against real MCP servers, that the policy decides
@@ -35,15 +33,7 @@ func TestDifferential(t *testing.T) {
 	p := findPeers(t)
 	secret := "mcpgw-diff-secret-" + randomHex(t, 12)
 
-	idp, err := testidp.Start(t.Context(), testidp.Options{Audience: gatewayAudience})
-	if err != nil {
-		t.Fatalf("start testidp: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := idp.Close(); err != nil {
-			t.Errorf("close testidp: %v", err)
-		}
-	})
+	idp := startIdP(t)
 	everythingURL, everythingRec := p.startEverythingTap(t, secret)
 	gosdkURL, gosdkRec := startGoSDKBackend(t)
 	mcpgoURL, mcpgoRec := startMCPGoBackend(t)

@@ -77,15 +77,7 @@ func TestThroughGateway(t *testing.T) {
 	gatewayBin := p.buildGo(t, "./cmd/mcpgw", "mcpgw")
 	conformanceBin := p.buildGo(t, conformanceServerPkg, "everything-server")
 
-	idp, err := testidp.Start(t.Context(), testidp.Options{Audience: gatewayAudience})
-	if err != nil {
-		t.Fatalf("start testidp: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := idp.Close(); err != nil {
-			t.Errorf("close testidp: %v", err)
-		}
-	})
+	idp := startIdP(t)
 	top := gatewayTopology{
 		issuer:         idp.Issuer(),
 		policyBundle:   filepath.Join(p.repoRoot(), "policies"),
@@ -172,4 +164,19 @@ func TestThroughGateway(t *testing.T) {
 			t.Errorf("fewer checks pass through mcpgw (%s) than directly (%s)", through.Summary, direct.Summary)
 		}
 	})
+}
+
+// startIdP starts the test identity provider for the gateway's audience.
+func startIdP(t *testing.T) *testidp.Server {
+	t.Helper()
+	idp, err := testidp.Start(t.Context(), testidp.Options{Audience: gatewayAudience})
+	if err != nil {
+		t.Fatalf("start testidp: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := idp.Close(); err != nil {
+			t.Errorf("close testidp: %v", err)
+		}
+	})
+	return idp
 }

@@ -92,13 +92,19 @@ func (p peers) buildGo(t *testing.T, pkg, name string) string {
 }
 
 // startServerEverything starts @modelcontextprotocol/server-everything on a free
-// loopback port and returns its MCP endpoint.
-func (p peers) startServerEverything(t *testing.T) string {
+// loopback port and returns its MCP endpoint. env is added to its environment.
+func (p peers) startServerEverything(t *testing.T, env ...string) string {
+	t.Helper()
+	return "http://" + p.startEverythingAt(t, env...) + "/mcp"
+}
+
+// startEverythingAt starts server-everything and returns its host:port.
+func (p peers) startEverythingAt(t *testing.T, env ...string) string {
 	t.Helper()
 	port := freeLoopbackPort(t)
 	cmd := exec.Command(p.node, "--require", p.path(bindLoopbackPreload), p.path(serverEverythingEntry), "streamableHttp")
 	cmd.Dir = t.TempDir()
-	cmd.Env = peerEnv(t, "PORT="+strconv.Itoa(port))
+	cmd.Env = peerEnv(t, append([]string{"PORT=" + strconv.Itoa(port)}, env...)...)
 	srv := startServer(t, "server-everything", cmd)
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	ctx, cancel := context.WithTimeout(t.Context(), startTimeout)
@@ -106,7 +112,7 @@ func (p peers) startServerEverything(t *testing.T) string {
 	if err := srv.waitReady(ctx, tcpProbe(addr)); err != nil {
 		t.Fatal(err)
 	}
-	return "http://" + addr + "/mcp"
+	return addr
 }
 
 // startConformanceServer starts the Go SDK's conformance server (stateful) built at bin.
