@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"maps"
 	"reflect"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -53,12 +54,14 @@ const adminPrefix = "/admin/v1"
 // maxObjectName is the longest agent or backend name the store accepts.
 const maxObjectName = 200
 
-// Admin actions, as data.mcp.admin.allow sees them.
+// Admin actions, as data.mcp.admin.allow sees them. A PUT is "write"
+// whether it creates or updates: the decision is made before the store is
+// read, so a caller who may not write learns nothing about which names
+// exist. The change record still says create or update.
 const (
 	actionList   = "list"
 	actionGet    = "get"
-	actionCreate = "create"
-	actionUpdate = "update"
+	actionWrite  = "write"
 	actionDelete = "delete"
 )
 
@@ -89,6 +92,9 @@ type resource[T any] struct {
 	// merge completes a decoded body with the stored secrets it keeps and
 	// refuses secret references; old is nil on create.
 	merge func(path string, sent map[string]json.RawMessage, v, old *T) []string
+	// target, when set, reads where a PUT body points, for the policy
+	// (input.admin.target).
+	target func(ctx context.Context, body []byte) *policy.AdminTarget
 	// entries is this collection in a candidate config (cand.Agents or
 	// cand.Backends), read again after validation normalizes it.
 	entries func(cand *config.Config) map[string]T
@@ -140,6 +146,7 @@ func (s *Server) mountAdmin(log *slog.Logger) {
 		remove:    s.Store.DeleteBackend,
 		redact:    audit.RedactBackend,
 		merge:     mergeBackend,
+		target:    backendTarget,
 		entries:   func(cand *config.Config) map[string]config.Backend { return cand.Backends },
 		conflicts: backendConflicts,
 	}
@@ -189,7 +196,7 @@ func (r *resource[T]) handleList(c *fiber.Ctx) error {
 	if !ok {
 		return nil
 	}
-	if _, ok := r.api.authorize(c, p, actionList, r.plural, ""); !ok {
+	if _, ok := r.api.authorize(c, p, actionList, r.plural, "", nil); !ok {
 		return nil
 	}
 	entries, err := r.list(c.UserContext())
@@ -213,7 +220,7 @@ func (r *resource[T]) handleGet(c *fiber.Ctx) error {
 		return nil
 	}
 	name := strings.Clone(c.Params("name"))
-	if _, ok := r.api.authorize(c, p, actionGet, r.plural, name); !ok {
+	if _, ok := r.api.authorize(c, p, actionGet, r.plural, name, nil); !ok {
 		return nil
 	}
 	e, err := r.get(c.UserContext(), name)
@@ -228,6 +235,37 @@ func (r *resource[T]) handleGet(c *fiber.Ctx) error {
 		return r.api.internal(c, "get "+r.plural+"."+name, err)
 	}
 	return adminJSON(c, fiber.StatusOK, ae)
+}
+
+// beginWrite authenticates and authorizes a write, then takes the admin
+// write lock; ok is false when it has already answered (401, 403, 415,
+// 500). Authorization comes first and depends only on the request (action,
+// kind, name, target), never on the store: a caller who may not write gets
+// the same answer whether the name exists or not, and cannot hold the lock
+// or make this replica reload.
+func (r *resource[T]) beginWrite(c *fiber.Ctx, action string) (p *identity.Principal, name string, d policy.Decision, unlock func(), ok bool) {
+	if p, ok = r.api.authenticate(c); !ok {
+		return nil, "", d, nil, false
+	}
+	name = strings.Clone(c.Params("name"))
+	var target *policy.AdminTarget
+	isJSON := mediaType(c.Get(fiber.HeaderContentType)) == fiber.MIMEApplicationJSON
+	if action == actionWrite && r.target != nil && isJSON {
+		target = r.target(c.UserContext(), c.Body())
+	}
+	if d, ok = r.api.authorize(c, p, action, r.plural, name, target); !ok {
+		return nil, "", d, nil, false
+	}
+	if action == actionWrite && !isJSON {
+		_ = adminError(c, fiber.StatusUnsupportedMediaType, "invalid_request", "Content-Type must be application/json", nil)
+		return nil, "", d, nil, false
+	}
+	unlock, err := r.api.lockWrites(c.UserContext())
+	if err != nil {
+		_ = r.api.internal(c, "lock "+r.plural+"."+name, err)
+		return nil, "", d, nil, false
+	}
+	return p, name, d, unlock, true
 }
 
 // handlePut creates or replaces an entry. The body replaces the stored entry
@@ -246,24 +284,11 @@ func (r *resource[T]) handleGet(c *fiber.Ctx) error {
 //     same holds for the backend's url.
 //
 // "[REDACTED]" where nothing is stored is refused rather than stored as a
-// literal credential.
-// beginWrite authenticates a write and takes the admin write lock; ok is
-// false when it has already answered (401, 500).
-func (r *resource[T]) beginWrite(c *fiber.Ctx) (p *identity.Principal, name string, unlock func(), ok bool) {
-	if p, ok = r.api.authenticate(c); !ok {
-		return nil, "", nil, false
-	}
-	name = strings.Clone(c.Params("name"))
-	unlock, err := r.api.lockWrites(c.UserContext())
-	if err != nil {
-		_ = r.api.internal(c, "lock "+r.plural+"."+name, err)
-		return nil, "", nil, false
-	}
-	return p, name, unlock, true
-}
-
+// literal credential; so is a kept secret when the backend's destination
+// (url, or an auth_config endpoint, server or issuer) changes, since the
+// stored secret would then be sent somewhere its owner never chose.
 func (r *resource[T]) handlePut(c *fiber.Ctx) error {
-	p, name, unlock, ok := r.beginWrite(c)
+	p, name, d, unlock, ok := r.beginWrite(c, actionWrite)
 	if !ok {
 		return nil
 	}
@@ -276,17 +301,6 @@ func (r *resource[T]) handlePut(c *fiber.Ctx) error {
 		old = &e.Value
 	case !errors.Is(err, store.ErrNotFound):
 		return r.api.internal(c, "get "+r.plural+"."+name, err)
-	}
-	action := actionCreate
-	if old != nil {
-		action = actionUpdate
-	}
-	d, ok := r.api.authorize(c, p, action, r.plural, name)
-	if !ok {
-		return nil
-	}
-	if mediaType(c.Get(fiber.HeaderContentType)) != fiber.MIMEApplicationJSON {
-		return adminError(c, fiber.StatusUnsupportedMediaType, "invalid_request", "Content-Type must be application/json", nil)
 	}
 	path := r.plural + "." + name
 	if len(name) > maxObjectName {
@@ -348,17 +362,13 @@ func (r *resource[T]) handlePut(c *fiber.Ctx) error {
 }
 
 func (r *resource[T]) handleDelete(c *fiber.Ctx) error {
-	p, name, unlock, ok := r.beginWrite(c)
+	p, name, d, unlock, ok := r.beginWrite(c, actionDelete)
 	if !ok {
 		return nil
 	}
 	defer unlock()
 	ctx := c.UserContext()
 
-	d, ok := r.api.authorize(c, p, actionDelete, r.plural, name)
-	if !ok {
-		return nil
-	}
 	if _, err := r.get(ctx, name); errors.Is(err, store.ErrNotFound) {
 		return r.notFound(c, name)
 	} else if err != nil {
@@ -396,7 +406,11 @@ func (a *adminAPI) candidate(ctx context.Context) (*config.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &config.Config{Backends: backends, Agents: agents}, nil
+	// The trusted issuers come along so that an agent's issuer is checked
+	// as in the config file (a client_id needs one when several are
+	// trusted). Cloned: Validate normalizes in place.
+	issuers := slices.Clone(a.s.Gateway.opts.Config.Identity.Issuers)
+	return &config.Config{Backends: backends, Agents: agents, Identity: config.Identity{Issuers: issuers}}, nil
 }
 
 // topologyProblems validates a candidate's agents and backends exactly as
@@ -614,25 +628,87 @@ func mergeBackend(path string, sent map[string]json.RawMessage, v, old *config.B
 	if v.URL == shown.URL && shown.URL != stored.URL {
 		v.URL = stored.URL
 	}
+	// kept lists the stored secrets this write keeps without sending them.
+	var kept []string
 	if _, present := sent["auth_config"]; !present {
 		v.AuthConfig = stored.AuthConfig
+		for _, k := range slices.Sorted(maps.Keys(stored.AuthConfig)) {
+			if !reflect.DeepEqual(shown.AuthConfig[k], stored.AuthConfig[k]) {
+				kept = append(kept, path+".auth_config."+k)
+			}
+		}
 	} else {
 		for _, k := range slices.Sorted(maps.Keys(v.AuthConfig)) {
-			v.AuthConfig[k] = restoreSecrets(path+".auth_config."+k, v.AuthConfig[k], shown.AuthConfig[k], stored.AuthConfig[k], &problems)
+			v.AuthConfig[k] = restoreSecrets(path+".auth_config."+k, v.AuthConfig[k], shown.AuthConfig[k], stored.AuthConfig[k], &problems, &kept)
 		}
 	}
 	for _, k := range slices.Sorted(maps.Keys(v.AuthConfig)) {
 		refusedReferences(path+".auth_config."+k, k, v.AuthConfig[k], stored.AuthConfig[k], &problems)
 	}
+	// A kept secret goes where the stored one went, or not at all: it was
+	// given for that destination. Whoever re-points the backend gives it
+	// again, so the API never sends a secret it will not show to a place
+	// of the caller's choosing.
+	if old != nil && len(kept) > 0 {
+		if changed := destinationChanges(v, &stored); len(changed) > 0 {
+			for _, k := range kept {
+				problems = append(problems, fmt.Sprintf("%s: the destination changed (%s); give the secret again", k, strings.Join(changed, ", ")))
+			}
+		}
+	}
 	return problems
 }
 
+// destinationKey matches the auth_config keys that say where requests (and
+// with them secrets) go: URLs, endpoints, servers, issuers, hosts and the
+// cross-app mode, which moves the token endpoint to one the backend names.
+var destinationKey = regexp.MustCompile(`(?i)(^|_)(url|uri|endpoint|server|issuer|host|domain)$|^id_jag_mode$`)
+
+// destinationChanges names the destination fields in which the merged
+// write v differs from the stored backend: "url" and "auth_config.<key>"
+// (at any depth).
+func destinationChanges(v, stored *config.Backend) []string {
+	var out []string
+	if v.URL != stored.URL {
+		out = append(out, "url")
+	}
+	return append(out, changedDestinations("auth_config", v.AuthConfig, stored.AuthConfig)...)
+}
+
+func changedDestinations(path string, sent, stored map[string]any) []string {
+	keys := slices.Collect(maps.Keys(sent))
+	for k := range stored {
+		if _, ok := sent[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	var out []string
+	for _, k := range keys {
+		a, b := sent[k], stored[k]
+		if destinationKey.MatchString(k) {
+			if !reflect.DeepEqual(a, b) {
+				out = append(out, path+"."+k)
+			}
+			continue
+		}
+		am, aok := a.(map[string]any)
+		bm, bok := b.(map[string]any)
+		if aok && bok {
+			out = append(out, changedDestinations(path+"."+k, am, bm)...)
+		}
+	}
+	return out
+}
+
 // restoreSecrets returns the stored value where sent is what GET showed for
-// it (the redacted form) and redaction had hidden something.
-func restoreSecrets(path string, sent, shown, stored any, problems *[]string) any {
+// it (the redacted form) and redaction had hidden something, and adds its
+// path to kept.
+func restoreSecrets(path string, sent, shown, stored any, problems, kept *[]string) any {
 	switch s := sent.(type) {
 	case string:
 		if sh, ok := shown.(string); ok && s == sh && !reflect.DeepEqual(shown, stored) {
+			*kept = append(*kept, path)
 			return stored
 		}
 		if s == audit.Redacted {
@@ -642,7 +718,7 @@ func restoreSecrets(path string, sent, shown, stored any, problems *[]string) an
 		shownMap, _ := shown.(map[string]any)
 		storedMap, _ := stored.(map[string]any)
 		for _, k := range slices.Sorted(maps.Keys(s)) {
-			s[k] = restoreSecrets(path+"."+k, s[k], shownMap[k], storedMap[k], problems)
+			s[k] = restoreSecrets(path+"."+k, s[k], shownMap[k], storedMap[k], problems, kept)
 		}
 	case []any:
 		shownList, _ := shown.([]any)
@@ -652,7 +728,7 @@ func restoreSecrets(path string, sent, shown, stored any, problems *[]string) an
 			if i < len(shownList) && i < len(storedList) {
 				sh, st = shownList[i], storedList[i]
 			}
-			s[i] = restoreSecrets(fmt.Sprintf("%s[%d]", path, i), s[i], sh, st, problems)
+			s[i] = restoreSecrets(fmt.Sprintf("%s[%d]", path, i), s[i], sh, st, problems, kept)
 		}
 	}
 	return sent
@@ -756,7 +832,7 @@ func (a *adminAPI) authenticate(c *fiber.Ctx) (*identity.Principal, bool) {
 
 // authorize asks data.mcp.admin.allow; a denial answers 403 with the
 // decision id, which the audit trail's decision record carries too.
-func (a *adminAPI) authorize(c *fiber.Ctx, p *identity.Principal, action, kind, name string) (policy.Decision, bool) {
+func (a *adminAPI) authorize(c *fiber.Ctx, p *identity.Principal, action, kind, name string, target *policy.AdminTarget) (policy.Decision, bool) {
 	ctx, span := telemetry.StartSpan(c.UserContext(), a.s.Gateway.opts.Tracer, telemetry.SpanPolicy)
 	defer telemetry.EndSpan(span, nil)
 	d := a.s.Engine.DecideAdmin(ctx, &policy.AdminInput{
@@ -767,7 +843,7 @@ func (a *adminAPI) authorize(c *fiber.Ctx, p *identity.Principal, action, kind, 
 		},
 		// Cloned: the engine's decision record outlives the request buffers.
 		HTTP:  policy.HTTPInput{Method: strings.Clone(c.Method()), Path: strings.Clone(c.Path()), RemoteAddr: c.IP()},
-		Admin: policy.AdminRequest{Action: action, Kind: kind, Name: name},
+		Admin: policy.AdminRequest{Action: action, Kind: kind, Name: name, Target: target},
 	})
 	if d.Allow {
 		return d, true
@@ -792,7 +868,7 @@ func adminTarget(kind, name string) string {
 // changeMeta names who made a change and on what authority. The agent is the
 // one the token's client is registered as, when the topology knows it.
 func (a *adminAPI) changeMeta(c *fiber.Ctx, p *identity.Principal, d policy.Decision) store.ChangeMeta {
-	meta := store.ChangeMeta{Subject: p.Subject, DecisionID: d.ID, Revision: d.Revision, RequestID: requestID(c)}
+	meta := store.ChangeMeta{Subject: p.Subject, Issuer: p.Issuer, DecisionID: d.ID, Revision: d.Revision, RequestID: requestID(c)}
 	if agent, err := a.s.Gateway.topo.Load().agentFor(strings.Clone(c.Get("X-Agent-ID")), p); err == nil {
 		meta.Agent = agent.ID()
 	}
@@ -824,7 +900,7 @@ func (a *adminAPI) handleAudit(c *fiber.Ctx) error {
 	if !ok {
 		return nil
 	}
-	if _, ok := a.authorize(c, p, actionList, "audit", ""); !ok {
+	if _, ok := a.authorize(c, p, actionList, "audit", "", nil); !ok {
 		return nil
 	}
 	q, problems := parseAuditQuery(c)

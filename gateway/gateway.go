@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,7 +18,6 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/recover"
-	"github.com/gofiber/fiber/v2/middleware/requestid"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
@@ -27,6 +25,7 @@ import (
 	"github.com/mcpgw/mcpgw/internal/config"
 	"github.com/mcpgw/mcpgw/internal/identity"
 	"github.com/mcpgw/mcpgw/internal/policy"
+	"github.com/mcpgw/mcpgw/internal/ratelimit"
 	"github.com/mcpgw/mcpgw/internal/upstream"
 )
 
@@ -45,7 +44,8 @@ type Options struct {
 	// exchange ones.
 	Injectors map[string]upstream.InjectorFactory
 	Logger    *slog.Logger
-	// ReadyChecks feed /readyz; each names what is not ready.
+	// ReadyChecks feed the detailed /readyz of the metrics listener (the
+	// main port says only ready or not); each names what is not ready.
 	ReadyChecks map[string]func(context.Context) error
 	// ReadyDetails add JSON detail to /readyz (the active policy revision,
 	// the last rejected bundle).
@@ -57,6 +57,11 @@ type Options struct {
 	// Audit receives the records of requests refused before the policy
 	// could decide them (the policy engine records its own decisions).
 	Audit func(context.Context, audit.Record)
+	// Now is the clock sessions are aged by; nil means time.Now.
+	Now func() time.Time
+	// RateLimiter counts ratelimit.* budgets; nil: New makes the one the
+	// config asks for (Redis or this replica's memory) and Shutdown closes it.
+	RateLimiter ratelimit.Limiter
 }
 
 // Observer is told about each relayed request; the telemetry package implements it.
@@ -74,12 +79,20 @@ type Gateway struct {
 	log       *slog.Logger
 	server    config.Server
 	publicURL *url.URL
-	topo      atomic.Pointer[topology]
-	client    *upstream.Client
-	catalog   *catalog
-	fetcher   *catalogFetcher
-	loopback  atomic.Bool
-	streams   sync.WaitGroup
+	// issuers are the trusted issuers' URLs, which agents are bound to.
+	issuers  []string
+	topo     atomic.Pointer[topology]
+	client   *upstream.Client
+	catalog  *catalog
+	fetcher  *catalogFetcher
+	loopback atomic.Bool
+	streams  sync.WaitGroup
+	// now ages sessions; idle remembers when this replica last saw each
+	// session (server.session_idle_timeout is per replica).
+	now  func() time.Time
+	idle *upstream.IdleTracker
+	// rate applies ratelimit.* to authenticated callers (ratelimit.go).
+	rate *rateLimits
 	// draining is closed when Shutdown starts: GET streams, which never end
 	// by themselves, end then (clients reconnect elsewhere). shutdown is
 	// closed at the deadline and ends the streams of requests still running.
@@ -118,6 +131,17 @@ func New(opts Options) (*Gateway, error) {
 		draining:  make(chan struct{}),
 		shutdown:  make(chan struct{}),
 	}
+	for _, is := range opts.Config.Identity.Issuers {
+		g.issuers = append(g.issuers, is.Issuer)
+	}
+	g.now = opts.Now
+	if g.now == nil {
+		g.now = time.Now
+	}
+	g.idle = upstream.NewIdleTracker(opts.Config.Server.SessionIdleLimit(), upstream.DefaultIdleTrackerSize)
+	if g.rate, err = newRateLimits(opts.Config.RateLimit, opts.RateLimiter, g.log); err != nil {
+		return nil, err
+	}
 	if err := g.SetTopology(opts.Config.Backends, opts.Config.Agents); err != nil {
 		return nil, err
 	}
@@ -125,8 +149,13 @@ func New(opts Options) (*Gateway, error) {
 		AppName:               "mcpgw",
 		DisableStartupMessage: true,
 		BodyLimit:             int(opts.Config.Server.MaxBodyBytes),
-		ReadTimeout:           opts.Config.Server.ReadTimeout,
-		IdleTimeout:           opts.Config.Server.IdleTimeout,
+		// fasthttp reads the whole header block into this buffer and
+		// answers 431 when it does not fit (its default, 4 KiB, is a token
+		// with about a hundred groups). The verifier's token limit is the
+		// same number, so neither refuses what the other accepts.
+		ReadBufferSize: opts.Config.Server.HeaderBytes(),
+		ReadTimeout:    opts.Config.Server.ReadTimeout,
+		IdleTimeout:    opts.Config.Server.IdleTimeout,
 		// No WriteTimeout: it would silently cut long SSE streams.
 		ErrorHandler: g.errorHandler,
 	})
@@ -140,6 +169,7 @@ func (g *Gateway) SetTopology(backends map[string]config.Backend, agents map[str
 	if err != nil {
 		return err
 	}
+	t.issuers = g.issuers
 	g.topo.Store(t)
 	return nil
 }
@@ -149,13 +179,19 @@ func (g *Gateway) App() *fiber.App { return g.app }
 
 func (g *Gateway) routes() {
 	g.app.Use(recover.New())
-	g.app.Use(requestid.New())
+	// An SSE stream leaves a write deadline on its connection (stream.go).
+	g.app.Use(clearWriteDeadline)
+	g.app.Use(assignRequestID)
 	g.app.Use(func(c *fiber.Ctx) error {
 		setSecurityHeaders(c)
 		return c.Next()
 	})
 	g.app.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
-	g.app.Get("/readyz", g.readyz)
+	// The main port is reachable by every agent: it answers readiness with
+	// one boolean and serves no metrics. Both details (backend names, the
+	// issuer, the policy source, traffic) are on server.metrics_listen.
+	g.app.Get("/readyz", g.readyzMinimal)
+	g.app.All("/metrics", notServedHere)
 	g.app.Get("/.well-known/oauth-protected-resource", g.protectedResource)
 	g.app.Get("/.well-known/oauth-protected-resource/*", g.protectedResource)
 }
@@ -190,34 +226,8 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	g.shutdownOnce.Do(func() { close(g.shutdown) })
-	return <-stopped
-}
-
-func (g *Gateway) readyz(c *fiber.Ctx) error {
-	names := make([]string, 0, len(g.opts.ReadyChecks))
-	for name := range g.opts.ReadyChecks {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	checks := fiber.Map{}
-	ready := true
-	for _, name := range names {
-		if err := g.opts.ReadyChecks[name](c.UserContext()); err != nil {
-			checks[name] = err.Error()
-			ready = false
-		} else {
-			checks[name] = "ok"
-		}
-	}
-	status := fiber.StatusOK
-	if !ready {
-		status = fiber.StatusServiceUnavailable
-	}
-	body := fiber.Map{"ready": ready, "checks": checks}
-	for name, detail := range g.opts.ReadyDetails {
-		body[name] = detail()
-	}
-	return c.Status(status).JSON(body)
+	err := <-stopped
+	return errors.Join(err, g.rate.close())
 }
 
 // setSecurityHeaders marks every answer as an API response no browser should
@@ -242,11 +252,15 @@ func (g *Gateway) errorHandler(c *fiber.Ctx, err error) error {
 		code = fe.Code
 	}
 	setSecurityHeaders(c)
+	resetWriteDeadline(c)
 	msg := err.Error()
 	rpcCode := -32603
 	switch code {
 	case fiber.StatusRequestEntityTooLarge:
 		msg = fmt.Sprintf("request body exceeds server.max_body_bytes (%d bytes)", g.server.MaxBodyBytes)
+		rpcCode = -32600
+	case fiber.StatusRequestHeaderFieldsTooLarge:
+		msg = fmt.Sprintf("request headers exceed server.max_header_bytes (%d bytes); a bearer token must fit within it", g.server.HeaderBytes())
 		rpcCode = -32600
 	case fiber.StatusInternalServerError:
 		g.log.Error("request failed", "request_id", c.Locals("requestid"), "err", err)

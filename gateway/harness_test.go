@@ -48,6 +48,10 @@ type harnessOptions struct {
 	wrapNotes func(http.Handler) http.Handler
 	// audit receives the records of refused requests.
 	audit func(context.Context, audit.Record)
+	// logger replaces the quiet logger (to read what the gateway logs).
+	logger *slog.Logger
+	// now is the gateway's clock for sessions (nil: time.Now).
+	now func() time.Time
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -119,7 +123,11 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 		// do not depend on the shipped roles.
 		authz = engineFor(t, "../testdata/policy/allow-all")
 	}
-	gw, err := New(Options{Config: cfg, Verifier: v, Authorizer: authz, Sealer: sealer, Logger: quietLogger(), Tracer: o.tracer, Audit: o.audit})
+	logger := o.logger
+	if logger == nil {
+		logger = quietLogger()
+	}
+	gw, err := New(Options{Config: cfg, Verifier: v, Authorizer: authz, Sealer: sealer, Logger: logger, Tracer: o.tracer, Audit: o.audit, Now: o.now})
 	if err != nil {
 		t.Fatalf("gateway: %v", err)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/mcpgw/mcpgw/internal/identity"
 	"github.com/mcpgw/mcpgw/internal/mcp"
 	"github.com/mcpgw/mcpgw/internal/policy"
+	"github.com/mcpgw/mcpgw/internal/redact"
 	"github.com/mcpgw/mcpgw/internal/telemetry"
 	"github.com/mcpgw/mcpgw/internal/upstream"
 )
@@ -44,6 +45,10 @@ type call struct {
 	hasSession bool
 	sessionID  string
 	requestID  string
+	// hints are the Mcp-Method/Mcp-Name/Mcp-Param-* headers the backend
+	// gets: derived from the one message forwarded (hints.go), never the
+	// client's own.
+	hints http.Header
 	// base is the policy input common to every message of the request.
 	base policy.Input
 }
@@ -74,6 +79,11 @@ func (g *Gateway) handleMCP(c *fiber.Ctx) error {
 	}
 	span.SetAttributes(attribute.String("enduser.id", p.Subject))
 	requestID := fmt.Sprint(c.Locals("requestid"))
+	// Rate limits come first after identity: a caller over its budget
+	// costs no policy evaluation, audit record or backend call.
+	if done, err := g.admit(c, p, requestID); done {
+		return err
+	}
 	path := string(c.Request().URI().PathOriginal())
 	if err := checkRequestPath(path); err != nil {
 		g.recordRefusal(ctx, refusal{principal: p, requestID: requestID, method: c.Method(), reason: err.Error()})
@@ -105,11 +115,11 @@ func (g *Gateway) handleMCP(c *fiber.Ctx) error {
 	span.SetAttributes(attribute.String("mcpgw.backend", r.backend.Name), attribute.String("mcpgw.agent", agent.ID()))
 	cl := &call{route: r, rest: rest, agent: agent, principal: p, token: token, requestID: requestID}
 	if id := c.Get(mcpgo.HeaderSessionID); id != "" {
-		s, err := g.opts.Sealer.Open(id)
-		if err != nil || s.Backend != r.backend.Name || s.Subject != subjectKey(p) {
+		s, ok := g.openSession(id, r.backend.Name, subjectKey(p), agent.ID())
+		if !ok {
 			return writeRPCError(c, fiber.StatusNotFound, nil, mcpgo.INVALID_REQUEST, "unknown or expired session (Mcp-Session-Id): start a new one with initialize", nil)
 		}
-		cl.session, cl.hasSession, cl.sessionID = s, true, id
+		cl.session, cl.hasSession, cl.sessionID = s, true, strings.Clone(id)
 	}
 	cl.base = policy.Input{
 		Version: policy.InputVersion,
@@ -119,6 +129,7 @@ func (g *Gateway) handleMCP(c *fiber.Ctx) error {
 		},
 		Agent: policy.AgentInput{
 			ID: agent.ID(), ClientID: agent.ClientID, Enabled: agent.IsEnabled(),
+			Issuer: topo.agentIssuer(agent), AllowClientlessTokens: agent.AllowClientlessTokens,
 			Scopes: agent.Scopes, BackendAccess: agent.BackendAccess,
 		},
 		Backend: policy.BackendInput{Name: r.backend.Name, AuthType: r.backend.AuthMethod, Labels: r.backend.Labels},
@@ -174,29 +185,30 @@ func (g *Gateway) sessionInput(cl *call, kind, method string) policy.Input {
 }
 
 // checkCall reads what a tools/call needs besides the policy: the called
-// tool's catalog entry (its annotations go into the input) and, against its
-// input schema, argument names a case-insensitive server would read as
-// another property. A refusal is returned as a JSON-RPC error.
-func (g *Gateway) checkCall(ctx context.Context, cl *call, m *mcp.Message, in *policy.Input) *mcp.Error {
+// tool's catalog entry (its annotations go into the input; its input schema
+// is returned for the Mcp-Param-* headers) and, against its input schema,
+// argument names a case-insensitive server would read as another property.
+// A refusal is returned as a JSON-RPC error; tool is nil for other methods.
+func (g *Gateway) checkCall(ctx context.Context, cl *call, m *mcp.Message, in *policy.Input) (tool *mcpgo.Tool, rerr *mcp.Error) {
 	if m.Method != string(mcpgo.MethodToolsCall) {
-		return nil
+		return nil, nil
 	}
 	name := m.Target()
 	entry, err := g.toolFor(ctx, cl, name)
 	if errors.Is(err, errToolNotListed) {
-		return &mcp.Error{Code: mcpgo.INVALID_PARAMS, Message: "invalid params: " + err.Error(), Status: fiber.StatusOK}
+		return nil, &mcp.Error{Code: mcpgo.INVALID_PARAMS, Message: "invalid params: " + err.Error(), Status: fiber.StatusOK}
 	}
 	if err != nil {
-		g.log.Warn("could not list the backend's tools to decide a call", "request_id", cl.requestID, "backend", cl.route.backend.Name, "err", err)
-		return &mcp.Error{Code: mcp.CodeBackend, Message: fmt.Sprintf("backend %s: could not read its tool list to decide the call", cl.route.backend.Name), Status: fiber.StatusBadGateway}
+		g.log.Warn("could not list the backend's tools to decide a call", "request_id", cl.requestID, "backend", cl.route.backend.Name, "err", redact.Error(err))
+		return nil, &mcp.Error{Code: mcp.CodeBackend, Message: fmt.Sprintf("backend %s: could not read its tool list to decide the call", cl.route.backend.Name), Status: fiber.StatusBadGateway}
 	}
 	if args, ok := m.ArgumentsValue(); ok {
 		if err := checkArgumentNames(entry.schema, args, "arguments"); err != nil {
-			return &mcp.Error{Code: mcpgo.INVALID_PARAMS, Message: "invalid params: " + err.Error(), Status: fiber.StatusOK}
+			return nil, &mcp.Error{Code: mcpgo.INVALID_PARAMS, Message: "invalid params: " + err.Error(), Status: fiber.StatusOK}
 		}
 	}
 	in.Tools = []policy.Tool{{Name: name, Annotations: entry.annotations}}
-	return nil
+	return hintTool(m, entry), nil
 }
 
 func (g *Gateway) post(c *fiber.Ctx, cl *call) error {
@@ -211,6 +223,10 @@ func (g *Gateway) post(c *fiber.Ctx, cl *call) error {
 	if perr != nil {
 		g.recordRefusal(ctx, cl.refusal(fiber.MethodPost, "", perr.Message))
 		return writeRPCError(c, perr.Status, perr.ID, perr.Code, perr.Message, nil)
+	}
+	// Each batch member counts as a request, each initialize as a session.
+	if done, err := g.admitMessages(c, cl, msgs, batch); done {
+		return err
 	}
 	version := c.Get(mcpgo.HeaderProtocolVersion)
 	if version != "" && !mcpgo.IsValidProtocolVersion(version) {
@@ -227,10 +243,15 @@ func (g *Gateway) post(c *fiber.Ctx, cl *call) error {
 			effective = msgs[0].ProtocolVersion()
 		}
 	}
-	if !batch && msgs[0].Kind != mcp.KindResponse {
-		if err := mcpgo.ValidateStandardHeaders(func(k string) string { return c.Get(k) }, version, mcpgo.MCPMethod(msgs[0].Method), msgs[0].ParamsJSON()); err != nil {
-			return writeRPCError(c, fiber.StatusBadRequest, &msgs[0].ID, mcpgo.INVALID_REQUEST, err.Error(), nil)
+	// Hint headers are checked whatever the revision (hints.go).
+	hints := readHints(c)
+	if err := hints.check(version, batch, &msgs[0]); err != nil {
+		var id *mcpgo.RequestId
+		if !batch {
+			id = &msgs[0].ID
 		}
+		g.recordRefusal(ctx, cl.refusal(msgs[0].Method, msgs[0].Target(), err.Error()))
+		return writeRPCError(c, fiber.StatusBadRequest, id, mcpgo.INVALID_REQUEST, err.Error(), nil)
 	}
 
 	ctx, policySpan := telemetry.StartSpan(ctx, g.opts.Tracer, telemetry.SpanPolicy)
@@ -240,7 +261,20 @@ func (g *Gateway) post(c *fiber.Ctx, cl *call) error {
 	for i := range msgs {
 		m := &msgs[i]
 		in := g.input(cl, m, effective)
-		if rerr := g.checkCall(ctx, cl, m, &in); rerr != nil {
+		tool, rerr := g.checkCall(ctx, cl, m, &in)
+		if rerr == nil && tool != nil {
+			// Batches carry no hints (refused above): only a lone tools/call
+			// gets here with any.
+			if err := hints.checkParams(version, m, tool); err != nil {
+				g.recordRefusal(ctx, cl.refusal(m.Method, m.Target(), err.Error()))
+				policySpan.End()
+				return writeRPCError(c, fiber.StatusBadRequest, &m.ID, mcpgo.INVALID_REQUEST, err.Error(), nil)
+			}
+		}
+		if !batch {
+			cl.hints = derivedHints(version, m, tool)
+		}
+		if rerr != nil {
 			g.recordRefusal(ctx, cl.refusal(m.Method, m.Target(), rerr.Message))
 			if !batch && rerr.Status != fiber.StatusOK {
 				policySpan.End()
@@ -324,10 +358,12 @@ func (g *Gateway) decideSession(c *fiber.Ctx, cl *call, kind, method string) (bo
 }
 
 // forwardedHeaders are the client headers a backend may see. Authorization
-// is never among them: MCP forbids passing the client's token through.
+// is never among them: MCP forbids passing the client's token through. Nor
+// are the client's Mcp-Method, Mcp-Name and Mcp-Param-* hints: the backend
+// gets cl.hints, derived from what was decided (hints.go).
 var forwardedHeaders = []string{
 	fiber.HeaderContentType, fiber.HeaderAccept, fiber.HeaderUserAgent,
-	mcpgo.HeaderProtocolVersion, mcpgo.HeaderLastEventID, mcpgo.HeaderMethod, mcpgo.HeaderName,
+	mcpgo.HeaderProtocolVersion, mcpgo.HeaderLastEventID,
 }
 
 func (g *Gateway) upstreamHeaders(c *fiber.Ctx, cl *call) http.Header {
@@ -337,11 +373,9 @@ func (g *Gateway) upstreamHeaders(c *fiber.Ctx, cl *call) http.Header {
 			h.Set(name, v)
 		}
 	}
-	c.Request().Header.VisitAll(func(k, v []byte) {
-		if key := string(k); len(key) > len(mcpgo.HeaderParamPrefix) && strings.EqualFold(key[:len(mcpgo.HeaderParamPrefix)], mcpgo.HeaderParamPrefix) {
-			h.Add(key, string(v))
-		}
-	})
+	for name, values := range cl.hints {
+		h[name] = values
+	}
 	if cl.hasSession {
 		h.Set(mcpgo.HeaderSessionID, cl.session.Upstream)
 	}
@@ -382,7 +416,7 @@ func (g *Gateway) relay(c *fiber.Ctx, cl *call, method string, body []byte, pend
 		if cl.hasSession && sid == cl.session.Upstream {
 			c.Set(mcpgo.HeaderSessionID, cl.sessionID)
 		} else {
-			sealed, err := g.opts.Sealer.Seal(upstream.Session{Backend: r.backend.Name, Subject: subjectKey(cl.principal), Upstream: sid})
+			sealed, err := g.sealSession(r.backend.Name, subjectKey(cl.principal), cl.agent.ID(), sid)
 			if err != nil {
 				resp.Body.Close()
 				return fmt.Errorf("seal session for backend %s: %w", r.backend.Name, err)
@@ -422,7 +456,7 @@ func (g *Gateway) relay(c *fiber.Ctx, cl *call, method string, body []byte, pend
 	// (application/json-seq), and error statuses can carry results.
 	out, isJSON, err := g.filterReply(ctx, cl, payload, ct, pending, denied)
 	if err != nil {
-		g.log.Warn("backend reply refused", "request_id", cl.requestID, "backend", r.backend.Name, "err", err)
+		g.log.Warn("backend reply refused", "request_id", cl.requestID, "backend", r.backend.Name, "err", redact.Error(err))
 		g.observe(r.backend.Name, method, "backend_error", start)
 		return g.failRequests(c, fiber.StatusBadGateway, pending, batch, mcp.CodeBackend,
 			fmt.Sprintf("backend %s sent a reply the gateway cannot read unambiguously", r.backend.Name))
@@ -472,17 +506,20 @@ func (g *Gateway) backendFailure(c *fiber.Ctx, cl *call, err error, pending requ
 	var ce *upstream.CredentialError
 	switch {
 	case errors.As(err, &ce):
-		g.log.Warn("backend credential failed", "request_id", cl.requestID, "backend", ce.Backend, "oauth_error", ce.Code, "err", ce.Err)
-		return g.failRequests(c, fiber.StatusBadGateway, pending, batch, mcp.CodeCredential, ce.Error())
+		// The causes print URLs (a token endpoint's, the backend's) with
+		// their query and userinfo: redacted in the log and in the 502
+		// body any caller reads.
+		g.log.Warn("backend credential failed", "request_id", cl.requestID, "backend", ce.Backend, "oauth_error", ce.Code, "err", redact.Error(ce.Err))
+		return g.failRequests(c, fiber.StatusBadGateway, pending, batch, mcp.CodeCredential, redact.Text(ce.Error()))
 	case errors.As(err, &be):
-		g.log.Warn("backend failed", "request_id", cl.requestID, "backend", be.Backend, "timeout", be.Timeout, "err", be.Err)
+		g.log.Warn("backend failed", "request_id", cl.requestID, "backend", be.Backend, "timeout", be.Timeout, "err", redact.Error(be.Err))
 		status := fiber.StatusBadGateway
 		if be.Timeout {
 			status = fiber.StatusGatewayTimeout
 		}
-		return g.failRequests(c, status, pending, batch, mcp.CodeBackend, be.Error())
+		return g.failRequests(c, status, pending, batch, mcp.CodeBackend, redact.Text(be.Error()))
 	}
-	g.log.Error("relay failed", "request_id", cl.requestID, "backend", cl.route.backend.Name, "err", err)
+	g.log.Error("relay failed", "request_id", cl.requestID, "backend", cl.route.backend.Name, "err", redact.Error(err))
 	return g.failRequests(c, fiber.StatusBadGateway, pending, batch, mcp.CodeBackend, fmt.Sprintf("backend %s failed", cl.route.backend.Name))
 }
 

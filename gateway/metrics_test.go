@@ -1,20 +1,32 @@
 package gateway
 
 import (
+	"io"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/mcpgw/mcpgw/internal/config"
 )
 
-// The assembled server counts what it relays and exposes it on /metrics.
+// withMetricsListener serves /metrics and the detailed /readyz on a free
+// loopback port of their own.
+func withMetricsListener(c *config.Config) { c.Server.MetricsListen = "127.0.0.1:0" }
+
+// The assembled server counts what it relays and exposes it on /metrics,
+// on the metrics listener.
 func TestMetricsEndpointCountsRequests(t *testing.T) {
-	w := newAdminWorld(t)
+	w := newAdminWorld(t, withMetricsListener)
+	if w.srv.MetricsURL == "" {
+		t.Fatal("server.metrics_listen set, but no MetricsURL")
+	}
 	tok := w.token("alice", []string{"mcp:read", "mcp:write"}, []string{"mcp-super-admins"}, "claude-client")
 	w.openSession("/notes", tok, "claude-code")
 
-	resp, err := http.Get(w.url + "/metrics")
+	resp, err := http.Get(w.srv.MetricsURL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,5 +55,47 @@ func TestMetricsEndpointCountsRequests(t *testing.T) {
 		if families[name] == nil {
 			t.Errorf("no %s", name)
 		}
+	}
+}
+
+// The main port is what every agent reaches: it serves no metrics, with or
+// without a metrics listener, and the backend names, issuer and traffic
+// they would show are not there.
+func TestMetricsNeverOnTheMainPort(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		mutate []func(*config.Config)
+	}{
+		{"no metrics listener", nil},
+		{"with a metrics listener", []func(*config.Config){withMetricsListener}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newAdminWorld(t, tc.mutate...)
+			tok := w.token("alice", []string{"mcp:read", "mcp:write"}, []string{"mcp-super-admins"}, "claude-client")
+			w.openSession("/notes", tok, "claude-code")
+			for _, auth := range []string{"", "Bearer " + tok} {
+				req, _ := http.NewRequest(http.MethodGet, w.url+"/metrics", nil)
+				if auth != "" {
+					req.Header.Set("Authorization", auth)
+				}
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusNotFound {
+					t.Errorf("GET /metrics on the main port (auth %v) = %d, want 404", auth != "", resp.StatusCode)
+				}
+				for _, leak := range []string{"mcpgw_", "notes", w.idp.Issuer()} {
+					if strings.Contains(string(body), leak) {
+						t.Errorf("main port /metrics shows %q: %s", leak, body)
+					}
+				}
+			}
+			if (w.srv.MetricsURL != "") != (len(tc.mutate) > 0) {
+				t.Errorf("MetricsURL = %q", w.srv.MetricsURL)
+			}
+		})
 	}
 }

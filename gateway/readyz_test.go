@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -26,9 +27,39 @@ func readyz(t *testing.T, url string) (int, map[string]any) {
 	return resp.StatusCode, body
 }
 
+// mainReadyz reads the main port's /readyz, which must say ready or not and
+// nothing else: no check names, error texts (the IdP's address), policy
+// source or revision.
+func mainReadyz(t *testing.T, url string, leaks ...string) (int, bool) {
+	t.Helper()
+	resp, err := http.Get(url + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var body map[string]any
+	if err := json.Unmarshal(raw, &body); err != nil {
+		t.Fatalf("main /readyz is not JSON: %s", raw)
+	}
+	ready, ok := body["ready"].(bool)
+	if !ok || len(body) != 1 {
+		t.Fatalf("main /readyz = %s, want only {\"ready\": bool}", raw)
+	}
+	for _, s := range leaks {
+		if strings.Contains(string(raw), s) {
+			t.Fatalf("main /readyz shows %q: %s", s, raw)
+		}
+	}
+	return resp.StatusCode, ready
+}
+
 func TestReadyzSaysWhatIsNotReady(t *testing.T) {
-	w := newAdminWorld(t)
-	if code, body := readyz(t, w.url); code != 200 || body["ready"] != true {
+	w := newAdminWorld(t, withMetricsListener)
+	if code, ready := mainReadyz(t, w.url, w.idp.Issuer(), "policy", "checks"); code != 200 || !ready {
+		t.Fatalf("healthy gateway main /readyz = %d %v", code, ready)
+	}
+	if code, body := readyz(t, w.srv.MetricsURL); code != 200 || body["ready"] != true {
 		t.Fatalf("healthy gateway /readyz = %d %v", code, body)
 	} else if policy, _ := body["policy"].(map[string]any); policy == nil || policy["revision"] == "" {
 		t.Fatalf("/readyz lacks the active policy revision: %v", body)
@@ -46,7 +77,7 @@ func TestReadyzSaysWhatIsNotReady(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := &config.Config{
-		Server:   config.Server{Listen: ln.Addr().String(), PublicURL: "http://" + ln.Addr().String(), MaxBodyBytes: 1 << 20, ReadTimeout: 5 * time.Second},
+		Server:   config.Server{Listen: ln.Addr().String(), PublicURL: "http://" + ln.Addr().String(), MaxBodyBytes: 1 << 20, ReadTimeout: 5 * time.Second, MetricsListen: "127.0.0.1:0"},
 		Identity: config.Identity{Issuers: []config.Issuer{{Issuer: issuer, Audiences: []string{"api://mcpgw"}}}, ClockSkew: time.Second, JWKSRefreshInterval: time.Hour, ClaimsCacheMaxCost: 100},
 		Policy:   config.Policy{Bundle: "../policies", AllowUnsigned: true, Timeout: time.Second},
 		Store:    config.Store{DSN: ":memory:", PollInterval: time.Hour},
@@ -60,7 +91,10 @@ func TestReadyzSaysWhatIsNotReady(t *testing.T) {
 		defer cancel()
 		_ = srv.Close(ctx)
 	})
-	code, body := readyz(t, srv.URL)
+	if code, ready := mainReadyz(t, srv.URL, dead.Addr().String(), "identity"); code != http.StatusServiceUnavailable || ready {
+		t.Fatalf("main /readyz with the IdP down = %d %v, want 503 false", code, ready)
+	}
+	code, body := readyz(t, srv.MetricsURL)
 	checks, _ := body["checks"].(map[string]any)
 	if code != http.StatusServiceUnavailable || body["ready"] != false || !strings.Contains(toJSON(checks["identity"]), dead.Addr().String()) {
 		t.Fatalf("/readyz with the IdP down = %d %v, want 503 naming the issuer", code, body)

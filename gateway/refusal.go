@@ -37,7 +37,7 @@ func (g *Gateway) recordRefusal(ctx context.Context, r refusal) {
 	}
 	g.opts.Audit(ctx, audit.Record{
 		Time: time.Now().UTC(), Kind: audit.KindDecision, DecisionID: uuid.NewString(), RequestID: r.requestID,
-		Subject: r.principal.Subject, Agent: r.agent, Backend: r.backend, Method: r.method, Tool: r.target,
+		Subject: r.principal.Subject, Issuer: r.principal.Issuer, Agent: r.agent, Backend: r.backend, Method: r.method, Tool: r.target,
 		Allow: false, Reasons: []string{"refused by the gateway before policy: " + r.reason},
 	})
 }

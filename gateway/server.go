@@ -11,8 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gofiber/fiber/v2/middleware/adaptor"
-
 	"github.com/mcpgw/mcpgw/internal/audit"
 	"github.com/mcpgw/mcpgw/internal/config"
 	"github.com/mcpgw/mcpgw/internal/exchange"
@@ -34,9 +32,12 @@ type Server struct {
 	// extra sinks).
 	Audit audit.Sink
 	// URL is where the gateway listens, http://host:port.
-	URL  string
-	ln   net.Listener
-	errc chan error
+	URL string
+	// MetricsURL is where /metrics and the detailed /readyz are served
+	// (server.metrics_listen), http://host:port; "" when they are not.
+	MetricsURL string
+	ln         net.Listener
+	errc       chan error
 	// reloadMu guards seen, the store revision the topology reflects.
 	reloadMu sync.Mutex
 	seen     int64
@@ -54,6 +55,8 @@ type StartOptions struct {
 	// DecisionLog also receives every policy decision record (metrics).
 	DecisionLog func(context.Context, policy.Record)
 	// AuditSinks are written besides the store (stdout, HTTP collector).
+	// Build batching ones with AuditBatchOptions so that audit.* applies
+	// to them as to the store and their losses are counted.
 	AuditSinks []audit.Sink
 	// Metrics, when nil, are made on a registry of the server's own.
 	Metrics *telemetry.Metrics
@@ -84,7 +87,11 @@ func Start(ctx context.Context, cfg *config.Config, o StartOptions) (srv *Server
 	}
 	s.closers = append(s.closers, stopTracing)
 
-	if s.Verifier, err = identity.NewVerifier(ctx, cfg.Identity, identity.WithLogger(log), identity.WithMetrics(s.Metrics.IdentityHooks())); err != nil {
+	// The verifier's token limit is the HTTP server's header limit, so a
+	// token Fiber reads whole is never refused as too long, and the limit a
+	// refusal names is the one operators set.
+	if s.Verifier, err = identity.NewVerifier(ctx, cfg.Identity, identity.WithLogger(log), identity.WithMetrics(s.Metrics.IdentityHooks()),
+		identity.WithMaxTokenBytes(cfg.Server.HeaderBytes())); err != nil {
 		return nil, fmt.Errorf("identity: %w", err)
 	}
 	s.closers = append(s.closers, func(context.Context) error { s.Verifier.Close(); return nil })
@@ -96,7 +103,7 @@ func Start(ctx context.Context, cfg *config.Config, o StartOptions) (srv *Server
 	if err = s.Store.SeedFromConfig(ctx, cfg); err != nil {
 		return nil, fmt.Errorf("store: seed from config: %w", err)
 	}
-	sinks := append([]audit.Sink{audit.NewStoreSink(s.Store, audit.BatchOptions{Logger: log})}, o.AuditSinks...)
+	sinks := append([]audit.Sink{audit.NewStoreSink(s.Store, AuditBatchOptions(cfg, log, s.Metrics, "store"))}, o.AuditSinks...)
 	s.Audit = audit.Multi(sinks...)
 	s.closers = append(s.closers, s.Audit.Close)
 	decisionLog := func(ctx context.Context, r policy.Record) {
@@ -116,6 +123,7 @@ func Start(ctx context.Context, cfg *config.Config, o StartOptions) (srv *Server
 		OPAConfig:         cfg.Policy.OPA,
 		PollInterval:      cfg.Policy.PollInterval,
 		DecisionCacheSize: cfg.Policy.DecisionCacheSize,
+		BundleLimits:      policy.BundleLimits{Bytes: cfg.Policy.MaxBundleBytes, UncompressedBytes: cfg.Policy.MaxBundleUncompressedBytes, Files: cfg.Policy.MaxBundleFiles, FileBytes: cfg.Policy.MaxBundleFileBytes},
 		PersistDir:        cfg.Policy.PersistDir,
 		Shadow:            cfg.Policy.Shadow,
 		Logger:            log,
@@ -156,7 +164,11 @@ func Start(ctx context.Context, cfg *config.Config, o StartOptions) (srv *Server
 	if live.Backends, live.Agents, err = loadTopology(ctx, s.Store); err != nil {
 		return nil, err
 	}
-	exchanger, err := exchange.New(exchange.Deps{Logger: log, Metrics: exchangeMetrics{s.Metrics}, ExchangeTimeout: cfg.Exchange.Timeout,
+	issuers := make([]string, 0, len(cfg.Identity.Issuers))
+	for _, is := range cfg.Identity.Issuers {
+		issuers = append(issuers, is.Issuer)
+	}
+	exchanger, err := exchange.New(exchange.Deps{Logger: log, Metrics: exchangeMetrics{s.Metrics}, ExchangeTimeout: cfg.Exchange.Timeout, Issuers: issuers,
 		Cache: exchange.CacheConfig{MaxCost: cfg.Exchange.CacheMaxBytes, MaxTTL: cfg.Exchange.CacheMaxTTL, FailureTTL: cfg.Exchange.FailureTTL}})
 	if err != nil {
 		return nil, err
@@ -172,6 +184,9 @@ func Start(ctx context.Context, cfg *config.Config, o StartOptions) (srv *Server
 			"identity": func(context.Context) error { return s.Verifier.Ready() },
 			"policy":   func(context.Context) error { return s.Engine.Ready() },
 			"store":    func(ctx context.Context) error { return s.Store.Ping(ctx) },
+			"audit":    auditReady(s.Audit),
+			// Fails only while Redis is down and requests are refused for it.
+			"ratelimit": func(ctx context.Context) error { return s.Gateway.rate.ready(ctx) },
 		},
 		ReadyDetails: map[string]func() any{"policy": func() any { return s.Engine.Status() }},
 	})
@@ -180,7 +195,9 @@ func Start(ctx context.Context, cfg *config.Config, o StartOptions) (srv *Server
 	}
 	s.mountAdmin(log)
 	if cfg.Server.MetricsListen == "" {
-		s.Gateway.App().Get("/metrics", adaptor.HTTPHandler(s.Metrics.Handler()))
+		// Metrics and the detailed readiness name backends, issuers, the
+		// policy source and traffic: never on the port agents reach.
+		log.Info("server.metrics_listen is empty: /metrics and the detailed /readyz are not served (the main port's /readyz says only ready or not)")
 	} else if err = s.serveMetrics(cfg.Server.MetricsListen, log); err != nil {
 		return nil, err
 	}
@@ -284,13 +301,14 @@ func (s *Server) Reload(ctx context.Context) error {
 func decisionRecord(r policy.Record) audit.Record {
 	return audit.Record{
 		Time: r.Time, Kind: audit.KindDecision, DecisionID: r.DecisionID,
-		Subject: r.Subject, Agent: r.Agent, Backend: r.Backend, Method: r.Method, Tool: r.Tool,
+		Subject: r.Subject, Issuer: r.Issuer, Agent: r.Agent, Backend: r.Backend, Method: r.Method, Tool: r.Tool,
 		Allow: r.Allow, Reasons: r.Reasons, Revision: r.Revision, EvalMicros: r.Elapsed.Microseconds(),
 	}
 }
 
-// serveMetrics serves /metrics on its own listener, so that scraping can be
-// kept off the port agents reach.
+// serveMetrics serves /metrics and the detailed /readyz on their own
+// listener, so that scraping and health details stay off the port agents
+// reach (bind it to an address only operators' networks see).
 func (s *Server) serveMetrics(addr string, log *slog.Logger) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -298,6 +316,7 @@ func (s *Server) serveMetrics(addr string, log *slog.Logger) error {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", s.Metrics.Handler())
+	mux.Handle("/readyz", s.Gateway.ReadinessHandler())
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -305,6 +324,8 @@ func (s *Server) serveMetrics(addr string, log *slog.Logger) error {
 		}
 	}()
 	s.closers = append(s.closers, hs.Shutdown)
+	s.MetricsURL = "http://" + ln.Addr().String()
+	log.Info("metrics listening", "addr", ln.Addr().String(), "paths", "/metrics /readyz")
 	return nil
 }
 
@@ -317,7 +338,7 @@ func shadowRecord(d policy.ShadowDisagreement) audit.Record {
 	}
 	return audit.Record{
 		Time: time.Now(), Kind: audit.KindShadow, DecisionID: d.DecisionID,
-		Subject: d.Subject, Agent: d.Agent, Backend: d.Backend, Method: d.Method, Tool: d.Tool,
+		Subject: d.Subject, Issuer: d.Issuer, Agent: d.Agent, Backend: d.Backend, Method: d.Method, Tool: d.Tool,
 		Allow: d.Shadow.Allow, Reasons: append([]string{enforced + " by " + d.Enforced.Revision}, d.Shadow.Reasons...),
 		Revision: d.Shadow.Revision,
 	}

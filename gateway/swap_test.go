@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,7 +17,40 @@ import (
 
 // Policy revisions swap while a few hundred calls run through the gateway:
 // none fails, and every decision was made by exactly one of the revisions.
+// It holds with every core kept busy by spinning goroutines, as on a machine
+// shared with busy tenants: a call is never denied because its evaluation
+// waited for a CPU or for a swap (the policy timeout counts the evaluation's
+// own CPU time).
 func TestPolicySwapUnderLoad(t *testing.T) {
+	tests := []struct {
+		name     string
+		spinners int
+	}{
+		{"idle machine", 0},
+		{"every core kept busy", 2 * runtime.GOMAXPROCS(0)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			spin(t, tc.spinners)
+			policySwapUnderLoad(t)
+		})
+	}
+}
+
+// spin keeps n goroutines busy until the test ends.
+func spin(t *testing.T, n int) {
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			for !stop.Load() {
+			}
+		})
+	}
+	t.Cleanup(func() { stop.Store(true); wg.Wait() })
+}
+
+func policySwapUnderLoad(t *testing.T) {
 	dir := t.TempDir()
 	write := func(generation int) {
 		rego := fmt.Sprintf("package mcp.gateway\n\ngeneration := %d\n\ndecision := {\"allow\": true, \"reasons\": [], \"status\": 0}\n\nvisible_tools contains tool.name if some tool in input.tools\n", generation)
@@ -27,7 +62,9 @@ func TestPolicySwapUnderLoad(t *testing.T) {
 	var mu sync.Mutex
 	revisions := map[string]int{}
 	engine, err := policy.New(context.Background(), policy.Options{Source: dir, AllowUnsigned: true, Logger: quietLogger(),
-		PollInterval: 20 * time.Millisecond, DecisionCacheSize: -1,
+		// A tight timeout: a decision takes well under a millisecond of CPU,
+		// but on busy cores it waits far longer than this for one.
+		PollInterval: 20 * time.Millisecond, DecisionCacheSize: -1, Timeout: 10 * time.Millisecond,
 		DecisionLog: func(_ context.Context, r policy.Record) {
 			mu.Lock()
 			revisions[r.Revision]++

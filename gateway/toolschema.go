@@ -154,7 +154,7 @@ func (s *fetchSession) header() http.Header {
 func (s *fetchSession) send(ctx context.Context, method string, body []byte) (*http.Response, error) {
 	r := s.cl.route
 	return s.g.client.Send(ctx, r.injector, s.cl.caller(), upstream.Request{
-		Method: method, URL: r.target, Header: s.header(), Body: body, Timeout: r.backend.Timeout(),
+		Method: method, URL: r.forwardURL(""), Header: s.header(), Body: body, Timeout: r.backend.Timeout(),
 	})
 }
 

@@ -21,11 +21,16 @@ type topology struct {
 	prefixes []prefix
 	agents   map[string]config.Agent
 	byClient map[string][]config.Agent
+	// issuers are identity.issuers' issuer URLs: an agent's client_id
+	// belongs to its issuer, or to the only one configured.
+	issuers []string
 }
 
 type route struct {
-	backend  config.Backend
-	target   string
+	backend config.Backend
+	// target is the backend's URL, parsed: sub-paths are joined to its
+	// path, keeping its query (an api_key=…) after the joined path.
+	target   *url.URL
 	prefix   string
 	injector upstream.Injector
 }
@@ -60,7 +65,7 @@ func buildTopology(backends map[string]config.Backend, agents map[string]config.
 		if len(paths) == 0 {
 			paths = []string{"/" + name}
 		}
-		r := &route{backend: b, target: strings.TrimRight(b.URL, "/"), prefix: canonicalPath(paths[0]), injector: inj}
+		r := &route{backend: b, target: u, prefix: canonicalPath(paths[0]), injector: inj}
 		t.backends[name] = r
 		for i, p := range paths {
 			cp := canonicalPath(p)
@@ -108,12 +113,26 @@ func reservedRoute(cp string) (string, bool) {
 }
 
 // forwardURL is where a request goes: the backend's URL as configured, or a
-// sub-path below it for backends with forward_subpaths.
+// sub-path below it for backends with forward_subpaths. rest is the raw
+// request path below the backend's prefix, already checked by
+// checkRequestPath (well-formed escapes, no encoded slash, backslash, dot
+// or percent). It is joined to the URL's path with net/url, so a query in
+// the backend's URL (/mcp?api_key=K) stays after the joined path
+// (/mcp/sub?api_key=K) instead of swallowing it (/mcp?api_key=K/sub).
 func (r *route) forwardURL(rest string) string {
 	if rest == "" {
 		return r.backend.URL
 	}
-	return r.target + rest
+	u := *r.target
+	raw := strings.TrimRight(u.EscapedPath(), "/") + rest
+	p, err := url.PathUnescape(raw)
+	if err != nil {
+		// checkRequestPath refuses malformed escapes; should one get here,
+		// the path is sent with its "%" escaped rather than decoded.
+		p, raw = raw, ""
+	}
+	u.Path, u.RawPath = p, raw
+	return u.String()
 }
 
 func canonicalPath(p string) string {
@@ -137,11 +156,21 @@ func (t *topology) match(path string) (*route, string) {
 
 // agentFor resolves the calling agent: X-Agent-ID when sent, else the one
 // agent registered for the token's client. An agent id is not a password:
-// when both sides name a client, they must agree.
+// the token must be one the agent takes (bindingError). This is the hard
+// boundary; the shipped policy's caller rules say the same, so a decision
+// record never shows an agent the gateway would not have let through.
 func (t *topology) agentFor(header string, p *identity.Principal) (config.Agent, error) {
 	if header == "" {
-		candidates := t.byClient[p.ClientID]
-		if p.ClientID == "" || len(candidates) != 1 {
+		if p.ClientID == "" {
+			return config.Agent{}, fmt.Errorf("missing X-Agent-ID header (the token proves no OAuth client to find the agent by)")
+		}
+		var candidates []config.Agent
+		for _, a := range t.byClient[p.ClientID] {
+			if t.bindingError(a, p) == nil {
+				candidates = append(candidates, a)
+			}
+		}
+		if len(candidates) != 1 {
 			return config.Agent{}, fmt.Errorf("missing X-Agent-ID header")
 		}
 		return candidates[0], nil
@@ -150,10 +179,54 @@ func (t *topology) agentFor(header string, p *identity.Principal) (config.Agent,
 	if !ok {
 		return config.Agent{}, fmt.Errorf("unknown agent %q in X-Agent-ID header", header)
 	}
-	if a.ClientID != "" && p.ClientID != "" && a.ClientID != p.ClientID {
-		return config.Agent{}, fmt.Errorf("agent %q is bound to another OAuth client than the token's", header)
+	if err := t.bindingError(a, p); err != nil {
+		return config.Agent{}, err
 	}
 	return a, nil
+}
+
+// bindingError says why the token of p may not act as agent a, or nil.
+//
+//   - An agent bound to an issuer takes only that issuer's tokens: a client
+//     id is an issuer's registration, and another issuer can mint tokens
+//     naming any client id it likes.
+//   - An agent with a client_id takes only tokens that prove that client
+//     (cid, azp, client_id or appid); a token proving no client proves
+//     nothing about which application holds it.
+//   - An agent without a client_id takes tokens proving no client only when
+//     configured to (allow_clientless_tokens).
+func (t *topology) bindingError(a config.Agent, p *identity.Principal) error {
+	id := a.ID()
+	if a.ClientID != "" && a.Issuer == "" && len(t.issuers) > 1 {
+		// Validation refuses this; an entry stored by an older release
+		// may still hold it. Fail closed rather than guess the issuer.
+		return fmt.Errorf("agent %q has a client_id but names no issuer while several are trusted (agents.%s.issuer)", id, a.Name)
+	}
+	if iss := t.agentIssuer(a); iss != "" && iss != p.Issuer {
+		return fmt.Errorf("agent %q is bound to another issuer than the token's iss (agents.%s.issuer)", id, a.Name)
+	}
+	switch {
+	case a.ClientID != "" && p.ClientID == "":
+		return fmt.Errorf("agent %q is bound to an OAuth client, and the token proves none (cid, azp, client_id or appid)", id)
+	case a.ClientID != "" && p.ClientID != a.ClientID:
+		return fmt.Errorf("agent %q is bound to another OAuth client than the token's", id)
+	case a.ClientID == "" && p.ClientID == "" && !a.AllowClientlessTokens:
+		return fmt.Errorf("the token proves no OAuth client (cid, azp, client_id or appid), and agent %q does not take such tokens (agents.%s.allow_clientless_tokens)", id, a.Name)
+	}
+	return nil
+}
+
+// agentIssuer is the issuer whose tokens agent a takes: its issuer, else,
+// for an agent with a client_id, the only configured issuer; "" when any
+// trusted issuer's tokens may use it.
+func (t *topology) agentIssuer(a config.Agent) string {
+	if a.Issuer != "" {
+		return a.Issuer
+	}
+	if a.ClientID != "" && len(t.issuers) == 1 {
+		return t.issuers[0]
+	}
+	return ""
 }
 
 func hasAccess(a config.Agent, backend string) bool {

@@ -12,7 +12,7 @@ import (
 func TestTransportRejections(t *testing.T) {
 	h := newHarness(t, harnessOptions{mutate: func(c *config.Config) {
 		disabled := false
-		c.Agents["retired"] = config.Agent{AgentID: "retired", Scopes: []string{"mcp:read"}, BackendAccess: []string{"notes"}, Enabled: &disabled}
+		c.Agents["retired"] = config.Agent{AgentID: "retired", ClientID: "retired-client", Scopes: []string{"mcp:read"}, BackendAccess: []string{"notes"}, Enabled: &disabled}
 		c.Backends["frozen"] = config.Backend{URL: "http://127.0.0.1:1/mcp", Paths: []string{"/frozen"}, AuthMethod: "none", Enabled: &disabled}
 		a := c.Agents["claude-code"]
 		a.BackendAccess = append(a.BackendAccess, "frozen")
@@ -34,7 +34,7 @@ func TestTransportRejections(t *testing.T) {
 		{"unknown path", rawRequest{path: "/nowhere", token: tok, agent: "claude-code", body: list}, 404, "no backend serves path /nowhere", nil},
 		{"unknown agent", rawRequest{path: "/notes", token: tok, agent: "mallory", body: list}, 403, `unknown agent \"mallory\"`, nil},
 		{"agent of another client", rawRequest{path: "/notes", token: tok, agent: "cursor", body: list}, 403, "bound to another OAuth client", nil},
-		{"disabled agent", rawRequest{path: "/notes", token: h.token("bob", []string{"mcp:read"}, nil, ""), agent: "retired", body: list}, 403, "disabled", nil},
+		{"disabled agent", rawRequest{path: "/notes", token: h.token("bob", []string{"mcp:read"}, nil, "retired-client"), agent: "retired", body: list}, 403, "disabled", nil},
 		{"backend not granted", rawRequest{path: "/employees", token: h.token("carol", []string{"mcp:read"}, nil, "cursor-client"), agent: "cursor", body: list}, 403, "backend_access",
 			map[string]string{"WWW-Authenticate": `error="insufficient_scope"`}},
 		{"disabled backend", rawRequest{path: "/frozen", token: tok, agent: "claude-code", body: list}, 403, "backend frozen is disabled", nil},

@@ -75,8 +75,7 @@ test_agent_bound_to_token_client if {
 	d.status == 403
 }
 
-test_agent_binding_needs_both_clients if {
-	gateway.decision.allow with input as object.union(fixtures.base, {"token": {"client_id": ""}})
+test_agent_without_client_takes_tokens_of_any_client if {
 	gateway.decision.allow with input as object.union(fixtures.base, {"agent": {"client_id": ""}})
 }
 
@@ -95,7 +94,7 @@ test_backend_group_member_passes if {
 test_missing_token_fields_fail_closed if {
 	d := gateway.decision with input as {"version": 1, "agent": {"id": "cursor", "enabled": true}}
 	d.allow == false
-	d.reasons == ["method  is not allowed by policy"]
+	d.reasons == ["method  is not allowed by policy", "the token proves no client, and agent cursor does not take tokens without one (allow_clientless_tokens)"]
 }
 
 # --- scopes -----------------------------------------------------------------

@@ -2,7 +2,9 @@
 # title: mcpgw admin API policy
 # description: >-
 #   Decides calls to the gateway's admin API over input
-#   {token, http, admin: {action, kind, name}}. Roles come from the same group
+#   {token, http, admin: {action, kind, name, target?}}. A PUT is the action
+#   "write" whether it creates or updates; a backend PUT carries
+#   admin.target {url, host, address_class}. Roles come from the same group
 #   mapping and hierarchy as the gateway policy (data.mcpgw.roles); the admin
 #   settings are in data.mcpgw.admin.
 package mcp.admin
@@ -17,8 +19,13 @@ default allow := false
 
 # METADATA
 # title: Full access
-# description: A role in data.mcpgw.admin.full_access_roles may perform every action.
-allow if full_access_role
+# description: >-
+#   A role in data.mcpgw.admin.full_access_roles may perform every action,
+#   except pointing a backend at a refused address class.
+allow if {
+	full_access_role
+	not refused_target
+}
 
 # METADATA
 # title: Read access
@@ -26,13 +33,28 @@ allow if full_access_role
 allow if {
 	read_action
 	read_access_role
+	not refused_target
 }
+
+# METADATA
+# title: Refused backend destination
+# description: >-
+#   The backend url of a write resolves to an address class listed in
+#   data.mcpgw.admin.refused_address_classes (by default link-local and
+#   cloud metadata services, which hand out the gateway host's own credentials).
+refused_target if target_class in object.get(data.mcpgw.admin, "refused_address_classes", [])
+
+# METADATA
+# title: Target address class
+# description: The address class of the write's backend url; "" when the call has no target.
+target_class := object.get(input, ["admin", "target", "address_class"], "")
 
 # METADATA
 # title: Reasons
 # description: Why the admin call is allowed or refused, for the audit trail.
 # entrypoint: true
 reasons contains sprintf("%s may do every admin action", [concat(", ", sort(full_roles))]) if {
+	not refused_target
 	full_roles := {r | some r in data.mcpgw.admin.full_access_roles; r in caller_roles}
 	count(full_roles) > 0
 }
@@ -46,7 +68,13 @@ reasons contains sprintf("%s may %s %s", [concat(", ", sort(read_roles)), action
 
 reasons contains sprintf("admin action %s on %s requires role %s", [action, target, concat(" or ", needed)]) if {
 	not allow
+	not refused_target
 	needed := needed_roles
+}
+
+reasons contains sprintf("backend url host %s is a %s address, which data.mcpgw.admin.refused_address_classes refuses", [host, target_class]) if {
+	refused_target
+	host := object.get(input, ["admin", "target", "host"], "")
 }
 
 # METADATA
@@ -79,7 +107,7 @@ read_action if action in data.mcpgw.admin.read_actions
 
 # METADATA
 # title: Action
-# description: The admin action requested (list, get, create, update, delete, ...).
+# description: The admin action requested (list, get, write, delete, ...).
 action := object.get(input, ["admin", "action"], "")
 
 # METADATA

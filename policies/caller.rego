@@ -44,18 +44,95 @@ caller_denials contains transport_denial(sprintf(
 }
 
 # METADATA
+# title: Agent bound to a client needs a token proving it
+# description: >-
+#   An agent with a client takes only tokens that prove that client (cid, azp,
+#   client_id or appid). A token proving no client proves nothing about the
+#   application holding it, so it cannot act as a client-bound agent.
+caller_denials contains transport_denial(sprintf(
+	"agent %s is bound to client %s, but the token proves no client",
+	[agent_id, agent_client],
+)) if {
+	agent_client != ""
+	token_client == ""
+}
+
+# METADATA
+# title: Tokens without a client only where allowed
+# description: >-
+#   A token proving no client may use only an agent without a client that is
+#   configured to take such tokens (agents.<name>.allow_clientless_tokens).
+caller_denials contains transport_denial(sprintf(
+	"the token proves no client, and agent %s does not take tokens without one (allow_clientless_tokens)",
+	[agent_id],
+)) if {
+	agent_id != ""
+	agent_client == ""
+	token_client == ""
+	not agent_takes_clientless_tokens
+}
+
+# METADATA
+# title: Agent bound to the token's issuer
+# description: >-
+#   An agent bound to an issuer takes only that issuer's tokens: a client id
+#   is one issuer's registration, and any other issuer can mint tokens naming
+#   it.
+caller_denials contains transport_denial(sprintf(
+	"agent %s is bound to issuer %s, but the token was issued by %s",
+	[agent_id, agent_issuer, token_issuer],
+)) if {
+	agent_issuer != ""
+	agent_issuer != token_issuer
+}
+
+# METADATA
 # title: Backend restricted to groups
 # description: >-
 #   data.mcpgw.backend_groups narrows who may use a backend: a backend listed
-#   there is only for members of one of its groups. The agent's backend_access
-#   is enforced before the policy runs; this rule can only narrow it further.
+#   there is only for members of one of its groups. Groups are the token
+#   issuer's: data.mcpgw.issuer_backend_groups[<iss>], when the issuer has an
+#   entry, replaces backend_groups for that issuer's tokens, and a backend
+#   restricted in either stays restricted (no entry for it: no group admits).
+#   The agent's backend_access is enforced before the policy runs; this rule
+#   can only narrow it further.
 caller_denials contains transport_denial(sprintf(
 	"backend %s is restricted to members of %s",
 	[backend_name, concat(", ", sort(allowed))],
 )) if {
-	allowed := data.mcpgw.backend_groups[backend_name]
+	backend_name in restricted_backends
+	allowed := backend_admitting_groups
+	count(allowed) > 0
 	not member_of_any(allowed)
 }
+
+caller_denials contains transport_denial(sprintf(
+	"backend %s is restricted, and no group of issuer %s admits to it",
+	[backend_name, token_issuer],
+)) if {
+	backend_name in restricted_backends
+	count(backend_admitting_groups) == 0
+}
+
+# METADATA
+# title: Restricted backends
+# description: >-
+#   Every backend named in data.mcpgw.backend_groups or in any issuer's entry
+#   of data.mcpgw.issuer_backend_groups.
+restricted_backends := {backend | some backend, _ in object.get(data.mcpgw, "backend_groups", {})} | {backend |
+	some entry in object.get(data.mcpgw, "issuer_backend_groups", {})
+	some backend, _ in entry
+}
+
+# METADATA
+# title: Groups admitting the caller to this backend
+# description: >-
+#   The groups that admit to this backend under the token issuer's entry of
+#   data.mcpgw.issuer_backend_groups, else under data.mcpgw.backend_groups;
+#   [] when that mapping does not name the backend.
+backend_admitting_groups := object.get(entry, backend_name, []) if {
+	entry := data.mcpgw.issuer_backend_groups[token_issuer]
+} else := object.get(object.get(data.mcpgw, "backend_groups", {}), backend_name, [])
 
 # METADATA
 # title: Member of one of the groups
@@ -97,6 +174,27 @@ agent_client := input.agent.client_id
 default token_client := ""
 
 token_client := input.token.client_id
+
+# METADATA
+# title: Agent's issuer
+# description: The issuer whose tokens the agent takes, or "" for any trusted issuer.
+default agent_issuer := ""
+
+agent_issuer := input.agent.issuer
+
+# METADATA
+# title: Agent takes tokens without a client
+# description: True only when the agent record says allow_clientless_tokens is true.
+agent_takes_clientless_tokens if input.agent.allow_clientless_tokens == true
+
+# METADATA
+# title: Token's issuer
+# description: >-
+#   The token's iss, as verified by the gateway, or "". Groups, roles and
+#   client ids mean something only within the issuer that asserted them.
+default token_issuer := ""
+
+token_issuer := input.token.iss
 
 # METADATA
 # title: Backend name

@@ -72,20 +72,41 @@ compiled_grant(grant) := {
 # METADATA
 # title: Caller roles
 # description: >-
-#   The roles data.mcpgw.roles.groups assigns to the caller's groups, with
-#   the roles each of them includes (role_includes).
+#   The roles the caller's groups map to under its issuer's group mapping
+#   (issuer_role_groups), with the roles each of them includes.
 caller_roles contains role if {
 	some group in caller_groups
-	some role in role_includes[data.mcpgw.roles.groups[group]]
+	some role in role_includes[issuer_role_groups[group]]
 }
+
+# METADATA
+# title: Group mapping of the token's issuer
+# description: >-
+#   Groups are the issuer's: a group name asserted by one IdP says nothing
+#   about a group of the same name at another. When the token's issuer has an
+#   entry in data.mcpgw.roles.issuer_groups, that entry alone maps its groups
+#   to roles (an empty entry: no roles); otherwise data.mcpgw.roles.groups
+#   does, which is all a single-issuer gateway needs.
+issuer_role_groups := mapping if {
+	mapping := data.mcpgw.roles.issuer_groups[token_issuer]
+} else := object.get(data.mcpgw.roles, "groups", {})
 
 # METADATA
 # title: Inherited roles
 # description: >-
-#   The roles each role that data.mcpgw.roles.groups assigns includes
-#   (roles_up_to). It reads data only, so the gateway works it out once per
-#   policy activation rather than once per decision.
-role_includes := {role: roles_up_to(role) | some role in data.mcpgw.roles.groups}
+#   The roles each role that a group mapping (data.mcpgw.roles.groups or an
+#   entry of data.mcpgw.roles.issuer_groups) assigns includes (roles_up_to).
+#   It reads data only, so the gateway works it out once per policy
+#   activation rather than once per decision.
+role_includes := {role: roles_up_to(role) | some role in mapped_roles}
+
+# METADATA
+# title: Mapped roles
+# description: Every role some group mapping assigns, shared or per issuer.
+mapped_roles := {role | some role in object.get(data.mcpgw.roles, "groups", {})} | {role |
+	some mapping in object.get(data.mcpgw.roles, "issuer_groups", {})
+	some role in mapping
+}
 
 # METADATA
 # title: Roles up to a role

@@ -59,6 +59,9 @@ func (q Query) Normalize() (Query, error) {
 		return q, fmt.Errorf("%w: since %s is not before until %s", ErrInvalidQuery,
 			q.Since.Format(time.RFC3339Nano), q.Until.Format(time.RFC3339Nano))
 	}
+	// Filters match stored text, which Record.Normalize escaped: a filter
+	// naming a subject with a control character is escaped the same way.
+	q.Subject, q.Agent, q.Backend = EscapeText(q.Subject), EscapeText(q.Agent), EscapeText(q.Backend)
 	switch {
 	case q.Limit < 0:
 		return q, fmt.Errorf("%w: limit %d is negative", ErrInvalidQuery, q.Limit)

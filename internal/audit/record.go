@@ -63,12 +63,15 @@ type Record struct {
 	DecisionID string    `json:"decision_id,omitempty"`
 	RequestID  string    `json:"request_id,omitempty"`
 	Subject    string    `json:"subject,omitempty"`
-	Agent      string    `json:"agent,omitempty"`
-	Backend    string    `json:"backend,omitempty"`
-	Method     string    `json:"method,omitempty"`
-	Tool       string    `json:"tool,omitempty"`
-	Allow      bool      `json:"allow"`
-	Reasons    []string  `json:"reasons,omitempty"`
+	// Issuer is the iss of the token that made the request or change: a
+	// subject names a user only within the issuer that asserted it.
+	Issuer  string   `json:"issuer,omitempty"`
+	Agent   string   `json:"agent,omitempty"`
+	Backend string   `json:"backend,omitempty"`
+	Method  string   `json:"method,omitempty"`
+	Tool    string   `json:"tool,omitempty"`
+	Allow   bool     `json:"allow"`
+	Reasons []string `json:"reasons,omitempty"`
 	// Revision is the policy bundle revision that made the decision.
 	Revision   string  `json:"revision,omitempty"`
 	LatencyMS  float64 `json:"latency_ms,omitempty"`
@@ -94,9 +97,13 @@ func NewID() string {
 	return id.String()
 }
 
-// Normalize fills a missing ID and Time and brings Time to UTC with
-// microsecond precision, the precision every store keeps, so that a record
-// reads back equal to what was written and all sinks agree on it.
+// Normalize fills a missing ID and Time, brings Time to UTC with
+// microsecond precision, the precision every store keeps, and escapes the
+// control, line-separator and bidi characters of every text field (see
+// EscapeText; Before and After keep their JSON shape), so that a record
+// reads back equal to what was written and all sinks agree on it. Every
+// sink and the store normalize what they are given, and normalizing twice
+// changes nothing more.
 func (r Record) Normalize() Record {
 	if r.ID == "" {
 		r.ID = NewID()
@@ -105,6 +112,16 @@ func (r Record) Normalize() Record {
 		r.Time = time.Now()
 	}
 	r.Time = r.Time.UTC().Truncate(time.Microsecond)
+	for _, f := range []*string{&r.ID, &r.DecisionID, &r.RequestID, &r.Subject, &r.Issuer, &r.Agent, &r.Backend,
+		&r.Method, &r.Tool, &r.Revision, &r.Source, &r.ObjectName} {
+		*f = EscapeText(*f)
+	}
+	r.Kind = Kind(EscapeText(string(r.Kind)))
+	r.Action = Action(EscapeText(string(r.Action)))
+	r.ObjectKind = ObjectKind(EscapeText(string(r.ObjectKind)))
+	r.Reasons = escapeList(r.Reasons)
+	r.Before = escapeJSON(r.Before)
+	r.After = escapeJSON(r.After)
 	return r
 }
 

@@ -3,11 +3,14 @@ package audit
 import (
 	"context"
 	"errors"
+	"time"
 )
 
-// Sink receives audit records. Write never blocks on I/O and never fails the
-// caller: a sink that cannot keep up counts what it loses and says so in its
-// log. Close flushes what is buffered, waiting at most until ctx ends.
+// Sink receives audit records. Write never fails the caller and never waits
+// on I/O itself; a sink that cannot keep up either makes Write wait for
+// room, bounded (BatchOptions.Overflow), or counts what it loses and says
+// so in its log (DropReporter). Close flushes what is buffered, waiting at
+// most until ctx ends.
 type Sink interface {
 	Write(ctx context.Context, r Record)
 	Close(ctx context.Context) error
@@ -24,6 +27,30 @@ func (m multi) Write(ctx context.Context, r Record) {
 	for _, s := range m {
 		s.Write(ctx, r)
 	}
+}
+
+// Dropped sums what the sinks that count their losses lost.
+func (m multi) Dropped() uint64 {
+	var n uint64
+	for _, s := range m {
+		if d, ok := s.(DropReporter); ok {
+			n += d.Dropped()
+		}
+	}
+	return n
+}
+
+// LastDrop is the latest loss of any sink that counts its losses.
+func (m multi) LastDrop() time.Time {
+	var last time.Time
+	for _, s := range m {
+		if d, ok := s.(DropReporter); ok {
+			if t := d.LastDrop(); t.After(last) {
+				last = t
+			}
+		}
+	}
+	return last
 }
 
 // Close closes every sink, sharing ctx's deadline, and joins their errors.

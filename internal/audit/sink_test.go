@@ -136,11 +136,13 @@ func TestStoreSinkFlushesOnInterval(t *testing.T) {
 func TestStoreSinkOverflowIsCountedAndLogged(t *testing.T) {
 	app := &fakeAppender{entered: make(chan struct{}, 1), gate: make(chan struct{})}
 	log, logs := testLogger()
-	s := NewStoreSink(app, BatchOptions{Buffer: 10, MaxBatch: 1, FlushInterval: time.Millisecond, DropLogInterval: time.Millisecond, Logger: log})
-	s.Write(context.Background(), decision(0))
+	// Denials under OverflowDrop: the records a full queue may lose.
+	s := NewStoreSink(app, BatchOptions{Buffer: 10, MaxBatch: 1, FlushInterval: time.Millisecond, DropLogInterval: time.Millisecond,
+		Logger: log, Overflow: OverflowDrop})
+	s.Write(context.Background(), denial(0))
 	<-app.entered // the worker now holds record 0 and is blocked delivering it
 	for i := 1; i < 100; i++ {
-		s.Write(context.Background(), decision(i)) // 10 fit the queue, 89 do not
+		s.Write(context.Background(), denial(i)) // 10 fit the queue, 89 do not
 	}
 	if got := s.Dropped(); got != 89 {
 		t.Fatalf("Dropped = %d, want 89", got)
@@ -157,12 +159,11 @@ func TestStoreSinkOverflowIsCountedAndLogged(t *testing.T) {
 	if s.Written() != 11 || s.Written()+s.Dropped() != 100 {
 		t.Errorf("Written %d + Dropped %d, want 11 + 89", s.Written(), s.Dropped())
 	}
-	out := logs.String()
-	if !strings.Contains(out, `"msg":"audit records dropped"`) || !strings.Contains(out, `"queue_full":89`) {
-		t.Errorf("drop not logged with its count: %s", out)
+	if n := loggedDrops(t, logs.String(), "queue_full"); n != 89 {
+		t.Errorf("logs report %d records dropped for a full queue, want 89: %s", n, logs.String())
 	}
 	// Writing after Close is counted too.
-	s.Write(context.Background(), decision(100))
+	s.Write(context.Background(), denial(100))
 	if s.Dropped() != 90 {
 		t.Errorf("write after close: Dropped = %d, want 90", s.Dropped())
 	}

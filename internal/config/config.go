@@ -19,6 +19,8 @@ type Config struct {
 	Store     Store              `koanf:"store"`
 	Telemetry Telemetry          `koanf:"telemetry"`
 	Log       Log                `koanf:"log"`
+	RateLimit RateLimit          `koanf:"ratelimit"`
+	Audit     Audit              `koanf:"audit"`
 }
 
 // Server is the gateway's own listener and public identity.
@@ -33,11 +35,24 @@ type Server struct {
 	// start and replicas will not share sessions.
 	SessionKeyFile string `koanf:"session_key_file"`
 	SessionKey     string `koanf:"session_key"`
-	MaxBodyBytes   int64  `koanf:"max_body_bytes"`
+	// SessionMaxAge bounds a gateway session's whole life, counted from when
+	// the gateway sealed its Mcp-Session-Id (the sealed value carries the
+	// time, so every replica enforces it). 0 means DefaultSessionMaxAge.
+	SessionMaxAge time.Duration `koanf:"session_max_age"`
+	// SessionIdleTimeout ends a session no request used for this long. The
+	// sealed id is stateless, so the last use is kept in each replica's
+	// memory: a replica that never served the session (or forgot it) counts
+	// from its first request there. 0 means DefaultSessionIdleTimeout.
+	SessionIdleTimeout time.Duration `koanf:"session_idle_timeout"`
+	MaxBodyBytes       int64         `koanf:"max_body_bytes"`
 	// MaxBatchMessages bounds the members of one JSON-RPC batch (each is
 	// decided and audited). Default 100.
-	MaxBatchMessages int      `koanf:"max_batch_messages"`
-	AllowedOrigins   []string `koanf:"allowed_origins"`
+	MaxBatchMessages int `koanf:"max_batch_messages"`
+	// MaxHeaderBytes bounds a request's header block (request line and every
+	// header): the HTTP server's read buffer, and so also the longest bearer
+	// token. 0 means DefaultMaxHeaderBytes.
+	MaxHeaderBytes int      `koanf:"max_header_bytes"`
+	AllowedOrigins []string `koanf:"allowed_origins"`
 	// AllowedHosts are Host header values accepted besides public_url's host
 	// (and loopback names when listening on loopback): DNS rebinding protection.
 	AllowedHosts    []string      `koanf:"allowed_hosts"`
@@ -45,6 +60,55 @@ type Server struct {
 	IdleTimeout     time.Duration `koanf:"idle_timeout"`
 	ShutdownTimeout time.Duration `koanf:"shutdown_timeout"`
 	MetricsListen   string        `koanf:"metrics_listen"`
+	// StreamWriteTimeout ends an SSE stream whose client has accepted no
+	// bytes for this long (a client that stopped reading would otherwise
+	// hold the stream, its backend request and its buffers forever). 0
+	// means DefaultStreamWriteTimeout.
+	StreamWriteTimeout time.Duration `koanf:"stream_write_timeout"`
+}
+
+// DefaultMaxHeaderBytes is server.max_header_bytes when unset: room for an
+// Okta or Azure AD token carrying a few hundred groups. fasthttp's own
+// default (4 KiB) refuses a token with about a hundred.
+const DefaultMaxHeaderBytes = 32 << 10
+
+// Bounds of server.max_header_bytes: below 4 KiB ordinary requests fail;
+// the buffer is allocated per connection, so megabytes would cost memory
+// for every idle client.
+const (
+	minHeaderBytes = 4 << 10
+	maxHeaderBytes = 1 << 20
+)
+
+// HeaderBytes is MaxHeaderBytes with the default applied.
+func (s Server) HeaderBytes() int {
+	if s.MaxHeaderBytes <= 0 {
+		return DefaultMaxHeaderBytes
+	}
+	return s.MaxHeaderBytes
+}
+
+// Session lifetimes when server.session_max_age / session_idle_timeout are
+// unset: a working day's session survives, an abandoned one does not.
+const (
+	DefaultSessionMaxAge      = 24 * time.Hour
+	DefaultSessionIdleTimeout = time.Hour
+)
+
+// SessionLifetime is SessionMaxAge with the default applied.
+func (s Server) SessionLifetime() time.Duration {
+	if s.SessionMaxAge <= 0 {
+		return DefaultSessionMaxAge
+	}
+	return s.SessionMaxAge
+}
+
+// SessionIdleLimit is SessionIdleTimeout with the default applied.
+func (s Server) SessionIdleLimit() time.Duration {
+	if s.SessionIdleTimeout <= 0 {
+		return DefaultSessionIdleTimeout
+	}
+	return s.SessionIdleTimeout
 }
 
 // Identity says which token issuers the gateway trusts.
@@ -65,6 +129,12 @@ type Issuer struct {
 	JWKSURL string `koanf:"jwks_url"`
 	// GroupsClaim names the claim holding group names (default "groups").
 	GroupsClaim string `koanf:"groups_claim"`
+	// TokenTypes are the JOSE typ values accepted on this issuer's tokens,
+	// compared case-insensitively with "application/" optional (RFC 7515
+	// §4.1.9); "" accepts a token without typ. Empty: at+jwt, JWT or none,
+	// so ID-JAGs, logout tokens and other typed JWTs of the same IdP are
+	// refused as access tokens.
+	TokenTypes []string `koanf:"token_types"`
 }
 
 // Backend is one MCP server behind the gateway, in the Okta adapter's shape.
@@ -105,10 +175,22 @@ func (b Backend) Timeout() time.Duration {
 // Agent is one AI agent (MCP client application) allowed through the gateway.
 type Agent struct {
 	// Name is the key of the agents map; it is not read from YAML.
-	Name         string `koanf:"-"`
-	AgentID      string `koanf:"agent_id"`
-	ClientID     string `koanf:"client_id"`
-	ClientSecret string `koanf:"client_secret"`
+	Name    string `koanf:"-"`
+	AgentID string `koanf:"agent_id"`
+	// ClientID is the OAuth client the agent's tokens are issued to. Set,
+	// only tokens that prove this client (cid, azp, client_id or appid) may
+	// use the agent.
+	ClientID string `koanf:"client_id"`
+	// Issuer is the identity.issuers entry whose client ClientID is, and the
+	// only issuer whose tokens may use the agent. Required with a ClientID
+	// when several issuers are configured: a client id means nothing
+	// without the issuer that registered it.
+	Issuer string `koanf:"issuer"`
+	// AllowClientlessTokens lets tokens that prove no OAuth client use this
+	// agent (only an agent without ClientID). Off, such tokens may use no
+	// agent at all: an X-Agent-ID header is not a credential.
+	AllowClientlessTokens bool   `koanf:"allow_clientless_tokens"`
+	ClientSecret          string `koanf:"client_secret"`
 	// ClientSecretFile is a path to the client secret; Load reads it into
 	// ClientSecret and empties this field.
 	ClientSecretFile string `koanf:"client_secret_file"`
@@ -154,6 +236,16 @@ type Policy struct {
 	// 0: the default, 16384; -1: off). It is used only when the policy calls
 	// no time, network or random builtin.
 	DecisionCacheSize int `koanf:"decision_cache_size"`
+	// Bundle limits: a policy bundle (file, directory or download) over any
+	// of them is refused before it is expanded, and the active one keeps
+	// serving. MaxBundleBytes bounds it compressed (default 64 MiB),
+	// MaxBundleUncompressedBytes its files together (256 MiB),
+	// MaxBundleFiles their number (10000), MaxBundleFileBytes each (64 MiB).
+	// 0 takes the default; there is no "unlimited".
+	MaxBundleBytes             int64 `koanf:"max_bundle_bytes"`
+	MaxBundleUncompressedBytes int64 `koanf:"max_bundle_uncompressed_bytes"`
+	MaxBundleFiles             int   `koanf:"max_bundle_files"`
+	MaxBundleFileBytes         int64 `koanf:"max_bundle_file_bytes"`
 	// OPA holds OPA's own configuration (services, bundles, keys,
 	// decision_logs, status) unchanged.
 	OPA map[string]any `koanf:"opa"`

@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"reflect"
 	"regexp"
+	"strings"
 	"time"
+
+	"github.com/mcpgw/mcpgw/internal/redact"
 )
 
 // redactedMark replaces a secret when a configuration is printed or logged.
@@ -21,7 +23,9 @@ const redactedMark = "[REDACTED]"
 // client_secret and private_key, server.session_key, every auth_config and
 // policy.opa key matching secret|password|key|token (case-insensitive; keys
 // ending in _file, _url, _uri or _endpoint name places, not secrets), and
-// passwords inside store.dsn and URLs are masked. An empty secret stays
+// the userinfo, query values and fragment of backend URLs, store.dsn,
+// ratelimit.redis_url and telemetry.otlp_endpoint (redact.URL: the one rule every log line, error
+// message and trace attribute follows) are masked. An empty secret stays
 // empty, so "not set" remains visible. The backends and agents maps are new;
 // other slices may share storage with c.
 func (c Config) Redacted() Config {
@@ -29,7 +33,9 @@ func (c Config) Redacted() Config {
 	r.Server = c.Server.redacted()
 	r.Store = c.Store.redacted()
 	r.Policy = c.Policy.redacted()
-	r.Telemetry.OTLPEndpoint = redactURL(c.Telemetry.OTLPEndpoint)
+	r.Telemetry.OTLPEndpoint = redact.URL(c.Telemetry.OTLPEndpoint)
+	// A Redis URL may carry its password (redis://:pw@host).
+	r.RateLimit.RedisURL = redact.URL(c.RateLimit.RedisURL)
 	if c.Backends != nil {
 		r.Backends = make(map[string]Backend, len(c.Backends))
 		for k, b := range c.Backends {
@@ -78,7 +84,7 @@ func (p Policy) GoString() string     { return p.String() }
 func (p Policy) LogValue() slog.Value { return groupValue(p.redacted(), "") }
 
 func (b Backend) redacted() Backend {
-	b.URL = redactURL(b.URL)
+	b.URL = redact.URL(b.URL)
 	b.AuthConfig = redactTree(b.AuthConfig)
 	return b
 }
@@ -139,31 +145,12 @@ func redactValue(v any, secret bool) any {
 	return v
 }
 
-// redactURL masks a password in a URL's userinfo and secret-looking query
-// parameters; anything that is not a URL with a host is returned unchanged.
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || u.Host == "" {
-		return s
-	}
-	if u.RawQuery != "" {
-		q := u.Query()
-		for k := range q {
-			if isSecretKey(k) {
-				q.Set(k, "xxxxx")
-			}
-		}
-		u.RawQuery = q.Encode()
-	}
-	return u.Redacted()
-}
-
 var dsnPassword = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
 
 // redactDSN covers both PostgreSQL forms: a URL and "key=value" pairs.
 func redactDSN(dsn string) string {
-	if u, err := url.Parse(dsn); err == nil && u.Host != "" {
-		return redactURL(dsn)
+	if strings.Contains(dsn, "://") {
+		return redact.URL(dsn)
 	}
 	return dsnPassword.ReplaceAllString(dsn, "${1}"+redactedMark)
 }

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+
+	"github.com/mcpgw/mcpgw/internal/redact"
 )
 
 // Each secret is a distinct marker so a leak names itself.
@@ -14,6 +16,7 @@ var secretMarkers = []string{
 	"SECRET-client-secret", "SECRET-private-key", "SECRET-session-key",
 	"SECRET-api-key", "SECRET-password", "SECRET-target-client-secret",
 	"SECRET-nested-token", "SECRET-dsn-password", "SECRET-opa-token", "SECRET-Key-Mixed-Case",
+	"SECRET-url-query",
 }
 
 func redactionConfig(t *testing.T) *Config {
@@ -38,6 +41,9 @@ backends:
       target_token_endpoint: https://as.example.com/token
       target_client_secret: SECRET-target-client-secret
       upstream: {refresh_token: SECRET-nested-token}
+  signed:
+    url: http://127.0.0.1:4/mcp?api_key=SECRET-url-query&region=eu
+    auth_method: none
 agents:
   cursor:
     client_id: 0oa-cursor
@@ -80,7 +86,7 @@ func TestRedactionInEveryPrintPath(t *testing.T) {
 				t.Errorf("%s leaks %s:\n%s", name, s, out)
 			}
 		}
-		if !strings.Contains(out, redactedMark) && !strings.Contains(out, "xxxxx") {
+		if !strings.Contains(out, redactedMark) && !strings.Contains(out, redact.Mark) {
 			t.Errorf("%s shows no redaction mark:\n%s", name, out)
 		}
 	}
@@ -128,7 +134,8 @@ func TestRedactedKeepsNonSecrets(t *testing.T) {
 		{[]string{"backends", "xaa", "auth_config", "upstream", "refresh_token"}, redactedMark},
 		{[]string{"policy", "opa", "services", "bundles", "url"}, "https://bundles.example.com"},
 		{[]string{"policy", "opa", "services", "bundles", "credentials", "bearer", "token"}, redactedMark},
-		{[]string{"store", "dsn"}, "postgres://mcpgw:xxxxx@db.example.com:5432/mcpgw?sslmode=require"},
+		{[]string{"store", "dsn"}, "postgres://REDACTED@db.example.com:5432/mcpgw?sslmode=REDACTED"},
+		{[]string{"backends", "signed", "url"}, "http://127.0.0.1:4/mcp?api_key=REDACTED&region=REDACTED"},
 	}
 	for _, tt := range tests {
 		if got := get(tt.path...); got != tt.want {
@@ -141,8 +148,8 @@ func TestRedactDSN(t *testing.T) {
 	tests := []struct{ in, want string }{
 		{"file:mcpgw.db", "file:mcpgw.db"},
 		{":memory:", ":memory:"},
-		{"postgres://u:pw@h/db", "postgres://u:xxxxx@h/db"},
-		{"postgres://u@h/db?password=pw&sslmode=disable", "postgres://u@h/db?password=xxxxx&sslmode=disable"},
+		{"postgres://u:pw@h/db", "postgres://REDACTED@h/db"},
+		{"postgres://u@h/db?password=pw&sslmode=disable", "postgres://REDACTED@h/db?password=REDACTED&sslmode=REDACTED"},
 		{"host=h user=u password=pw dbname=d", "host=h user=u password=" + redactedMark + " dbname=d"},
 		{"host=h password='p w' dbname=d", "host=h password=" + redactedMark + " dbname=d"},
 	}

@@ -61,6 +61,7 @@ func (c *Config) validate() []error {
 	c.validateAgents(&v)
 	c.validatePolicy(&v)
 	c.validateOperations(&v)
+	c.validateLimits(&v)
 	return v.errs
 }
 
@@ -121,6 +122,9 @@ func (c *Config) validateServer(v *validator) {
 	if s.MaxBatchMessages < 0 || s.MaxBatchMessages > 10000 {
 		v.addf("server.max_batch_messages", "must be between 1 and 10000 (0 means the default, 100)")
 	}
+	if n := s.MaxHeaderBytes; n != 0 && (n < minHeaderBytes || n > maxHeaderBytes) {
+		v.addf("server.max_header_bytes", "must be between %d and %d (0 means the default, %d)", minHeaderBytes, maxHeaderBytes, DefaultMaxHeaderBytes)
+	}
 	for _, d := range []struct {
 		key string
 		val time.Duration
@@ -132,6 +136,14 @@ func (c *Config) validateServer(v *validator) {
 		if d.val <= 0 {
 			v.addf(d.key, "must be > 0")
 		}
+	}
+	// Zero is the default (a Config built in code leaves them unset), so an
+	// explicit 0 cannot switch the limits off.
+	if s.SessionMaxAge < 0 {
+		v.addf("server.session_max_age", "must be > 0 (0 means the default, %s)", DefaultSessionMaxAge)
+	}
+	if s.SessionIdleTimeout < 0 {
+		v.addf("server.session_idle_timeout", "must be > 0 (0 means the default, %s)", DefaultSessionIdleTimeout)
 	}
 	if s.SessionKey != "" && s.SessionKeyFile != "" {
 		v.addf("server.session_key", "set session_key or session_key_file, not both")
@@ -185,6 +197,11 @@ func (c *Config) validateIdentity(v *validator) {
 		}
 		if iss.JWKSURL != "" && !isHTTPURL(iss.JWKSURL) {
 			v.addf(p+".jwks_url", "must be an absolute http(s) URL")
+		}
+		for j, t := range iss.TokenTypes {
+			if err := CheckTokenType(t); err != nil {
+				v.addf(fmt.Sprintf("%s.token_types[%d]", p, j), "%v", err)
+			}
 		}
 	}
 	if id.ClockSkew < 0 {
@@ -312,7 +329,43 @@ func (c *Config) validateAgents(v *validator) {
 		if a.PrivateKey != "" && a.PrivateKeyFile != "" {
 			v.addf(p+".private_key", "set private_key or private_key_file, not both")
 		}
+		c.validateAgentBinding(v, p, a)
 	}
+}
+
+// validateAgentBinding checks whose tokens may use agent a. Without
+// identity.issuers (an admin API candidate built from agents and backends
+// only) the issuer checks cannot be made here; the gateway makes them.
+func (c *Config) validateAgentBinding(v *validator, p string, a Agent) {
+	if a.AllowClientlessTokens && a.ClientID != "" {
+		v.addf(p+".allow_clientless_tokens", "only for an agent without client_id: a token that proves no client cannot prove client %q", a.ClientID)
+	}
+	issuers := c.Identity.Issuers
+	if len(issuers) == 0 {
+		return
+	}
+	if a.Issuer != "" {
+		if !slices.ContainsFunc(issuers, func(i Issuer) bool { return i.Issuer == a.Issuer }) {
+			v.addf(p+".issuer", "%q is not one of identity.issuers", a.Issuer)
+		}
+		return
+	}
+	if a.ClientID != "" && len(issuers) > 1 {
+		v.addf(p+".issuer", "required with client_id when several identity.issuers are configured: client %q must be the client of one issuer, or another issuer could mint tokens naming it", a.ClientID)
+	}
+}
+
+// CheckTokenType accepts a JOSE typ value for identity.issuers[].token_types:
+// a media type without parameters (at+jwt, application/at+jwt, JWT), or ""
+// for a token without typ.
+func CheckTokenType(t string) error {
+	if t != strings.TrimSpace(t) || strings.ContainsAny(t, " \t;,\"") {
+		return fmt.Errorf("%q is not a media type such as at+jwt or JWT (\"\" accepts a token without typ)", t)
+	}
+	if strings.Count(t, "/") > 1 || strings.HasPrefix(t, "/") || strings.HasSuffix(t, "/") {
+		return fmt.Errorf("%q is not a media type such as at+jwt or JWT", t)
+	}
+	return nil
 }
 
 func (c *Config) validatePolicy(v *validator) {
@@ -327,6 +380,21 @@ func (c *Config) validatePolicy(v *validator) {
 	}
 	if c.Policy.DecisionCacheSize < -1 {
 		v.addf("policy.decision_cache_size", "must be -1 (off), 0 (default) or a size")
+	}
+	// There is no "no limit": 0 (as in a Config built in code) takes the
+	// engine's default, and only a negative value is refused.
+	for _, l := range []struct {
+		path  string
+		value int64
+	}{
+		{"policy.max_bundle_bytes", c.Policy.MaxBundleBytes},
+		{"policy.max_bundle_uncompressed_bytes", c.Policy.MaxBundleUncompressedBytes},
+		{"policy.max_bundle_files", int64(c.Policy.MaxBundleFiles)},
+		{"policy.max_bundle_file_bytes", c.Policy.MaxBundleFileBytes},
+	} {
+		if l.value < 0 {
+			v.addf(l.path, "must not be negative (0: the default)")
+		}
 	}
 	for _, d := range []struct {
 		path  string

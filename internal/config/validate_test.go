@@ -342,3 +342,138 @@ backends:
   hr: {url: "http://127.0.0.1:1/mcp", auth_method: okta-cross-app, auth_config: {id_jag_mode: dynamic}}
 `))
 }
+
+// TestIdentityBindingKeys covers the keys that say whose tokens an agent
+// takes and what a token may look like: agents' issuer and
+// allow_clientless_tokens, issuers' token_types, server.max_header_bytes.
+func TestIdentityBindingKeys(t *testing.T) {
+	const twoIssuers = `
+identity:
+  issuers:
+    - issuer: https://a.example.com
+      audiences: [api://mcpgw]
+    - issuer: https://b.example.com
+      audiences: [api://mcpgw]
+backends:
+  hr: {url: "http://127.0.0.1:1/mcp", auth_method: none}
+`
+	tests := []struct {
+		name string
+		yaml string
+		// want are the errors Load must report; none: Load must succeed.
+		want []string
+		// check inspects a successful load.
+		check func(*testing.T, *Config)
+	}{
+		{
+			name: "defaults",
+			yaml: issuerYAML,
+			check: func(t *testing.T, c *Config) {
+				if c.Server.MaxHeaderBytes != DefaultMaxHeaderBytes || c.Server.HeaderBytes() != 32768 {
+					t.Errorf("max_header_bytes = %d (HeaderBytes %d), want 32768", c.Server.MaxHeaderBytes, c.Server.HeaderBytes())
+				}
+			},
+		},
+		{
+			name: "agents bound to one of two issuers",
+			yaml: `
+identity:
+  issuers:
+    - issuer: https://a.example.com
+      audiences: [api://mcpgw]
+      token_types: [at+jwt, application/jwt, ""]
+    - issuer: https://b.example.com
+      audiences: [api://mcpgw]
+backends:
+  hr: {url: "http://127.0.0.1:1/mcp", auth_method: none}
+agents:
+  cursor: {client_id: c1, issuer: https://a.example.com, backend_access: [hr]}
+  bot: {client_id: c1, agent_id: bot, issuer: https://b.example.com}
+  kiosk: {allow_clientless_tokens: true, issuer: https://b.example.com}
+  open: {}
+server: {max_header_bytes: 65536}
+`,
+			check: func(t *testing.T, c *Config) {
+				if a := c.Agents["kiosk"]; !a.AllowClientlessTokens || a.Issuer != "https://b.example.com" {
+					t.Errorf("kiosk = %+v", a)
+				}
+				if got := c.Identity.Issuers[0].TokenTypes; len(got) != 3 || got[2] != "" {
+					t.Errorf("token_types = %q", got)
+				}
+				if c.Server.HeaderBytes() != 65536 {
+					t.Errorf("HeaderBytes = %d", c.Server.HeaderBytes())
+				}
+			},
+		},
+		{
+			name: "client_id without issuer when two are trusted",
+			yaml: twoIssuers + `
+agents:
+  cursor: {client_id: c1}
+`,
+			want: []string{`agents.cursor.issuer: required with client_id when several identity.issuers are configured`},
+		},
+		{
+			name: "issuer not configured",
+			yaml: issuerYAML + `
+agents:
+  cursor: {client_id: c1, issuer: https://evil.example.com}
+`,
+			want: []string{`agents.cursor.issuer: "https://evil.example.com" is not one of identity.issuers`},
+		},
+		{
+			name: "clientless tokens on an agent with a client",
+			yaml: issuerYAML + `
+agents:
+  cursor: {client_id: c1, allow_clientless_tokens: true}
+`,
+			want: []string{`agents.cursor.allow_clientless_tokens: only for an agent without client_id`},
+		},
+		{
+			name: "token_types and max_header_bytes out of range",
+			yaml: `
+identity:
+  issuers:
+    - issuer: https://idp.example.com
+      audiences: [api://mcpgw]
+      token_types: [at+jwt, "JWT; v=1", " jwt", a/b/c]
+server: {max_header_bytes: 1024}
+`,
+			want: []string{
+				`identity.issuers[0].token_types[1]: "JWT; v=1" is not a media type`,
+				`identity.issuers[0].token_types[2]: " jwt" is not a media type`,
+				`identity.issuers[0].token_types[3]: "a/b/c" is not a media type`,
+				"server.max_header_bytes: must be between 4096 and 1048576",
+			},
+		},
+		{
+			name: "max_header_bytes too large",
+			yaml: issuerYAML + `
+server: {max_header_bytes: 4194304}
+`,
+			want: []string{"server.max_header_bytes: must be between 4096 and 1048576"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Load(writeConfig(t, tt.yaml), nil)
+			if len(tt.want) == 0 {
+				if err != nil {
+					t.Fatalf("Load: %v", err)
+				}
+				if tt.check != nil {
+					tt.check(t, c)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("Load succeeded, want %q", tt.want)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("missing %q in:\n%v", w, err)
+				}
+			}
+		})
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"sync"
 
 	"github.com/lestrrat-go/jwx/v3/jwk"
@@ -42,7 +43,11 @@ type crossApp struct {
 	// "audience" (servers that ignore RFC 8707, such as ORY Hydra).
 	audienceParam string
 
-	// idpTokenEndpoint empty: the Okta org's, derived from the caller's issuer.
+	// idpIssuer is the IdP whose users' tokens this backend exchanges
+	// (auth_config idp_issuer); empty: the agent's issuer, else the only
+	// trusted one.
+	idpIssuer string
+	// idpTokenEndpoint empty: the Okta org's, derived from that issuer.
 	idpTokenEndpoint string
 	scopes           []string
 	subjectTokenType string
@@ -68,6 +73,10 @@ func (x *Exchanger) newCrossApp(b config.Backend) (upstream.Injector, error) {
 	ca.audienceParam = a.oneOf("target_audience_parameter", "none", "none", "resource", "audience")
 	if ca.audienceParam != "none" && ca.targetAudience == "" && !ca.dynamic {
 		a.fail("target_audience", "required when target_audience_parameter is %s", ca.audienceParam)
+	}
+	ca.idpIssuer = a.httpURL("idp_issuer")
+	if ca.idpIssuer != "" && len(x.issuers) > 0 && !slices.Contains(x.issuers, ca.idpIssuer) {
+		a.fail("idp_issuer", "%q is not one of identity.issuers", ca.idpIssuer)
 	}
 	ca.idpTokenEndpoint = a.httpURL("idp_token_endpoint")
 	ca.scopes = a.scopes("scopes")
@@ -100,15 +109,13 @@ func (ca *crossApp) fetch(ctx context.Context, c upstream.Caller) (token, error)
 	if err != nil {
 		return token{}, err
 	}
-	tgt, err := ca.resolveTarget(ctx)
+	idpEndpoint, err := ca.idpEndpoint(c)
 	if err != nil {
 		return token{}, err
 	}
-	idpEndpoint := ca.idpTokenEndpoint
-	if idpEndpoint == "" {
-		if idpEndpoint, err = oktaOrgTokenEndpoint(c.Principal.Issuer); err != nil {
-			return token{}, err
-		}
+	tgt, err := ca.resolveTarget(ctx)
+	if err != nil {
+		return token{}, err
 	}
 
 	// Step 1: the user's token for an ID-JAG naming the resource AS.
@@ -151,6 +158,39 @@ func (ca *crossApp) fetch(ctx context.Context, c upstream.Caller) (token, error)
 		return token{}, err
 	}
 	return token{value: access.AccessToken, expiresIn: expiresIn(access)}, nil
+}
+
+// idpEndpoint is where step 1 sends the caller's token, chosen from
+// configuration only. The caller's token and the agent's client assertion
+// go to an IdP's token endpoint, so the caller's own iss must not pick it:
+// with several issuers trusted, a token minted by issuer B would otherwise
+// carry A's agent credentials to B. The IdP is idp_issuer, else the agent's
+// issuer, else the only trusted issuer; the caller's token must come from
+// it, or nothing is sent.
+func (ca *crossApp) idpEndpoint(c upstream.Caller) (string, error) {
+	want := ca.idpIssuer
+	switch agent := c.Agent.Issuer; {
+	case want != "" && agent != "" && want != agent:
+		return "", fmt.Errorf("backends.%s.auth_config.idp_issuer: names another issuer than agents.%s.issuer; the caller's token is not sent", ca.backend.Name, c.Agent.Name)
+	case want == "" && agent != "":
+		want = agent
+	case want == "" && len(ca.x.issuers) == 1:
+		want = ca.x.issuers[0]
+	case want == "" && len(ca.x.issuers) > 1:
+		return "", fmt.Errorf("backends.%s.auth_config.idp_issuer: required (or agents.%s.issuer) when several issuers are trusted: the IdP token endpoint must not be chosen by the caller's token", ca.backend.Name, c.Agent.Name)
+	}
+	if want != "" && c.Principal.Issuer != want {
+		return "", fmt.Errorf("the caller's token was issued by another issuer than backends.%s exchanges at (auth_config.idp_issuer or agents.%s.issuer); it is not sent", ca.backend.Name, c.Agent.Name)
+	}
+	if ca.idpTokenEndpoint != "" {
+		return ca.idpTokenEndpoint, nil
+	}
+	if want == "" {
+		// Only an Exchanger built without Deps.Issuers (a library user)
+		// gets here: nothing configured says which IdP this is.
+		return "", fmt.Errorf("backends.%s.auth_config.idp_token_endpoint: required: no idp_issuer, agent issuer or trusted issuer is configured to derive it from", ca.backend.Name)
+	}
+	return oktaOrgTokenEndpoint(want)
 }
 
 // resolveTarget resolves step 2's destination once: the configured values, with
@@ -199,14 +239,14 @@ func errUnreachableOrInvalid(err error) error {
 	return errors.New("metadata missing or invalid")
 }
 
-// oktaOrgTokenEndpoint is the token endpoint of the Okta org that issued
-// the caller's token: ID-JAGs come from the org authorization server
+// oktaOrgTokenEndpoint is the token endpoint of the Okta org of a
+// configured issuer: ID-JAGs come from the org authorization server
 // (/oauth2/v1/token) even when the user's token came from a custom one
 // (https://org.okta.com/oauth2/default).
 func oktaOrgTokenEndpoint(issuer string) (string, error) {
 	u, err := url.Parse(issuer)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return "", errors.New("idp_token_endpoint is not set and the caller's issuer is not an http(s) URL to derive it from")
+		return "", errors.New("idp_token_endpoint is not set and the configured issuer is not an http(s) URL to derive it from")
 	}
 	return u.Scheme + "://" + u.Host + "/oauth2/v1/token", nil
 }

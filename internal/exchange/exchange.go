@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -95,6 +96,11 @@ type Deps struct {
 	Metrics Metrics
 	// ExchangeTimeout bounds one whole exchange (discovery and every step).
 	ExchangeTimeout time.Duration
+	// Issuers are the issuers the gateway trusts (identity.issuers). A
+	// user's token is exchanged only at its own issuer: when exactly one is
+	// trusted it is the issuer of every okta-cross-app exchange that names
+	// none; with several, the agent or the backend must name it.
+	Issuers []string
 }
 
 // Exchanger builds injectors that share one token cache. It is safe for
@@ -106,6 +112,7 @@ type Exchanger struct {
 	metrics Metrics
 	cfg     CacheConfig
 	timeout time.Duration
+	issuers []string
 	cache   *tokenCache
 	flights singleflight.Group
 }
@@ -144,6 +151,7 @@ func New(deps Deps) (*Exchanger, error) {
 		metrics: deps.Metrics,
 		cfg:     cfg,
 		timeout: deps.ExchangeTimeout,
+		issuers: slices.Clone(deps.Issuers),
 	}
 	if x.httpc == nil {
 		x.httpc = &http.Client{

@@ -37,7 +37,10 @@ type injector struct {
 	fetch  func(ctx context.Context, c upstream.Caller) (token, error)
 }
 
-var _ upstream.Injector = (*injector)(nil)
+var (
+	_ upstream.Injector        = (*injector)(nil)
+	_ upstream.CredentialKeyer = (*injector)(nil)
+)
 
 // key is (backend, its auth settings, scopes) plus, for per-user credentials, (agent, issuer,
 // subject): never the token itself, so a user's fresh token reuses the
@@ -49,7 +52,22 @@ func (in *injector) key(c upstream.Caller) (string, error) {
 	if c.Principal == nil || c.Principal.Subject == "" || c.Principal.Issuer == "" {
 		return "", errNoPrincipal
 	}
+	// The gateway checks this binding before any credential is sought; a
+	// caller whose token another issuer minted must not reach an exchange
+	// even if a future code path skips that check.
+	if c.Agent.Issuer != "" && c.Agent.Issuer != c.Principal.Issuer {
+		return "", fmt.Errorf("agents.%s.issuer: the caller's token comes from another issuer; it is not exchanged", c.Agent.Name)
+	}
 	return cacheKey(in.backend, in.config, in.scopes, c.Agent.ID(), c.Principal.Issuer, c.Principal.Subject), nil
+}
+
+// CredentialKey is the cache key of c's credential: upstream.Client
+// remembers a backend's refusal of a fresh token under it, so one user's
+// refused token does not hold back another's, and a shared (client
+// credentials) token's refusal holds back every caller that shares it.
+func (in *injector) CredentialKey(c upstream.Caller) (string, bool) {
+	key, err := in.key(c)
+	return key, err == nil
 }
 
 // Inject sets Authorization: Bearer with the backend's token, from the

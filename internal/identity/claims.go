@@ -12,16 +12,12 @@ func principalFrom(claims map[string]any, issuer string, audience []string, expi
 	if err != nil {
 		return nil, err
 	}
-	clientID := ""
-	for _, name := range []string{"cid", "azp", "client_id"} {
-		v, err := stringClaim(claims, name)
-		if err != nil {
-			return nil, err
-		}
-		if v != "" {
-			clientID = v
-			break
-		}
+	if sub == "" {
+		return nil, invalidToken(ReasonMissingClaim, "token claim sub is missing, null or empty", nil)
+	}
+	clientID, err := clientClaim(claims)
+	if err != nil {
+		return nil, err
 	}
 	// Okta puts scopes in scp as an array, Azure AD in scp as a string,
 	// RFC 9068 in scope as a string: accept either shape under either name.
@@ -48,6 +44,32 @@ func principalFrom(claims map[string]any, issuer string, audience []string, expi
 		Claims:    claims,
 		ExpiresAt: expiresAt,
 	}, nil
+}
+
+// clientClaims name the OAuth client a token was issued to, as IdPs spell
+// it: Okta cid, OIDC azp, RFC 9068 client_id, Azure AD v1 appid.
+var clientClaims = []string{"cid", "azp", "client_id", "appid"}
+
+// clientClaim is the client the token proves, "" when it names none. A token
+// whose client claims name different clients is refused: which one counts
+// would depend on the order they are read in, and the agent binding must
+// not hinge on that.
+func clientClaim(claims map[string]any) (string, error) {
+	client := ""
+	for _, name := range clientClaims {
+		v, err := stringClaim(claims, name)
+		if err != nil {
+			return "", err
+		}
+		switch {
+		case v == "":
+		case client == "":
+			client = v
+		case v != client:
+			return "", invalidToken(ReasonClaimType, "token claims cid, azp, client_id and appid name different clients", nil)
+		}
+	}
+	return client, nil
 }
 
 // stringClaim is claims[name] as a string; "" when absent.

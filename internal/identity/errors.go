@@ -14,6 +14,9 @@ var ErrKeysUnavailable = errors.New("issuer signing keys unavailable")
 const (
 	ReasonMissing         = "missing"
 	ReasonMalformed       = "malformed"
+	ReasonTooLarge        = "too_large"
+	ReasonHeader          = "header"
+	ReasonTokenType       = "token_type"
 	ReasonAlgorithm       = "algorithm"
 	ReasonIssuer          = "issuer"
 	ReasonKeysUnavailable = "keys_unavailable"

@@ -2,8 +2,10 @@ package identity
 
 import (
 	"context"
+	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -170,4 +172,37 @@ func headerKid(tb testing.TB, token string) string {
 	}
 	kid, _ := msg.Signatures()[0].ProtectedHeaders().KeyID()
 	return kid
+}
+
+// signRaw signs claims with the IdP's current key under exactly the header
+// members given (alg RS256 and the key's kid are added), so tests can send
+// typ and crit values testidp never writes. The JWS is built by hand: a
+// JOSE library may refuse to produce the headers under test.
+func signRaw(tb testing.TB, idp *testidp.Server, header map[string]any, claims map[string]any) string {
+	tb.Helper()
+	key := idp.SigningKey()
+	h := map[string]any{"alg": "RS256", "kid": kidOf(key)}
+	for k, v := range header {
+		h[k] = v
+	}
+	hb, err := json.Marshal(h)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	pb, err := json.Marshal(claims)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	enc := base64.RawURLEncoding.EncodeToString
+	input := enc(hb) + "." + enc(pb)
+	var raw rsa.PrivateKey
+	if err := jwk.Export(key, &raw); err != nil {
+		tb.Fatalf("export signing key: %v", err)
+	}
+	digest := sha256.Sum256([]byte(input))
+	sig, err := rsa.SignPKCS1v15(rand.Reader, &raw, crypto.SHA256, digest[:])
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return input + "." + enc(sig)
 }

@@ -7,10 +7,12 @@ import "time"
 
 // Principal is who is calling, from a verified token.
 type Principal struct {
+	// Subject is never empty: a token without sub is refused.
 	Subject  string
 	Issuer   string
 	Audience []string
-	// ClientID is the OAuth client the token was issued to (cid, azp or client_id).
+	// ClientID is the OAuth client the token was issued to (cid, azp,
+	// client_id or Azure AD v1's appid); "" when the token proves none.
 	ClientID string
 	// Scopes come from "scp" (array) or "scope" (space-separated string).
 	Scopes    []string

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,11 +29,19 @@ const (
 	DefaultClaimsCacheMaxCost = 10000
 	DefaultGroupsClaim        = "groups"
 	DefaultFetchTimeout       = 10 * time.Second
+	// DefaultMaxTokenBytes is the longest token accepted unless
+	// WithMaxTokenBytes says otherwise. It equals the gateway's default
+	// server.max_header_bytes: a token the HTTP server would not read whole
+	// cannot be verified anyway, and one it reads must not be refused here
+	// for a smaller limit of the verifier's own.
+	DefaultMaxTokenBytes = config.DefaultMaxHeaderBytes
 )
 
-// maxTokenBytes rejects absurd tokens before any parsing. Okta tokens with
-// many groups stay well under this.
-const maxTokenBytes = 32 << 10
+// DefaultTokenTypes are the JOSE typ values accepted on an issuer's tokens
+// when its token_types is empty: RFC 9068 access tokens (at+jwt), the
+// generic JWT that Okta, Azure AD and most IdPs put on access tokens, and no
+// typ at all. "" stands for an absent typ.
+var DefaultTokenTypes = []string{"at+jwt", "JWT", ""}
 
 // allowedAlgs is the signature algorithm allow-list. Never none, never HMAC:
 // a JWKS is public, so an HMAC "key" derived from it proves nothing.
@@ -56,11 +65,12 @@ type Hooks struct {
 type Option func(*options)
 
 type options struct {
-	httpc        *http.Client
-	log          *slog.Logger
-	clock        func() time.Time
-	hooks        Hooks
-	fetchTimeout time.Duration
+	httpc         *http.Client
+	log           *slog.Logger
+	clock         func() time.Time
+	hooks         Hooks
+	fetchTimeout  time.Duration
+	maxTokenBytes int
 }
 
 // WithHTTPClient sets the client for discovery and JWKS fetches. jwx's
@@ -80,6 +90,11 @@ func WithMetrics(h Hooks) Option { return func(o *options) { o.hooks = h } }
 // WithFetchTimeout bounds each discovery + JWKS fetch (default 10 s).
 func WithFetchTimeout(d time.Duration) Option { return func(o *options) { o.fetchTimeout = d } }
 
+// WithMaxTokenBytes sets the longest token accepted (default
+// DefaultMaxTokenBytes). The gateway passes server.max_header_bytes, so the
+// HTTP server and the verifier agree on what fits.
+func WithMaxTokenBytes(n int) Option { return func(o *options) { o.maxTokenBytes = n } }
+
 // Verifier verifies bearer JWTs from the configured issuers. It is safe for
 // concurrent use.
 type Verifier struct {
@@ -90,6 +105,8 @@ type Verifier struct {
 	clock   func() time.Time
 	log     *slog.Logger
 	hooks   Hooks
+	// maxTokenBytes bounds a token before any parsing.
+	maxTokenBytes int
 
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -103,6 +120,8 @@ type Verifier struct {
 type trustedIssuer struct {
 	cfg  config.Issuer
 	keys *keySource
+	// tokenTypes are the accepted typ values, normalised (normalizeTyp).
+	tokenTypes map[string]bool
 }
 
 // NewVerifier validates cfg, loads every issuer's JWKS (discovering jwks_uri
@@ -110,9 +129,12 @@ type trustedIssuer struct {
 // load: an unreachable IdP does not fail construction; Ready reports it and
 // Verify fails closed for that issuer until its keys load.
 func NewVerifier(ctx context.Context, cfg config.Identity, opts ...Option) (*Verifier, error) {
-	o := options{clock: time.Now, fetchTimeout: DefaultFetchTimeout}
+	o := options{clock: time.Now, fetchTimeout: DefaultFetchTimeout, maxTokenBytes: DefaultMaxTokenBytes}
 	for _, opt := range opts {
 		opt(&o)
+	}
+	if o.maxTokenBytes <= 0 {
+		return nil, fmt.Errorf("identity: maximum token length %d must be positive", o.maxTokenBytes)
 	}
 	if o.log == nil {
 		o.log = slog.New(slog.DiscardHandler)
@@ -145,10 +167,20 @@ func NewVerifier(ctx context.Context, cfg config.Identity, opts ...Option) (*Ver
 		log:     o.log.With("component", "identity"),
 		hooks:   o.hooks,
 		cancel:  cancel,
+
+		maxTokenBytes: o.maxTokenBytes,
 	}
 	for _, ic := range cfg.Issuers {
 		v.order = append(v.order, ic.Issuer)
-		v.issuers[ic.Issuer] = &trustedIssuer{cfg: ic, keys: &keySource{
+		accepted := ic.TokenTypes
+		if len(accepted) == 0 {
+			accepted = DefaultTokenTypes
+		}
+		types := map[string]bool{}
+		for _, t := range accepted {
+			types[normalizeTyp(t)] = true
+		}
+		v.issuers[ic.Issuer] = &trustedIssuer{cfg: ic, tokenTypes: types, keys: &keySource{
 			issuer:   ic.Issuer,
 			jwksURL:  ic.JWKSURL,
 			httpc:    o.httpc,
@@ -223,7 +255,13 @@ func withDefaults(cfg config.Identity) (config.Identity, error) {
 		if ic.GroupsClaim == "" {
 			ic.GroupsClaim = DefaultGroupsClaim
 		}
+		for j, t := range ic.TokenTypes {
+			if err := config.CheckTokenType(t); err != nil {
+				return cfg, fmt.Errorf("%s.token_types[%d]: %w", field, j, err)
+			}
+		}
 		ic.Audiences = slices.Clone(ic.Audiences)
+		ic.TokenTypes = slices.Clone(ic.TokenTypes)
 		issuers[i] = ic
 	}
 	cfg.Issuers = issuers
@@ -295,8 +333,8 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*Principal, bool, er
 	if raw == "" {
 		return nil, false, invalidToken(ReasonMissing, "bearer token is missing", nil)
 	}
-	if len(raw) > maxTokenBytes {
-		return nil, false, invalidToken(ReasonMalformed, fmt.Sprintf("token exceeds %d bytes", maxTokenBytes), nil)
+	if len(raw) > v.maxTokenBytes {
+		return nil, false, invalidToken(ReasonTooLarge, fmt.Sprintf("token exceeds the limit of %d bytes (server.max_header_bytes)", v.maxTokenBytes), nil)
 	}
 	key := cacheKey(raw)
 	if p, ok := v.cache.get(key, v.clock()); ok {
@@ -321,6 +359,13 @@ func (v *Verifier) verifyUncached(ctx context.Context, raw string) (*Principal, 
 	if !ok {
 		return nil, invalidToken(ReasonAlgorithm, "token algorithm is not allowed (RS256, PS256, ES256, EdDSA)", nil)
 	}
+	// RFC 7515 §4.1.11: a recipient must refuse a JWS whose crit names an
+	// extension it does not understand, and this verifier understands none.
+	// Accepting it would let a producer's meaning ("only valid with ...")
+	// silently fall away here.
+	if hdr.Has(jws.CriticalKey) {
+		return nil, invalidToken(ReasonHeader, "token header crit names extensions this gateway does not understand", nil)
+	}
 
 	var claims map[string]any
 	if err := json.Unmarshal(msg.Payload(), &claims); err != nil || claims == nil {
@@ -331,10 +376,26 @@ func (v *Verifier) verifyUncached(ctx context.Context, raw string) (*Principal, 
 	if !ok {
 		return nil, invalidToken(ReasonIssuer, "token issuer is not trusted", nil)
 	}
+	// An IdP signs ID tokens, logout tokens and ID-JAGs with the same keys
+	// as access tokens; typ is what tells them apart (RFC 8725 §3.11), so a
+	// token of another type must not pass for an access token here.
+	typ, _ := hdr.Type()
+	if !ti.tokenTypes[normalizeTyp(typ)] {
+		return nil, invalidToken(ReasonTokenType, "token type (JOSE typ header) is not an access-token type accepted for this issuer (identity.issuers[].token_types)", nil)
+	}
 
 	kid, _ := hdr.KeyID()
 	if err := v.checkSignature(ctx, ti, []byte(raw), alg, kid); err != nil {
 		return nil, err
+	}
+	// sub is checked here, on the decoded claims, rather than left to
+	// jwt.Validate: a null or empty sub passes its required-claim check,
+	// and every such token would then be one and the same user (sessions
+	// and cached backend credentials are keyed by issuer and subject).
+	if sub, isString := claims["sub"].(string); claims["sub"] != nil && !isString {
+		return nil, claimTypeError("sub", "a string")
+	} else if sub == "" {
+		return nil, invalidToken(ReasonMissingClaim, "token claim sub is missing, null or empty", nil)
 	}
 
 	// Claims are checked only once the signature holds.
@@ -425,6 +486,17 @@ func keysFor(set jwk.Set, kid string, alg jwa.SignatureAlgorithm) []jwk.Key {
 		}
 	}
 	return out
+}
+
+// normalizeTyp is a typ value as RFC 7515 §4.1.9 compares it: media types
+// are case-insensitive, and a value without "/" means "application/" + it.
+// An absent typ is "".
+func normalizeTyp(typ string) string {
+	typ = strings.ToLower(strings.TrimSpace(typ))
+	if typ != "" && !strings.Contains(typ, "/") {
+		typ = "application/" + typ
+	}
+	return typ
 }
 
 // validationError maps a jwx claim validation error to a safe description.

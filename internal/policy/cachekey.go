@@ -40,6 +40,8 @@ func callerKey(seed maphash.Seed, in *Input, kind ListKind, revision string, gen
 
 	writeString(h, in.Agent.ID)
 	writeString(h, in.Agent.ClientID)
+	writeString(h, in.Agent.Issuer)
+	writeBool(h, in.Agent.AllowClientlessTokens)
 	writeBool(h, in.Agent.Enabled)
 	writeStrings(h, in.Agent.Scopes)
 	writeStrings(h, in.Agent.BackendAccess)

@@ -27,7 +27,6 @@ import (
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
-	"github.com/open-policy-agent/opa/v1/topdown"
 	"github.com/open-policy-agent/opa/v1/topdown/cache"
 )
 
@@ -91,7 +90,9 @@ type Options struct {
 	// build` writes); without VerificationKey it selects a key from
 	// OPAConfig's keys section.
 	KeyID string
-	// Timeout bounds one decision; past it the call is denied. Default 50 ms.
+	// Timeout bounds one decision's evaluation; past it the call is denied.
+	// It counts the CPU time the evaluation uses, not time spent waiting
+	// for a CPU, a lock or a policy swap (see evalclock.go). Default 50 ms.
 	Timeout time.Duration
 	// ListTimeout bounds one visibility query, which covers a whole catalog;
 	// past it everything is hidden. Default 500 ms.
@@ -141,6 +142,10 @@ type Options struct {
 	// is dropped and counted) and its workers.
 	ShadowQueue   int
 	ShadowWorkers int
+
+	// BundleLimits bound every bundle the engine reads (local files and
+	// directories, downloads); zero fields take the defaults.
+	BundleLimits BundleLimits
 }
 
 // DefaultStartupWait bounds the wait for the first remote bundle.
@@ -161,7 +166,7 @@ type Engine struct {
 	record      func(context.Context, Record)
 
 	manager  *plugins.Manager
-	store    storage.Store
+	store    *revisionGuard
 	snap     atomic.Pointer[snapshot]
 	gen      atomic.Uint64
 	stopped  atomic.Bool
@@ -178,6 +183,8 @@ type Engine struct {
 	reloadMu sync.Mutex
 	// opaLogs is OPA's decision-log plugin, when configured.
 	opaLogs *logs.Plugin
+	// guard checks and paces remote bundle downloads.
+	guard *bundleGuard
 	// shadow evaluates every decision again with the shadow policy.
 	shadow *shadowRunner
 	// background runs the watcher and the announcer until Stop.
@@ -190,9 +197,9 @@ type snapshot struct {
 	revision   string
 	generation uint64
 	compiler   *ast.Compiler
-	decision   rego.PreparedEvalQuery
-	admin      rego.PreparedEvalQuery
-	visible    map[ListKind]rego.PreparedEvalQuery
+	decision   preparedQuery
+	admin      preparedQuery
+	visible    map[ListKind]preparedQuery
 	// broken is why this activation cannot decide at all.
 	broken error
 	// missing lists mandatory entry points the policy does not define
@@ -204,6 +211,14 @@ type snapshot struct {
 	// decisions remembers this activation's decisions; nil when the policy
 	// may decide differently on the same input.
 	decisions *decisionCache
+}
+
+// preparedQuery is one of the gateway's queries, prepared for an activation.
+type preparedQuery struct {
+	rego.PreparedEvalQuery
+	// wall: the query may wait on the network, and its time is measured on
+	// the wall clock (see evalclock.go).
+	wall bool
 }
 
 var (
@@ -241,6 +256,10 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 	if e.timeout < 0 || e.listTimeout < 0 || e.cacheTTL < 0 || o.PollInterval < 0 || o.StartupWait < 0 {
 		return nil, errors.New("policy timeouts, poll interval and visible cache TTL must not be negative")
 	}
+	if err := o.BundleLimits.validate(); err != nil {
+		return nil, err
+	}
+	o.BundleLimits = o.BundleLimits.withDefaults()
 
 	kind, err := classifySource(o.Source, o.OPAConfig)
 	if err != nil {
@@ -269,7 +288,7 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 		e.life.verified = vc != nil
 	}
 
-	e.store = revisionGuard{inmem.NewWithOpts(inmem.OptRoundTripOnWrite(false), inmem.OptReturnASTValuesOnRead(true))}
+	e.store = newRevisionGuard(inmem.NewWithOpts(inmem.OptRoundTripOnWrite(false), inmem.OptReturnASTValuesOnRead(true)), e)
 	opaLog := logging.NewLoggerFromSlogHandler(e.logger.With("component", "opa").Handler(), logging.Info)
 	e.manager, err = plugins.New(setup.raw, uuid.NewString(), e.store,
 		plugins.Logger(opaLog),
@@ -281,6 +300,18 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 	}
 	if kind.remote() {
 		if e.life.remote, e.life.verified, err = requireSignatures(e.manager, o.AllowUnsigned); err != nil {
+			return nil, err
+		}
+		if e.guard, err = newBundleGuard(e.manager, o.BundleLimits); err != nil {
+			return nil, err
+		}
+		// OPA reads a file:// bundle once, at start: check it first.
+		for _, path := range e.guard.files {
+			if err := checkSource(path, o.BundleLimits); err != nil {
+				return nil, fmt.Errorf("policy bundle %s: %w", path, err)
+			}
+		}
+		if err := e.guard.register(e.manager, setup.originals); err != nil {
 			return nil, err
 		}
 	}
@@ -416,16 +447,16 @@ func (e *Engine) Reload(ctx context.Context) error {
 	return nil
 }
 
-// activate runs inside the store commit that changed the compiler (OPA's
-// compiler trigger), so no evaluation can see the new data with the old
-// queries: evaluations hold a read transaction while they load the snapshot.
-func (e *Engine) activate(txn storage.Transaction) {
-	ctx := context.Background()
-	compiler := e.manager.GetCompiler()
+// prepareSnapshot prepares the gateway's queries for a new activation of
+// compiler, reading the data the transaction txn is about to commit. The
+// store's Commit (revisionGuard) runs it before committing, while decisions
+// go on with the active snapshot: compiling the queries and folding data
+// rules takes milliseconds, and inside the commit every decision would wait
+// for it. Nothing here may write to the store.
+func (e *Engine) prepareSnapshot(ctx context.Context, compiler *ast.Compiler, txn storage.Transaction) *snapshot {
 	snap := &snapshot{
-		generation: e.gen.Add(1),
-		compiler:   compiler,
-		visible:    map[ListKind]rego.PreparedEvalQuery{},
+		compiler: compiler,
+		visible:  map[ListKind]preparedQuery{},
 	}
 	rev, err := readRevision(ctx, e.store, txn)
 	if err != nil {
@@ -435,7 +466,7 @@ func (e *Engine) activate(txn storage.Transaction) {
 
 	queryCompiler := e.queryCompiler(ctx, compiler, txn, rev)
 	snap.decisions = e.decisionCacheFor(compiler, rev)
-	prepare := func(query string) rego.PreparedEvalQuery {
+	prepare := func(query string) preparedQuery {
 		pq, err := rego.New(
 			rego.Query(query),
 			rego.Compiler(queryCompiler),
@@ -445,7 +476,7 @@ func (e *Engine) activate(txn storage.Transaction) {
 		if err != nil && snap.broken == nil {
 			snap.broken = fmt.Errorf("prepare %s: %w", query, err)
 		}
-		return pq
+		return preparedQuery{PreparedEvalQuery: pq, wall: waitingQuery(compiler, query)}
 	}
 	snap.decision = prepare(decisionRule)
 	snap.admin = prepare(adminQuery)
@@ -482,19 +513,38 @@ func (e *Engine) activate(txn storage.Transaction) {
 	if rev != "" && !defined(adminRule) {
 		e.logger.Warn("policy defines no "+adminRule+": every admin API call will be denied", "revision", rev)
 	}
+	return snap
+}
+
+// activate runs inside the store commit that changed the compiler (OPA's
+// compiler trigger), so no evaluation can see the new data with the old
+// queries: evaluations hold a read transaction while they load the snapshot.
+// It only publishes the snapshot the commit prepared (or, for a commit that
+// did not, prepares it here), and logs nothing: a slow log sink would hold
+// the commit, and every decision with it.
+func (e *Engine) activate(txn storage.Transaction) {
+	compiler := e.manager.GetCompiler()
+	snap := e.store.prepared(txn, compiler)
+	if snap == nil {
+		snap = e.prepareSnapshot(context.Background(), compiler, txn)
+	}
+	snap.generation = e.gen.Add(1)
 	e.snap.Store(snap)
 	e.activated(snap)
-	if rev == "" {
+	e.store.published(txn, snap)
+}
+
+// logActivation reports an activation once it is committed.
+func (e *Engine) logActivation(snap *snapshot) {
+	switch {
+	case snap.revision == "":
 		// Nothing is activated yet (a remote bundle has not arrived); Ready
 		// and every denial say why.
-		return
+	case snap.broken != nil:
+		e.logger.Error("policy activation failed: every call will be denied", "revision", snap.revision, "error", snap.broken)
+	default:
+		e.logger.Info("policy activated", "revision", snap.revision, "generation", snap.generation)
 	}
-
-	if snap.broken != nil {
-		e.logger.Error("policy activation failed: every call will be denied", "revision", rev, "error", snap.broken)
-		return
-	}
-	e.logger.Info("policy activated", "revision", rev, "generation", snap.generation)
 }
 
 // readRevision names the active policy by its bundles' manifest revisions.
@@ -625,7 +675,7 @@ func (e *Engine) evalCall(ctx context.Context, in *Input) (ast.Value, *snapshot,
 	if err != nil {
 		return nil, nil, err
 	}
-	rs, snap, err := e.evaluate(ctx, func(s *snapshot) rego.PreparedEvalQuery { return s.decision }, input)
+	rs, snap, err := e.evaluate(ctx, func(s *snapshot) preparedQuery { return s.decision }, input)
 	if err != nil {
 		return nil, snap, err
 	}
@@ -715,7 +765,7 @@ func (e *Engine) visibleNames(ctx context.Context, in *Input, kind ListKind, lis
 
 func (e *Engine) evalVisible(ctx context.Context, kind ListKind, input ast.Value) (map[string]bool, *snapshot, error) {
 	rule, _ := visibleRule(kind)
-	rs, snap, err := e.evaluateWithin(ctx, e.listTimeout, func(s *snapshot) rego.PreparedEvalQuery { return s.visible[kind] }, input)
+	rs, snap, err := e.evaluateWithin(ctx, e.listTimeout, func(s *snapshot) preparedQuery { return s.visible[kind] }, input)
 	if err != nil {
 		return nil, snap, err
 	}
@@ -752,7 +802,7 @@ func (e *Engine) DecideAdmin(ctx context.Context, in *AdminInput) Decision {
 		var input ast.Value
 		if input, err = adminInput(in); err == nil {
 			var rs rego.ResultSet
-			rs, snap, err = e.evaluate(ctx, func(s *snapshot) rego.PreparedEvalQuery { return s.admin }, input)
+			rs, snap, err = e.evaluate(ctx, func(s *snapshot) preparedQuery { return s.admin }, input)
 			if err == nil {
 				err = parseAdmin(rs, &d)
 			}
@@ -771,7 +821,7 @@ func (e *Engine) DecideAdmin(ctx context.Context, in *AdminInput) Decision {
 	d.Elapsed = time.Since(start)
 	rec := &Input{}
 	if in != nil {
-		rec = &Input{Token: TokenInput{Sub: in.Token.Sub}, HTTP: in.HTTP, MCP: MCPInput{Method: in.Admin.Action, Tool: adminTarget(in.Admin)}}
+		rec = &Input{Token: TokenInput{Sub: in.Token.Sub, Iss: in.Token.Iss}, HTTP: in.HTTP, MCP: MCPInput{Method: in.Admin.Action, Tool: adminTarget(in.Admin)}}
 	}
 	e.emit(ctx, "admin", rec, d, 0, 0)
 	return d
@@ -822,14 +872,18 @@ func (e *Engine) usable() error {
 // evaluate runs one prepared query under the engine's timeout. It opens the
 // read transaction before it loads the snapshot, so the query and the data
 // it reads belong to the same activation (activate runs inside the commit).
-func (e *Engine) evaluate(ctx context.Context, pick func(*snapshot) rego.PreparedEvalQuery, input ast.Value) (rego.ResultSet, *snapshot, error) {
+func (e *Engine) evaluate(ctx context.Context, pick func(*snapshot) preparedQuery, input ast.Value) (rego.ResultSet, *snapshot, error) {
 	if err := e.usable(); err != nil {
 		return nil, nil, err
 	}
 	return e.evaluateWithin(ctx, e.timeout, pick, input)
 }
 
-func (e *Engine) evaluateWithin(ctx context.Context, timeout time.Duration, pick func(*snapshot) rego.PreparedEvalQuery, input ast.Value) (rs rego.ResultSet, snap *snapshot, err error) {
+// evaluateWithin runs one prepared query. The timeout starts when the
+// evaluation does, after the transaction is open (which may wait for a
+// commit) and the snapshot loaded, and it counts the evaluation's own CPU
+// time, not its waits (see evalclock.go).
+func (e *Engine) evaluateWithin(ctx context.Context, timeout time.Duration, pick func(*snapshot) preparedQuery, input ast.Value) (rs rego.ResultSet, snap *snapshot, err error) {
 	// OPA does not promise never to panic; a gateway must not crash, and a
 	// panic is one more failure that denies.
 	defer func() {
@@ -858,26 +912,29 @@ func (e *Engine) evaluateWithin(ctx context.Context, timeout time.Duration, pick
 
 	// One cancel for both the deadline and the caller's context, without
 	// the goroutine rego would otherwise start per evaluation.
-	cancel := topdown.NewCancel()
-	timer := time.AfterFunc(timeout, cancel.Cancel)
-	stopWatching := context.AfterFunc(ctx, cancel.Cancel)
-	rs, err = pick(snap).Eval(ctx,
-		rego.EvalParsedInput(input),
-		rego.EvalTransaction(txn),
-		rego.EvalExternalCancel(cancel),
-		rego.EvalMetrics(metrics.NoOp()),
-		rego.EvalInterQueryBuiltinCache(e.iqCache),
-		rego.EvalInterQueryBuiltinValueCache(e.iqvCache),
-		rego.EvalGenerateJSON(astValues),
-	)
-	timedOut := !timer.Stop()
-	stopWatching()
+	query := pick(snap)
+	var timedOut string
+	func() {
+		clock := startClock(timeout, query.wall)
+		// Stopped even if OPA panics: the clock holds the thread.
+		defer func() { timedOut = clock.stop() }()
+		defer context.AfterFunc(ctx, clock.Cancel)()
+		rs, err = query.Eval(ctx,
+			rego.EvalParsedInput(input),
+			rego.EvalTransaction(txn),
+			rego.EvalExternalCancel(clock),
+			rego.EvalMetrics(metrics.NoOp()),
+			rego.EvalInterQueryBuiltinCache(e.iqCache),
+			rego.EvalInterQueryBuiltinValueCache(e.iqvCache),
+			rego.EvalGenerateJSON(astValues),
+		)
+	}()
 	if err != nil {
 		switch {
 		case ctx.Err() != nil:
 			err = fmt.Errorf("evaluation cancelled: %w", ctx.Err())
-		case timedOut:
-			err = fmt.Errorf("evaluation exceeded %s", timeout)
+		case timedOut != "":
+			err = errors.New(timedOut)
 		default:
 			err = fmt.Errorf("evaluation failed: %w", err)
 		}
@@ -895,6 +952,7 @@ func (e *Engine) emit(ctx context.Context, query string, in *Input, d Decision, 
 		Time:       time.Now().UTC(),
 		Query:      query,
 		Subject:    in.Token.Sub,
+		Issuer:     in.Token.Iss,
 		Agent:      in.Agent.ID,
 		Backend:    in.Backend.Name,
 		Kind:       in.MCP.Kind,

@@ -16,10 +16,10 @@ func TestEvalCommand(t *testing.T) {
 	signed := buildBundle(t, "v9", signingKey)
 	_, otherKey := policytest.KeyPair(t)
 	withResources := `{"version": 1, "token": {"sub": "a", "scopes": ["mcp:read"], "groups": ["mcp-viewers"]},
-		"agent": {"id": "cursor", "enabled": true, "scopes": ["mcp:read"]}, "backend": {"name": "employees"},
+		"agent": {"id": "cursor", "enabled": true, "allow_clientless_tokens": true, "scopes": ["mcp:read"]}, "backend": {"name": "employees"},
 		"mcp": {"method": "resources/list"}, "resources": [{"uri": "file:///a", "name": "a"}], "prompts": [{"name": "p"}]}`
 	stream := `{"version": 1, "token": {"sub": "a", "scopes": ["mcp:read"]},
-		"agent": {"id": "cursor", "enabled": true, "scopes": ["mcp:read"]}, "backend": {"name": "employees"},
+		"agent": {"id": "cursor", "enabled": true, "allow_clientless_tokens": true, "scopes": ["mcp:read"]}, "backend": {"name": "employees"},
 		"mcp": {"kind": "stream", "method": "GET"}, "http": {"method": "GET", "path": "/employees"}}`
 
 	tests := []struct {

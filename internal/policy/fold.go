@@ -124,6 +124,7 @@ func foldDataRules(ctx context.Context, compiler *ast.Compiler, store storage.St
 type ruleFacts struct {
 	input  bool // reads input
 	impure bool // calls a builtin that is not a function of its arguments
+	waits  bool // calls a builtin that may wait on the network
 	with   bool // uses with
 	deps   []*ast.Rule
 	pure   *bool // memo: no input, no impure builtin, transitively
@@ -156,31 +157,36 @@ func (f *folder) inspect(r *ast.Rule) *ruleFacts {
 	f.facts[r] = facts
 	for rr := r; rr != nil; rr = rr.Else {
 		for _, node := range []any{rr.Head, rr.Body} {
-			ast.NewGenericVisitor(func(x any) bool {
-				switch x := x.(type) {
-				case *ast.With:
-					facts.with = true
-				case *ast.Expr:
-					if x.IsCall() {
-						f.call(x.Operator(), facts)
-					}
-				case ast.Call:
-					if len(x) > 0 {
-						if op, ok := x[0].Value.(ast.Ref); ok {
-							f.call(op, facts)
-						}
-					}
-				case ast.Ref:
-					if x.HasPrefix(ast.InputRootRef) {
-						facts.input = true
-					}
-				}
-				return false
-			}).Walk(node)
-			facts.deps = append(facts.deps, f.dependencies(node)...)
+			f.collect(node, facts)
 		}
 	}
 	return facts
+}
+
+// collect adds what node reads and calls to facts.
+func (f *folder) collect(node any, facts *ruleFacts) {
+	ast.NewGenericVisitor(func(x any) bool {
+		switch x := x.(type) {
+		case *ast.With:
+			facts.with = true
+		case *ast.Expr:
+			if x.IsCall() {
+				f.call(x.Operator(), facts)
+			}
+		case ast.Call:
+			if len(x) > 0 {
+				if op, ok := x[0].Value.(ast.Ref); ok {
+					f.call(op, facts)
+				}
+			}
+		case ast.Ref:
+			if x.HasPrefix(ast.InputRootRef) {
+				facts.input = true
+			}
+		}
+		return false
+	}).Walk(node)
+	facts.deps = append(facts.deps, f.dependencies(node)...)
 }
 
 // call records a call: user functions are dependencies (found by
@@ -195,6 +201,37 @@ func (f *folder) call(op ast.Ref, facts *ruleFacts) {
 	if !ok || b.Nondeterministic || impureBuiltin(name) {
 		facts.impure = true
 	}
+	if !ok || waitingBuiltin(name) {
+		facts.waits = true
+	}
+}
+
+// waitingBuiltin reports the builtins that may wait for something other
+// than the CPU (the network): their time is part of the evaluation.
+func waitingBuiltin(name string) bool {
+	return name == "http.send" || name == "net.lookup_ip_addr"
+}
+
+// waitingQuery reports whether evaluating query may call a builtin that
+// waits on the network (or one this build does not know). Such a query's
+// time is measured on the wall clock; any other's by the CPU it uses.
+func waitingQuery(compiler *ast.Compiler, query string) bool {
+	body, err := ast.ParseBody(query)
+	if err != nil {
+		return true
+	}
+	f := &folder{compiler: compiler, facts: map[*ast.Rule]*ruleFacts{}}
+	own := &ruleFacts{}
+	f.collect(body, own)
+	if own.waits {
+		return true
+	}
+	for _, r := range f.reach(own.deps) {
+		if f.inspect(r).waits {
+			return true
+		}
+	}
+	return false
 }
 
 // reach lists the rules reachable from roots, each once, in a stable order.

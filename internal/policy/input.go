@@ -82,11 +82,13 @@ func buildInput(in *Input, tool string, args, tools, resources, prompts any) (as
 		"version": in.Version,
 		"token":   token,
 		"agent": map[string]any{
-			"id":             in.Agent.ID,
-			"client_id":      in.Agent.ClientID,
-			"enabled":        in.Agent.Enabled,
-			"scopes":         nonNil(in.Agent.Scopes),
-			"backend_access": nonNil(in.Agent.BackendAccess),
+			"id":                      in.Agent.ID,
+			"client_id":               in.Agent.ClientID,
+			"issuer":                  in.Agent.Issuer,
+			"allow_clientless_tokens": in.Agent.AllowClientlessTokens,
+			"enabled":                 in.Agent.Enabled,
+			"scopes":                  nonNil(in.Agent.Scopes),
+			"backend_access":          nonNil(in.Agent.BackendAccess),
 		},
 		"backend": map[string]any{
 			"name":      in.Backend.Name,
@@ -117,12 +119,16 @@ func adminInput(in *AdminInput) (ast.Value, error) {
 		"version": in.Version,
 		"token":   token,
 		"http":    httpMap(&in.HTTP),
-		"admin": map[string]any{
-			"action": in.Admin.Action,
-			"kind":   in.Admin.Kind,
-			"name":   in.Admin.Name,
-		},
+		"admin":   adminRequest(&in.Admin),
 	}), nil
+}
+
+func adminRequest(a *AdminRequest) map[string]any {
+	m := map[string]any{"action": a.Action, "kind": a.Kind, "name": a.Name}
+	if t := a.Target; t != nil {
+		m["target"] = map[string]any{"url": t.URL, "host": t.Host, "address_class": t.AddressClass}
+	}
+	return m
 }
 
 func tokenMap(t *TokenInput) (map[string]any, error) {

@@ -95,6 +95,9 @@ type opaSetup struct {
 	raw []byte
 	// keys is policy.opa.keys, for verifying a local bundle by key_id.
 	keys map[string]*keys.Config
+	// originals are the configurations of the services whose credentials
+	// the bundle guard wraps (remote sources only).
+	originals map[string][]byte
 }
 
 // buildOPAConfig returns OPA's configuration: policy.opa unchanged, plus
@@ -127,16 +130,21 @@ func buildOPAConfig(o *Options, kind sourceKind) (*opaSetup, error) {
 			return nil, err
 		}
 	}
+	var originals map[string][]byte
 	if kind.remote() {
 		if _, ok := cfg["persistence_directory"]; !ok {
 			cfg["persistence_directory"] = cmp.Or(o.PersistDir, DefaultPersistDir)
+		}
+		limitBundleFiles(cfg, o.BundleLimits.withDefaults())
+		if originals, err = guardedServices(cfg); err != nil {
+			return nil, err
 		}
 	}
 	raw, err := json.Marshal(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("policy.opa: %w", err)
 	}
-	return &opaSetup{raw: raw, keys: configured}, nil
+	return &opaSetup{raw: raw, keys: configured, originals: originals}, nil
 }
 
 // expandShorthand adds what policy.bundle: URL, verification_key and key_id

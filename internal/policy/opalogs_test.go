@@ -172,11 +172,16 @@ func TestOPAConfiguration(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := map[string]any{
-			"services": map[string]any{shorthandService: map[string]any{"url": "https://bundles.example.com"}},
+			// The service's credentials are the bundle guard's, which wraps
+			// the configured ones (none here).
+			"services": map[string]any{shorthandService: map[string]any{
+				"url": "https://bundles.example.com", "credentials": map[string]any{"plugin": guardPluginPrefix + shorthandService},
+			}},
 			"bundles": map[string]any{bundleName: map[string]any{
 				"service": shorthandService, "resource": "v1/mcp/bundle.tar.gz?tenant=a", "persist": true,
-				"polling": map[string]any{"min_delay_seconds": 30.0, "max_delay_seconds": 60.0},
-				"signing": map[string]any{"keyid": "ci-2026"},
+				"polling":          map[string]any{"min_delay_seconds": 30.0, "max_delay_seconds": 60.0},
+				"signing":          map[string]any{"keyid": "ci-2026"},
+				"size_limit_bytes": float64(DefaultMaxBundleFileBytes),
 			}},
 			"keys":                  map[string]any{"ci-2026": map[string]any{"key": pem, "algorithm": "RS256"}},
 			"persistence_directory": DefaultPersistDir,

@@ -16,6 +16,9 @@ type Record struct {
 	// "visible_resources", "visible_prompts" or "admin".
 	Query   string `json:"query"`
 	Subject string `json:"subject"`
+	// Issuer is the token's iss: a subject names a user only within the
+	// issuer that asserted it.
+	Issuer  string `json:"issuer,omitempty"`
 	Agent   string `json:"agent,omitempty"`
 	Backend string `json:"backend,omitempty"`
 	// Kind is the input's mcp.kind: request, notification, response,
@@ -44,6 +47,7 @@ func slogRecorder(logger *slog.Logger) func(context.Context, Record) {
 			slog.Time("decision_time", r.Time),
 			slog.String("query", r.Query),
 			slog.String("subject", r.Subject),
+			slog.String("issuer", r.Issuer),
 			slog.String("agent", r.Agent),
 			slog.String("backend", r.Backend),
 			slog.String("method", r.Method),

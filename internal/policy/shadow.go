@@ -24,6 +24,7 @@ type ShadowDisagreement struct {
 	// DecisionID is the enforced decision's id, as in its decision record.
 	DecisionID string
 	Subject    string
+	Issuer     string
 	Agent      string
 	Backend    string
 	// Kind is the input's mcp.kind (request, notification, response,
@@ -142,7 +143,7 @@ func (s *shadowRunner) compare(ctx context.Context, job shadowJob) {
 	s.disagreements.Add(1)
 	d := ShadowDisagreement{
 		DecisionID: job.enforced.ID,
-		Subject:    job.in.Token.Sub, Agent: job.in.Agent.ID, Backend: job.in.Backend.Name,
+		Subject:    job.in.Token.Sub, Issuer: job.in.Token.Iss, Agent: job.in.Agent.ID, Backend: job.in.Backend.Name,
 		Kind: job.in.MCP.Kind, Method: job.in.MCP.Method, Tool: job.in.MCP.Tool,
 		Enforced: job.enforced, Shadow: shadow,
 	}
@@ -210,6 +211,7 @@ func newShadow(ctx context.Context, o Options, logger *slog.Logger) (*shadowRunn
 		PollInterval:     o.PollInterval,
 		PersistDir:       filepath.Join(cmp.Or(o.PersistDir, DefaultPersistDir), "shadow"),
 		StartupWait:      o.StartupWait,
+		BundleLimits:     o.BundleLimits,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("policy.shadow: %w", err)

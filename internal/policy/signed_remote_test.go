@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,41 +19,70 @@ import (
 )
 
 // bundleServer serves one bundle with an ETag, as nginx or any static server
-// does, and counts what it answered.
+// does (If-None-Match may list several tags; a 304 names the current one),
+// and counts what it answered.
 type bundleServer struct {
 	*httptest.Server
+	mode        serverMode
 	mu          sync.Mutex
 	body        []byte
 	etag        string
+	served      []time.Time  // when each 200 since the last set began
 	downloads   atomic.Int64 // 200 answers
 	notModified atomic.Int64 // 304 answers
+}
+
+// serverMode says how a bundleServer departs from a well-behaved one.
+type serverMode struct {
+	// noETag: no ETag, every request answered 200 with the whole body.
+	noETag bool
+	// chunked: no Content-Length, so that the size is known only by reading.
+	chunked bool
+	// bearer, when set, is the token every request must carry.
+	bearer string
 }
 
 const bundlePath = "/bundles/mcpgw.tar.gz"
 
 func newBundleServer(t *testing.T, body []byte) *bundleServer {
-	s := &bundleServer{}
+	return newBundleServerWith(t, body, serverMode{})
+}
+
+func newBundleServerWith(t *testing.T, body []byte, mode serverMode) *bundleServer {
+	s := &bundleServer{mode: mode}
 	s.set(body)
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != bundlePath {
 			http.NotFound(w, r)
 			return
 		}
+		if mode.bearer != "" && r.Header.Get("Authorization") != "Bearer "+mode.bearer {
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
 		s.mu.Lock()
 		body, etag := s.body, s.etag
-		unchanged := r.Header.Get("If-None-Match") == etag
+		unchanged := !mode.noETag && slices.ContainsFunc(strings.Split(r.Header.Get("If-None-Match"), ","),
+			func(tag string) bool { return strings.TrimSpace(tag) == etag })
 		if unchanged {
 			s.notModified.Add(1)
 		} else {
 			s.downloads.Add(1)
+			s.served = append(s.served, time.Now())
 		}
 		s.mu.Unlock()
+		if !mode.noETag {
+			w.Header().Set("ETag", etag)
+		}
 		if unchanged {
 			w.WriteHeader(http.StatusNotModified)
 			return
 		}
-		w.Header().Set("ETag", etag)
 		w.Header().Set("Content-Type", "application/gzip")
+		if !mode.chunked {
+			w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		}
+		// A client that stops reading early (a refused bundle) is fine.
 		_, _ = w.Write(body)
 	}))
 	t.Cleanup(s.Close)
@@ -63,7 +94,18 @@ func (s *bundleServer) set(body []byte) int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.body, s.etag = body, fmt.Sprintf(`"%x"`, sha256.Sum256(body))
+	s.served = nil
 	return s.downloads.Load() + s.notModified.Load()
+}
+
+// requests counts every request answered.
+func (s *bundleServer) requests() int64 { return s.downloads.Load() + s.notModified.Load() }
+
+// servedSinceSet returns when each 200 since the last set began.
+func (s *bundleServer) servedSinceSet() []time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.served)
 }
 
 func (s *bundleServer) bundleURL() string { return s.URL + bundlePath }

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"bytes"
 	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
@@ -42,6 +43,22 @@ func loadSource(o *Options, configuredKeys map[string]*keys.Config) (*bundle.Bun
 	if vc == nil && !o.AllowUnsigned {
 		return nil, fmt.Errorf("policy source %s: no verification key configured and allow_unsigned is false: refusing an unverified policy", o.Source)
 	}
+	// OPA's loader reads every file whole before it checks a signature:
+	// check the sizes first, without expanding anything. A bundle file is
+	// then loaded from the bytes that were checked.
+	limits := o.BundleLimits.withDefaults()
+	var raw []byte
+	if info.IsDir() {
+		err = checkDir(o.Source, limits)
+	} else {
+		raw, err = readBundleFile(o.Source, limits)
+	}
+	if le := new(LimitError); errors.As(err, &le) {
+		return nil, fmt.Errorf("policy source %s: %w", o.Source, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load policy: %w", err)
+	}
 
 	fl := loader.NewFileLoader().
 		WithProcessAnnotation(true).
@@ -52,6 +69,9 @@ func loadSource(o *Options, configuredKeys map[string]*keys.Config) (*bundle.Bun
 		// allow_unsigned: a signature that is present cannot be checked without
 		// a key, so it is not read at all (as `opa run --skip-verify`).
 		fl = fl.WithSkipBundleVerification(true)
+	}
+	if raw != nil {
+		fl = fl.WithReader(bytes.NewReader(raw))
 	}
 	b, err := fl.AsBundle(o.Source)
 	if err != nil {

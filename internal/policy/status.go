@@ -130,7 +130,11 @@ func (e *Engine) reject(err error) {
 // onBundleStatus receives OPA's bundle plugin status after every download
 // attempt.
 func (e *Engine) onBundleStatus(s bundleplugin.Status) {
-	if s.Code != "" || s.Message != "" || len(s.Errors) > 0 {
+	failed := s.Code != "" || s.Message != "" || len(s.Errors) > 0
+	// The download guard paces what follows a rejection; a rejected bundle
+	// found unchanged is not a new rejection, and LastRejected keeps saying
+	// why it was rejected.
+	if news := e.guard.report(s, failed); failed && news {
 		e.reject(fmt.Errorf("bundle %s: %s", s.Name, describeBundleError(s)))
 	}
 	e.life.mu.Lock()

@@ -46,11 +46,17 @@ type TokenInput struct {
 }
 
 type AgentInput struct {
-	ID            string   `json:"id"`
-	ClientID      string   `json:"client_id"`
-	Enabled       bool     `json:"enabled"`
-	Scopes        []string `json:"scopes"`
-	BackendAccess []string `json:"backend_access"`
+	ID       string `json:"id"`
+	ClientID string `json:"client_id"`
+	// Issuer is the issuer whose tokens the agent takes ("" for any
+	// trusted issuer); AllowClientlessTokens whether a token proving no
+	// OAuth client may use it. The gateway enforces both before the policy
+	// runs; they are here so the policy's caller rules can say the same.
+	Issuer                string   `json:"issuer"`
+	AllowClientlessTokens bool     `json:"allow_clientless_tokens"`
+	Enabled               bool     `json:"enabled"`
+	Scopes                []string `json:"scopes"`
+	BackendAccess         []string `json:"backend_access"`
 }
 
 type BackendInput struct {
@@ -155,10 +161,24 @@ type AdminInput struct {
 
 // AdminRequest says what an admin API call wants to do.
 type AdminRequest struct {
-	// Action is list, get, create, update or delete.
+	// Action is list, get, write (a PUT, whether it creates or updates:
+	// the decision must not depend on what exists) or delete.
 	Action string `json:"action"`
 	// Kind is the collection acted on (agents, backends, audit, ...).
 	Kind string `json:"kind"`
 	// Name is the object within Kind; empty for list.
 	Name string `json:"name"`
+	// Target is where a backend write points, for the policy to judge;
+	// nil (absent from the input) for every other call.
+	Target *AdminTarget `json:"target,omitempty"`
+}
+
+// AdminTarget is the destination of a backend write: its url (secrets in
+// it redacted), the url's host and the class of the addresses it resolves
+// to: loopback, private, link-local, metadata, public or unresolved (the
+// most dangerous one when a name has several).
+type AdminTarget struct {
+	URL          string `json:"url"`
+	Host         string `json:"host"`
+	AddressClass string `json:"address_class"`
 }

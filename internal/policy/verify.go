@@ -7,8 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
-	"os"
 	"slices"
 	"strings"
 
@@ -23,6 +23,7 @@ type BundleCheck string
 
 // The checks of VerifyBundle, in the order they run.
 const (
+	CheckLimits           BundleCheck = "over limits"
 	CheckUnreadable       BundleCheck = "unreadable bundle"
 	CheckMissingSignature BundleCheck = "missing signature"
 	CheckBadSignature     BundleCheck = "malformed signature"
@@ -58,6 +59,9 @@ type VerifyOptions struct {
 	// never taken from the bundle: a bundle that chose HS256 could otherwise
 	// have been "signed" with the public key as an HMAC secret.
 	Algorithm string
+	// Limits are the bundle limits the gateway will apply (zero fields: the
+	// defaults): a bundle over them is refused before it is expanded.
+	Limits BundleLimits
 }
 
 // BundleReport describes a bundle that passed every check.
@@ -86,11 +90,21 @@ type SignedFile struct {
 // a revision and roots that cover the bundle, and the policy must compile.
 // A failure is a *BundleError. The signature checks are OPA's own.
 func VerifyBundle(path string, o VerifyOptions) (*BundleReport, error) {
-	raw, err := os.ReadFile(path)
-	if err != nil {
+	if err := o.Limits.validate(); err != nil {
 		return nil, err
 	}
-	files, signatures, err := readTarball(raw)
+	limits := o.Limits.withDefaults()
+	raw, err := readBundleFile(path, limits)
+	if le := new(LimitError); errors.As(err, &le) {
+		return nil, &BundleError{Check: CheckLimits, Err: le}
+	}
+	if pe := new(fs.PathError); errors.As(err, &pe) {
+		return nil, err
+	}
+	if err != nil {
+		return nil, failed(CheckUnreadable, "%w", err)
+	}
+	files, signatures, err := readTarball(raw, limits)
 	if err != nil {
 		return nil, err
 	}
@@ -177,10 +191,11 @@ func VerifyBundle(path string, o VerifyOptions) (*BundleReport, error) {
 
 // readTarball returns a bundle file's files by path (without the leading
 // slash, as signatures name them) and its .signatures.json, nil if absent.
-func readTarball(raw []byte) (map[string]*bytes.Buffer, []byte, error) {
-	// OPA's limit against gzip bombs, as when the gateway reads a bundle.
+func readTarball(raw []byte, limits BundleLimits) (map[string]*bytes.Buffer, []byte, error) {
+	// readBundleFile checked the limits; OPA's own per-file limit again, as
+	// when the gateway reads a bundle.
 	loader := bundle.NewTarballLoaderWithBaseURL(bytes.NewReader(raw), "").
-		WithSizeLimitBytes(bundle.DefaultSizeLimitBytes)
+		WithSizeLimitBytes(limits.FileBytes)
 	files := map[string]*bytes.Buffer{}
 	var signatures []byte
 	for {
@@ -192,7 +207,7 @@ func readTarball(raw []byte) (map[string]*bytes.Buffer, []byte, error) {
 			return nil, nil, failed(CheckUnreadable, "not a gzipped tar bundle: %w", err)
 		}
 		var buf bytes.Buffer
-		_, err = f.Read(&buf, bundle.DefaultSizeLimitBytes)
+		_, err = f.Read(&buf, limits.FileBytes)
 		f.Close()
 		if err != nil && !errors.Is(err, io.EOF) {
 			return nil, nil, failed(CheckUnreadable, "%s: %w", f.Path(), err)

@@ -281,6 +281,11 @@ func TestVisibleCatalog(t *testing.T) {
 	// The catalog's content is part of the key: a changed catalog is
 	// evaluated, not answered from the old one's cache.
 	in := lister(roleGroups["viewer"], writeScopes, "employees")
+	// The loop above already asked for this caller and catalog, and
+	// ristretto applies new keys asynchronously: without this wait, that
+	// answer and the one below could both be pending, the cache would keep
+	// the earlier, and a later hit would rightly return it, not first.
+	e.visible.Wait()
 	first, err := e.VisibleCatalog(ctx, in, cat)
 	if err != nil {
 		t.Fatal(err)

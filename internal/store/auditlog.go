@@ -15,9 +15,9 @@ import (
 )
 
 const auditColumns = "id, at_us, kind, decision_id, request_id, subject, agent, backend, method, tool, allow," +
-	" reasons, revision, latency_ms, eval_us, source, action, object_kind, object_name, before_json, after_json"
+	" reasons, revision, latency_ms, eval_us, source, action, object_kind, object_name, before_json, after_json, issuer"
 
-const auditColumnCount = 21
+const auditColumnCount = 22
 
 // auditChunk rows per INSERT keeps the statement under SQLite's and
 // PostgreSQL's bound-parameter limits (32766 and 65535).
@@ -75,7 +75,7 @@ func insertAudit(ctx context.Context, tx *sql.Tx, recs []audit.Record) error {
 			args = append(args, r.ID, r.Time.UnixMicro(), string(r.Kind), r.DecisionID, r.RequestID,
 				r.Subject, r.Agent, r.Backend, r.Method, r.Tool, r.Allow,
 				reasons, r.Revision, r.LatencyMS, r.EvalMicros, r.Source, string(r.Action),
-				string(r.ObjectKind), r.ObjectName, nullRaw(r.Before), nullRaw(r.After))
+				string(r.ObjectKind), r.ObjectName, nullRaw(r.Before), nullRaw(r.After), r.Issuer)
 		}
 		sb.WriteString(" ON CONFLICT (id) DO NOTHING")
 		if _, err := tx.ExecContext(ctx, sb.String(), args...); err != nil {
@@ -186,7 +186,7 @@ func scanAudit(rows *sql.Rows) (audit.Record, error) {
 	)
 	err := rows.Scan(&r.ID, &at, &kind, &r.DecisionID, &r.RequestID, &r.Subject, &r.Agent, &r.Backend,
 		&r.Method, &r.Tool, &r.Allow, &reasons, &r.Revision, &r.LatencyMS, &r.EvalMicros, &r.Source,
-		&action, &objKind, &r.ObjectName, &before, &after)
+		&action, &objKind, &r.ObjectName, &before, &after, &r.Issuer)
 	if err != nil {
 		return r, err
 	}

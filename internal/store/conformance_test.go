@@ -50,7 +50,7 @@ func testBackend(name string, variant int) config.Backend {
 	}
 }
 
-var adminMeta = ChangeMeta{Subject: "alice@example.com", Agent: "admin-cli", DecisionID: "dec-1", Revision: "bundle-7", RequestID: "req-1"}
+var adminMeta = ChangeMeta{Subject: "alice@example.com", Issuer: "https://idp.example.com", Agent: "admin-cli", DecisionID: "dec-1", Revision: "bundle-7", RequestID: "req-1"}
 
 // objectOps lets one generic test exercise agents and backends alike.
 type objectOps[T any] struct {
@@ -114,6 +114,7 @@ func TestConformance(t *testing.T) {
 		{name: "concurrent opens", sharedOnly: true, run: testConcurrentOpen},
 		{name: "concurrent writers", sharedOnly: true, run: testConcurrentWriters},
 		{name: "newer schema refused", sharedOnly: true, run: testNewerSchema},
+		{name: "issuer column added to an existing trail", sharedOnly: true, run: testAuditIssuerMigration},
 	}
 	for _, b := range testBackends(t) {
 		t.Run(b.name, func(t *testing.T) {
@@ -219,7 +220,7 @@ func checkChange(t *testing.T, r audit.Record, action audit.Action, kind audit.O
 		r.ObjectName != name || r.Source != audit.SourceAdmin || !r.Allow {
 		t.Errorf("change record = %+v, want %s %s %q from admin", r, action, kind, name)
 	}
-	if r.Subject != adminMeta.Subject || r.Agent != adminMeta.Agent || r.DecisionID != adminMeta.DecisionID ||
+	if r.Subject != adminMeta.Subject || r.Issuer != adminMeta.Issuer || r.Agent != adminMeta.Agent || r.DecisionID != adminMeta.DecisionID ||
 		r.Revision != adminMeta.Revision || r.RequestID != adminMeta.RequestID {
 		t.Errorf("change record does not carry ChangeMeta: %+v", r)
 	}
@@ -615,10 +616,10 @@ func testAuditRoundTrip(t *testing.T, b dbUnderTest) {
 	ctx := context.Background()
 	in := []audit.Record{
 		{ID: "d1", Time: time.Date(2026, 3, 1, 12, 0, 0, 123456789, time.FixedZone("X", 3600)), Kind: audit.KindDecision,
-			DecisionID: "dec-9", RequestID: "req-9", Subject: "alice", Agent: "cursor", Backend: "employees",
+			DecisionID: "dec-9", RequestID: "req-9", Subject: "alice", Issuer: "https://idp-b.example.com", Agent: "cursor", Backend: "employees",
 			Method: "tools/call", Tool: "get_employee", Allow: false, Reasons: []string{"tool not allowed", "ünïcode"},
 			Revision: "rev-3", LatencyMS: 12.5, EvalMicros: 37},
-		{ID: "c1", Time: time.Date(2026, 3, 1, 12, 0, 1, 0, time.UTC), Kind: audit.KindChange, Subject: "admin",
+		{ID: "c1", Time: time.Date(2026, 3, 1, 12, 0, 1, 0, time.UTC), Kind: audit.KindChange, Subject: "admin", Issuer: "https://idp-a.example.com",
 			Allow: true, Source: audit.SourceAdmin, Action: audit.ActionUpdate, ObjectKind: audit.ObjectBackend,
 			ObjectName: "employees", Before: json.RawMessage(`{"url": "https://a", "paths": ["/a"]}`),
 			After: json.RawMessage(`{"url":"https://b","labels":{"k":"v"}}`)},
@@ -897,6 +898,46 @@ func testNewerSchema(t *testing.T, b dbUnderTest) {
 		t.Fatal("opened a database with an unknown, newer schema version")
 	} else if !strings.Contains(err.Error(), "9999") {
 		t.Errorf("error %v does not name the version", err)
+	}
+}
+
+// testAuditIssuerMigration upgrades a database whose audit trail predates
+// the issuer column (0003): the schema is put back as 0002 left it, with a
+// record in it, and the next Open adds the column, keeping the record.
+func testAuditIssuerMigration(t *testing.T, b dbUnderTest) {
+	dsn := b.newDSN(t)
+	ctx := context.Background()
+	s, err := Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := s.(*sqlStore).db
+	for _, stmt := range []string{
+		"DROP INDEX audit_records_issuer_subject_at",
+		"ALTER TABLE audit_records DROP COLUMN issuer",
+		"DELETE FROM schema_migrations WHERE version = 3",
+		`INSERT INTO audit_records (id, at_us, kind, subject, allow) VALUES ('old-1', 1767225600000000, 'decision', 'alice', false)`,
+	} {
+		if _, err := db.ExecContext(ctx, stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	_ = s.Close()
+
+	s = openTest(t, dsn)
+	if err := s.AppendAudit(ctx, audit.Record{ID: "new-1", Kind: audit.KindDecision, Subject: "alice", Issuer: "https://idp.example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	recs, _, err := s.QueryAudit(ctx, audit.Query{Subject: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	issuers := map[string]string{}
+	for _, r := range recs {
+		issuers[r.ID] = r.Issuer
+	}
+	if want := map[string]string{"old-1": "", "new-1": "https://idp.example.com"}; !reflect.DeepEqual(issuers, want) {
+		t.Errorf("issuers after the upgrade = %v, want %v", issuers, want)
 	}
 }
 

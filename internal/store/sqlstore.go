@@ -251,6 +251,7 @@ func changeRecord[T any](t objectTable[T], name string, before, after *T, source
 		DecisionID: meta.DecisionID,
 		RequestID:  meta.RequestID,
 		Subject:    meta.Subject,
+		Issuer:     meta.Issuer,
 		Agent:      meta.Agent,
 		Allow:      true,
 		Revision:   meta.Revision,

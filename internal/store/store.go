@@ -48,6 +48,7 @@ type Entry[T any] struct {
 // into the change's audit record.
 type ChangeMeta struct {
 	Subject    string // token subject of the caller
+	Issuer     string // token issuer of the caller (the subject's namespace)
 	Agent      string // agent the call came through
 	DecisionID string // policy decision that allowed the change
 	Revision   string // policy bundle revision of that decision

@@ -120,7 +120,7 @@ func jwtResultLabel(reason string) string {
 		identity.ReasonIssuer, identity.ReasonKeysUnavailable, identity.ReasonUnknownKey,
 		identity.ReasonSignature, identity.ReasonExpired, identity.ReasonNotYetValid,
 		identity.ReasonIssuedInFuture, identity.ReasonAudience, identity.ReasonMissingClaim,
-		identity.ReasonClaimType:
+		identity.ReasonClaimType, identity.ReasonTooLarge, identity.ReasonHeader, identity.ReasonTokenType:
 		return reason
 	}
 	return labelOther

@@ -86,6 +86,12 @@ type Metrics struct {
 	tokenCache       *prometheus.CounterVec
 	filterCache      *prometheus.CounterVec
 	upstream         *prometheus.HistogramVec
+
+	auditDropped       *prometheus.CounterVec
+	rateLimitRefusals  *prometheus.CounterVec
+	rateLimitErrors    prometheus.Counter
+	streamWriteTimeout prometheus.Counter
+	streamBackendLost  prometheus.Counter
 }
 
 // NewRegistry returns a registry with the Go runtime and process collectors,
@@ -183,6 +189,27 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help:    "Time from sending a request to a backend to receiving its response headers.",
 			Buckets: requestBuckets(),
 		}, []string{"backend"}),
+
+		auditDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mcpgw_audit_records_dropped_total",
+			Help: "Audit records lost, by sink and reason (queue_full, wait_timeout, invalid, delivery_failed, closed).",
+		}, []string{"sink", "reason"}),
+		rateLimitRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mcpgw_ratelimit_refusals_total",
+			Help: "Requests refused with 429, by the limit they exceeded (requests_per_minute, sessions_per_minute).",
+		}, []string{"limit"}),
+		rateLimitErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mcpgw_ratelimit_errors_total",
+			Help: "Rate limit checks that could not be made (Redis unreachable); the request was refused with 503 or, with ratelimit.fail_open, let through.",
+		}),
+		streamWriteTimeout: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mcpgw_sse_stream_write_timeouts_total",
+			Help: "SSE streams closed because the client accepted no bytes for server.stream_write_timeout.",
+		}),
+		streamBackendLost: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mcpgw_sse_streams_backend_lost_total",
+			Help: "SSE streams whose backend ended or failed before answering every request relayed on them (each pending request got -32010).",
+		}),
 	}
 	for _, c := range []prometheus.Collector{
 		m.requests, m.requestDuration, m.streamsOpen,
@@ -190,6 +217,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		m.bundleInfo, m.bundleActivated,
 		m.jwtVerifications, m.jwtDuration, m.jwksRefreshes,
 		m.exchangeDuration, m.exchangeFailures, m.tokenCache, m.filterCache, m.upstream,
+		m.auditDropped, m.rateLimitRefusals, m.rateLimitErrors, m.streamWriteTimeout, m.streamBackendLost,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register metric %s: %w", describe(c), err)
@@ -198,6 +226,11 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	// Both results exist from the start so a hit ratio is defined at once.
 	m.filterCache.WithLabelValues("hit")
 	m.filterCache.WithLabelValues("miss")
+	// Zero series from the start, so an alert on any increase fires on
+	// the first loss instead of on the second scrape after it.
+	for _, l := range []string{"requests_per_minute", "sessions_per_minute"} {
+		m.rateLimitRefusals.WithLabelValues(l)
+	}
 
 	m.handler = metricsHandler(reg)
 	return m, nil
@@ -359,4 +392,62 @@ func (m *Metrics) Upstream(backend string, elapsed time.Duration) {
 		return
 	}
 	m.upstream.WithLabelValues(m.backends.value(backend)).Observe(elapsed.Seconds())
+}
+
+// auditSinks and auditReasons are the label values AuditDropped accepts;
+// anything else is "other", so a caller cannot make unbounded series.
+var (
+	auditSinks   = map[string]bool{"store": true, "jsonlines": true, "http": true}
+	auditReasons = map[string]bool{"queue_full": true, "wait_timeout": true, "invalid": true, "delivery_failed": true, "closed": true}
+	rateLimits   = map[string]bool{"requests_per_minute": true, "sessions_per_minute": true}
+)
+
+func known(set map[string]bool, v string) string {
+	if set[v] {
+		return v
+	}
+	return "other"
+}
+
+// AuditDropped counts n audit records a sink lost; its signature fits
+// audit.BatchOptions.OnDrop once the sink is named.
+func (m *Metrics) AuditDropped(sink, reason string, n int) {
+	if m == nil {
+		return
+	}
+	m.auditDropped.WithLabelValues(known(auditSinks, sink), known(auditReasons, reason)).Add(float64(n))
+}
+
+// RateLimited counts a request refused for exceeding limit.
+func (m *Metrics) RateLimited(limit string) {
+	if m == nil {
+		return
+	}
+	m.rateLimitRefusals.WithLabelValues(known(rateLimits, limit)).Inc()
+}
+
+// RateLimitError counts a rate limit check that could not be made.
+func (m *Metrics) RateLimitError() {
+	if m == nil {
+		return
+	}
+	m.rateLimitErrors.Inc()
+}
+
+// StreamWriteTimedOut counts an SSE stream closed for a client that
+// stopped reading.
+func (m *Metrics) StreamWriteTimedOut() {
+	if m == nil {
+		return
+	}
+	m.streamWriteTimeout.Inc()
+}
+
+// StreamBackendLost counts an SSE stream whose backend went away with
+// requests unanswered.
+func (m *Metrics) StreamBackendLost() {
+	if m == nil {
+		return
+	}
+	m.streamBackendLost.Inc()
 }

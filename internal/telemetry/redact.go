@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"reflect"
 	"strings"
+
+	"github.com/mcpgw/mcpgw/internal/redact"
 )
 
 // Redacted replaces every value the redactor hides.
@@ -22,7 +24,9 @@ const maxRedactDepth = 6
 //     session_key or assertion (any case, '-' or no separator accepted) has
 //     its value replaced;
 //   - in the message and every string value, JWT-shaped text (eyJ… with two
-//     to four dots) and the credential after "Bearer " are replaced;
+//     to four dots) and the credential after "Bearer " are replaced, and
+//     every URL loses its userinfo, query values and fragment
+//     (redact.Text: a backend URL's ?api_key=… or user:password@);
 //   - errors, string slices and maps with string keys (http.Header,
 //     url.Values, map[string]any) are walked the same way.
 //
@@ -193,10 +197,16 @@ func lowerASCII(c byte) byte {
 	return c
 }
 
-// redactString hides JWT-shaped text and bearer credentials in s. It is
-// hand-written rather than a regexp so that it needs no package state, makes
-// one pass, and returns s itself (no allocation) when there is nothing to hide.
+// redactString hides JWT-shaped text, bearer credentials and the secrets
+// URLs carry in s. It is hand-written rather than a regexp so that it needs
+// no package state, makes one pass per kind, and returns s itself (no
+// allocation) when there is nothing to hide.
 func redactString(s string) string {
+	return redact.Text(redactCredentials(s))
+}
+
+// redactCredentials hides JWT-shaped text and bearer credentials in s.
+func redactCredentials(s string) string {
 	if !strings.Contains(s, "eyJ") && !containsFold(s, "bearer") {
 		return s
 	}
@@ -289,13 +299,15 @@ func isB64Token(c byte) bool {
 	return isBase64URL(c) || c == '.' || c == '~' || c == '+' || c == '/'
 }
 
-// scrubWriter hides JWT-shaped text and bearer credentials in every write:
-// a handler writes one whole record per Write, so this catches what the
-// attribute walk cannot see (struct fields, Stringers, TextMarshalers).
+// scrubWriter hides JWT-shaped text, bearer credentials and URL secrets in
+// every write: a handler writes one whole record per Write, so this catches
+// what the attribute walk cannot see (struct fields, Stringers,
+// TextMarshalers). A URL in encoded output ends at the escaping backslash
+// or quote, so the record stays valid JSON.
 type scrubWriter struct{ w io.Writer }
 
 func (s scrubWriter) Write(p []byte) (int, error) {
-	if !bytes.Contains(p, []byte("eyJ")) && !containsFold(p, "bearer") {
+	if !bytes.Contains(p, []byte("eyJ")) && !containsFold(p, "bearer") && !bytes.Contains(p, []byte("://")) {
 		return s.w.Write(p)
 	}
 	if _, err := io.WriteString(s.w, redactString(string(p))); err != nil {

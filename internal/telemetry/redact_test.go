@@ -137,6 +137,23 @@ func TestRedactingHandler(t *testing.T) {
 			leaks: []string{testJWT},
 		},
 		{
+			name: "backend URL secrets in messages, strings and errors",
+			log: func(l *slog.Logger) {
+				l.Warn("backend failed: http://u:pw-hunter2@127.0.0.1:1/mcp?api_key=Q-SECRET",
+					"url", "http://127.0.0.1:1/mcp?sig=SIG-SECRET",
+					"err", &url.Error{Op: "Post", URL: "http://u:***@127.0.0.1:1/mcp?api_key=Q-SECRET", Err: errors.New("connection refused")})
+			},
+			leaks: []string{"pw-hunter2", "Q-SECRET", "SIG-SECRET"},
+			keeps: []string{`"url":"http://127.0.0.1:1/mcp?sig=REDACTED"`, `Post \"http://REDACTED@127.0.0.1:1/mcp?api_key=REDACTED\": connection refused`},
+		},
+		{
+			name:   "backend URL secrets in a struct field, text format",
+			format: "text",
+			log:    func(l *slog.Logger) { l.Info("m", "carrier", carrier{Token: "http://h/mcp?api_key=Q-SECRET"}) },
+			leaks:  []string{"Q-SECRET"},
+			keeps:  []string{"api_key=REDACTED"},
+		},
+		{
 			name:   "text format",
 			format: "text",
 			log:    func(l *slog.Logger) { l.Info("m "+testJWT, "token", opaque, "carrier", carrier{Token: testJWT}) },
@@ -202,6 +219,9 @@ func TestRedactString(t *testing.T) {
 		{"Bearer short", "Bearer short"},
 		{"Bearer", "Bearer"},
 		{"unbearable", "unbearable"},
+		{"dial http://u:pw@h/mcp?api_key=S failed", "dial http://REDACTED@h/mcp?api_key=REDACTED failed"},
+		{"http://h/mcp?t=" + testJWT, "http://h/mcp?t=REDACTED"},
+		{"http://h/mcp", "http://h/mcp"},
 	}
 	for _, tc := range tests {
 		if got := redactString(tc.in); got != tc.want {
@@ -253,3 +273,47 @@ func BenchmarkRedactingHandler(b *testing.B) {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// A failed span's status leaves the process (OTLP): a backend URL's
+// userinfo and query values must not ride along in it.
+func TestEndSpanRedactsURLSecrets(t *testing.T) {
+	tests := []struct {
+		name  string
+		err   error
+		leaks []string
+		keeps string
+	}{
+		{
+			name:  "url.Error from the HTTP client",
+			err:   &url.Error{Op: "Post", URL: "http://user:***@127.0.0.1:1/mcp?api_key=Q-SECRET", Err: errors.New("connection refused")},
+			leaks: []string{"Q-SECRET", "user:"},
+			keeps: "api_key=REDACTED",
+		},
+		{
+			name:  "wrapped text",
+			err:   fmt.Errorf("backend hr: %w", errors.New("GET https://u:pw-hunter2@hr.internal/mcp#k=F-SECRET failed")),
+			leaks: []string{"pw-hunter2", "F-SECRET"},
+			keeps: "https://REDACTED@hr.internal/mcp#REDACTED",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			exp, tracer := newInMemoryTracing(t, 1)
+			_, span := StartSpan(t.Context(), tracer, SpanUpstream)
+			EndSpan(span, tt.err)
+			spans := exp.GetSpans()
+			if len(spans) != 1 {
+				t.Fatalf("%d spans", len(spans))
+			}
+			d := spans[0].Status.Description
+			for _, s := range tt.leaks {
+				if strings.Contains(d, s) {
+					t.Errorf("status description %q leaks %q", d, s)
+				}
+			}
+			if !strings.Contains(d, tt.keeps) {
+				t.Errorf("status description %q lacks %q", d, tt.keeps)
+			}
+		})
+	}
+}

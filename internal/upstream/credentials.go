@@ -7,6 +7,7 @@ import (
 
 	"github.com/mcpgw/mcpgw/internal/config"
 	"github.com/mcpgw/mcpgw/internal/identity"
+	"github.com/mcpgw/mcpgw/internal/redact"
 )
 
 // Caller is who a backend credential is obtained for.
@@ -40,10 +41,12 @@ type CredentialError struct {
 }
 
 func (e *CredentialError) Error() string {
+	// Token endpoint URLs in the cause may carry secrets in their query or
+	// userinfo; this text reaches callers' 502 bodies (redact.Text).
 	if e.Code != "" {
-		return fmt.Sprintf("credential for backend %s: %s: %v", e.Backend, e.Code, e.Err)
+		return redact.Text(fmt.Sprintf("credential for backend %s: %s: %v", e.Backend, e.Code, e.Err))
 	}
-	return fmt.Sprintf("credential for backend %s: %v", e.Backend, e.Err)
+	return redact.Text(fmt.Sprintf("credential for backend %s: %v", e.Backend, e.Err))
 }
 
 func (e *CredentialError) Unwrap() error { return e.Err }

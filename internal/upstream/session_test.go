@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestSealerRoundTripAndRejections(t *testing.T) {
@@ -19,7 +20,17 @@ func TestSealerRoundTripAndRejections(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sess := Session{Backend: "notes", Subject: "https://idp alice", Upstream: "mcp-session-123"}
+	now := time.Unix(1_800_000_000, 0)
+	sess, err := NewSession("notes", "https://idp alice", "claude-code", "mcp-session-123", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sess.ID == "" || sess.IssuedAt != now.Unix() {
+		t.Fatalf("NewSession = %+v", sess)
+	}
+	if other, _ := NewSession("notes", "https://idp alice", "claude-code", "mcp-session-123", now); other.ID == sess.ID {
+		t.Fatal("two sessions got one ID")
+	}
 	id, err := s.Seal(sess)
 	if err != nil {
 		t.Fatal(err)
@@ -29,7 +40,7 @@ func TestSealerRoundTripAndRejections(t *testing.T) {
 			t.Fatalf("session id has a character MCP forbids: %q", id)
 		}
 	}
-	if strings.Contains(id, "alice") || strings.Contains(id, "mcp-session-123") {
+	if strings.Contains(id, "alice") || strings.Contains(id, "mcp-session-123") || strings.Contains(id, "claude-code") {
 		t.Fatal("the sealed id shows what it carries")
 	}
 	if got, err := s.Open(id); err != nil || got != sess {
@@ -39,23 +50,101 @@ func TestSealerRoundTripAndRejections(t *testing.T) {
 	if again == id {
 		t.Fatal("two seals of one session are identical: the nonce is not random")
 	}
+	incomplete := sess
+	incomplete.Agent = ""
+	if _, err := s.Seal(incomplete); err == nil {
+		t.Fatal("a session without an agent was sealed")
+	}
 
 	otherKey, _ := NewSessionKey()
 	other, _ := NewSealer(otherKey)
 	blob, _ := base64.RawURLEncoding.DecodeString(id)
 	flipped := bytes.Clone(blob)
 	flipped[len(flipped)-1] ^= 1
-	for name, bad := range map[string]string{
-		"other key's id": func() string { x, _ := other.Seal(sess); return x }(),
-		"truncated":      id[:len(id)-3],
-		"tampered":       base64.RawURLEncoding.EncodeToString(flipped),
-		"not base64":     "!!!",
-		"empty":          "",
-		"short":          "AAAA",
+	// sealRaw seals any plaintext with s's key, as a bug or an older
+	// release could have.
+	sealRaw := func(plain string, ad []byte) string {
+		nonce := make([]byte, s.aead.NonceSize())
+		return base64.RawURLEncoding.EncodeToString(s.aead.Seal(nonce, nonce, []byte(plain), ad))
+	}
+	for _, tc := range []struct {
+		name, id string
+	}{
+		{"other key's id", func() string { x, _ := other.Seal(sess); return x }()},
+		{"truncated", id[:len(id)-3]},
+		{"tampered", base64.RawURLEncoding.EncodeToString(flipped)},
+		{"not base64", "!!!"},
+		{"empty", ""},
+		{"short", "AAAA"},
+		{"oversized", strings.Repeat("A", 5000)},
+		// The format every release before v2 sealed: no agent, no issue
+		// time, and its own associated data.
+		{"sealed by an older release", sealRaw(`{"b":"notes","s":"https://idp alice","u":"mcp-session-123"}`, []byte("mcpgw session v1"))},
+		{"current format without an agent", sealRaw(`{"n":"x","b":"notes","s":"https://idp alice","u":"u1","t":1800000000}`, sessionAD)},
+		{"current format without an issue time", sealRaw(`{"n":"x","b":"notes","s":"https://idp alice","a":"claude-code","u":"u1"}`, sessionAD)},
+		{"not JSON", sealRaw(`nope`, sessionAD)},
 	} {
-		if _, err := s.Open(bad); err != ErrBadSession {
-			t.Errorf("%s: Open error %v, want ErrBadSession", name, err)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := s.Open(tc.id); err != ErrBadSession {
+				t.Errorf("Open error %v, want ErrBadSession", err)
+			}
+		})
+	}
+}
+
+func TestSessionExpired(t *testing.T) {
+	issued := time.Unix(1_800_000_000, 0)
+	sess := Session{IssuedAt: issued.Unix()}
+	for _, tc := range []struct {
+		name   string
+		now    time.Time
+		maxAge time.Duration
+		want   bool
+	}{
+		{"just issued", issued, 24 * time.Hour, false},
+		{"at the limit", issued.Add(24 * time.Hour), 24 * time.Hour, false},
+		{"past the limit", issued.Add(24*time.Hour + time.Second), 24 * time.Hour, true},
+		{"a short max age", issued.Add(2 * time.Minute), time.Minute, true},
+		{"issued a little ahead of this replica's clock", issued.Add(-30 * time.Second), 24 * time.Hour, false},
+		{"issued far in the future", issued.Add(-2 * time.Hour), 24 * time.Hour, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := sess.Expired(tc.now, tc.maxAge); got != tc.want {
+				t.Errorf("Expired = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestIdleTracker(t *testing.T) {
+	t0 := time.Unix(1_800_000_000, 0)
+	type use struct {
+		id   string
+		at   time.Duration // after t0
+		want bool
+	}
+	for _, tc := range []struct {
+		name string
+		size int
+		uses []use
+	}{
+		{"used within the limit stays alive", 0, []use{{"a", 0, true}, {"a", 50 * time.Minute, true}, {"a", 100 * time.Minute, true}}},
+		{"idle past the limit ends", 0, []use{{"a", 0, true}, {"a", 61 * time.Minute, false}}},
+		{"an ended session stays ended", 0, []use{{"a", 0, true}, {"a", 61 * time.Minute, false}, {"a", 62 * time.Minute, false}}},
+		{"sessions are independent", 0, []use{{"a", 0, true}, {"b", 30 * time.Minute, true}, {"a", 61 * time.Minute, false}, {"b", 61 * time.Minute, true}}},
+		{"first seen here counts from now", 0, []use{{"a", 5 * time.Hour, true}, {"a", 5*time.Hour + 59*time.Minute, true}}},
+		// The documented limit of a per-replica memory: a forgotten session
+		// counts from its next use.
+		{"evicted sessions start over", 1, []use{{"a", 0, true}, {"b", time.Minute, true}, {"a", 2 * time.Hour, true}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := NewIdleTracker(time.Hour, tc.size)
+			for i, u := range tc.uses {
+				if got := tr.Use(u.id, t0.Add(u.at)); got != u.want {
+					t.Fatalf("use %d (%s at +%v) = %v, want %v", i, u.id, u.at, got, u.want)
+				}
+			}
+		})
 	}
 }
 

@@ -224,6 +224,9 @@ func startDiffGateway(t *testing.T, issuer string, backends map[string]string) *
 	// no cached decision may stand in for an evaluation.
 	fmt.Fprintf(&b, "policy: {bundle: %s, allow_unsigned: true, timeout: 10s, decision_cache_size: -1, persist_dir: %s}\n",
 		q(policyDir), q(filepath.Join(dir, "bundles")))
+	// Hundreds of sessions from one subject: the per-caller limits would
+	// refuse them, and they are tested on their own (gateway/ratelimit_test.go).
+	b.WriteString("ratelimit: {requests_per_minute: 0, sessions_per_minute: 0}\n")
 	b.WriteString("store: {dsn: \":memory:\"}\nbackends:\n")
 	for _, name := range names {
 		fmt.Fprintf(&b, "  %s: {url: %s, paths: [%s], auth_method: none, timeout_seconds: 20}\n", name, q(backends[name]), q("/"+name))

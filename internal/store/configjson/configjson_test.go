@@ -16,6 +16,7 @@ func ptr[T any](v T) *T { return &v }
 func fullAgent() config.Agent {
 	return config.Agent{
 		Name: "cursor", AgentID: "cursor-ide", ClientID: "0oa123", ClientSecret: "s3cret",
+		Issuer: "https://acme.okta.com/oauth2/default", AllowClientlessTokens: true,
 		ClientSecretFile: "/run/secrets/cursor",
 		PrivateKey:       `{"kty":"RSA"}`, PrivateKeyFile: "/etc/mcpgw/cursor.pem",
 		Scopes: []string{"mcp:read", "mcp:write"}, BackendAccess: []string{"employees"},
@@ -53,7 +54,7 @@ func TestRoundTrip(t *testing.T) {
 		wantKeys []string
 	}{
 		{"agent", fullAgent(), func() any { return &config.Agent{} },
-			[]string{"agent_id", "client_id", "client_secret", "client_secret_file", "private_key", "private_key_file", "scopes", "backend_access", "enabled", "description"}},
+			[]string{"agent_id", "client_id", "issuer", "allow_clientless_tokens", "client_secret", "client_secret_file", "private_key", "private_key_file", "scopes", "backend_access", "enabled", "description"}},
 		{"backend", fullBackend(), func() any { return &config.Backend{} },
 			[]string{"url", "paths", "auth_method", "auth_config", "description", "timeout_seconds", "enabled", "labels", "forward_subpaths"}},
 	}

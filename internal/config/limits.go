@@ -1,0 +1,120 @@
+package config
+
+import (
+	"net/url"
+	"time"
+)
+
+// RateLimit bounds how much one caller (an issuer+subject) may use the
+// gateway. Counters are per replica unless RedisURL is set, when every
+// replica using the same server and prefix shares them.
+type RateLimit struct {
+	// RequestsPerMinute bounds the JSON-RPC messages (each member of a
+	// batch counts) plus GET streams and DELETEs of one caller. 0 turns
+	// the limit off (a config built in code leaves it off; Load's default
+	// is DefaultRequestsPerMinute).
+	RequestsPerMinute int `koanf:"requests_per_minute"`
+	// SessionsPerMinute bounds the initialize requests of one caller (each
+	// may open a backend session). 0 turns the limit off.
+	SessionsPerMinute int `koanf:"sessions_per_minute"`
+	// RedisURL (redis://[user:password@]host:port[/db], rediss:// for TLS)
+	// shares the counters between replicas. Empty: each replica counts in
+	// its own memory, so N replicas allow up to N times the limits.
+	RedisURL string `koanf:"redis_url"`
+	// RedisKeyPrefix starts every counter key (default "mcpgw:ratelimit:").
+	RedisKeyPrefix string `koanf:"redis_key_prefix"`
+	// RedisTimeout bounds one check against Redis (default 1s).
+	RedisTimeout time.Duration `koanf:"redis_timeout"`
+	// FailOpen lets requests through, unlimited, while Redis cannot be
+	// reached. Off (the default), they are refused with 503: a limit an
+	// attacker can switch off by overloading Redis is no limit.
+	FailOpen bool `koanf:"fail_open"`
+}
+
+// Defaults that Load applies to ratelimit.
+const (
+	DefaultRequestsPerMinute = 600
+	DefaultSessionsPerMinute = 60
+	DefaultRedisKeyPrefix    = "mcpgw:ratelimit:"
+	DefaultRedisTimeout      = time.Second
+)
+
+// Audit says what happens when the audit trail cannot keep up.
+type Audit struct {
+	// OnOverflow is "block" (the default) or "drop". Either way a record
+	// of an allowed call waits for queue space: the call it records has
+	// reached, or is about to reach, a backend. Under "block" every other
+	// record (denials, refusals, shadow disagreements) waits too; under
+	// "drop" they are dropped when the queue is full, counted
+	// (mcpgw_audit_records_dropped_total), logged at most once a minute
+	// and reported by /readyz for a minute.
+	OnOverflow string `koanf:"on_overflow"`
+	// BlockTimeout bounds one wait for queue space; a record still waiting
+	// then is dropped and counted like any other (default 5s).
+	BlockTimeout time.Duration `koanf:"block_timeout"`
+}
+
+// Audit overflow modes.
+const (
+	AuditOverflowBlock = "block"
+	AuditOverflowDrop  = "drop"
+)
+
+// DefaultAuditBlockTimeout is audit.block_timeout when unset.
+const DefaultAuditBlockTimeout = 5 * time.Second
+
+// DefaultStreamWriteTimeout is server.stream_write_timeout when unset.
+const DefaultStreamWriteTimeout = 60 * time.Second
+
+// StreamWriteLimit is StreamWriteTimeout with the default applied.
+func (s Server) StreamWriteLimit() time.Duration {
+	if s.StreamWriteTimeout <= 0 {
+		return DefaultStreamWriteTimeout
+	}
+	return s.StreamWriteTimeout
+}
+
+// Overflow is OnOverflow with the default applied.
+func (a Audit) Overflow() string {
+	if a.OnOverflow == "" {
+		return AuditOverflowBlock
+	}
+	return a.OnOverflow
+}
+
+// BlockLimit is BlockTimeout with the default applied.
+func (a Audit) BlockLimit() time.Duration {
+	if a.BlockTimeout <= 0 {
+		return DefaultAuditBlockTimeout
+	}
+	return a.BlockTimeout
+}
+
+func (c *Config) validateLimits(v *validator) {
+	if c.Server.StreamWriteTimeout < 0 {
+		v.addf("server.stream_write_timeout", "must be > 0 (0 means the default, %s)", DefaultStreamWriteTimeout)
+	}
+	r := c.RateLimit
+	if r.RequestsPerMinute < 0 {
+		v.addf("ratelimit.requests_per_minute", "must be >= 0 (0 turns the limit off)")
+	}
+	if r.SessionsPerMinute < 0 {
+		v.addf("ratelimit.sessions_per_minute", "must be >= 0 (0 turns the limit off)")
+	}
+	if r.RedisURL != "" {
+		if u, err := url.Parse(r.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
+			v.addf("ratelimit.redis_url", "must be redis://host:port[/db] or rediss://...")
+		}
+	}
+	if r.RedisTimeout < 0 {
+		v.addf("ratelimit.redis_timeout", "must be > 0 (0 means the default, %s)", DefaultRedisTimeout)
+	}
+	switch c.Audit.OnOverflow {
+	case "", AuditOverflowBlock, AuditOverflowDrop:
+	default:
+		v.addf("audit.on_overflow", "unknown %q (want block or drop)", c.Audit.OnOverflow)
+	}
+	if c.Audit.BlockTimeout < 0 {
+		v.addf("audit.block_timeout", "must be > 0 (0 means the default, %s)", DefaultAuditBlockTimeout)
+	}
+}
