@@ -1,34 +1,16 @@
 package gateway
 
 import (
-	"bytes"
+	"github.com/mcpgw/mcpgw/internal/testutil"
+
 	"log/slog"
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/mcpgw/mcpgw/internal/config"
 )
-
-// lockedBuffer is a log sink the test reads while the gateway writes.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // A backend URL with a password and an api_key in its query: when the
 // backend cannot be reached, neither reaches the caller's 502 body nor the
@@ -42,7 +24,7 @@ func TestBackendURLSecretsNeverShown(t *testing.T) {
 	}
 	leakyURL := "http://mcpuser:pw-hunter2@" + dead.Addr().String() + "/mcp?api_key=Q-SECRET-42&region=eu"
 	dead.Close()
-	logs := &lockedBuffer{}
+	logs := &testutil.SyncBuffer{}
 	h := newHarness(t, harnessOptions{
 		logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		mutate: func(c *config.Config) {

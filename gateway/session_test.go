@@ -1,37 +1,19 @@
 package gateway
 
 import (
+	"github.com/mcpgw/mcpgw/internal/testutil"
+
 	"crypto/aes"
 	"crypto/cipher"
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/mcpgw/mcpgw/internal/config"
 	"github.com/mcpgw/mcpgw/internal/upstream"
 )
-
-// testClock is the gateways' session clock, moved by the test (tokens are
-// still checked against real time, so they stay valid).
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 // withSessionLimits sets short session limits and a second agent of the
 // same OAuth client as claude-code, so one token can present a session
@@ -60,7 +42,7 @@ func sealV1(t *testing.T, key []byte, s upstream.Session) string {
 }
 
 func TestSessionBindingAndLifetime(t *testing.T) {
-	clock := &testClock{t: time.Now()}
+	clock := testutil.NewClock()
 	first := newHarness(t, harnessOptions{now: clock.Now, mutate: withSessionLimits})
 	// A second replica with the same key and clock: what is sealed travels,
 	// what is remembered does not.

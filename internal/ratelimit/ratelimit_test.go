@@ -1,6 +1,8 @@
 package ratelimit
 
 import (
+	"github.com/mcpgw/mcpgw/internal/testutil"
+
 	"context"
 	"errors"
 	"net"
@@ -12,25 +14,6 @@ import (
 
 	"github.com/mcpgw/mcpgw/internal/ratelimit/redistest"
 )
-
-// fakeClock is a clock tests move by hand: no decision depends on how fast
-// the machine runs.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 // A window boundary, so the steps below say exactly where in a window each
 // request falls.
@@ -76,10 +59,10 @@ func TestMemorySlidingWindow(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			clock := &fakeClock{t: epochMinute}
-			m := NewMemory(clock.now)
+			clock := testutil.NewClockAt(epochMinute)
+			m := NewMemory(clock.Now)
 			for i, s := range tc.steps {
-				clock.add(s.after)
+				clock.Advance(s.after)
 				d, err := m.Allow(context.Background(), "alice", perMinute, s.cost)
 				if err != nil {
 					t.Fatal(err)
@@ -98,8 +81,8 @@ func TestMemorySlidingWindow(t *testing.T) {
 // Subjects and limits are counted apart: one caller's use and one limit's
 // budget are nobody else's.
 func TestMemoryKeysAndLimitsAreSeparate(t *testing.T) {
-	clock := &fakeClock{t: epochMinute}
-	m := NewMemory(clock.now)
+	clock := testutil.NewClockAt(epochMinute)
+	m := NewMemory(clock.Now)
 	requests := Limit{Name: "requests_per_minute", Max: 2, Window: time.Minute}
 	sessions := Limit{Name: "sessions_per_minute", Max: 2, Window: time.Minute}
 	for _, c := range []struct {

@@ -37,6 +37,9 @@ type Clock struct {
 // NewClock returns a Clock set to the current time.
 func NewClock() *Clock { return &Clock{now: time.Now()} }
 
+// NewClockAt returns a Clock set to t.
+func NewClockAt(t time.Time) *Clock { return &Clock{now: t} }
+
 func (c *Clock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()

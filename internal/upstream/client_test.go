@@ -1,6 +1,8 @@
 package upstream
 
 import (
+	"github.com/mcpgw/mcpgw/internal/testutil"
+
 	"context"
 	"errors"
 	"fmt"
@@ -16,24 +18,6 @@ import (
 	"github.com/mcpgw/mcpgw/internal/config"
 	"github.com/mcpgw/mcpgw/internal/identity"
 )
-
-// fakeClock is a settable time source for the refusal backoff.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 // exchangingInjector stands for a token-exchange injector: one cached
 // token per subject, obtained by an "exchange" (counted) when none is
@@ -94,7 +78,7 @@ func startRefusingBackend(t *testing.T) *refusingBackend {
 	return b
 }
 
-func testClient(clock *fakeClock) *Client {
+func testClient(clock *testutil.Clock) *Client {
 	c := NewClient()
 	c.refused = newRefusals(clock.Now)
 	return c
@@ -129,7 +113,7 @@ func send(t *testing.T, c *Client, inj Injector, caller Caller) (status int, ret
 
 func TestSendBacksOffARefusedCredential(t *testing.T) {
 	be := startRefusingBackend(t)
-	clock := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clock := testutil.NewClockAt(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	c := testClient(clock)
 	inj := &exchangingInjector{cached: map[string]string{}}
 	hr := config.Backend{Name: "hr", URL: be.URL, AuthMethod: "token-exchange"}
@@ -208,7 +192,7 @@ func TestSendBacksOffARefusedCredential(t *testing.T) {
 // holds back all of them, and editing the backend's key tries at once.
 func TestSendBacksOffAStaticCredentialPerBackendSettings(t *testing.T) {
 	be := startRefusingBackend(t)
-	clock := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clock := testutil.NewClockAt(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	c := testClient(clock)
 	wiki := config.Backend{Name: "wiki", URL: be.URL, AuthMethod: "pre-shared-key", AuthConfig: map[string]any{"api_key": "old"}}
 	edited := wiki
@@ -246,7 +230,7 @@ func TestSendBacksOffAStaticCredentialPerBackendSettings(t *testing.T) {
 
 // However many callers are refused, the memory stays bounded.
 func TestRefusalMemoryIsBounded(t *testing.T) {
-	clock := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clock := testutil.NewClockAt(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	r := newRefusals(clock.Now)
 	for _, tc := range []struct {
 		name    string
