@@ -51,6 +51,7 @@ bench:
 
 ## bundle: build and sign bundles/mcpgw.tar.gz from policies/ (roots in policies/.manifest).
 bundle:
+	@mkdir -p bundles
 	$(GO) tool opa build -b policies --ignore '*_test.rego' --revision '$(REVISION)' \
 	  --signing-key '$(BUNDLE_SIGNING_KEY)' --signing-alg RS256 -o bundles/mcpgw.tar.gz
 	@echo "bundles/mcpgw.tar.gz: revision $(REVISION), signed with $(BUNDLE_SIGNING_KEY)"

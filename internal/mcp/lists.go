@@ -108,15 +108,17 @@ func FindLists(result ijson.Value, method string) ([]List, error) {
 	return lists, nil
 }
 
-func listKeyOf(name string) ListKey {
-	folded := ijson.Fold(name)
+// foldedListKeys maps each list key's folded form to the key, built once
+// rather than folding the keys again for every member of every reply.
+var foldedListKeys = func() map[string]ListKey {
+	m := make(map[string]ListKey, len(listKeys))
 	for _, k := range listKeys {
-		if folded == ijson.Fold(string(k)) {
-			return k
-		}
+		m[ijson.Fold(string(k))] = k
 	}
-	return ""
-}
+	return m
+}()
+
+func listKeyOf(name string) ListKey { return foldedListKeys[ijson.Fold(name)] }
 
 // FilterLists returns result with only the items keep accepts in each of
 // lists, in order; every other member (nextCursor, _meta) is kept as it was.
@@ -136,6 +138,12 @@ func FilterLists(result ijson.Value, lists []List, keep func(ListKey, ListItem) 
 	return out
 }
 
+// The item members read by folded name, folded once.
+var (
+	foldedURITemplate = ijson.Fold("uriTemplate")
+	foldedInputSchema = ijson.Fold("inputSchema")
+)
+
 func readItem(v ijson.Value) (ListItem, error) {
 	if v.Kind != ijson.Object {
 		return ListItem{}, fmt.Errorf("item is %s, not an object", v.Kind)
@@ -152,7 +160,7 @@ func readItem(v ijson.Value) (ListItem, error) {
 			it.Name = m.Value.Str
 		case "uri":
 			it.URI = m.Value.Str
-		case ijson.Fold("uriTemplate"):
+		case foldedURITemplate:
 			it.URITemplate = m.Value.Str
 		case "annotations":
 			if a, b, found := m.Value.OwnFoldCollision(); found {
@@ -161,7 +169,7 @@ func readItem(v ijson.Value) (ListItem, error) {
 			if m.Value.Kind == ijson.Object {
 				it.Annotations = m.Value.Any().(map[string]any)
 			}
-		case ijson.Fold("inputSchema"):
+		case foldedInputSchema:
 			it.InputSchema = m.Value
 		}
 	}
