@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 
@@ -68,6 +69,13 @@ func runBundle(_ context.Context, args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
+	// The key is checked here so its error names the flag the user typed;
+	// past this point the policy package would call it verification_key,
+	// the name it has in the gateway's config.
+	if err := checkKeyFile(*key); err != nil {
+		fmt.Fprintf(stderr, "mcpgw bundle verify: --key %s: %v\n", *key, err)
+		return 2
+	}
 
 	report, err := policy.VerifyBundle(files[0], policy.VerifyOptions{Key: *key, KeyID: *keyID, Algorithm: *alg})
 	if err != nil {
@@ -80,6 +88,17 @@ func runBundle(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	printBundleReport(stdout, files[0], *key, report)
 	return 0
+}
+
+func checkKeyFile(path string) error {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(string(pem), "-----BEGIN") {
+		return errors.New("not a PEM file")
+	}
+	return nil
 }
 
 func printBundleReport(w io.Writer, file, key string, r *policy.BundleReport) {
