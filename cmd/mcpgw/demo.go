@@ -163,6 +163,16 @@ func demoMain(ctx context.Context, listen, policies string, stdout, stderr io.Wr
 	return nil
 }
 
+// The Inspector printed by the demo is pinned like the interop peers: every
+// release since 0.17 needs Node 22 (2.x needs 22.19), and on an older Node npx
+// falls back to an old release that refuses URL servers. npm's node package
+// puts the pinned Node first on PATH for the command it runs, so the line works
+// on the Node 20 that is enough for everything else.
+const (
+	inspectorVersion = "2.12.0"
+	inspectorNode    = "22.23.3"
+)
+
 func printDemo(out io.Writer, gw string, w *demo.World, tokens map[string]string) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nmcpgw demo is running. Ctrl-C stops everything.\n\n")
@@ -185,8 +195,9 @@ func printDemo(out io.Writer, gw string, w *demo.World, tokens map[string]string
 	fmt.Fprintf(&b, "  curl -s %s/employees -H \"Authorization: Bearer $BOB\" -H 'X-Agent-ID: claude-code' \\\n", gw)
 	fmt.Fprintf(&b, "    -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \\\n")
 	fmt.Fprintf(&b, "    -d '{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"delete_employee\",\"arguments\":{\"id\":\"e1\"}}}'\n\n")
-	fmt.Fprintf(&b, "  # the MCP Inspector's CLI, through the gateway\n")
-	fmt.Fprintf(&b, "  npx @modelcontextprotocol/inspector --cli %s/notes --transport http --method tools/list \\\n", gw)
+	fmt.Fprintf(&b, "  # the MCP Inspector's CLI, through the gateway (it needs Node 22; npx fetches it with the inspector)\n")
+	fmt.Fprintf(&b, "  npx --yes --loglevel=error -p node@%s -p @modelcontextprotocol/inspector@%s -- \\\n", inspectorNode, inspectorVersion)
+	fmt.Fprintf(&b, "    mcp-inspector --cli %s/notes --transport http --method tools/list \\\n", gw)
 	fmt.Fprintf(&b, "    --header \"Authorization: Bearer $CAROL\" --header 'X-Agent-ID: claude-code'\n\n")
 	fmt.Fprintf(&b, "  # no token: 401 with the RFC 9728 metadata URL\n")
 	fmt.Fprintf(&b, "  curl -si %s/notes -X POST -d '{}' | grep -i www-authenticate\n\n", gw)

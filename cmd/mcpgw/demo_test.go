@@ -37,7 +37,7 @@ func TestDemoServesPoliciesAndStopsCleanly(t *testing.T) {
 		t.Fatalf("demo not ready\n%s", logs.String())
 	}
 	printed := out.String()
-	for _, want := range []string{"export ALICE=", "export BOB=", "export CAROL=", "curl -s " + w.url + "/employees", "inspector --cli " + w.url + "/notes"} {
+	for _, want := range []string{"export ALICE=", "export BOB=", "export CAROL=", "curl -s " + w.url + "/employees", "mcp-inspector --cli " + w.url + "/notes"} {
 		if !strings.Contains(printed, want) {
 			t.Errorf("demo output lacks %q", want)
 		}
