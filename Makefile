@@ -1,49 +1,109 @@
-# mcpgw: the two commands users need are `make demo` and `make test`.
+# mcpgw: the two commands users need are `make demo` and `make test`; `make help` lists the rest.
 GO       ?= go
 BIN      := bin/mcpgw
 INTEROP  := test/interop
 REVISION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 BUNDLE_SIGNING_KEY ?= testdata/keys/bundle-signing.dev.pem
+# Each test phase leaves its go test -json stream or counts here, so `make test` can end with one line.
+RESULTS  := .make/results
+HYDRA    := test/hydra/bin/hydra
+GOTEST   := $(GO) tool gotestsum --hide-summary=skipped
 
-.PHONY: all build demo test test-go test-opa test-interop test-hydra interop-deps lint bench bundle clean
+SHELL       := bash
+.SHELLFLAGS := -o pipefail -c
+
+# say prints what a phase is about to do, so a first run's long compiles are never silent.
+say = @printf '\n==> %s\n' $(1)
+# progress turns `go build -v` package names into a line every 50 packages;
+# anything else go prints (downloads, compile errors) passes through.
+progress = awk -v what='$(1)' '/^[^ :]+$$/ { n++; if (n % 50 == 0) { printf "    %s: %d packages compiled\n", what, n; fflush() }; next } { print; fflush() } END { if (n) printf "    %s: %d packages compiled\n", what, n }'
+
+.PHONY: all help build demo test test-go test-opa test-interop test-hydra test-summary interop-deps lint bench bundle clean
 
 all: build
 
+## help: this list.
+help:
+	@sed -n 's/^## \([a-z-]*\): /\1\t/p' Makefile | awk -F'\t' '{ printf "  make %-14s %s\n", $$1, $$2 }'
+
+## build: bin/mcpgw.
 build:
 	$(GO) build -o $(BIN) ./cmd/mcpgw
 
-## demo: the gateway with a demo identity provider, demo backends and the shipped policies.
-demo: build
+## demo: the gateway with a demo identity provider, demo backends and the shipped policies (first run compiles ~5 min).
+demo:
+	$(call say,"demo: building bin/mcpgw (first run on 2 cores: several minutes; later: seconds)")
+	@$(GO) build -v -o $(BIN) ./cmd/mcpgw 2>&1 | $(call progress,mcpgw)
 	./$(BIN) demo
 
-## test: Go tests (with PostgreSQL), opa test, and the interoperability tests against real npm peers.
-test: lint test-opa test-go test-interop test-hydra
+## test: everything CI runs: gofmt/vet, opa fmt/check/test, Go tests (PostgreSQL), npm interop, README, Hydra.
+test:
+	@rm -rf $(RESULTS) && mkdir -p $(RESULTS) && date +%s > $(RESULTS)/start
+	@$(MAKE) --no-print-directory lint test-opa test-go test-interop test-hydra; \
+	  status=$$?; $(MAKE) --no-print-directory test-summary STATUS=$$status; exit $$status
 
+## lint: gofmt and go vet (the first vet compiles every dependency: the longest silent-looking step).
 lint:
+	$(call say,"lint: gofmt then go vet (the first run compiles every dependency: progress every 50 packages)")
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^$(INTEROP)/node_modules/')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	@$(GO) build -v ./... 2>&1 | $(call progress,go vet deps)
 	$(GO) vet ./...
 
+## test-opa: opa fmt, check --strict and test with coverage (at least 90%).
 test-opa:
+	$(call say,"opa: fmt and check --strict and test with coverage")
 	$(GO) tool opa fmt --fail --list policies opa-tests
 	$(GO) tool opa check --strict policies opa-tests
-	$(GO) tool opa test policies opa-tests --coverage --threshold 90 --format=json > /dev/null || \
-	  { $(GO) tool opa test policies opa-tests -v; $(GO) tool opa test policies opa-tests --coverage --threshold 90 --format=json | tail -5; exit 1; }
-	$(GO) tool opa test policies opa-tests
+	@mkdir -p $(RESULTS)
+	@$(GO) tool opa test policies opa-tests --coverage --threshold 90 --format=json > $(RESULTS)/opa-coverage.json || \
+	  { $(GO) tool opa test policies opa-tests -v; tail -5 $(RESULTS)/opa-coverage.json; exit 1; }
+	@$(GO) tool opa test policies opa-tests | tee $(RESULTS)/opa.txt
+	@printf '    policy coverage: %s%% (threshold 90%%)\n' \
+	  "$$(grep -o '"coverage": *[0-9.]*' $(RESULTS)/opa-coverage.json | tail -1 | grep -o '[0-9.]*$$')" | tee -a $(RESULTS)/opa.txt
 
-interop-deps:
+# npm ci runs again only when the lock file changed (or node_modules is gone).
+$(INTEROP)/node_modules/.mcpgw-installed: $(INTEROP)/package-lock.json
+	$(call say,"interop: npm ci in $(INTEROP) (the lock file changed or node_modules is missing)")
 	cd $(INTEROP) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
 
+interop-deps: $(INTEROP)/node_modules/.mcpgw-installed
+
+## test-go: the Go tests (store tests against PostgreSQL on 127.0.0.1:5432, see README).
 test-go:
-	$(GO) test -count=1 -timeout 12m $$($(GO) list ./... | grep -v '/test/interop')
+	$(call say,"go: unit and gateway tests (one line per package)")
+	@mkdir -p $(RESULTS)
+	$(GOTEST) --format pkgname-and-test-fails --jsonfile $(RESULTS)/go.json -- \
+	  -count=1 -timeout 12m $$($(GO) list ./... | grep -v -e '/test/interop' -e '/test/readme')
 
-## test-hydra: the jwt-bearer step against ORY Hydra, a real OAuth server (its own module; first build ~2.5 min).
-test-hydra:
-	cd test/hydra && $(GO) vet ./... && $(GO) test -count=1 -timeout 10m ./...
-
-## test-interop: real npm peers and the official conformance suite, directly and through mcpgw (-v shows the summaries).
+## test-interop: real npm MCP peers and the official conformance suite, directly and through mcpgw; then the README test.
 test-interop: interop-deps
-	$(GO) test -count=1 -v -timeout 8m ./$(INTEROP)/
+	$(call say,"interop: real MCP peers (npm and Go SDK and mcp-go) directly and through mcpgw")
+	@mkdir -p $(RESULTS)
+	$(GOTEST) --format standard-verbose --jsonfile $(RESULTS)/interop.json -- -count=1 -timeout 8m ./$(INTEROP)/
+	$(call say,"readme: the README's runnable blocks in a fresh copy and every command the demo prints")
+	$(GOTEST) --format standard-verbose --jsonfile $(RESULTS)/readme.json -- -count=1 -timeout 10m ./test/readme/
+
+# Hydra is built once per version of test/hydra/tool, with visible progress (first build: ~8 min on 2 cores).
+$(HYDRA): test/hydra/tool/go.mod test/hydra/tool/go.sum
+	$(call say,"hydra: building ORY Hydra (first run: several minutes; progress every 50 packages)")
+	@mkdir -p $(dir $@)
+	@cd test/hydra/tool && CGO_ENABLED=1 $(GO) build -v -tags sqlite,sqlite_omit_load_extension \
+	  -o ../bin/hydra.tmp github.com/ory/hydra/v2 2>&1 | $(call progress,hydra)
+	@mv test/hydra/bin/hydra.tmp $@
+
+## test-hydra: the jwt-bearer step against ORY Hydra, a real OAuth server (its own module).
+test-hydra: $(HYDRA)
+	$(call say,"hydra: jwt-bearer exchange against a real ORY Hydra")
+	cd test/hydra && $(GO) vet ./...
+	@mkdir -p $(RESULTS)
+	HYDRA_BIN=$(CURDIR)/$(HYDRA) $(GOTEST) --format pkgname-and-test-fails --jsonfile $(RESULTS)/hydra.json \
+	  --raw-command -- $(GO) -C test/hydra test -json -count=1 -timeout 10m ./...
+
+# test-summary prints the one line `make test` ends with: status, per-phase test counts, time.
+test-summary:
+	@./scripts/test-summary $(RESULTS) $(STATUS)
 
 ## bench: Go benchmarks for the hot path (policy, identity, token cache, relay).
 bench:
@@ -56,5 +116,6 @@ bundle:
 	  --signing-key '$(BUNDLE_SIGNING_KEY)' --signing-alg RS256 -o bundles/mcpgw.tar.gz
 	@echo "bundles/mcpgw.tar.gz: revision $(REVISION), signed with $(BUNDLE_SIGNING_KEY)"
 
+## clean: remove built binaries, bundles and test results.
 clean:
-	rm -rf bin bundles/*.tar.gz
+	rm -rf bin bundles/*.tar.gz .make test/hydra/bin
