@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mcpgw/mcpgw/internal/config"
+	"github.com/mcpgw/mcpgw/internal/testutil"
 )
 
 func TestProtectedResourceMetadata(t *testing.T) {
@@ -43,10 +44,8 @@ func TestProtectedResourceMetadata(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != 404 {
-		t.Fatalf("metadata of an unknown path: %d", resp.StatusCode)
-	}
+	defer resp.Body.Close()
+	testutil.WantStatus(t, resp, http.StatusNotFound)
 }
 
 // A backend that is down or too slow gives a JSON-RPC error naming it,
