@@ -341,7 +341,6 @@ func TestAuditLossIsVisible(t *testing.T) {
 				go func() { done <- h.do(rawRequest{path: "/notes", token: tok, agent: "claude-code", body: "{not json"}) }()
 				select {
 				case resp := <-done:
-					t.Logf("refusal %d", i)
 					testutil.WantStatus(t, resp, http.StatusBadRequest)
 				case <-time.After(30 * time.Second):
 					t.Fatalf("refusal %d did not return: a stuck audit sink holds the request past audit.block_timeout", i)
