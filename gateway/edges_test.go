@@ -99,3 +99,51 @@ func TestBackendFailuresNameTheBackend(t *testing.T) {
 		}
 	}
 }
+
+// A backend's error that is not JSON-RPC (the TypeScript SDK's plain-text
+// "Invalid session ID", a proxy's HTML page) reaches the client as a
+// JSON-RPC error with the request's id, keeping a 4xx status and turning a
+// 5xx into 502; the page itself is only in the gateway's log.
+func TestBackendErrorPagesBecomeJSONRPC(t *testing.T) {
+	for _, tc := range []struct {
+		name, contentType string
+		status            int
+		body              string
+		method, request   string
+		wantStatus        int
+		wantID            any
+	}{
+		{"TypeScript SDK unknown session", "text/plain", 404, "Invalid session ID", "POST", `{"jsonrpc":"2.0","id":"x","method":"tools/list"}`, 404, "x"},
+		{"proxy HTML page", "text/html", 502, "<html><body><h1>502 Bad Gateway</h1>\n<p>nginx</p></body></html>", "POST", `{"jsonrpc":"2.0","id":7,"method":"tools/list"}`, 502, float64(7)},
+		{"plain-text crash", "text/plain; charset=utf-8", 500, "panic: runtime error", "POST", `{"jsonrpc":"2.0","id":"y","method":"tools/list"}`, 502, "y"},
+		{"empty 405 to a GET", "", 405, "", "GET", "", 405, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			backend := fixedBackend(t, tc.contentType, tc.status, tc.body)
+			logs, logger := newLogBuffer()
+			h := newHarness(t, harnessOptions{logger: logger, mutate: withBackend("fixed", backend)})
+			tok := h.token("alice", []string{"mcp:read"}, nil, "claude-client")
+			resp := h.do(rawRequest{method: tc.method, path: "/fixed", token: tok, agent: "claude-code", body: tc.request})
+			testutil.WantStatus(t, resp, tc.wantStatus)
+			if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+				t.Fatalf("Content-Type %q, want application/json", ct)
+			}
+			msgs := rpcMessages(t, resp)
+			code, msg := rpcErrorCode(msgs[0])
+			if len(msgs) != 1 || code != -32010 || msgs[0]["id"] != tc.wantID ||
+				!strings.Contains(msg, fmt.Sprintf("backend fixed answered HTTP %d", tc.status)) {
+				t.Fatalf("reply %v, want one -32010 naming the backend and HTTP %d, id %v", msgs, tc.status, tc.wantID)
+			}
+			if tc.body != "" && strings.Contains(msg, tc.body[:5]) {
+				t.Errorf("the backend's page reached the client: %q", msg)
+			}
+			lines := logs.lines("not JSON-RPC")
+			if len(lines) != 1 || lines[0]["status"] != float64(tc.status) || lines[0]["backend"] != "fixed" {
+				t.Fatalf("log lines %v", lines)
+			}
+			if ex, _ := lines[0]["excerpt"].(string); tc.body != "" && (ex == "" || strings.ContainsAny(ex, "\n\r") || !strings.Contains(tc.body, strings.Fields(ex)[0])) {
+				t.Errorf("log excerpt %q of %q", ex, tc.body)
+			}
+		})
+	}
+}

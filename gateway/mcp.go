@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/gofiber/fiber/v2"
 	mcpgo "github.com/mark3labs/mcp-go/mcp"
@@ -461,6 +463,10 @@ func (g *Gateway) relay(c *fiber.Ctx, cl *call, method string, body []byte, pend
 		return g.failRequests(c, fiber.StatusBadGateway, pending, batch, mcp.CodeBackend,
 			fmt.Sprintf("backend %s sent a reply the gateway cannot read unambiguously", r.backend.Name))
 	}
+	if !isJSON && resp.StatusCode >= 400 {
+		g.observe(r.backend.Name, method, outcome(resp.StatusCode), start)
+		return g.backendErrorPage(c, cl, resp, payload, pending, batch)
+	}
 	g.observe(r.backend.Name, method, outcome(resp.StatusCode), start)
 	switch {
 	case isJSON:
@@ -521,6 +527,44 @@ func (g *Gateway) backendFailure(c *fiber.Ctx, cl *call, err error, pending requ
 	}
 	g.log.Error("relay failed", "request_id", cl.requestID, "backend", cl.route.backend.Name, "err", redact.Error(err))
 	return g.failRequests(c, fiber.StatusBadGateway, pending, batch, mcp.CodeBackend, fmt.Sprintf("backend %s failed", cl.route.backend.Name))
+}
+
+// backendErrorPage answers a backend's error that is not JSON-RPC (the
+// TypeScript SDK's plain-text "Invalid session ID", a proxy's HTML 502) as
+// a JSON-RPC error with the request's id: a client reads every answer of
+// the gateway as JSON-RPC, its own session errors included. A 4xx keeps its
+// status (a client starts a new session on 404); a 5xx is the backend
+// failing, 502. The client learns only the status: the body is the
+// backend's, and may echo what the backend was sent (its credential). The
+// operator gets a short excerpt in the log.
+func (g *Gateway) backendErrorPage(c *fiber.Ctx, cl *call, resp *http.Response, payload []byte, pending requests, batch bool) error {
+	name := cl.route.backend.Name
+	g.log.Info("backend answered with an error that is not JSON-RPC", "request_id", cl.requestID, "backend", name,
+		"status", resp.StatusCode, "content_type", truncate(resp.Header.Get("Content-Type"), 64), "excerpt", excerpt(payload))
+	status := resp.StatusCode
+	if status >= 500 {
+		status = fiber.StatusBadGateway
+	}
+	msg := fmt.Sprintf("backend %s answered HTTP %d %s", name, resp.StatusCode, http.StatusText(resp.StatusCode))
+	return g.failRequests(c, status, pending, batch, mcp.CodeBackend, strings.TrimSpace(msg))
+}
+
+// maxExcerpt bounds what an operator sees of a backend's error page.
+const maxExcerpt = 120
+
+// excerpt is the start of a body as one line of printable text, for a log
+// line: control characters and markup spacing collapse to single spaces.
+func excerpt(b []byte) string {
+	if len(b) > 4*maxExcerpt {
+		b = b[:4*maxExcerpt]
+	}
+	s := strings.Join(strings.Fields(strings.Map(func(r rune) rune {
+		if r == utf8.RuneError || !unicode.IsPrint(r) {
+			return ' '
+		}
+		return r
+	}, string(b))), " ")
+	return truncate(s, maxExcerpt)
 }
 
 // failRequests answers every pending request with one JSON-RPC error.
