@@ -137,12 +137,16 @@ func TestBackendErrorPagesBecomeJSONRPC(t *testing.T) {
 			if tc.body != "" && strings.Contains(msg, tc.body[:5]) {
 				t.Errorf("the backend's page reached the client: %q", msg)
 			}
-			lines := logs.lines("not JSON-RPC")
-			if len(lines) != 1 || lines[0]["status"] != float64(tc.status) || lines[0]["backend"] != "fixed" {
-				t.Fatalf("log lines %v", lines)
+			// The operator sees the page's start, on one line.
+			lines := logs.lines("mcp request")
+			if len(lines) != 1 || lines[0]["status"] != float64(tc.wantStatus) || lines[0]["backend"] != "fixed" {
+				t.Fatalf("request log %v", lines)
 			}
-			if ex, _ := lines[0]["excerpt"].(string); tc.body != "" && (ex == "" || strings.ContainsAny(ex, "\n\r") || !strings.Contains(tc.body, strings.Fields(ex)[0])) {
-				t.Errorf("log excerpt %q of %q", ex, tc.body)
+			reason, _ := lines[0]["reason"].(string)
+			_, ex, _ := strings.Cut(reason, "not JSON-RPC: ")
+			if !strings.HasPrefix(reason, fmt.Sprintf("backend answered HTTP %d", tc.status)) || strings.ContainsAny(reason, "\n\r") ||
+				(tc.body != "" && !strings.HasPrefix(tc.body, strings.Fields(ex)[0])) {
+				t.Errorf("request log reason %q for the page %q", reason, tc.body)
 			}
 		})
 	}

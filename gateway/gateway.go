@@ -64,8 +64,13 @@ type Options struct {
 	RateLimiter ratelimit.Limiter
 }
 
-// Observer is told about each relayed request; the telemetry package implements it.
+// Observer is told about each request answered on a backend's path, refused
+// ones included (requestlog.go), and about relays and streams; the
+// telemetry package implements it.
 type Observer interface {
+	// Request: backend "" before routing; method an MCP method or one of
+	// telemetry's Method* shapes, "" before the body was read; outcome one
+	// of telemetry's Outcome* values.
 	Request(backend, method, outcome string, elapsed time.Duration)
 	Upstream(backend string, elapsed time.Duration)
 	StreamOpened()
@@ -257,6 +262,8 @@ func (g *Gateway) errorHandler(c *fiber.Ctx, err error) error {
 	rpcCode := -32603
 	switch code {
 	case fiber.StatusRequestEntityTooLarge:
+		// Refused before any route ran: logged and counted here.
+		defer g.answeredByFiber(c)
 		msg = fmt.Sprintf("request body exceeds server.max_body_bytes (%d bytes)", g.server.MaxBodyBytes)
 		rpcCode = -32600
 	case fiber.StatusRequestHeaderFieldsTooLarge:
