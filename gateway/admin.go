@@ -15,7 +15,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/agnivade/levenshtein"
 	"github.com/gofiber/fiber/v2"
@@ -978,18 +977,6 @@ func parseAuditQuery(c *fiber.Ctx) (audit.Query, []string) {
 		}
 	}
 	return q, problems
-}
-
-// truncate cuts s to at most n bytes, on a rune boundary, for a message
-// or log line that echoes it.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
 }
 
 func (a *adminAPI) methodNotAllowed(allow string) fiber.Handler {

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/recover"
@@ -274,6 +275,18 @@ func (g *Gateway) errorHandler(c *fiber.Ctx, err error) error {
 		msg = "internal error"
 	}
 	return writeRPCError(c, code, nil, rpcCode, msg, nil)
+}
+
+// truncate cuts s to at most n bytes, on a rune boundary, for a message
+// or log line that echoes it.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 func hostOnly(hostport string) string {

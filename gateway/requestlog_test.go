@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"regexp"
 	"strings"
@@ -73,12 +74,8 @@ func TestRequestLogOneLinePerRequest(t *testing.T) {
 	}
 	who := map[string]any{"subject": "alice", "issuer": h.idp.Issuer(), "agent": "claude-code", "backend": "employees"}
 	with := func(extra map[string]any) map[string]any {
-		out := map[string]any{}
-		for _, m := range []map[string]any{who, extra} {
-			for k, v := range m {
-				out[k] = v
-			}
-		}
+		out := maps.Clone(who)
+		maps.Copy(out, extra)
 		return out
 	}
 	tests := []struct {
