@@ -956,19 +956,24 @@ func parseAuditQuery(c *fiber.Ctx) (audit.Query, []string) {
 		case "until":
 			q.Until, err = time.Parse(time.RFC3339Nano, val)
 		case "limit":
-			q.Limit, err = strconv.Atoi(val)
+			// The store would cut a larger page or default a zero one; the
+			// API says what it serves instead of silently serving less.
+			if n, err := strconv.Atoi(val); err == nil && n >= 1 && n <= audit.MaxLimit {
+				q.Limit = n
+				return
+			}
+			problems = append(problems, fmt.Sprintf("query parameter limit: want an integer from 1 to %d, got %q", audit.MaxLimit, truncate(val, 32)))
+			return
 		}
 		if err != nil {
-			want := "an RFC 3339 time such as 2026-01-02T15:04:05Z"
-			if key == "limit" {
-				want = fmt.Sprintf("an integer, at most %d", audit.MaxLimit)
-			}
-			problems = append(problems, fmt.Sprintf("query parameter %s: want %s", key, want))
+			problems = append(problems, fmt.Sprintf("query parameter %s: want an RFC 3339 time such as 2026-01-02T15:04:05Z", key))
 		}
 	})
-	if len(problems) == 0 {
-		if _, err := q.Normalize(); err != nil {
-			problems = append(problems, err.Error())
+	// Every bad parameter in one answer: the filters that parsed are
+	// checked too, whatever else was wrong.
+	if _, err := q.Normalize(); err != nil {
+		for _, fe := range audit.FieldErrors(err) {
+			problems = append(problems, "query parameter "+fe.Field+": "+fe.Problem)
 		}
 	}
 	return q, problems

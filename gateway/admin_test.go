@@ -644,10 +644,12 @@ func TestAdminAuditTrail(t *testing.T) {
 		{"decision=maybe", "decision"},
 		{"kind=everything", "kind"},
 		{"since=yesterday", "query parameter since: want an RFC 3339 time"},
-		{"limit=ten", "query parameter limit: want an integer"},
-		{"limit=-1", "limit -1 is negative"},
+		{"limit=ten", "query parameter limit: want an integer from 1 to 1000"},
+		{"limit=-1", "query parameter limit: want an integer from 1 to 1000"},
+		{"limit=0", "query parameter limit: want an integer from 1 to 1000"},
+		{"limit=5000", `query parameter limit: want an integer from 1 to 1000, got \"5000\"`},
 		{"limit=1&limit=2", "query parameter limit: given more than once"},
-		{"cursor=not-a-cursor", "cursor is malformed"},
+		{"cursor=not-a-cursor", "query parameter cursor: is malformed"},
 		{"since=2026-01-02T00:00:00Z&until=2026-01-01T00:00:00Z", "is not before until"},
 		{"user=root", `query parameter \"user\": unknown`},
 	} {
@@ -661,5 +663,21 @@ func TestAdminAuditTrail(t *testing.T) {
 				t.Fatalf("error body %s", body)
 			}
 		})
+	}
+
+	// Every bad parameter is named in one answer, not only the first.
+	status, _, body := w.api(http.MethodGet, "/admin/v1/audit?kind=everything&limit=5000&decision=maybe&since=yesterday&cursor=x&until=2020-01-01T00:00:00Z&subject=root", w.root, "")
+	var e apiError
+	if status != http.StatusBadRequest || json.Unmarshal(body, &e) != nil || e.Error != "invalid_request" {
+		t.Fatalf("status %d body %s, want 400 invalid_request", status, body)
+	}
+	var named []string
+	for _, d := range e.Details {
+		param, _, _ := strings.Cut(strings.TrimPrefix(d, "query parameter "), ":")
+		named = append(named, param)
+	}
+	slices.Sort(named)
+	if want := []string{"cursor", "decision", "kind", "limit", "since"}; !slices.Equal(named, want) {
+		t.Fatalf("problems name %v, want %v: %s", named, want, body)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mcpgw/mcpgw/internal/config"
+	"github.com/mcpgw/mcpgw/internal/testutil"
 )
 
 func TestProtectedResourceMetadata(t *testing.T) {
@@ -43,10 +44,8 @@ func TestProtectedResourceMetadata(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != 404 {
-		t.Fatalf("metadata of an unknown path: %d", resp.StatusCode)
-	}
+	defer resp.Body.Close()
+	testutil.WantStatus(t, resp, http.StatusNotFound)
 }
 
 // A backend that is down or too slow gives a JSON-RPC error naming it,
@@ -98,5 +97,57 @@ func TestBackendFailuresNameTheBackend(t *testing.T) {
 		if took := time.Since(start); took > 10*time.Second {
 			t.Fatalf("%s took %v", tc.path, took)
 		}
+	}
+}
+
+// A backend's error that is not JSON-RPC (the TypeScript SDK's plain-text
+// "Invalid session ID", a proxy's HTML page) reaches the client as a
+// JSON-RPC error with the request's id, keeping a 4xx status and turning a
+// 5xx into 502; the page itself is only in the gateway's log.
+func TestBackendErrorPagesBecomeJSONRPC(t *testing.T) {
+	for _, tc := range []struct {
+		name, contentType string
+		status            int
+		body              string
+		method, request   string
+		wantStatus        int
+		wantID            any
+	}{
+		{"TypeScript SDK unknown session", "text/plain", 404, "Invalid session ID", "POST", `{"jsonrpc":"2.0","id":"x","method":"tools/list"}`, 404, "x"},
+		{"proxy HTML page", "text/html", 502, "<html><body><h1>502 Bad Gateway</h1>\n<p>nginx</p></body></html>", "POST", `{"jsonrpc":"2.0","id":7,"method":"tools/list"}`, 502, float64(7)},
+		{"plain-text crash", "text/plain; charset=utf-8", 500, "panic: runtime error", "POST", `{"jsonrpc":"2.0","id":"y","method":"tools/list"}`, 502, "y"},
+		{"empty 405 to a GET", "", 405, "", "GET", "", 405, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			backend := fixedBackend(t, tc.contentType, tc.status, tc.body)
+			logs, logger := newLogBuffer()
+			h := newHarness(t, harnessOptions{logger: logger, mutate: withBackend("fixed", backend)})
+			tok := h.token("alice", []string{"mcp:read"}, nil, "claude-client")
+			resp := h.do(rawRequest{method: tc.method, path: "/fixed", token: tok, agent: "claude-code", body: tc.request})
+			testutil.WantStatus(t, resp, tc.wantStatus)
+			if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+				t.Fatalf("Content-Type %q, want application/json", ct)
+			}
+			msgs := rpcMessages(t, resp)
+			code, msg := rpcErrorCode(msgs[0])
+			if len(msgs) != 1 || code != -32010 || msgs[0]["id"] != tc.wantID ||
+				!strings.Contains(msg, fmt.Sprintf("backend fixed answered HTTP %d", tc.status)) {
+				t.Fatalf("reply %v, want one -32010 naming the backend and HTTP %d, id %v", msgs, tc.status, tc.wantID)
+			}
+			if tc.body != "" && strings.Contains(msg, tc.body[:5]) {
+				t.Errorf("the backend's page reached the client: %q", msg)
+			}
+			// The operator sees the page's start, on one line.
+			lines := logs.lines("mcp request")
+			if len(lines) != 1 || lines[0]["status"] != float64(tc.wantStatus) || lines[0]["backend"] != "fixed" {
+				t.Fatalf("request log %v", lines)
+			}
+			reason, _ := lines[0]["reason"].(string)
+			_, ex, _ := strings.Cut(reason, "not JSON-RPC: ")
+			if !strings.HasPrefix(reason, fmt.Sprintf("backend answered HTTP %d", tc.status)) || strings.ContainsAny(reason, "\n\r") ||
+				(tc.body != "" && !strings.HasPrefix(tc.body, strings.Fields(ex)[0])) {
+				t.Errorf("request log reason %q for the page %q", reason, tc.body)
+			}
+		})
 	}
 }

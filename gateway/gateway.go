@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/recover"
@@ -64,8 +65,13 @@ type Options struct {
 	RateLimiter ratelimit.Limiter
 }
 
-// Observer is told about each relayed request; the telemetry package implements it.
+// Observer is told about each request answered on a backend's path, refused
+// ones included (requestlog.go), and about relays and streams; the
+// telemetry package implements it.
 type Observer interface {
+	// Request: backend "" before routing; method an MCP method or one of
+	// telemetry's Method* shapes, "" before the body was read; outcome one
+	// of telemetry's Outcome* values.
 	Request(backend, method, outcome string, elapsed time.Duration)
 	Upstream(backend string, elapsed time.Duration)
 	StreamOpened()
@@ -257,6 +263,8 @@ func (g *Gateway) errorHandler(c *fiber.Ctx, err error) error {
 	rpcCode := -32603
 	switch code {
 	case fiber.StatusRequestEntityTooLarge:
+		// Refused before any route ran: logged and counted here.
+		defer g.answeredByFiber(c)
 		msg = fmt.Sprintf("request body exceeds server.max_body_bytes (%d bytes)", g.server.MaxBodyBytes)
 		rpcCode = -32600
 	case fiber.StatusRequestHeaderFieldsTooLarge:
@@ -267,6 +275,18 @@ func (g *Gateway) errorHandler(c *fiber.Ctx, err error) error {
 		msg = "internal error"
 	}
 	return writeRPCError(c, code, nil, rpcCode, msg, nil)
+}
+
+// truncate cuts s to at most n bytes, on a rune boundary, for a message
+// or log line that echoes it.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 func hostOnly(hostport string) string {

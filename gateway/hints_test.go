@@ -14,6 +14,7 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/mcpgw/mcpgw/internal/config"
+	"github.com/mcpgw/mcpgw/internal/testutil"
 )
 
 // headerLog keeps, per relayed request, the hint headers it carried.
@@ -184,10 +185,11 @@ func TestHintHeadersCheckedWhateverTheVersion(t *testing.T) {
 	notesLog.reset()
 	get := h.do(rawRequest{method: http.MethodGet, path: "/notes", token: tok, agent: "claude-code", session: sid,
 		headers: map[string]string{"Mcp-Protocol-Version": legacy, "Mcp-Method": "tools/call", "Mcp-Name": "delete_everything", "Mcp-Param-Path": "/"}})
+	testutil.WantStatus(t, get, http.StatusOK)
 	get.Body.Close()
 	seen := notesLog.reset()
-	if get.StatusCode != 200 || len(seen) != 1 {
-		t.Fatalf("GET: HTTP %d, backend saw %d requests", get.StatusCode, len(seen))
+	if len(seen) != 1 {
+		t.Fatalf("GET: backend saw %d requests, want 1", len(seen))
 	}
 	for _, name := range []string{"Mcp-Method", "Mcp-Name", "Mcp-Param-Path"} {
 		if v := seen[0].Get(name); v != "" {

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/gofiber/fiber/v2"
 	mcpgo "github.com/mark3labs/mcp-go/mcp"
@@ -45,6 +47,8 @@ type call struct {
 	hasSession bool
 	sessionID  string
 	requestID  string
+	// rec collects what the request log line and the request metric say.
+	rec *requestRecord
 	// hints are the Mcp-Method/Mcp-Name/Mcp-Param-* headers the backend
 	// gets: derived from the one message forwarded (hints.go), never the
 	// client's own.
@@ -60,9 +64,21 @@ func (cl *call) caller() upstream.Caller {
 // subjectKey names the caller across issuers, for session binding.
 func subjectKey(p *identity.Principal) string { return p.Issuer + " " + p.Subject }
 
-// handleMCP is the request path of ARCHITECTURE.md, steps 1 to 4; the
-// method handlers do the rest.
+// handleMCP is where every MCP request is answered, whichever step answers
+// it: each is logged and counted here, once, with what the steps recorded.
 func (g *Gateway) handleMCP(c *fiber.Ctx) error {
+	rec := newRequestRecord(c)
+	panicked := true
+	var err error
+	defer func() { g.answered(c, rec, err, panicked) }()
+	err = g.serveMCP(c, rec)
+	panicked = false
+	return err
+}
+
+// serveMCP is the request path of ARCHITECTURE.md, steps 1 to 4; the
+// method handlers do the rest.
+func (g *Gateway) serveMCP(c *fiber.Ctx, rec *requestRecord) error {
 	if !g.hostAllowed(string(c.Request().Host())) {
 		return writeOAuthError(c, fiber.StatusForbidden, "invalid_request", fmt.Sprintf("Host header %q is not one this gateway serves", string(c.Request().Host())), "")
 	}
@@ -77,8 +93,9 @@ func (g *Gateway) handleMCP(c *fiber.Ctx) error {
 	if !ok {
 		return nil
 	}
+	rec.principal = p
 	span.SetAttributes(attribute.String("enduser.id", p.Subject))
-	requestID := fmt.Sprint(c.Locals("requestid"))
+	requestID := rec.requestID
 	// Rate limits come first after identity: a caller over its budget
 	// costs no policy evaluation, audit record or backend call.
 	if done, err := g.admit(c, p, requestID); done {
@@ -86,7 +103,7 @@ func (g *Gateway) handleMCP(c *fiber.Ctx) error {
 	}
 	path := string(c.Request().URI().PathOriginal())
 	if err := checkRequestPath(path); err != nil {
-		g.recordRefusal(ctx, refusal{principal: p, requestID: requestID, method: c.Method(), reason: err.Error()})
+		g.recordRefusal(ctx, refusal{rec: rec, principal: p, requestID: requestID, method: c.Method(), reason: err.Error()})
 		return writeOAuthError(c, fiber.StatusBadRequest, "invalid_request", err.Error(), "")
 	}
 	topo := g.topo.Load()
@@ -94,16 +111,20 @@ func (g *Gateway) handleMCP(c *fiber.Ctx) error {
 	if r == nil {
 		return writeOAuthError(c, fiber.StatusNotFound, "not_found", "no backend serves path "+path, "")
 	}
+	rec.backend = r.backend.Name
 	if rest != "" && rest != "/" && !r.backend.ForwardSubpaths {
 		return writeOAuthError(c, fiber.StatusNotFound, "not_found", fmt.Sprintf("backend %s serves %s only, not paths below it (backends.%s.forward_subpaths)", r.backend.Name, r.prefix, r.backend.Name), "")
 	}
 	if !r.backend.ForwardSubpaths {
 		rest = ""
 	}
+	// The agent asked for, until the one that takes the token is known.
+	rec.agent = truncate(c.Get("X-Agent-ID"), maxLoggedName)
 	agent, err := topo.agentFor(c.Get("X-Agent-ID"), p)
 	if err != nil {
 		return writeOAuthError(c, fiber.StatusForbidden, "access_denied", err.Error(), "")
 	}
+	rec.agent = agent.ID()
 	switch {
 	case !agent.IsEnabled():
 		return writeOAuthError(c, fiber.StatusForbidden, "access_denied", fmt.Sprintf("agent %q is disabled", agent.ID()), "")
@@ -113,7 +134,7 @@ func (g *Gateway) handleMCP(c *fiber.Ctx) error {
 		return g.forbidScope(c, "", fmt.Sprintf("agent %q has no access to backend %s (backend_access)", agent.ID(), r.backend.Name), "")
 	}
 	span.SetAttributes(attribute.String("mcpgw.backend", r.backend.Name), attribute.String("mcpgw.agent", agent.ID()))
-	cl := &call{route: r, rest: rest, agent: agent, principal: p, token: token, requestID: requestID}
+	cl := &call{route: r, rest: rest, agent: agent, principal: p, token: token, requestID: requestID, rec: rec}
 	if id := c.Get(mcpgo.HeaderSessionID); id != "" {
 		s, ok := g.openSession(id, r.backend.Name, subjectKey(p), agent.ID())
 		if !ok {
@@ -224,6 +245,7 @@ func (g *Gateway) post(c *fiber.Ctx, cl *call) error {
 		g.recordRefusal(ctx, cl.refusal(fiber.MethodPost, "", perr.Message))
 		return writeRPCError(c, perr.Status, perr.ID, perr.Code, perr.Message, nil)
 	}
+	cl.rec.messages(msgs, batch)
 	// Each batch member counts as a request, each initialize as a session.
 	if done, err := g.admitMessages(c, cl, msgs, batch); done {
 		return err
@@ -285,7 +307,7 @@ func (g *Gateway) post(c *fiber.Ctx, cl *call) error {
 			}
 			continue
 		}
-		d := g.opts.Authorizer.Decide(ctx, &in)
+		d := g.decide(ctx, cl, &in)
 		if !d.Allow {
 			reasons := strings.Join(d.Reasons, "; ")
 			if d.Status == fiber.StatusForbidden {
@@ -345,7 +367,7 @@ func (g *Gateway) delete(c *fiber.Ctx, cl *call) error {
 func (g *Gateway) decideSession(c *fiber.Ctx, cl *call, kind, method string) (bool, error) {
 	in := g.sessionInput(cl, kind, method)
 	ctx, span := telemetry.StartSpan(c.UserContext(), g.opts.Tracer, telemetry.SpanPolicy)
-	d := g.opts.Authorizer.Decide(ctx, &in)
+	d := g.decide(ctx, cl, &in)
 	span.End()
 	if d.Allow {
 		return true, nil
@@ -355,6 +377,13 @@ func (g *Gateway) decideSession(c *fiber.Ctx, cl *call, kind, method string) (bo
 		return false, g.forbidScope(c, d.Scope, reasons, d.ID)
 	}
 	return false, writeOAuthError(c, fiber.StatusForbidden, "access_denied", "forbidden by policy: "+reasons, d.ID)
+}
+
+// decide asks the policy about one message, GET or DELETE of cl.
+func (g *Gateway) decide(ctx context.Context, cl *call, in *policy.Input) policy.Decision {
+	d := g.opts.Authorizer.Decide(ctx, in)
+	cl.rec.decision(d)
+	return d
 }
 
 // forwardedHeaders are the client headers a backend may see. Authorization
@@ -409,7 +438,6 @@ func (g *Gateway) relay(c *fiber.Ctx, cl *call, method string, body []byte, pend
 		g.opts.Observer.Upstream(r.backend.Name, time.Since(start))
 	}
 	if err != nil {
-		g.observe(r.backend.Name, method, "backend_error", start)
 		return g.backendFailure(c, cl, err, pending, batch)
 	}
 	if sid := resp.Header.Get(mcpgo.HeaderSessionID); sid != "" {
@@ -427,24 +455,24 @@ func (g *Gateway) relay(c *fiber.Ctx, cl *call, method string, body []byte, pend
 	switch {
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
 		resp.Body.Close()
-		g.observe(r.backend.Name, method, "backend_refused", start)
+		cl.rec.outcome = telemetry.OutcomeBackendRefused
 		msg := fmt.Sprintf("backend %s refused the gateway's credential (HTTP %d)", r.backend.Name, resp.StatusCode)
 		return g.failRequests(c, fiber.StatusBadGateway, pending, batch, mcp.CodeCredential, msg)
 	case resp.StatusCode == http.StatusAccepted || resp.StatusCode == http.StatusNoContent:
 		resp.Body.Close()
-		g.observe(r.backend.Name, method, "ok", start)
+		cl.rec.outcome = telemetry.OutcomeOK
 		if len(denied) > 0 {
 			return sendJSON(c, fiber.StatusOK, mcp.EncodeMessages(denied, batch))
 		}
 		return c.SendStatus(resp.StatusCode)
 	case mediaType(resp.Header.Get("Content-Type")) == "text/event-stream":
 		streaming = true
-		g.observe(r.backend.Name, method, "stream", start)
+		cl.rec.outcome, cl.rec.stream = outcome(resp.StatusCode), true
 		return g.stream(c, cl, resp, pending, denied, ctx, cancel)
 	}
 	payload, err := readBody(resp)
 	if err != nil {
-		g.observe(r.backend.Name, method, "backend_error", start)
+		cl.rec.outcome = telemetry.OutcomeBackendError
 		if upstream.TimedOut(resp) {
 			return g.backendFailure(c, cl, &upstream.BackendError{Backend: r.backend.Name, Timeout: true, Err: err}, pending, batch)
 		}
@@ -457,11 +485,14 @@ func (g *Gateway) relay(c *fiber.Ctx, cl *call, method string, body []byte, pend
 	out, isJSON, err := g.filterReply(ctx, cl, payload, ct, pending, denied)
 	if err != nil {
 		g.log.Warn("backend reply refused", "request_id", cl.requestID, "backend", r.backend.Name, "err", redact.Error(err))
-		g.observe(r.backend.Name, method, "backend_error", start)
+		cl.rec.outcome = telemetry.OutcomeBackendError
 		return g.failRequests(c, fiber.StatusBadGateway, pending, batch, mcp.CodeBackend,
 			fmt.Sprintf("backend %s sent a reply the gateway cannot read unambiguously", r.backend.Name))
 	}
-	g.observe(r.backend.Name, method, outcome(resp.StatusCode), start)
+	cl.rec.outcome = outcome(resp.StatusCode)
+	if !isJSON && resp.StatusCode >= 400 {
+		return g.backendErrorPage(c, cl, resp, payload, pending, batch)
+	}
 	switch {
 	case isJSON:
 		c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
@@ -483,20 +514,15 @@ func readBody(resp *http.Response) ([]byte, error) {
 	return b, nil
 }
 
+// outcome is a relayed request's outcome by the backend's status.
 func outcome(status int) string {
 	switch {
 	case status < 300:
-		return "ok"
+		return telemetry.OutcomeOK
 	case status < 500:
-		return "client_error"
+		return telemetry.OutcomeBackendClientError
 	}
-	return "backend_error"
-}
-
-func (g *Gateway) observe(backend, method, result string, start time.Time) {
-	if g.opts.Observer != nil {
-		g.opts.Observer.Request(backend, method, result, time.Since(start))
-	}
+	return telemetry.OutcomeBackendError
 }
 
 // backendFailure answers every request of the message with a JSON-RPC error
@@ -506,12 +532,14 @@ func (g *Gateway) backendFailure(c *fiber.Ctx, cl *call, err error, pending requ
 	var ce *upstream.CredentialError
 	switch {
 	case errors.As(err, &ce):
+		cl.rec.outcome = telemetry.OutcomeCredentialError
 		// The causes print URLs (a token endpoint's, the backend's) with
 		// their query and userinfo: redacted in the log and in the 502
 		// body any caller reads.
 		g.log.Warn("backend credential failed", "request_id", cl.requestID, "backend", ce.Backend, "oauth_error", ce.Code, "err", redact.Error(ce.Err))
 		return g.failRequests(c, fiber.StatusBadGateway, pending, batch, mcp.CodeCredential, redact.Text(ce.Error()))
 	case errors.As(err, &be):
+		cl.rec.outcome = telemetry.OutcomeBackendError
 		g.log.Warn("backend failed", "request_id", cl.requestID, "backend", be.Backend, "timeout", be.Timeout, "err", redact.Error(be.Err))
 		status := fiber.StatusBadGateway
 		if be.Timeout {
@@ -519,8 +547,47 @@ func (g *Gateway) backendFailure(c *fiber.Ctx, cl *call, err error, pending requ
 		}
 		return g.failRequests(c, status, pending, batch, mcp.CodeBackend, redact.Text(be.Error()))
 	}
+	cl.rec.outcome = telemetry.OutcomeBackendError
 	g.log.Error("relay failed", "request_id", cl.requestID, "backend", cl.route.backend.Name, "err", redact.Error(err))
 	return g.failRequests(c, fiber.StatusBadGateway, pending, batch, mcp.CodeBackend, fmt.Sprintf("backend %s failed", cl.route.backend.Name))
+}
+
+// backendErrorPage answers a backend's error that is not JSON-RPC (the
+// TypeScript SDK's plain-text "Invalid session ID", a proxy's HTML 502) as
+// a JSON-RPC error with the request's id: a client reads every answer of
+// the gateway as JSON-RPC, its own session errors included. A 4xx keeps its
+// status (a client starts a new session on 404); a 5xx is the backend
+// failing, 502. The client learns only the status: the body is the
+// backend's, and may echo what the backend was sent (its credential). The
+// operator gets a short excerpt as the request log line's reason.
+func (g *Gateway) backendErrorPage(c *fiber.Ctx, cl *call, resp *http.Response, payload []byte, pending requests, batch bool) error {
+	name := cl.route.backend.Name
+	cl.rec.reason = fmt.Sprintf("backend answered HTTP %d (%s), not JSON-RPC: %s",
+		resp.StatusCode, truncate(resp.Header.Get("Content-Type"), 64), excerpt(payload))
+	status := resp.StatusCode
+	if status >= 500 {
+		status = fiber.StatusBadGateway
+	}
+	msg := fmt.Sprintf("backend %s answered HTTP %d %s", name, resp.StatusCode, http.StatusText(resp.StatusCode))
+	return g.failRequests(c, status, pending, batch, mcp.CodeBackend, strings.TrimSpace(msg))
+}
+
+// maxExcerpt bounds what an operator sees of a backend's error page.
+const maxExcerpt = 120
+
+// excerpt is the start of a body as one line of printable text, for a log
+// line: control characters and markup spacing collapse to single spaces.
+func excerpt(b []byte) string {
+	if len(b) > 4*maxExcerpt {
+		b = b[:4*maxExcerpt]
+	}
+	s := strings.Join(strings.Fields(strings.Map(func(r rune) rune {
+		if r == utf8.RuneError || !unicode.IsPrint(r) {
+			return ' '
+		}
+		return r
+	}, string(b))), " ")
+	return truncate(s, maxExcerpt)
 }
 
 // failRequests answers every pending request with one JSON-RPC error.

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/mcpgw/mcpgw/internal/config"
+	"github.com/mcpgw/mcpgw/internal/testutil"
 )
 
 // withMetricsListener serves /metrics and the detailed /readyz on a free
@@ -97,5 +99,52 @@ func TestMetricsNeverOnTheMainPort(t *testing.T) {
 				t.Errorf("MetricsURL = %q", w.srv.MetricsURL)
 			}
 		})
+	}
+}
+
+// mcpgw_requests_total counts every request on a backend's path, refused
+// ones included, by MCP method (never the HTTP verb of a POST) and outcome.
+func TestRequestsTotalCountsEveryOutcome(t *testing.T) {
+	w := newAdminWorld(t, withMetricsListener, func(c *config.Config) { c.RateLimit.RequestsPerMinute = 10 })
+	alice := w.token("alice", []string{"mcp:read", "mcp:write"}, []string{"mcp-super-admins"}, "claude-client")
+	mallory := w.token("mallory", []string{"mcp:read"}, []string{"mcp-viewers"}, "claude-client")
+	w.openSession("/notes", alice, "claude-code")
+	list := `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`
+	// Eleven messages: one over mallory's budget.
+	var members []string
+	for i := range 11 {
+		members = append(members, fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/list"}`, i))
+	}
+	batch := "[" + strings.Join(members, ",") + "]"
+	for _, r := range []struct {
+		req    rawRequest
+		status int
+	}{
+		{rawRequest{path: "/notes", body: list}, http.StatusUnauthorized},
+		{rawRequest{path: "/notes", token: alice, agent: "ghost", body: list}, http.StatusForbidden},
+		{rawRequest{path: "/notes", token: alice, agent: "claude-code", body: `{"jsonrpc":`}, http.StatusBadRequest},
+		{rawRequest{path: "/nowhere", token: alice, agent: "claude-code", body: list}, http.StatusNotFound},
+		{rawRequest{path: "/notes", token: mallory, agent: "claude-code", headers: map[string]string{"Mcp-Protocol-Version": "2025-03-26"}, body: batch}, http.StatusTooManyRequests},
+	} {
+		resp := w.do(r.req)
+		testutil.WantStatus(t, resp, r.status)
+		readAll(t, resp)
+	}
+	text := scrapeMetrics(t, w.srv.MetricsURL)
+	for _, want := range []string{
+		`mcpgw_requests_total{backend="notes",method="initialize",outcome="ok"} 1`,
+		`mcpgw_requests_total{backend="notes",method="notifications/initialized",outcome="ok"} 1`,
+		`mcpgw_requests_total{backend="notes",method="unknown",outcome="unauthenticated"} 1`,
+		`mcpgw_requests_total{backend="notes",method="unknown",outcome="forbidden"} 1`,
+		`mcpgw_requests_total{backend="notes",method="unknown",outcome="invalid"} 1`,
+		`mcpgw_requests_total{backend="unknown",method="unknown",outcome="not_found"} 1`,
+		`mcpgw_requests_total{backend="notes",method="batch",outcome="rate_limited"} 1`,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("/metrics lacks %s:\n%s", want, grepLines(text, "mcpgw_requests_total"))
+		}
+	}
+	if strings.Contains(grepLines(text, "mcpgw_requests_total"), `method="POST"`) {
+		t.Errorf("a POST counted by its HTTP verb:\n%s", grepLines(text, "mcpgw_requests_total"))
 	}
 }

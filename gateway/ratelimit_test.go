@@ -18,6 +18,7 @@ import (
 	"github.com/mcpgw/mcpgw/internal/ratelimit/redistest"
 	"github.com/mcpgw/mcpgw/internal/telemetry"
 	"github.com/mcpgw/mcpgw/internal/testidp"
+	"github.com/mcpgw/mcpgw/internal/testutil"
 )
 
 const pingBody = `{"jsonrpc":"2.0","id":1,"method":"ping"}`
@@ -340,9 +341,7 @@ func TestAuditLossIsVisible(t *testing.T) {
 				go func() { done <- h.do(rawRequest{path: "/notes", token: tok, agent: "claude-code", body: "{not json"}) }()
 				select {
 				case resp := <-done:
-					if resp.StatusCode != http.StatusBadRequest {
-						t.Fatalf("refusal %d: status %d", i, resp.StatusCode)
-					}
+					testutil.WantStatus(t, resp, http.StatusBadRequest)
 				case <-time.After(30 * time.Second):
 					t.Fatalf("refusal %d did not return: a stuck audit sink holds the request past audit.block_timeout", i)
 				}

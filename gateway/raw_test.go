@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mcpgw/mcpgw/internal/mcp"
+	"github.com/mcpgw/mcpgw/internal/testutil"
 )
 
 // rawRequest is one hand-built HTTP exchange with the gateway, for the
@@ -121,13 +122,13 @@ const initBody = `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"proto
 func (h *harness) openSession(path, token, agent string) string {
 	h.t.Helper()
 	resp := h.do(rawRequest{path: path, token: token, agent: agent, body: initBody})
+	testutil.WantStatus(h.t, resp, http.StatusOK)
 	body := readAll(h.t, resp)
-	if resp.StatusCode != http.StatusOK {
-		h.t.Fatalf("initialize: HTTP %d: %s", resp.StatusCode, body)
-	}
 	sid := resp.Header.Get("Mcp-Session-Id")
 	if sid == "" {
-		h.t.Fatal("initialize: no Mcp-Session-Id")
+		// A 200 without a session is a JSON-RPC error (a denial, a backend
+		// failure): what it says is the diagnosis.
+		h.t.Fatalf("initialize: no Mcp-Session-Id in HTTP %d (Content-Type %q): %s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
 	}
 	h.do(rawRequest{path: path, token: token, agent: agent, session: sid,
 		headers: map[string]string{"Mcp-Protocol-Version": "2025-06-18"},

@@ -15,6 +15,8 @@ import (
 // is audited like a denial, so that the trail shows every attempt of an
 // authenticated caller, not only the well-formed ones.
 type refusal struct {
+	// rec is the request's record, which counts the refusal.
+	rec       *requestRecord
 	principal *identity.Principal
 	requestID string
 	agent     string
@@ -25,18 +27,20 @@ type refusal struct {
 }
 
 func (cl *call) refusal(method, target, reason string) refusal {
-	return refusal{principal: cl.principal, requestID: cl.requestID, agent: cl.agent.ID(), backend: cl.route.backend.Name,
+	return refusal{rec: cl.rec, principal: cl.principal, requestID: cl.requestID, agent: cl.agent.ID(), backend: cl.route.backend.Name,
 		method: method, target: target, reason: reason}
 }
 
+// recordRefusal audits a refusal; the request log line (requestlog.go) says
+// it too, with the decision id of its audit record.
 func (g *Gateway) recordRefusal(ctx context.Context, r refusal) {
-	g.log.Info("request refused before policy", "request_id", r.requestID, "subject", r.principal.Subject,
-		"agent", r.agent, "backend", r.backend, "method", r.method, "reason", r.reason)
+	id := uuid.NewString()
+	r.rec.refusal(id)
 	if g.opts.Audit == nil {
 		return
 	}
 	g.opts.Audit(ctx, audit.Record{
-		Time: time.Now().UTC(), Kind: audit.KindDecision, DecisionID: uuid.NewString(), RequestID: r.requestID,
+		Time: time.Now().UTC(), Kind: audit.KindDecision, DecisionID: id, RequestID: r.requestID,
 		Subject: r.principal.Subject, Issuer: r.principal.Issuer, Agent: r.agent, Backend: r.backend, Method: r.method, Tool: r.target,
 		Allow: false, Reasons: []string{"refused by the gateway before policy: " + r.reason},
 	})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/mcpgw/mcpgw/internal/demo"
 	"github.com/mcpgw/mcpgw/internal/store/storetest"
 	"github.com/mcpgw/mcpgw/internal/testidp"
+	"github.com/mcpgw/mcpgw/internal/testutil"
 )
 
 // Two gateway processes on one PostgreSQL database: an agent created
@@ -44,9 +46,7 @@ func TestReplicasShareAdminChangesThroughPostgres(t *testing.T) {
 	checkResponse(t, h2.do(rawRequest{path: "/notes", token: user, agent: "bot", body: initBody}), 403, "unknown agent", nil)
 	resp := h1.do(rawRequest{method: "PUT", path: "/admin/v1/agents/bot", token: root, headers: map[string]string{"Content-Type": "application/json"},
 		body: `{"client_id":"bot-client","scopes":["mcp:read","mcp:write"],"backend_access":["notes"]}`})
-	if resp.StatusCode != 201 {
-		t.Fatalf("PUT agent on replica one: %d %s", resp.StatusCode, readAll(t, resp))
-	}
+	testutil.WantStatus(t, resp, http.StatusCreated)
 	// Replica two serves the new agent within its poll interval.
 	var sid string
 	eventually(t, 5*time.Second, "replica two serves the agent made on replica one", func() bool {

@@ -19,6 +19,13 @@ const maxRequestIDLen = 64
 // parser or bloat the audit trail. Anything else is replaced by a fresh
 // UUID (the client sees which one in the answer's X-Request-ID).
 func assignRequestID(c *fiber.Ctx) error {
+	setRequestID(c)
+	return c.Next()
+}
+
+// setRequestID gives c its id, answered in X-Request-ID. The error handler
+// calls it too: Fiber runs no middleware for requests it refuses itself.
+func setRequestID(c *fiber.Ctx) string {
 	rid := c.Get(fiber.HeaderXRequestID)
 	if validRequestID(rid) {
 		// Fiber's strings point into fasthttp's request buffer, and the id
@@ -29,7 +36,7 @@ func assignRequestID(c *fiber.Ctx) error {
 	}
 	c.Set(fiber.HeaderXRequestID, rid)
 	c.Locals("requestid", rid)
-	return c.Next()
+	return rid
 }
 
 func validRequestID(s string) bool {

@@ -8,6 +8,8 @@ import (
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/mcpgw/mcpgw/internal/testutil"
 )
 
 func TestRequestSpansAndTraceContextReachTheBackend(t *testing.T) {
@@ -29,9 +31,7 @@ func TestRequestSpansAndTraceContextReachTheBackend(t *testing.T) {
 	const clientTrace = "4bf92f3577b34da6a3ce929d0e0e4736"
 	resp := h.do(rawRequest{path: "/notes", token: tok, agent: "claude-code", body: initBody,
 		headers: map[string]string{"Traceparent": "00-" + clientTrace + "-00f067aa0ba902b7-01"}})
-	if resp.StatusCode != 200 {
-		t.Fatalf("initialize: %d %s", resp.StatusCode, readAll(t, resp))
-	}
+	testutil.WantStatus(t, resp, http.StatusOK)
 	readAll(t, resp)
 
 	spans := exporter.GetSpans()

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/mcpgw/mcpgw/internal/config"
+	"github.com/mcpgw/mcpgw/internal/testutil"
 )
 
 func TestTransportRejections(t *testing.T) {
@@ -142,16 +143,15 @@ func TestSessionsAcrossReplicasAndSubjects(t *testing.T) {
 
 	// GET opens the server's stream on the session; it stays open until we leave.
 	get := first.do(rawRequest{method: http.MethodGet, path: "/notes", token: alice, agent: "claude-code", session: sid, headers: pv})
-	if get.StatusCode != 200 || !strings.HasPrefix(get.Header.Get("Content-Type"), "text/event-stream") {
-		t.Fatalf("GET stream: %d %s", get.StatusCode, get.Header.Get("Content-Type"))
+	testutil.WantStatus(t, get, http.StatusOK)
+	if ct := get.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/event-stream") {
+		t.Fatalf("GET stream: Content-Type %q", ct)
 	}
 	get.Body.Close()
 
 	// DELETE ends it; the backend then no longer knows it.
 	del := first.do(rawRequest{method: http.MethodDelete, path: "/notes", token: alice, agent: "claude-code", session: sid, headers: pv})
-	if del.StatusCode != 200 {
-		t.Fatalf("DELETE: %d %s", del.StatusCode, readAll(t, del))
-	}
+	testutil.WantStatus(t, del, http.StatusOK)
 	deadline := time.Now().Add(2 * time.Second)
 	for {
 		resp := first.do(rawRequest{path: "/notes", token: alice, agent: "claude-code", session: sid, headers: pv, body: call})

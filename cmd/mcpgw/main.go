@@ -22,8 +22,9 @@ const usage = `usage: mcpgw <command> [flags]
 commands:
   serve --config FILE                  run the gateway (every key overridable by MCPGW_* env)
   demo [--listen ADDR]                 run a self-contained demo (IdP, backends, policies)
-  policy eval --input FILE [--policies DIR | --bundle FILE] [--explain]
+  policy eval --input FILE [--policies DIR | --bundle FILE] [--explain[=MODE]]
                                        print the decision a policy makes for an input
+                                       (--explain alone: MODE rules; or notes, fails, full)
   bundle verify FILE --key PUB.pem [--key-id ID]
                                        check a signed policy bundle (revision, roots, files, signer)
   version                              print the version
@@ -49,7 +50,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if len(args) > 1 && args[1] == "eval" {
 			return runPolicyEval(ctx, args[2:], stdout, stderr)
 		}
-		fmt.Fprint(stderr, "usage: mcpgw policy eval --input FILE [--policies DIR | --bundle FILE] [--explain]\n")
+		fmt.Fprint(stderr, "usage: mcpgw policy eval --input FILE [--policies DIR | --bundle FILE] [--explain[=MODE]] (see mcpgw policy eval -h)\n")
 		return 2
 	case "bundle":
 		return runBundle(ctx, args[1:], stdout, stderr)

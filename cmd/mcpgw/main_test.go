@@ -33,6 +33,9 @@ backends:
 		{"wrong config names the field", []string{"serve", "--config", bad}, 1, "", "backends.hr-system.url: must be an absolute http(s) URL"},
 		{"missing config file", []string{"serve", "--config", filepath.Join(t.TempDir(), "none.yaml")}, 1, "", "none.yaml"},
 		{"policy without eval", []string{"policy"}, 2, "", "usage: mcpgw policy eval"},
+		{"help names the --explain default", []string{"help"}, 0, "--explain alone: MODE rules", ""},
+		{"policy eval help names the --explain default", []string{"policy", "eval", "-h"}, 0, "", "--explain alone is --explain=rules (the default mode)"},
+		{"policy eval help names the time unit", []string{"policy", "eval", "-h"}, 0, "", "elapsed_us"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -17,8 +17,12 @@ const policyEvalUsage = `usage: mcpgw policy eval --input FILE [--policies DIR |
 Evaluates the gateway policy over one input document (the policy input
 contract, see the README's policy guide) as the gateway would, and prints the
 decision and, when the input lists tools, resources or prompts, what the
-caller may see. A denial is a result: the exit status is 0 unless the input
+caller may see. The decision's evaluation time is elapsed_us, in
+microseconds. A denial is a result: the exit status is 0 unless the input
 or the policy cannot be read.
+
+--explain alone is --explain=rules (the default mode): the denial rules that
+fired, with their titles. Without --explain nothing is explained.
 
 `
 
@@ -37,7 +41,7 @@ func runPolicyEval(ctx context.Context, args []string, stdout, stderr io.Writer)
 	key := fs.String("verification-key", "", "public key (PEM file) a signed bundle must verify against; without it signatures are not checked")
 	keyID := fs.String("key-id", "", "key id of --verification-key (default \"default\")")
 	explain := explainFlag{}
-	fs.Var(&explain, "explain", "also explain the decision: "+strings.Join(policy.ExplainModes(), ", ")+" (bare --explain: rules)")
+	fs.Var(&explain, "explain", "also explain the decision; MODE is "+strings.Join(policy.ExplainModes(), ", ")+" (--explain alone: "+policy.ExplainRules+", the default)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0

@@ -21,18 +21,29 @@ func runServe(ctx context.Context, args []string, _ io.Writer, stderr io.Writer)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	cfg, err := config.Load(*path, os.Environ())
-	if err != nil {
-		fmt.Fprintf(stderr, "mcpgw: config: %v\n", err)
-		return 1
-	}
-	log := telemetry.NewLogger(cfg.Log, stderr)
-	srv, err := gateway.Start(ctx, cfg, gateway.StartOptions{Logger: log, Version: version()})
-	if err != nil {
-		log.Error("start failed", "err", err)
+	srv, cfg, log, ok := startServe(ctx, *path, os.Environ(), stderr)
+	if !ok {
 		return 1
 	}
 	return serveUntilDone(ctx, srv, cfg.Server.ShutdownTimeout, log)
+}
+
+// startServe is `mcpgw serve` up to a running gateway: the config file and
+// environ loaded and validated, the logger it asks for on stderr, the
+// gateway started. A failure is reported on stderr and ok is false. Tests
+// start the shipped example configuration through it.
+func startServe(ctx context.Context, path string, environ []string, stderr io.Writer) (srv *gateway.Server, cfg *config.Config, log *slog.Logger, ok bool) {
+	cfg, err := config.Load(path, environ)
+	if err != nil {
+		fmt.Fprintf(stderr, "mcpgw: config: %v\n", err)
+		return nil, nil, nil, false
+	}
+	log = telemetry.NewLogger(cfg.Log, stderr)
+	if srv, err = gateway.Start(ctx, cfg, gateway.StartOptions{Logger: log, Version: version()}); err != nil {
+		log.Error("start failed", "err", err)
+		return nil, nil, nil, false
+	}
+	return srv, cfg, log, true
 }
 
 // serveUntilDone waits for a signal or a serve error, then shuts down.

@@ -22,6 +22,34 @@ const (
 // cursor): an API maps it to 400.
 var ErrInvalidQuery = errors.New("invalid audit query")
 
+// FieldError is one malformed field of a Query; it matches ErrInvalidQuery.
+type FieldError struct {
+	Field   string // kind, decision, since, until, limit or cursor
+	Problem string
+}
+
+func (e *FieldError) Error() string {
+	return ErrInvalidQuery.Error() + ": " + e.Field + ": " + e.Problem
+}
+
+func (e *FieldError) Unwrap() error { return ErrInvalidQuery }
+
+// FieldErrors lists the FieldErrors in err, which may join several.
+func FieldErrors(err error) []*FieldError {
+	var out []*FieldError
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			out = append(out, FieldErrors(e)...)
+		}
+		return out
+	}
+	var fe *FieldError
+	if errors.As(err, &fe) {
+		out = append(out, fe)
+	}
+	return out
+}
+
 // Query selects audit records, newest first. Empty fields do not filter.
 type Query struct {
 	Kind    Kind
@@ -42,33 +70,45 @@ type Query struct {
 	Cursor string
 }
 
-// Normalize applies defaults and reports a malformed query; the error wraps
-// ErrInvalidQuery and names the field.
+// Normalize applies defaults and reports every malformed field at once
+// (errors.Join of *FieldError, each wrapping ErrInvalidQuery): a caller
+// fixing a query should not have to find its mistakes one request at a time.
 func (q Query) Normalize() (Query, error) {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, &FieldError{Field: field, Problem: fmt.Sprintf(format, args...)})
+	}
 	switch q.Kind {
 	case "", KindDecision, KindChange, KindShadow:
 	default:
-		return q, fmt.Errorf("%w: kind %q: want decision, change or shadow", ErrInvalidQuery, q.Kind)
+		bad("kind", "%q: want decision, change or shadow", q.Kind)
 	}
 	switch q.Decision {
 	case "", DecisionAllow, DecisionDeny:
 	default:
-		return q, fmt.Errorf("%w: decision %q: want allow or deny", ErrInvalidQuery, q.Decision)
+		bad("decision", "%q: want allow or deny", q.Decision)
 	}
 	if !q.Since.IsZero() && !q.Until.IsZero() && !q.Since.Before(q.Until) {
-		return q, fmt.Errorf("%w: since %s is not before until %s", ErrInvalidQuery,
-			q.Since.Format(time.RFC3339Nano), q.Until.Format(time.RFC3339Nano))
+		bad("since", "%s is not before until %s", q.Since.Format(time.RFC3339Nano), q.Until.Format(time.RFC3339Nano))
 	}
-	// Filters match stored text, which Record.Normalize escaped: a filter
-	// naming a subject with a control character is escaped the same way.
-	q.Subject, q.Agent, q.Backend = EscapeText(q.Subject), EscapeText(q.Agent), EscapeText(q.Backend)
+	if q.Cursor != "" {
+		if _, _, err := DecodeCursor(q.Cursor); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	switch {
 	case q.Limit < 0:
-		return q, fmt.Errorf("%w: limit %d is negative", ErrInvalidQuery, q.Limit)
+		bad("limit", "%d is negative", q.Limit)
 	case q.Limit == 0:
 		q.Limit = DefaultLimit
 	case q.Limit > MaxLimit:
 		q.Limit = MaxLimit
 	}
+	if len(errs) > 0 {
+		return q, errors.Join(errs...)
+	}
+	// Filters match stored text, which Record.Normalize escaped: a filter
+	// naming a subject with a control character is escaped the same way.
+	q.Subject, q.Agent, q.Backend = EscapeText(q.Subject), EscapeText(q.Agent), EscapeText(q.Backend)
 	return q, nil
 }

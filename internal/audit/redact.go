@@ -25,7 +25,8 @@ var secretKey = regexp.MustCompile(`(?i)secret|passw|passphrase|key|token|creden
 // notSecretKey matches keys that look secret but name where a secret lives or
 // how it is sent (a file path, a header name, an endpoint), which audits need
 // to show. URL-valued ones still go through redactURL.
-var notSecretKey = regexp.MustCompile(`(?i)(_file|_path|header_name|_header|_url|_uri|_endpoint)$`)
+// An authorization server (target_authorization_server) is an address too.
+var notSecretKey = regexp.MustCompile(`(?i)(_file|_path|header_name|_header|_url|_uri|_endpoint|_server)$`)
 
 // secretValue matches values that are credentials whatever their key: PEM
 // blocks, JWTs, and HTTP authorization values.

@@ -163,11 +163,10 @@ func TestLoadWithoutFile(t *testing.T) {
 	}
 }
 
+// The reference file loads with no variables set (cmd/mcpgw starts it).
 func TestLoadExampleFile(t *testing.T) {
-	c := mustLoad(t, exampleFile,
-		"FINANCE_API_KEY=fin-key", "TICKETING_PASSWORD=tick-pass",
-		"CURSOR_CLIENT_SECRET=cur-secret", "CURSOR_PRIVATE_KEY={\"kty\":\"EC\"}")
-	if got := c.Backends["finance"].AuthConfig["api_key"]; got != "fin-key" {
+	c := mustLoad(t, exampleFile)
+	if got := c.Backends["finance"].AuthConfig["api_key"]; got != "placeholder-not-a-key" {
 		t.Errorf("finance api_key = %v", got)
 	}
 	if got := c.Backends["ticketing"].Paths; !reflect.DeepEqual(got, []string{"/ticketing"}) {
@@ -176,9 +175,12 @@ func TestLoadExampleFile(t *testing.T) {
 	if got := c.Backends["hr-system"].Labels["data_class"]; got != "confidential" {
 		t.Errorf("hr-system labels = %v", c.Backends["hr-system"].Labels)
 	}
-	a, ok := c.AgentByID("cursor")
-	if !ok || a.ClientSecret != "cur-secret" || a.PrivateKey != `{"kty":"EC"}` {
-		t.Errorf("cursor = %v %v", ok, a.Name)
+	if a, ok := c.AgentByID("cursor"); !ok || a.ClientID != "0oa1cursor000000000001" {
+		t.Errorf("cursor = %v %+v", ok, a)
+	}
+	// It runs the repository's unsigned policies/ directory, and says so.
+	if c.Policy.Bundle != "policies" || !c.Policy.AllowUnsigned {
+		t.Errorf("policy = %q, allow_unsigned %v", c.Policy.Bundle, c.Policy.AllowUnsigned)
 	}
 }
 

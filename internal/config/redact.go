@@ -142,6 +142,11 @@ func redactValue(v any, secret bool) any {
 		}
 		return redactedMark
 	}
+	// A value under any other key may still be a URL carrying credentials
+	// (target_authorization_server: https://user:pw@as/...?k=...).
+	if s, ok := v.(string); ok {
+		return redact.URL(s)
+	}
 	return v
 }
 

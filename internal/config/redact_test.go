@@ -16,7 +16,7 @@ var secretMarkers = []string{
 	"SECRET-client-secret", "SECRET-private-key", "SECRET-session-key",
 	"SECRET-api-key", "SECRET-password", "SECRET-target-client-secret",
 	"SECRET-nested-token", "SECRET-dsn-password", "SECRET-opa-token", "SECRET-Key-Mixed-Case",
-	"SECRET-url-query",
+	"SECRET-url-query", "SECRET-as-userinfo", "SECRET-as-query",
 }
 
 func redactionConfig(t *testing.T) *Config {
@@ -38,6 +38,7 @@ backends:
     auth_method: okta-cross-app
     auth_config:
       target_audience: https://xaa.example.com
+      target_authorization_server: https://svc:SECRET-as-userinfo@as.example.com/oauth2/aus1?k=SECRET-as-query
       target_token_endpoint: https://as.example.com/token
       target_client_secret: SECRET-target-client-secret
       upstream: {refresh_token: SECRET-nested-token}
@@ -130,6 +131,8 @@ func TestRedactedKeepsNonSecrets(t *testing.T) {
 		{[]string{"backends", "sa", "auth_config", "password"}, redactedMark},
 		{[]string{"backends", "xaa", "auth_config", "target_audience"}, "https://xaa.example.com"},
 		{[]string{"backends", "xaa", "auth_config", "target_token_endpoint"}, "https://as.example.com/token"},
+		// An address, not a secret: shown, with only URL secrets masked.
+		{[]string{"backends", "xaa", "auth_config", "target_authorization_server"}, "https://REDACTED@as.example.com/oauth2/aus1?k=REDACTED"},
 		{[]string{"backends", "xaa", "auth_config", "target_client_secret"}, redactedMark},
 		{[]string{"backends", "xaa", "auth_config", "upstream", "refresh_token"}, redactedMark},
 		{[]string{"policy", "opa", "services", "bundles", "url"}, "https://bundles.example.com"},

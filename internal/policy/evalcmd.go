@@ -43,11 +43,19 @@ type EvalOptions struct {
 
 // EvalResult is what `mcpgw policy eval` prints as JSON.
 type EvalResult struct {
-	Revision         string   `json:"revision"`
-	Decision         Decision `json:"decision"`
-	VisibleTools     []string `json:"visible_tools,omitempty"`
-	VisibleResources []string `json:"visible_resources,omitempty"`
-	VisiblePrompts   []string `json:"visible_prompts,omitempty"`
+	Revision         string       `json:"revision"`
+	Decision         EvalDecision `json:"decision"`
+	VisibleTools     []string     `json:"visible_tools,omitempty"`
+	VisibleResources []string     `json:"visible_resources,omitempty"`
+	VisiblePrompts   []string     `json:"visible_prompts,omitempty"`
+}
+
+// EvalDecision is a Decision as `mcpgw policy eval` prints it: the
+// evaluation time in whole microseconds under a key that names the unit,
+// as the audit trail's eval_us does.
+type EvalDecision struct {
+	Decision
+	ElapsedMicros int64 `json:"elapsed_us"`
 }
 
 // EvalCommand evaluates the gateway policy over one input document, as the
@@ -81,7 +89,8 @@ func EvalCommand(ctx context.Context, o EvalOptions, input io.Reader, stdout io.
 		return err
 	}
 
-	res := EvalResult{Revision: e.Revision(), Decision: e.Decide(ctx, in)}
+	d := e.Decide(ctx, in)
+	res := EvalResult{Revision: e.Revision(), Decision: EvalDecision{Decision: d, ElapsedMicros: d.Elapsed.Microseconds()}}
 	lists := []struct {
 		kind ListKind
 		n    int

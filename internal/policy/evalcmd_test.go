@@ -104,6 +104,10 @@ func TestEvalCommand(t *testing.T) {
 			if res.Decision.Allow != tc.allow || res.Decision.ID == "" || res.Revision == "" || res.Decision.Revision != res.Revision {
 				t.Fatalf("result %+v", res)
 			}
+			// The evaluation time names its unit, the audit trail's (eval_us).
+			if !strings.Contains(out.String(), `"elapsed_us": `) || strings.Contains(out.String(), `"elapsed":`) {
+				t.Fatalf("decision time not printed as elapsed_us:\n%s", out.String())
+			}
 			if tc.visible != nil && strings.Join(res.VisibleTools, ",") != strings.Join(tc.visible, ",") {
 				t.Fatalf("visible tools %v, want %v", res.VisibleTools, tc.visible)
 			}

@@ -125,9 +125,12 @@ type Decision struct {
 	// denial (403 with insufficient_scope); 0 means a per-message denial.
 	Status int `json:"status,omitempty"`
 	// Scope is the scope the caller lacks, for WWW-Authenticate.
-	Scope    string        `json:"scope,omitempty"`
-	Revision string        `json:"revision"`
-	Elapsed  time.Duration `json:"elapsed"`
+	Scope    string `json:"scope,omitempty"`
+	Revision string `json:"revision"`
+	// Elapsed is not encoded as it is: JSON would print bare nanoseconds.
+	// Printed decisions carry it in microseconds (EvalDecision), the unit of
+	// the audit trail's eval_us.
+	Elapsed time.Duration `json:"-"`
 }
 
 // ListKind names which catalog a visibility query filters.

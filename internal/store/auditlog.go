@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -140,7 +139,7 @@ func (s *sqlStore) QueryAudit(ctx context.Context, q audit.Query) ([]audit.Recor
 		where = append(where, "at_us < "+arg(q.Until.UnixMicro()))
 	}
 	if q.Cursor != "" {
-		at, id, err := decodeCursor(q.Cursor)
+		at, id, err := audit.DecodeCursor(q.Cursor)
 		if err != nil {
 			return nil, "", err
 		}
@@ -172,7 +171,7 @@ func (s *sqlStore) QueryAudit(ctx context.Context, q audit.Query) ([]audit.Recor
 	if len(recs) > q.Limit {
 		recs = recs[:q.Limit]
 		last := recs[len(recs)-1]
-		next = encodeCursor(last.Time.UnixMicro(), last.ID)
+		next = audit.EncodeCursor(last.Time.UnixMicro(), last.ID)
 	}
 	return recs, next, nil
 }
@@ -219,30 +218,4 @@ func compactJSON(b []byte) (json.RawMessage, error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
-}
-
-const cursorVersion = "v1"
-
-func encodeCursor(atMicros int64, id string) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(cursorVersion + ":" + strconv.FormatInt(atMicros, 10) + ":" + id))
-}
-
-func decodeCursor(c string) (int64, string, error) {
-	bad := fmt.Errorf("%w: cursor is malformed", audit.ErrInvalidQuery)
-	if len(c) > 512 {
-		return 0, "", bad
-	}
-	raw, err := base64.RawURLEncoding.DecodeString(c)
-	if err != nil {
-		return 0, "", bad
-	}
-	parts := strings.SplitN(string(raw), ":", 3)
-	if len(parts) != 3 || parts[0] != cursorVersion || parts[2] == "" {
-		return 0, "", bad
-	}
-	at, err := strconv.ParseInt(parts[1], 10, 64)
-	if err != nil {
-		return 0, "", bad
-	}
-	return at, parts[2], nil
 }

@@ -545,7 +545,7 @@ func testAuditFilters(t *testing.T, b dbUnderTest) {
 		{"limit", audit.Query{Limit: -1}},
 		{"window", audit.Query{Since: at(3), Until: at(1)}},
 		{"cursor garbage", audit.Query{Cursor: "!!!"}},
-		{"cursor wrong version", audit.Query{Cursor: encodeCursor(1, "x")[:4]}},
+		{"cursor wrong version", audit.Query{Cursor: audit.EncodeCursor(1, "x")[:4]}},
 	}
 	for _, tc := range invalid {
 		if _, _, err := s.QueryAudit(ctx, tc.q); !errors.Is(err, audit.ErrInvalidQuery) {

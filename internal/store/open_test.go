@@ -2,14 +2,10 @@ package store
 
 import (
 	"context"
-	"encoding/base64"
-	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/mcpgw/mcpgw/internal/audit"
 )
 
 func TestOpenErrors(t *testing.T) {
@@ -71,18 +67,3 @@ func TestRedactDSN(t *testing.T) {
 		}
 	}
 }
-
-func TestCursor(t *testing.T) {
-	c := encodeCursor(1700000000123456, "0190-abc:def")
-	at, id, err := decodeCursor(c)
-	if err != nil || at != 1700000000123456 || id != "0190-abc:def" {
-		t.Fatalf("round trip = %d %q %v", at, id, err)
-	}
-	for _, bad := range []string{"", "@@@", encodeCursorRaw("v2:1:x"), encodeCursorRaw("v1:abc:x"), encodeCursorRaw("v1:1:"), encodeCursorRaw("v1:1"), strings.Repeat("A", 600)} {
-		if _, _, err := decodeCursor(bad); !errors.Is(err, audit.ErrInvalidQuery) {
-			t.Errorf("decodeCursor(%q) err = %v, want ErrInvalidQuery", bad, err)
-		}
-	}
-}
-
-func encodeCursorRaw(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }

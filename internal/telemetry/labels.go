@@ -14,7 +14,58 @@ const (
 	labelOther = "other"
 	// labelNone replaces an empty value, which Prometheus treats as no label.
 	labelNone = "none"
+	// labelUnknown is a request's backend or MCP method when the gateway
+	// answered before learning it (a 401 is answered before the body is read).
+	labelUnknown = "unknown"
 )
+
+// Method labels of mcpgw_requests_total besides the MCP method names.
+const (
+	MethodBatch    = "batch"    // a JSON-RPC batch (2025-03-26)
+	MethodResponse = "response" // a client's answer to a server's request
+	MethodGET      = "GET"      // the session's server stream
+	MethodDELETE   = "DELETE"   // the end of a session
+)
+
+// Outcomes of a request, the outcome label of mcpgw_requests_total and the
+// request log's outcome field. Anything else is recorded as "other".
+const (
+	OutcomeOK                 = "ok"                   // relayed, the backend answered 2xx (streams included)
+	OutcomeDenied             = "denied"               // the policy denied (JSON-RPC -32003 or HTTP 403)
+	OutcomeUnauthenticated    = "unauthenticated"      // 401: no token or a bad one
+	OutcomeForbidden          = "forbidden"            // 403 before the policy: Host, Origin, agent, backend_access, disabled
+	OutcomeRateLimited        = "rate_limited"         // 429
+	OutcomeInvalid            = "invalid"              // refused by the transport and message rules (400, 405, 406, 413, 415, -32602)
+	OutcomeNotFound           = "not_found"            // 404: no backend serves the path, or an unknown session
+	OutcomeUnavailable        = "unavailable"          // 503: the issuer's keys or the rate limiter are unavailable
+	OutcomeCredentialError    = "credential_error"     // the backend's credential could not be obtained (-32011)
+	OutcomeBackendRefused     = "backend_refused"      // the backend refused the gateway's credential (401/403)
+	OutcomeBackendClientError = "backend_client_error" // the backend answered 4xx
+	OutcomeBackendError       = "backend_error"        // the backend failed, timed out, answered 5xx or unreadably
+	OutcomeError              = "error"                // the gateway failed (500)
+)
+
+func outcomeLabel(o string) string {
+	switch o {
+	case OutcomeOK, OutcomeDenied, OutcomeUnauthenticated, OutcomeForbidden, OutcomeRateLimited,
+		OutcomeInvalid, OutcomeNotFound, OutcomeUnavailable, OutcomeCredentialError, OutcomeBackendRefused,
+		OutcomeBackendClientError, OutcomeBackendError, OutcomeError:
+		return o
+	}
+	return labelOther
+}
+
+// requestMethodLabel is the method label of mcpgw_requests_total: an MCP
+// method name, one of the Method* shapes, "unknown" or "other".
+func requestMethodLabel(m string) string {
+	switch {
+	case m == "":
+		return labelUnknown
+	case m == MethodBatch, m == MethodResponse, m == MethodGET, m == MethodDELETE, KnownMCPMethod(m):
+		return m
+	}
+	return labelOther
+}
 
 // labelGuard bounds the distinct values one label may take. Backend names,
 // issuers, exchange steps and outcomes come from configuration or code, yet
@@ -75,12 +126,26 @@ func labelSafe(v string) bool {
 }
 
 // methodLabel keeps HTTP methods and the MCP methods of the protocol
-// revisions the gateway speaks; anything else is "other". A switch rather
-// than a lookup table keeps the set free of package state.
+// revisions the gateway speaks; anything else is "other".
 func methodLabel(m string) string {
 	switch m {
-	case "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS",
-		"initialize", "ping",
+	case "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS":
+		return m
+	case "":
+		return labelNone
+	}
+	if KnownMCPMethod(m) {
+		return m
+	}
+	return labelOther
+}
+
+// KnownMCPMethod reports whether m is a method of the MCP protocol
+// revisions the gateway speaks: the set a method label may take. A switch
+// rather than a lookup table keeps the set free of package state.
+func KnownMCPMethod(m string) bool {
+	switch m {
+	case "initialize", "ping",
 		"tools/list", "tools/call",
 		"resources/list", "resources/templates/list", "resources/read",
 		"resources/subscribe", "resources/unsubscribe",
@@ -96,11 +161,9 @@ func methodLabel(m string) string {
 		"notifications/prompts/list_changed", "notifications/tools/list_changed",
 		"notifications/elicitation/complete", "notifications/tasks/status",
 		"notifications/subscriptions/acknowledged":
-		return m
-	case "":
-		return labelNone
+		return true
 	}
-	return labelOther
+	return false
 }
 
 // queryLabel keeps the rules the policy engine reports in Record.Query.

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mcpgw/mcpgw/internal/config"
 )
@@ -74,5 +76,37 @@ func TestScrubWriterReportsErrors(t *testing.T) {
 	}
 	if got := buf.String(); got != "x "+Redacted+"\n" {
 		t.Errorf("written %q", got)
+	}
+}
+
+// A duration reads the same in both formats: milliseconds under a key that
+// says so, never JSON's bare nanoseconds or text's "15s".
+func TestLoggerDurationsInMilliseconds(t *testing.T) {
+	tests := []struct {
+		format string
+		want   []string
+	}{
+		{"json", []string{`"grace_ms":15000`, `"eval_ms":0.109`, `"timeout_ms":2000`, `"req":{"duration_ms":1.5}`, `"count":3`}},
+		{"text", []string{"grace_ms=15000", "eval_ms=0.109", "timeout_ms=2000", "req.duration_ms=1.5", "count=3"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.format, func(t *testing.T) {
+			var buf bytes.Buffer
+			NewLogger(config.Log{Format: tc.format}, &buf).Info("durations",
+				"grace", 15*time.Second, slog.Duration("eval", 109*time.Microsecond+400*time.Nanosecond),
+				slog.Duration("timeout_ms", 2*time.Second), slog.Group("req", slog.Duration("duration", 1500*time.Microsecond)),
+				"count", 3)
+			out := buf.String()
+			for _, w := range tc.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("%s line lacks %s: %s", tc.format, w, out)
+				}
+			}
+			for _, bad := range []string{"15s", "15000000000", `"grace":`, "grace=", "timeout_ms_ms"} {
+				if strings.Contains(out, bad) {
+					t.Errorf("%s line shows %s: %s", tc.format, bad, out)
+				}
+			}
+		})
 	}
 }

@@ -23,7 +23,6 @@ const (
 	maxBackends = 256
 	maxIssuers  = 32
 	maxSteps    = 32
-	maxOutcomes = 32
 	maxRevision = 128
 	// Backend names are config keys; issuers are URLs.
 	maxNameLen = 128
@@ -59,7 +58,6 @@ type Metrics struct {
 	handler http.Handler
 
 	backends *labelGuard
-	outcomes *labelGuard
 	issuers  *labelGuard
 	steps    *labelGuard
 
@@ -112,17 +110,16 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	}
 	m := &Metrics{
 		backends: newLabelGuard(maxBackends, maxNameLen),
-		outcomes: newLabelGuard(maxOutcomes, maxNameLen),
 		issuers:  newLabelGuard(maxIssuers, maxURLLen),
 		steps:    newLabelGuard(maxSteps, maxNameLen),
 
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mcpgw_requests_total",
-			Help: "Requests relayed to a backend, by backend, method and outcome.",
+			Help: "Requests answered on a backend's path, refused ones included, by backend (unknown before routing), MCP method (batch, response, GET, DELETE, unknown, other) and outcome.",
 		}, []string{"backend", "method", "outcome"}),
 		requestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "mcpgw_request_duration_seconds",
-			Help:    "Time from receiving a request to having the backend's answer (for streams: its headers).",
+			Help:    "Time from receiving a request on a backend's path to the gateway's answer (for streams: its headers).",
 			Buckets: requestBuckets(),
 		}, []string{"backend", "method"}),
 		streamsOpen: prometheus.NewGauge(prometheus.GaugeOpts{
@@ -275,14 +272,21 @@ func (m *Metrics) Handler() http.Handler {
 	return m.handler
 }
 
-// Request records one relayed request (gateway.Observer). method is the HTTP
-// or MCP method; others are recorded as "other".
+// Request records one request the gateway answered on a backend's path,
+// whatever the outcome (gateway.Observer). backend is "" before routing
+// ("unknown"); method is an MCP method name or a Method* shape ("" when the
+// body was never read: "unknown"; any other value: "other"); outcome is
+// one of the Outcome* values.
 func (m *Metrics) Request(backend, method, outcome string, elapsed time.Duration) {
 	if m == nil {
 		return
 	}
-	b, meth := m.backends.value(backend), methodLabel(method)
-	m.requests.WithLabelValues(b, meth, m.outcomes.value(outcome)).Inc()
+	b := labelUnknown
+	if backend != "" {
+		b = m.backends.value(backend)
+	}
+	meth := requestMethodLabel(method)
+	m.requests.WithLabelValues(b, meth, outcomeLabel(outcome)).Inc()
 	m.requestDuration.WithLabelValues(b, meth).Observe(elapsed.Seconds())
 }
 

@@ -141,17 +141,36 @@ func TestMetricsRecordAndScrape(t *testing.T) {
 		{
 			name: "requests by backend, method and outcome",
 			record: func(m *Metrics) {
-				m.Request("employees", "POST", "ok", 20*time.Millisecond)
-				m.Request("employees", "POST", "ok", 30*time.Millisecond)
-				m.Request("employees", "POST", "backend_error", 50*time.Millisecond)
-				m.Request("github", "GET", "stream", 5*time.Millisecond)
+				m.Request("employees", "tools/call", OutcomeOK, 20*time.Millisecond)
+				m.Request("employees", "tools/call", OutcomeOK, 30*time.Millisecond)
+				m.Request("employees", "tools/call", OutcomeBackendError, 50*time.Millisecond)
+				m.Request("github", MethodGET, OutcomeOK, 5*time.Millisecond)
 			},
 			want: []sample{
-				{name: "mcpgw_requests_total", labels: map[string]string{"backend": "employees", "method": "POST", "outcome": "ok"}, value: 2},
-				{name: "mcpgw_requests_total", labels: map[string]string{"backend": "employees", "method": "POST", "outcome": "backend_error"}, value: 1},
-				{name: "mcpgw_requests_total", labels: map[string]string{"backend": "github", "method": "GET", "outcome": "stream"}, value: 1},
-				{name: "mcpgw_request_duration_seconds", labels: map[string]string{"backend": "employees", "method": "POST"}, value: 3, sum: 0.1},
+				{name: "mcpgw_requests_total", labels: map[string]string{"backend": "employees", "method": "tools/call", "outcome": "ok"}, value: 2},
+				{name: "mcpgw_requests_total", labels: map[string]string{"backend": "employees", "method": "tools/call", "outcome": "backend_error"}, value: 1},
+				{name: "mcpgw_requests_total", labels: map[string]string{"backend": "github", "method": "GET", "outcome": "ok"}, value: 1},
+				{name: "mcpgw_request_duration_seconds", labels: map[string]string{"backend": "employees", "method": "tools/call"}, value: 3, sum: 0.1},
 				{name: "mcpgw_request_duration_seconds", labels: map[string]string{"backend": "github", "method": "GET"}, value: 1, sum: 0.005},
+			},
+		},
+		{
+			// Refusals count too, before the gateway knows the backend or
+			// has read the body.
+			name: "refused requests",
+			record: func(m *Metrics) {
+				m.Request("", "", OutcomeUnauthenticated, time.Millisecond)
+				m.Request("employees", "", OutcomeRateLimited, time.Millisecond)
+				m.Request("employees", MethodBatch, OutcomeInvalid, time.Millisecond)
+				m.Request("employees", MethodResponse, OutcomeDenied, time.Millisecond)
+				m.Request("employees", MethodDELETE, OutcomeNotFound, time.Millisecond)
+			},
+			want: []sample{
+				{name: "mcpgw_requests_total", labels: map[string]string{"backend": "unknown", "method": "unknown", "outcome": "unauthenticated"}, value: 1},
+				{name: "mcpgw_requests_total", labels: map[string]string{"backend": "employees", "method": "unknown", "outcome": "rate_limited"}, value: 1},
+				{name: "mcpgw_requests_total", labels: map[string]string{"backend": "employees", "method": "batch", "outcome": "invalid"}, value: 1},
+				{name: "mcpgw_requests_total", labels: map[string]string{"backend": "employees", "method": "response", "outcome": "denied"}, value: 1},
+				{name: "mcpgw_requests_total", labels: map[string]string{"backend": "employees", "method": "DELETE", "outcome": "not_found"}, value: 1},
 			},
 		},
 		{
@@ -260,11 +279,13 @@ func TestMetricsRecordAndScrape(t *testing.T) {
 			record: func(m *Metrics) {
 				m.Request("", "", "", 0)
 				m.Request("bad name", "POST", `out"come`, 0)
+				m.Request("employees", "tools/call2", "stream", 0)
 				m.Upstream(strings.Repeat("b", maxNameLen+1), 0)
 			},
 			want: []sample{
-				{name: "mcpgw_requests_total", labels: map[string]string{"backend": "none", "method": "none", "outcome": "none"}, value: 1},
-				{name: "mcpgw_requests_total", labels: map[string]string{"backend": "other", "method": "POST", "outcome": "other"}, value: 1},
+				{name: "mcpgw_requests_total", labels: map[string]string{"backend": "unknown", "method": "unknown", "outcome": "other"}, value: 1},
+				{name: "mcpgw_requests_total", labels: map[string]string{"backend": "other", "method": "other", "outcome": "other"}, value: 1},
+				{name: "mcpgw_requests_total", labels: map[string]string{"backend": "employees", "method": "other", "outcome": "other"}, value: 1},
 				{name: "mcpgw_upstream_duration_seconds", labels: map[string]string{"backend": "other"}, value: 1},
 			},
 		},
@@ -335,17 +356,17 @@ func TestRevisionLabel(t *testing.T) {
 func TestLabelCardinalityIsBounded(t *testing.T) {
 	m := newTestMetrics(t)
 	for i := range maxBackends * 3 {
-		m.Request(fmt.Sprintf("backend-%d", i), "POST", "ok", time.Millisecond)
+		m.Request(fmt.Sprintf("backend-%d", i), "tools/call", "ok", time.Millisecond)
 	}
 	// A backend seen before the limit was reached keeps its own series.
-	m.Request("backend-0", "POST", "ok", time.Millisecond)
+	m.Request("backend-0", "tools/call", "ok", time.Millisecond)
 	families := scrape(t, m)
 	all := series(families, "mcpgw_requests_total", nil)
 	if len(all) != maxBackends+1 {
 		t.Fatalf("mcpgw_requests_total has %d series, want %d (the limit plus other)", len(all), maxBackends+1)
 	}
-	sample{name: "mcpgw_requests_total", labels: map[string]string{"backend": "backend-0", "method": "POST", "outcome": "ok"}, value: 2}.check(t, families)
-	sample{name: "mcpgw_requests_total", labels: map[string]string{"backend": "other", "method": "POST", "outcome": "ok"}, value: maxBackends * 2}.check(t, families)
+	sample{name: "mcpgw_requests_total", labels: map[string]string{"backend": "backend-0", "method": "tools/call", "outcome": "ok"}, value: 2}.check(t, families)
+	sample{name: "mcpgw_requests_total", labels: map[string]string{"backend": "other", "method": "tools/call", "outcome": "ok"}, value: maxBackends * 2}.check(t, families)
 }
 
 func TestMethodLabel(t *testing.T) {
@@ -361,6 +382,21 @@ func TestMethodLabel(t *testing.T) {
 	for in, want := range tests {
 		if got := methodLabel(in); got != want {
 			t.Errorf("methodLabel(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// The request counter's method label is an MCP method or a request shape,
+// never an HTTP verb a POST carries, and never unbounded text.
+func TestRequestMethodLabel(t *testing.T) {
+	tests := map[string]string{
+		"tools/call": "tools/call", "initialize": "initialize", "notifications/initialized": "notifications/initialized",
+		MethodBatch: "batch", MethodResponse: "response", MethodGET: "GET", MethodDELETE: "DELETE",
+		"": "unknown", "POST": "other", "tools/call2": "other", "x\ny": "other",
+	}
+	for in, want := range tests {
+		if got := requestMethodLabel(in); got != want {
+			t.Errorf("requestMethodLabel(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

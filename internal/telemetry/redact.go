@@ -159,8 +159,15 @@ func redactStrings(in []string) []string {
 	return out
 }
 
-// sensitiveKey reports whether an attribute key names a secret.
+// sensitiveKey reports whether an attribute key names a secret. A key that
+// names an address (…_url, …_uri, …_endpoint, …_server) holds a URL, not a
+// secret, whatever words it contains: target_authorization_server or
+// token_endpoint hidden whole leave an operator blind, and their values
+// still lose userinfo, query values and fragment (redactString).
 func sensitiveKey(key string) bool {
+	if namesAddress(key) {
+		return false
+	}
 	for _, needle := range [...]string{
 		"token", "secret", "password", "passwd", "authorization", "cookie", "assertion",
 		"private_key", "private-key", "privatekey",
@@ -168,6 +175,16 @@ func sensitiveKey(key string) bool {
 		"session_key", "session-key", "sessionkey",
 	} {
 		if containsFold(key, needle) {
+			return true
+		}
+	}
+	return false
+}
+
+// namesAddress reports whether key ends in a suffix of URL-valued keys.
+func namesAddress(key string) bool {
+	for _, suffix := range [...]string{"_url", "_uri", "_endpoint", "_server", "-url", "-uri", "-endpoint", "-server"} {
+		if len(key) >= len(suffix) && containsFold(key[len(key)-len(suffix):], suffix) {
 			return true
 		}
 	}

@@ -237,6 +237,8 @@ func TestSensitiveKey(t *testing.T) {
 		"private-key-file": true, "api_key": true, "X-Api-Key": true, "client_assertion": true, "set-cookie": true,
 		"session_key": true,
 		"user":        false, "backend": false, "subject": false, "client_id": false, "key_id": false, "method": false,
+		// Addresses, not secrets: their values lose only URL secrets.
+		"target_authorization_server": false, "token_endpoint": false, "TOKEN_URL": false, "authorization-server": false,
 	}
 	for key, want := range tests {
 		if got := sensitiveKey(key); got != want {
@@ -315,5 +317,32 @@ func TestEndSpanRedactsURLSecrets(t *testing.T) {
 				t.Errorf("status description %q lacks %q", d, tt.keeps)
 			}
 		})
+	}
+}
+
+// A URL under a key that names an address is shown, with only the secrets
+// a URL can carry masked (internal/redact); secrets beside it stay hidden.
+func TestRedactingHandlerShowsAddresses(t *testing.T) {
+	var buf bytes.Buffer
+	log := NewLogger(config.Log{}, &buf)
+	log.Info("backend", "auth_config", map[string]any{
+		"target_authorization_server": "https://svc:pw-S1@as.example.com/oauth2/aus1?k=Q-S2",
+		"target_token_endpoint":       "https://as.example.com/oauth2/aus1/v1/token",
+		"target_client_secret":        "CS-S3",
+	})
+	out := buf.String()
+	for _, want := range []string{
+		`"target_authorization_server":"https://REDACTED@as.example.com/oauth2/aus1?k=REDACTED"`,
+		`"target_token_endpoint":"https://as.example.com/oauth2/aus1/v1/token"`,
+		`"target_client_secret":"[REDACTED]"`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log line lacks %s: %s", want, out)
+		}
+	}
+	for _, leak := range []string{"pw-S1", "Q-S2", "CS-S3"} {
+		if strings.Contains(out, leak) {
+			t.Errorf("log line leaks %s: %s", leak, out)
+		}
 	}
 }

@@ -1,10 +1,15 @@
 // Package testutil holds test doubles that goroutines under test share with
-// the test reading them: a log buffer and a settable clock.
+// the test reading them (a log buffer, a settable clock) and the checks
+// whose failure must say what the test got (WantStatus).
 package testutil
 
 import (
 	"bytes"
+	"fmt"
+	"io"
+	"net/http"
 	"sync"
+	"testing"
 	"time"
 )
 
@@ -71,4 +76,28 @@ func (c *Collector[T]) All() []T {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return append([]T(nil), c.items...)
+}
+
+// maxShownBody bounds the body WantStatus prints: enough for any error the
+// gateway writes, not a whole streamed reply.
+const maxShownBody = 8 << 10
+
+// WantStatus fails the test unless resp has status want, printing the
+// status, Content-Type and body it got: a bare "got 200, want 404" says
+// nothing about which refusal (or success) the server chose. On success the
+// body is left unread for the caller.
+func WantStatus(t testing.TB, resp *http.Response, want int) {
+	t.Helper()
+	if resp.StatusCode == want {
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxShownBody))
+	if err != nil {
+		body = append(body, fmt.Sprintf(" [reading the body failed: %v]", err)...)
+	}
+	what := "response"
+	if r := resp.Request; r != nil {
+		what = r.Method + " " + r.URL.Path
+	}
+	t.Fatalf("%s: HTTP %d, want %d (Content-Type %q): %s", what, resp.StatusCode, want, resp.Header.Get("Content-Type"), body)
 }
