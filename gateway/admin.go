@@ -328,7 +328,9 @@ func (r *resource[T]) handlePut(c *fiber.Ctx) error {
 		// Validate checks shapes; building the routing table also builds
 		// each backend's credential injector, as a reload will.
 		if _, err := buildTopology(cand.Backends, cand.Agents, r.api.s.Gateway.opts.Injectors); err != nil {
-			problems = append(problems, err.Error())
+			for _, e := range unjoin(err) {
+				problems = append(problems, e.Error())
+			}
 		}
 	}
 	if len(problems) > 0 {
@@ -422,12 +424,8 @@ func topologyProblems(cand *config.Config) []string {
 	if err == nil {
 		return nil
 	}
-	errs := []error{err}
-	if joined, ok := err.(interface{ Unwrap() []error }); ok {
-		errs = joined.Unwrap()
-	}
 	var out []string
-	for _, e := range errs {
+	for _, e := range unjoin(err) {
 		if msg := e.Error(); strings.HasPrefix(msg, "backends.") || strings.HasPrefix(msg, "agents.") {
 			out = append(out, msg)
 		}
@@ -869,8 +867,10 @@ func adminTarget(kind, name string) string {
 // one the token's client is registered as, when the topology knows it.
 func (a *adminAPI) changeMeta(c *fiber.Ctx, p *identity.Principal, d policy.Decision) store.ChangeMeta {
 	meta := store.ChangeMeta{Subject: p.Subject, Issuer: p.Issuer, DecisionID: d.ID, Revision: d.Revision, RequestID: requestID(c)}
-	if agent, err := a.s.Gateway.topo.Load().agentFor(strings.Clone(c.Get("X-Agent-ID")), p); err == nil {
-		meta.Agent = agent.ID()
+	if id, header, err := agentHeader(c); err == nil {
+		if agent, err := a.s.Gateway.topo.Load().agentFor(id, header, p); err == nil {
+			meta.Agent = agent.ID()
+		}
 	}
 	return meta
 }

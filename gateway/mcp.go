@@ -100,7 +100,11 @@ func (g *Gateway) handleMCP(c *fiber.Ctx) error {
 	if !r.backend.ForwardSubpaths {
 		rest = ""
 	}
-	agent, err := topo.agentFor(c.Get("X-Agent-ID"), p)
+	agentID, header, err := agentHeader(c)
+	if err != nil {
+		return writeOAuthError(c, fiber.StatusBadRequest, "invalid_request", err.Error(), "")
+	}
+	agent, err := topo.agentFor(agentID, header, p)
 	if err != nil {
 		return writeOAuthError(c, fiber.StatusForbidden, "access_denied", err.Error(), "")
 	}
