@@ -110,16 +110,29 @@ func Load(path string, environ []string) (*Config, error) {
 // LoadSource is Load for a source Find chose; a Source that was not found
 // loads from the environment alone.
 func LoadSource(src Source, environ []string) (*Config, error) {
+	cfg, errs := Inspect(src, environ)
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("config %s: %d problem(s):\n%w", src, len(errs), errors.Join(errs...))
+	}
+	return cfg, nil
+}
+
+// Inspect loads src as LoadSource does and returns every problem found
+// instead of an error, with the configuration as far as it could be read
+// (nil when the file itself could not be read or parsed), so that a
+// migration can be checked whole (mcpgw config check). A configuration
+// with problems must not be used to start anything.
+func Inspect(src Source, environ []string) (*Config, []error) {
 	vars := envMap(environ)
 	ko := koanf.New(".")
 	switch {
 	case src.Path != "":
 		if err := ko.Load(file.Provider(src.Path), yaml.Parser()); err != nil {
-			return nil, fmt.Errorf("load config %s: %w", src.Path, err)
+			return nil, []error{fmt.Errorf("load config %s: %w", src.Path, err)}
 		}
 	case src.Text != nil:
 		if err := ko.Load(yamlText(src.Text), yaml.Parser()); err != nil {
-			return nil, fmt.Errorf("load config from %s: %w", src.From, err)
+			return nil, []error{fmt.Errorf("load config from %s: %w", src.From, err)}
 		}
 	}
 	raw := ko.Raw()
@@ -139,10 +152,7 @@ func LoadSource(src Source, environ []string) (*Config, error) {
 		return v, ok
 	})...)
 	errs = append(errs, withoutFields(cfg.validate(), decodeErrs)...)
-	if len(errs) > 0 {
-		return nil, fmt.Errorf("config %s: %d problem(s):\n%w", src, len(errs), errors.Join(errs...))
-	}
-	return cfg, nil
+	return cfg, errs
 }
 
 // yamlText is a koanf provider of YAML held in memory (CONFIG_YAML).
