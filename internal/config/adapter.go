@@ -5,6 +5,7 @@ import (
 	"math"
 	"net"
 	"reflect"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -72,7 +73,69 @@ func translateAdapterFile(raw map[string]any) []error {
 	errs = append(errs, translateGateway(raw)...)
 	errs = append(errs, translateLogging(raw)...)
 	errs = append(errs, translateCache(raw)...)
-	return append(errs, dropEntryNames(raw)...)
+	errs = append(errs, dropEntryNames(raw)...)
+	for _, section := range []string{"backends", "agents"} {
+		errs = append(errs, placeholders(raw, section, raw[section])...)
+	}
+	return errs
+}
+
+// adapterPlaceholder matches the {NAME} placeholders of the adapter's
+// example files ({AGENT_ID}, https://{OKTA_DOMAIN}/oauth2/{AUTH_SERVER_ID},
+// "kid": "{KID}"), but not mcpgw's ${NAME} references.
+var adapterPlaceholder = regexp.MustCompile(`(^|[^$])\{[A-Z][A-Z0-9_]*\}`)
+
+// placeholders reports the adapter's placeholders left in backends and
+// agents. Quoted, one would be sent as a literal credential or URL (the
+// value stays, and the start stops on this error); unquoted, YAML reads
+// {AGENT_ID} as a map, which is reported here for what it is and removed,
+// rather than reported as a type error. Free text (descriptions, labels)
+// is not looked at.
+func placeholders(parent map[string]any, key string, v any) []error {
+	var errs []error
+	var walk func(path string, v any) (keep bool)
+	walk = func(path string, v any) bool {
+		switch t := v.(type) {
+		case string:
+			if m := adapterPlaceholder.FindString(t); m != "" {
+				errs = append(errs, placeholderError(path, m[strings.IndexByte(m, '{'):]))
+			}
+		case map[string]any:
+			if len(t) == 1 {
+				for k, inner := range t {
+					if inner == nil && adapterPlaceholder.MatchString("{"+k+"}") {
+						errs = append(errs, placeholderError(path, "{"+k+"}"))
+						return false
+					}
+				}
+			}
+			for _, k := range sortedKeys(t) {
+				if k != "description" && k != "labels" && !walk(path+"."+k, t[k]) {
+					delete(t, k)
+				}
+			}
+		case []any:
+			for i := range t {
+				walk(fmt.Sprintf("%s[%d]", path, i), t[i])
+			}
+		}
+		return true
+	}
+	if !walk(key, v) {
+		delete(parent, key)
+	}
+	return errs
+}
+
+// placeholderError says what to write instead of a placeholder: the value,
+// or, where mcpgw resolves ${NAME} (auth_config, an agent's client_secret
+// and private_key), a reference to the variable.
+func placeholderError(path, placeholder string) error {
+	instead := "write the value"
+	if strings.Contains(path, ".auth_config") || strings.HasSuffix(path, ".client_secret") || strings.HasSuffix(path, ".private_key") {
+		instead += " (or ${" + strings.Trim(placeholder, "{}") + "} to read it from the environment)"
+	}
+	return fmt.Errorf("%s: %s is a placeholder from the Okta MCP adapter's example files, not a value: %s", path, placeholder, instead)
 }
 
 // translateGateway: gateway.host and gateway.port are server.listen,

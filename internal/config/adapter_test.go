@@ -51,6 +51,15 @@ func TestAdapterKeysAndVariablesRefused(t *testing.T) {
 		{name: "ttl_seconds and exchange.cache_max_ttl", yaml: "cache: {backend_tokens: {ttl_seconds: 60}}\nexchange: {cache_max_ttl: 1h}",
 			want: "cache.backend_tokens.ttl_seconds: exchange.cache_max_ttl is set too; keep one of them"},
 
+		{name: "unquoted placeholder", yaml: "agents: {copilot: {agent_id: {AGENT_ID}}}",
+			want: "agents.copilot.agent_id: {AGENT_ID} is a placeholder from the Okta MCP adapter's example files, not a value: write the value"},
+		{name: "quoted placeholder in a credential", yaml: "backends: {a: {url: 'http://127.0.0.1:1/mcp', auth_method: static-key, auth_config: {api_key: '{ANALYTICS_API_KEY}'}}}",
+			want: "backends.a.auth_config.api_key: {ANALYTICS_API_KEY} is a placeholder from the Okta MCP adapter's example files, not a value: write the value (or ${ANALYTICS_API_KEY} to read it from the environment)"},
+		{name: "placeholder inside a URL", yaml: "backends: {a: {url: 'http://127.0.0.1:1/mcp', auth_method: okta-cross-app, auth_config: {target_authorization_server: 'https://{OKTA_DOMAIN}/oauth2/{AUTH_SERVER_ID}'}}}",
+			want: "backends.a.auth_config.target_authorization_server: {OKTA_DOMAIN} is a placeholder"},
+		{name: "placeholder inside a JWK", yaml: `agents: {a: {private_key: '{"kty": "RSA", "kid": "{KID}"}'}}`,
+			want: "agents.a.private_key: {KID} is a placeholder"},
+
 		// The adapter's variables.
 		{name: "OKTA_CLIENT_ID", environ: []string{"OKTA_CLIENT_ID=0oa1"}, want: "OKTA_CLIENT_ID: mcpgw has no Okta client of its own: each agent's OAuth client goes in agents.<name>.client_id (and client_secret); unset it"},
 		{name: "OKTA_CLIENT_SECRET", environ: []string{"OKTA_CLIENT_SECRET=s"}, want: "OKTA_CLIENT_SECRET: mcpgw has no Okta client of its own"},
@@ -103,6 +112,10 @@ func TestAdapterSectionsHonoured(t *testing.T) {
 			func(c *Config) (any, any) { return c.Exchange.CacheMaxTTL, 2 * time.Minute }},
 		{"max_size", "cache: {backend_tokens: {max_size: 10}}", nil,
 			func(c *Config) (any, any) { return c.Exchange.CacheMaxBytes, int64(10 * adapterTokenBytes) }},
+		{"${NAME} is not a placeholder", "backends: {a: {url: 'http://127.0.0.1:1/mcp', auth_method: static-key, auth_config: {api_key: '${A_KEY}'}}}", []string{"A_KEY=k"},
+			func(c *Config) (any, any) { return c.Backends["a"].AuthConfig["api_key"], "k" }},
+		{"placeholders in free text are text", "backends: {a: {url: 'http://127.0.0.1:1/mcp', auth_method: none, description: 'set {API_KEY} first', labels: {note: '{X}'}}}", nil,
+			func(c *Config) (any, any) { return c.Backends["a"].Description, "set {API_KEY} first" }},
 		{"entry names repeating the key", "backends: {hr: {name: hr, backend_name: hr, url: 'http://127.0.0.1:1/mcp', auth_method: none}}\nagents: {a: {agent_name: a, name: a}}", nil,
 			func(c *Config) (any, any) { return len(c.Agents) + len(c.Backends), 2 }},
 	}
