@@ -205,6 +205,12 @@ func (r *resource[T]) entry(e store.Entry[T]) (adminEntry, error) {
 }
 
 func (r *resource[T]) handleList(c *fiber.Ctx) error {
+	return r.answerList(c, func(e store.Entry[T]) (any, error) { return r.entry(e) })
+}
+
+// answerList answers a list call of either API: authenticated, authorized
+// as "list", every stored entry shown by view under the collection's name.
+func (r *resource[T]) answerList(c *fiber.Ctx, view func(store.Entry[T]) (any, error)) error {
 	p, ok := r.api.authenticate(c)
 	if !ok {
 		return nil
@@ -216,13 +222,13 @@ func (r *resource[T]) handleList(c *fiber.Ctx) error {
 	if err != nil {
 		return r.api.internal(c, "list "+r.plural, err)
 	}
-	out := make([]adminEntry, 0, len(entries))
+	out := make([]any, 0, len(entries))
 	for _, e := range entries {
-		ae, err := r.entry(e)
+		v, err := view(e)
 		if err != nil {
 			return r.api.internal(c, "list "+r.plural, err)
 		}
-		out = append(out, ae)
+		out = append(out, v)
 	}
 	return adminJSON(c, fiber.StatusOK, fiber.Map{r.plural: out})
 }
@@ -325,20 +331,47 @@ func jsonBody(c *fiber.Ctx) bool {
 // stored secret would then be sent somewhere its owner never chose. A PUT
 // that would leave out an agent's identity (see guard) is refused too.
 func (r *resource[T]) handlePut(c *fiber.Ctx) error {
-	p, name, d, unlock, ok := r.beginWrite(c, actionWrite)
+	w, ok := r.beginChange(c, false)
 	if !ok {
 		return nil
 	}
-	defer unlock()
-	old, err := r.load(c.UserContext(), name)
-	if err != nil {
-		return r.api.internal(c, "get "+r.plural+"."+name, err)
-	}
-	ae, created, answered := r.save(c, p, d, name, c.Body(), old)
+	defer w.unlock()
+	ae, created, answered := r.save(c, w.p, w.d, w.name, c.Body(), w.old)
 	if answered {
 		return nil
 	}
 	return r.answerSaved(c, ae, created)
+}
+
+// change is an authorized write to the entry the URL names, holding the
+// admin write lock until unlock: who writes, on what decision, and what is
+// stored now (old, nil when nothing is).
+type change[T any] struct {
+	p      *identity.Principal
+	name   string
+	d      policy.Decision
+	old    *T
+	unlock func()
+}
+
+// beginChange is beginWrite followed by reading the stored entry; with
+// mustExist a missing one is answered 404. ok is false when it has answered.
+func (r *resource[T]) beginChange(c *fiber.Ctx, mustExist bool) (w change[T], ok bool) {
+	if w.p, w.name, w.d, w.unlock, ok = r.beginWrite(c, actionWrite); !ok {
+		return w, false
+	}
+	old, err := r.load(c.UserContext(), w.name)
+	switch {
+	case err != nil:
+		_ = r.api.internal(c, "get "+r.plural+"."+w.name, err)
+	case old == nil && mustExist:
+		_ = r.notFound(c, w.name)
+	default:
+		w.old = old
+		return w, true
+	}
+	w.unlock()
+	return w, false
 }
 
 // answerSaved answers a PUT or PATCH with the stored entry.
@@ -451,6 +484,12 @@ func unbindParam(c *fiber.Ctx) (bool, error) {
 }
 
 func (r *resource[T]) handleDelete(c *fiber.Ctx) error {
+	return r.answerDelete(c, func(string) error { return c.SendStatus(fiber.StatusNoContent) })
+}
+
+// answerDelete deletes the entry the URL names for a delete call of either
+// API and, once it is gone, answers with done.
+func (r *resource[T]) answerDelete(c *fiber.Ctx, done func(name string) error) error {
 	p, name, d, unlock, ok := r.beginWrite(c, actionDelete)
 	if !ok {
 		return nil
@@ -459,7 +498,7 @@ func (r *resource[T]) handleDelete(c *fiber.Ctx) error {
 	if r.drop(c, p, d, name) {
 		return nil
 	}
-	return c.SendStatus(fiber.StatusNoContent)
+	return done(name)
 }
 
 // drop deletes entry name with its audit record and swaps the routing

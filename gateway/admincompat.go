@@ -10,6 +10,7 @@ import (
 
 	"github.com/mcpgw/mcpgw/internal/identity"
 	"github.com/mcpgw/mcpgw/internal/policy"
+	"github.com/mcpgw/mcpgw/internal/store"
 )
 
 // The Okta MCP adapter's admin API, kept for the tools and scripts written
@@ -68,26 +69,7 @@ func (r *resource[T]) compatView(name string, v T) (map[string]any, error) {
 }
 
 func (r *resource[T]) compatList(c *fiber.Ctx) error {
-	p, ok := r.api.authenticate(c)
-	if !ok {
-		return nil
-	}
-	if _, ok := r.api.authorize(c, p, actionList, r.plural, "", nil); !ok {
-		return nil
-	}
-	entries, err := r.list(c.UserContext())
-	if err != nil {
-		return r.api.internal(c, "list "+r.plural, err)
-	}
-	out := make([]map[string]any, 0, len(entries))
-	for _, e := range entries {
-		m, err := r.compatView(r.name(e.Value), e.Value)
-		if err != nil {
-			return r.api.internal(c, "list "+r.plural, err)
-		}
-		out = append(out, m)
-	}
-	return adminJSON(c, fiber.StatusOK, fiber.Map{r.plural: out})
+	return r.answerList(c, func(e store.Entry[T]) (any, error) { return r.compatView(r.name(e.Value), e.Value) })
 }
 
 // compatCreate is POST /api/admin/{agents,backends}: the body names the new
@@ -121,28 +103,21 @@ func (r *resource[T]) compatCreate(c *fiber.Ctx) error {
 // replace the stored ones, the others stay (a shallow merge, as the
 // adapter's update was).
 func (r *resource[T]) compatUpdate(c *fiber.Ctx) error {
-	p, name, d, unlock, ok := r.beginWrite(c, actionWrite)
+	w, ok := r.beginChange(c, true)
 	if !ok {
 		return nil
 	}
-	defer unlock()
-	sent, _, problem := r.compatBody(c.Body(), name)
+	defer w.unlock()
+	sent, _, problem := r.compatBody(c.Body(), w.name)
 	if problem != "" {
 		return invalid(c, []string{problem})
 	}
-	old, err := r.load(c.UserContext(), name)
+	shown, err := r.shown(*w.old)
 	if err != nil {
-		return r.api.internal(c, "get "+r.plural+"."+name, err)
-	}
-	if old == nil {
-		return r.notFound(c, name)
-	}
-	shown, err := r.shown(*old)
-	if err != nil {
-		return r.api.internal(c, "get "+r.plural+"."+name, err)
+		return r.api.internal(c, "get "+r.plural+"."+w.name, err)
 	}
 	maps.Copy(shown, sent)
-	return r.compatSave(c, p, d, name, shown, old, fiber.StatusOK)
+	return r.compatSave(c, w.p, w.d, w.name, shown, w.old, fiber.StatusOK)
 }
 
 func (r *resource[T]) compatSave(c *fiber.Ctx, p *identity.Principal, d policy.Decision, name string, body map[string]any, old *T, status int) error {
@@ -166,16 +141,10 @@ func (r *resource[T]) compatSave(c *fiber.Ctx, p *identity.Principal, d policy.D
 }
 
 func (r *resource[T]) compatDelete(c *fiber.Ctx) error {
-	p, name, d, unlock, ok := r.beginWrite(c, actionDelete)
-	if !ok {
-		return nil
-	}
-	defer unlock()
-	if r.drop(c, p, d, name) {
-		return nil
-	}
-	kind := strings.ToUpper(r.plural[:1]) + strings.TrimSuffix(r.plural[1:], "s")
-	return adminJSON(c, fiber.StatusOK, fiber.Map{"message": fmt.Sprintf("%s '%s' deleted", kind, name)})
+	return r.answerDelete(c, func(name string) error {
+		kind := strings.ToUpper(r.plural[:1]) + strings.TrimSuffix(r.plural[1:], "s")
+		return adminJSON(c, fiber.StatusOK, fiber.Map{"message": fmt.Sprintf("%s '%s' deleted", kind, name)})
+	})
 }
 
 // compatBody reads an adapter body: a JSON object whose agent_name /

@@ -20,27 +20,20 @@ import (
 // where the patch does not touch them (and only while the destination they
 // were given for stays), and the same checks, authorization and audit apply.
 func (r *resource[T]) handlePatch(c *fiber.Ctx) error {
-	p, name, d, unlock, ok := r.beginWrite(c, actionWrite)
+	w, ok := r.beginChange(c, true)
 	if !ok {
 		return nil
 	}
-	defer unlock()
-	old, err := r.load(c.UserContext(), name)
-	if err != nil {
-		return r.api.internal(c, "get "+r.plural+"."+name, err)
-	}
-	if old == nil {
-		return r.notFound(c, name)
-	}
+	defer w.unlock()
 	var patch map[string]any
 	if err := json.Unmarshal(c.Body(), &patch); err != nil || patch == nil {
 		return invalid(c, []string{"request body: a merge patch must be a JSON object naming the fields to change (null removes one)"})
 	}
-	body, err := r.patched(*old, patch)
+	body, err := r.patched(*w.old, patch)
 	if err != nil {
-		return r.api.internal(c, "patch "+r.plural+"."+name, err)
+		return r.api.internal(c, "patch "+r.plural+"."+w.name, err)
 	}
-	ae, created, answered := r.save(c, p, d, name, body, old)
+	ae, created, answered := r.save(c, w.p, w.d, w.name, body, w.old)
 	if answered {
 		return nil
 	}

@@ -167,27 +167,29 @@ func translateGateway(raw map[string]any) []error {
 			errs = appendErr(errs, setFromAdapter(raw, "gateway.host/gateway.port", net.JoinHostPort(host, strconv.Itoa(port)), "server", "listen"))
 		}
 	}
-	if v, ok := g["base_url"]; ok {
-		if s, isString := v.(string); isString && isHTTPURL(s) {
-			errs = appendErr(errs, setFromAdapter(raw, "gateway.base_url", s, "server", "public_url"))
-		} else {
-			errs = append(errs, fmt.Errorf("gateway.base_url: must be an absolute http(s) URL (it becomes server.public_url)"))
-		}
-	}
-	return errs
+	return appendErr(errs, adapterString(raw, g, "gateway", "base_url", isHTTPURL,
+		"must be an absolute http(s) URL (it becomes server.public_url)", "server", "public_url"))
 }
 
-// translateLogging: logging.level is log.level.
+// translateLogging: logging.level is log.level (which validation checks).
 func translateLogging(raw map[string]any) []error {
 	l, errs := adapterSection(raw, "logging", adapterLoggingKeys)
-	if v, ok := l["level"]; ok {
-		if s, isString := v.(string); isString {
-			errs = appendErr(errs, setFromAdapter(raw, "logging.level", s, "log", "level"))
-		} else {
-			errs = append(errs, fmt.Errorf("logging.level: want debug, info, warning or error"))
-		}
+	return appendErr(errs, adapterString(raw, l, "logging", "level", func(string) bool { return true },
+		"want debug, info, warning or error", "log", "level"))
+}
+
+// adapterString sets the mcpgw key segs from the string the adapter's
+// section holds under key, when it is there and valid says so.
+func adapterString(raw, section map[string]any, name, key string, valid func(string) bool, want string, segs ...string) error {
+	v, ok := section[key]
+	if !ok {
+		return nil
 	}
-	return errs
+	from := name + "." + key
+	if s, isString := v.(string); isString && valid(s) {
+		return setFromAdapter(raw, from, s, segs...)
+	}
+	return fmt.Errorf("%s: %s", from, want)
 }
 
 // translateCache: the adapter's backend-token cache is mcpgw's exchange
