@@ -34,6 +34,7 @@ import (
 //	GET    /admin/v1/agents            GET    /admin/v1/backends
 //	GET    /admin/v1/agents/{name}     GET    /admin/v1/backends/{name}
 //	PUT    /admin/v1/agents/{name}     PUT    /admin/v1/backends/{name}
+//	PATCH  /admin/v1/agents/{name}     PATCH  /admin/v1/backends/{name}
 //	DELETE /admin/v1/agents/{name}     DELETE /admin/v1/backends/{name}
 //	GET    /admin/v1/audit?kind=&subject=&agent=&backend=&decision=&since=&until=&limit=&cursor=
 //
@@ -92,6 +93,10 @@ type resource[T any] struct {
 	// merge completes a decoded body with the stored secrets it keeps and
 	// refuses secret references; old is nil on create.
 	merge func(path string, sent map[string]json.RawMessage, v, old *T) []string
+	// guard, when set, refuses an update v of old that would silently drop
+	// what the entry is bound by (an agent's client_id); unbind is the
+	// caller's explicit consent (?unbind=true).
+	guard func(path string, sent map[string]json.RawMessage, v, old *T, unbind bool) []string
 	// target, when set, reads where a PUT body points, for the policy
 	// (input.admin.target).
 	target func(ctx context.Context, body []byte) *policy.AdminTarget
@@ -134,6 +139,7 @@ func (s *Server) mountAdmin(log *slog.Logger) {
 		remove:    s.Store.DeleteAgent,
 		redact:    audit.RedactAgent,
 		merge:     mergeAgent,
+		guard:     guardAgent,
 		entries:   func(cand *config.Config) map[string]config.Agent { return cand.Agents },
 		conflicts: agentConflicts,
 	}
@@ -159,6 +165,12 @@ func (s *Server) mountAdmin(log *slog.Logger) {
 	// route and be answered as backend paths.
 	r.All("/", a.notFound)
 	r.All("/*", a.notFound)
+
+	compat := s.Gateway.App().Group(compatAdminPrefix)
+	mountCompatResource(compat, agents)
+	mountCompatResource(compat, backends)
+	compat.All("/", a.compatNotFound)
+	compat.All("/*", a.compatNotFound)
 }
 
 func mountResource[T any](r fiber.Router, res *resource[T]) {
@@ -167,8 +179,9 @@ func mountResource[T any](r fiber.Router, res *resource[T]) {
 	r.All(base, res.api.methodNotAllowed("GET"))
 	r.Get(base+"/:name", res.handleGet)
 	r.Put(base+"/:name", res.handlePut)
+	r.Patch(base+"/:name", res.handlePatch)
 	r.Delete(base+"/:name", res.handleDelete)
-	r.All(base+"/:name", res.api.methodNotAllowed("GET, PUT, DELETE"))
+	r.All(base+"/:name", res.api.methodNotAllowed("GET, PUT, PATCH, DELETE"))
 }
 
 // adminEntry is how the API shows a stored agent or backend. Value is in the
@@ -192,6 +205,12 @@ func (r *resource[T]) entry(e store.Entry[T]) (adminEntry, error) {
 }
 
 func (r *resource[T]) handleList(c *fiber.Ctx) error {
+	return r.answerList(c, func(e store.Entry[T]) (any, error) { return r.entry(e) })
+}
+
+// answerList answers a list call of either API: authenticated, authorized
+// as "list", every stored entry shown by view under the collection's name.
+func (r *resource[T]) answerList(c *fiber.Ctx, view func(store.Entry[T]) (any, error)) error {
 	p, ok := r.api.authenticate(c)
 	if !ok {
 		return nil
@@ -203,13 +222,13 @@ func (r *resource[T]) handleList(c *fiber.Ctx) error {
 	if err != nil {
 		return r.api.internal(c, "list "+r.plural, err)
 	}
-	out := make([]adminEntry, 0, len(entries))
+	out := make([]any, 0, len(entries))
 	for _, e := range entries {
-		ae, err := r.entry(e)
+		v, err := view(e)
 		if err != nil {
 			return r.api.internal(c, "list "+r.plural, err)
 		}
-		out = append(out, ae)
+		out = append(out, v)
 	}
 	return adminJSON(c, fiber.StatusOK, fiber.Map{r.plural: out})
 }
@@ -237,35 +256,58 @@ func (r *resource[T]) handleGet(c *fiber.Ctx) error {
 	return adminJSON(c, fiber.StatusOK, ae)
 }
 
-// beginWrite authenticates and authorizes a write, then takes the admin
-// write lock; ok is false when it has already answered (401, 403, 415,
-// 500). Authorization comes first and depends only on the request (action,
-// kind, name, target), never on the store: a caller who may not write gets
-// the same answer whether the name exists or not, and cannot hold the lock
-// or make this replica reload.
+// beginWrite authenticates and authorizes a write to the entry the URL
+// names, then takes the admin write lock; ok is false when it has already
+// answered (401, 403, 415, 500).
 func (r *resource[T]) beginWrite(c *fiber.Ctx, action string) (p *identity.Principal, name string, d policy.Decision, unlock func(), ok bool) {
 	if p, ok = r.api.authenticate(c); !ok {
 		return nil, "", d, nil, false
 	}
 	name = strings.Clone(c.Params("name"))
+	if d, unlock, ok = r.authorizeWrite(c, p, action, name); !ok {
+		return nil, "", d, nil, false
+	}
+	return p, name, d, unlock, true
+}
+
+// authorizeWrite authorizes a write by p to entry name and takes the admin
+// write lock. Authorization comes first and depends only on the request
+// (action, kind, name, target), never on the store: a caller who may not
+// write gets the same answer whether the name exists or not, and cannot
+// hold the lock or make this replica reload.
+func (r *resource[T]) authorizeWrite(c *fiber.Ctx, p *identity.Principal, action, name string) (d policy.Decision, unlock func(), ok bool) {
 	var target *policy.AdminTarget
-	isJSON := mediaType(c.Get(fiber.HeaderContentType)) == fiber.MIMEApplicationJSON
+	isJSON := jsonBody(c)
 	if action == actionWrite && r.target != nil && isJSON {
 		target = r.target(c.UserContext(), c.Body())
 	}
 	if d, ok = r.api.authorize(c, p, action, r.plural, name, target); !ok {
-		return nil, "", d, nil, false
+		return d, nil, false
 	}
 	if action == actionWrite && !isJSON {
-		_ = adminError(c, fiber.StatusUnsupportedMediaType, "invalid_request", "Content-Type must be application/json", nil)
-		return nil, "", d, nil, false
+		want := "application/json"
+		if c.Method() == fiber.MethodPatch {
+			want += " or " + mimeMergePatch
+		}
+		_ = adminError(c, fiber.StatusUnsupportedMediaType, "invalid_request", "Content-Type must be "+want, nil)
+		return d, nil, false
 	}
 	unlock, err := r.api.lockWrites(c.UserContext())
 	if err != nil {
 		_ = r.api.internal(c, "lock "+r.plural+"."+name, err)
-		return nil, "", d, nil, false
+		return d, nil, false
 	}
-	return p, name, d, unlock, true
+	return d, unlock, true
+}
+
+// mimeMergePatch is the media type of an RFC 7396 JSON merge patch.
+const mimeMergePatch = "application/merge-patch+json"
+
+// jsonBody reports a JSON request body: application/json, or a merge patch
+// on PATCH.
+func jsonBody(c *fiber.Ctx) bool {
+	mt := mediaType(c.Get(fiber.HeaderContentType))
+	return mt == fiber.MIMEApplicationJSON || (c.Method() == fiber.MethodPatch && mt == mimeMergePatch)
 }
 
 // handlePut creates or replaces an entry. The body replaces the stored entry
@@ -286,53 +328,123 @@ func (r *resource[T]) beginWrite(c *fiber.Ctx, action string) (p *identity.Princ
 // "[REDACTED]" where nothing is stored is refused rather than stored as a
 // literal credential; so is a kept secret when the backend's destination
 // (url, or an auth_config endpoint, server or issuer) changes, since the
-// stored secret would then be sent somewhere its owner never chose.
+// stored secret would then be sent somewhere its owner never chose. A PUT
+// that would leave out an agent's identity (see guard) is refused too.
 func (r *resource[T]) handlePut(c *fiber.Ctx) error {
-	p, name, d, unlock, ok := r.beginWrite(c, actionWrite)
+	w, ok := r.beginChange(c, false)
 	if !ok {
 		return nil
 	}
-	defer unlock()
-	ctx := c.UserContext()
-
-	var old *T
-	switch e, err := r.get(ctx, name); {
-	case err == nil:
-		old = &e.Value
-	case !errors.Is(err, store.ErrNotFound):
-		return r.api.internal(c, "get "+r.plural+"."+name, err)
+	defer w.unlock()
+	ae, created, answered := r.save(c, w.p, w.d, w.name, c.Body(), w.old)
+	if answered {
+		return nil
 	}
+	return r.answerSaved(c, ae, created)
+}
+
+// change is an authorized write to the entry the URL names, holding the
+// admin write lock until unlock: who writes, on what decision, and what is
+// stored now (old, nil when nothing is).
+type change[T any] struct {
+	p      *identity.Principal
+	name   string
+	d      policy.Decision
+	old    *T
+	unlock func()
+}
+
+// beginChange is beginWrite followed by reading the stored entry; with
+// mustExist a missing one is answered 404. ok is false when it has answered.
+func (r *resource[T]) beginChange(c *fiber.Ctx, mustExist bool) (w change[T], ok bool) {
+	if w.p, w.name, w.d, w.unlock, ok = r.beginWrite(c, actionWrite); !ok {
+		return w, false
+	}
+	old, err := r.load(c.UserContext(), w.name)
+	switch {
+	case err != nil:
+		_ = r.api.internal(c, "get "+r.plural+"."+w.name, err)
+	case old == nil && mustExist:
+		_ = r.notFound(c, w.name)
+	default:
+		w.old = old
+		return w, true
+	}
+	w.unlock()
+	return w, false
+}
+
+// answerSaved answers a PUT or PATCH with the stored entry.
+func (r *resource[T]) answerSaved(c *fiber.Ctx, ae adminEntry, created bool) error {
+	if !created {
+		return adminJSON(c, fiber.StatusOK, ae)
+	}
+	c.Location(adminPrefix + "/" + r.plural + "/" + ae.Name)
+	return adminJSON(c, fiber.StatusCreated, ae)
+}
+
+// load is the stored entry name, nil when there is none.
+func (r *resource[T]) load(ctx context.Context, name string) (*T, error) {
+	e, err := r.get(ctx, name)
+	switch {
+	case err == nil:
+		return &e.Value, nil
+	case errors.Is(err, store.ErrNotFound):
+		return nil, nil
+	}
+	return nil, err
+}
+
+// save validates body, an entry in config.yaml's shape, as the new value of
+// entry name (old is what is stored, nil on create) against the whole
+// topology, stores it with its audit record and swaps the routing table.
+// Every write of the admin API, /admin/v1 and the Okta MCP adapter's
+// routes, ends here, so all are checked and audited alike. ok is false when
+// answered is true when it has refused the write (400, 409, 500);
+// otherwise the caller answers with ae.
+func (r *resource[T]) save(c *fiber.Ctx, p *identity.Principal, d policy.Decision, name string, body []byte, old *T) (ae adminEntry, created, answered bool) {
+	ctx := c.UserContext()
 	path := r.plural + "." + name
 	if len(name) > maxObjectName {
-		return invalid(c, []string{fmt.Sprintf("%s: name is longer than %d bytes", r.plural, maxObjectName)})
+		return ae, false, refused(invalid(c, []string{fmt.Sprintf("%s: name is longer than %d bytes", r.plural, maxObjectName)}))
+	}
+	unbind, err := unbindParam(c)
+	if err != nil {
+		return ae, false, refused(invalid(c, []string{err.Error()}))
 	}
 	var v T
-	sent, problems := decodeBody(path, name, c.Body(), &v)
+	sent, problems := decodeBody(path, name, body, &v)
 	if sent != nil {
 		problems = append(problems, r.merge(path, sent, &v, old)...)
+		if r.guard != nil && old != nil {
+			problems = append(problems, r.guard(path, sent, &v, old, unbind)...)
+		}
 	}
 	if len(problems) > 0 {
-		return invalid(c, problems)
+		return ae, false, refused(invalid(c, problems))
 	}
 
 	cand, err := r.api.candidate(ctx)
 	if err != nil {
-		return r.api.internal(c, "read topology", err)
+		return ae, false, refused(r.api.internal(c, "read topology", err))
 	}
 	r.entries(cand)[name] = v
 	problems = topologyProblems(cand)
 	if conflicts := r.conflicts(cand, name); len(conflicts) > 0 {
-		return adminError(c, fiber.StatusConflict, "conflict", strings.Join(conflicts, "; "), conflicts)
+		return ae, false, refused(adminError(c, fiber.StatusConflict, "conflict", strings.Join(conflicts, "; "), conflicts))
 	}
 	if len(problems) == 0 {
 		// Validate checks shapes; building the routing table also builds
-		// each backend's credential injector, as a reload will.
+		// each backend's credential injector and reads each agent's key,
+		// as a reload will.
 		if _, err := buildTopology(cand.Backends, cand.Agents, r.api.s.Gateway.opts.Injectors); err != nil {
-			problems = append(problems, err.Error())
+			for _, e := range unjoin(err) {
+				problems = append(problems, e.Error())
+			}
 		}
 	}
 	if len(problems) > 0 {
-		return invalid(c, problems)
+		return ae, false, refused(invalid(c, problems))
 	}
 
 	// Stored as validated: normalized like a loaded config file (default
@@ -340,59 +452,80 @@ func (r *resource[T]) handlePut(c *fiber.Ctx) error {
 	v = r.entries(cand)[name]
 	ch, err := r.put(ctx, v, r.api.changeMeta(c, p, d))
 	if err != nil {
-		return r.api.internal(c, "put "+path, err)
+		return ae, false, refused(r.api.internal(c, "put "+path, err))
 	}
-	if err := r.api.apply(c, ch.Audit); err != nil {
-		return err
+	if !r.api.apply(c, ch.Audit) {
+		return ae, false, true
 	}
 	e, err := r.get(ctx, name)
+	if err == nil {
+		ae, err = r.entry(e)
+	}
 	if err != nil {
-		return r.api.internal(c, "get "+path, err)
+		return ae, false, refused(r.api.internal(c, "get "+path, err))
 	}
-	ae, err := r.entry(e)
-	if err != nil {
-		return r.api.internal(c, "get "+path, err)
+	return ae, ch.Before == nil, false
+}
+
+// refused marks a request as answered with a refusal. The error of writing
+// the refusal is dropped: the client is gone and nothing more can be sent.
+func refused(error) bool { return true }
+
+// unbindParam reads ?unbind=true, the explicit consent a write needs to
+// remove an agent's client binding.
+func unbindParam(c *fiber.Ctx) (bool, error) {
+	switch v := c.Query("unbind"); v {
+	case "", "false":
+		return false, nil
+	case "true":
+		return true, nil
 	}
-	status := fiber.StatusOK
-	if ch.Before == nil {
-		status = fiber.StatusCreated
-		c.Location(adminPrefix + "/" + r.plural + "/" + name)
-	}
-	return adminJSON(c, status, ae)
+	return false, errors.New("query parameter unbind: want true or false")
 }
 
 func (r *resource[T]) handleDelete(c *fiber.Ctx) error {
+	return r.answerDelete(c, func(string) error { return c.SendStatus(fiber.StatusNoContent) })
+}
+
+// answerDelete deletes the entry the URL names for a delete call of either
+// API and, once it is gone, answers with done.
+func (r *resource[T]) answerDelete(c *fiber.Ctx, done func(name string) error) error {
 	p, name, d, unlock, ok := r.beginWrite(c, actionDelete)
 	if !ok {
 		return nil
 	}
 	defer unlock()
-	ctx := c.UserContext()
+	if r.drop(c, p, d, name) {
+		return nil
+	}
+	return done(name)
+}
 
+// drop deletes entry name with its audit record and swaps the routing
+// table; answered is true when it has refused (404, 409, 500).
+func (r *resource[T]) drop(c *fiber.Ctx, p *identity.Principal, d policy.Decision, name string) (answered bool) {
+	ctx := c.UserContext()
 	if _, err := r.get(ctx, name); errors.Is(err, store.ErrNotFound) {
-		return r.notFound(c, name)
+		return refused(r.notFound(c, name))
 	} else if err != nil {
-		return r.api.internal(c, "get "+r.plural+"."+name, err)
+		return refused(r.api.internal(c, "get "+r.plural+"."+name, err))
 	}
 	cand, err := r.api.candidate(ctx)
 	if err != nil {
-		return r.api.internal(c, "read topology", err)
+		return refused(r.api.internal(c, "read topology", err))
 	}
 	delete(r.entries(cand), name)
 	if conflicts := r.conflicts(cand, name); len(conflicts) > 0 {
-		return adminError(c, fiber.StatusConflict, "conflict", strings.Join(conflicts, "; "), conflicts)
+		return refused(adminError(c, fiber.StatusConflict, "conflict", strings.Join(conflicts, "; "), conflicts))
 	}
 	ch, err := r.remove(ctx, name, r.api.changeMeta(c, p, d))
 	if errors.Is(err, store.ErrNotFound) {
-		return r.notFound(c, name)
+		return refused(r.notFound(c, name))
 	}
 	if err != nil {
-		return r.api.internal(c, "delete "+r.plural+"."+name, err)
+		return refused(r.api.internal(c, "delete "+r.plural+"."+name, err))
 	}
-	if err := r.api.apply(c, ch.Audit); err != nil {
-		return err
-	}
-	return c.SendStatus(fiber.StatusNoContent)
+	return !r.api.apply(c, ch.Audit)
 }
 
 func (r *resource[T]) notFound(c *fiber.Ctx, name string) error {
@@ -422,12 +555,8 @@ func topologyProblems(cand *config.Config) []string {
 	if err == nil {
 		return nil
 	}
-	errs := []error{err}
-	if joined, ok := err.(interface{ Unwrap() []error }); ok {
-		errs = joined.Unwrap()
-	}
 	var out []string
-	for _, e := range errs {
+	for _, e := range unjoin(err) {
 		if msg := e.Error(); strings.HasPrefix(msg, "backends.") || strings.HasPrefix(msg, "agents.") {
 			out = append(out, msg)
 		}
@@ -869,8 +998,10 @@ func adminTarget(kind, name string) string {
 // one the token's client is registered as, when the topology knows it.
 func (a *adminAPI) changeMeta(c *fiber.Ctx, p *identity.Principal, d policy.Decision) store.ChangeMeta {
 	meta := store.ChangeMeta{Subject: p.Subject, Issuer: p.Issuer, DecisionID: d.ID, Revision: d.Revision, RequestID: requestID(c)}
-	if agent, err := a.s.Gateway.topo.Load().agentFor(strings.Clone(c.Get("X-Agent-ID")), p); err == nil {
-		meta.Agent = agent.ID()
+	if id, header, err := agentHeader(c); err == nil {
+		if agent, err := a.s.Gateway.topo.Load().agentFor(id, header, p); err == nil {
+			meta.Agent = agent.ID()
+		}
 	}
 	return meta
 }
@@ -879,17 +1010,19 @@ func (a *adminAPI) changeMeta(c *fiber.Ctx, p *identity.Principal, d policy.Deci
 // routing table. The store already holds the record (written with the
 // change); s.Audit also writes to the store, where a record whose id is
 // stored is skipped, so the extra sinks (stdout, HTTP collector) get it
-// once and the store does not get it twice.
-func (a *adminAPI) apply(c *fiber.Ctx, rec audit.Record) error {
+// once and the store does not get it twice. false: the table could not be
+// swapped and the request has been answered with 500.
+func (a *adminAPI) apply(c *fiber.Ctx, rec audit.Record) bool {
 	a.s.Audit.Write(context.WithoutCancel(c.UserContext()), rec)
 	a.log.Info("admin change", "action", rec.Action, "kind", rec.ObjectKind, "name", rec.ObjectName,
 		"subject", rec.Subject, "decision_id", rec.DecisionID, "request_id", rec.RequestID)
 	if err := a.s.Reload(c.UserContext()); err != nil {
 		a.log.Error("admin change stored but not applied", "request_id", rec.RequestID, "err", err)
-		return adminError(c, fiber.StatusInternalServerError, "server_error",
+		_ = adminError(c, fiber.StatusInternalServerError, "server_error",
 			"the change was stored but this gateway could not apply it yet; it retries when it next polls the store (request id "+rec.RequestID+")", nil)
+		return false
 	}
-	return nil
+	return true
 }
 
 // auditParams are the query parameters of GET /admin/v1/audit.

@@ -2,7 +2,12 @@ package gateway
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -309,8 +314,9 @@ func TestAdminSecretsAreWriteOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = vault.Close() })
-	const pem = "-----BEGIN PRIVATE KEY-----\nPKEYBODY\n-----END PRIVATE KEY-----"
-	secrets := []string{"psk-123", "qs-123", "cs-123", "PKEYBODY"}
+	// A real key: one that does not parse is refused at the write.
+	pem, pemBody := testPEMKey(t)
+	secrets := []string{"psk-123", "qs-123", "cs-123", pemBody}
 	var seen []string // every admin API reply, checked for secrets at the end
 	call := func(want int, method, path, body string) []byte {
 		t.Helper()
@@ -680,4 +686,21 @@ func TestAdminAuditTrail(t *testing.T) {
 	if want := []string{"cursor", "decision", "kind", "limit", "since"}; !slices.Equal(named, want) {
 		t.Fatalf("problems name %v, want %v: %s", named, want, body)
 	}
+}
+
+// testPEMKey is a fresh PKCS#8 EC private key in PEM, and a piece of its
+// body to look for where the key must never appear.
+func testPEMKey(t *testing.T) (string, string) {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+	lines := strings.Split(text, "\n")
+	return text, lines[1][:32]
 }

@@ -176,6 +176,11 @@ func (g *Gateway) SetTopology(backends map[string]config.Backend, agents map[str
 		return err
 	}
 	t.issuers = g.issuers
+	// An agent_audiences issuer's tokens are accepted by the agents'
+	// client_ids; the verifier must know them before the table serves.
+	if v, ok := g.opts.Verifier.(interface{ SetAgentClients(map[string][]string) }); ok {
+		v.SetAgentClients(t.agentClients())
+	}
 	g.topo.Store(t)
 	return nil
 }

@@ -118,9 +118,13 @@ func (g *Gateway) serveMCP(c *fiber.Ctx, rec *requestRecord) error {
 	if !r.backend.ForwardSubpaths {
 		rest = ""
 	}
+	agentID, header, err := agentHeader(c)
 	// The agent asked for, until the one that takes the token is known.
-	rec.agent = truncate(c.Get("X-Agent-ID"), maxLoggedName)
-	agent, err := topo.agentFor(c.Get("X-Agent-ID"), p)
+	rec.agent = truncate(agentID, maxLoggedName)
+	if err != nil {
+		return writeOAuthError(c, fiber.StatusBadRequest, "invalid_request", err.Error(), "")
+	}
+	agent, err := topo.agentFor(agentID, header, p)
 	if err != nil {
 		return writeOAuthError(c, fiber.StatusForbidden, "access_denied", err.Error(), "")
 	}

@@ -164,18 +164,11 @@ func Start(ctx context.Context, cfg *config.Config, o StartOptions) (srv *Server
 	if live.Backends, live.Agents, err = loadTopology(ctx, s.Store); err != nil {
 		return nil, err
 	}
-	issuers := make([]string, 0, len(cfg.Identity.Issuers))
-	for _, is := range cfg.Identity.Issuers {
-		issuers = append(issuers, is.Issuer)
-	}
-	exchanger, err := exchange.New(exchange.Deps{Logger: log, Metrics: exchangeMetrics{s.Metrics}, ExchangeTimeout: cfg.Exchange.Timeout, Issuers: issuers,
-		Cache: exchange.CacheConfig{MaxCost: cfg.Exchange.CacheMaxBytes, MaxTTL: cfg.Exchange.CacheMaxTTL, FailureTTL: cfg.Exchange.FailureTTL}})
+	injectors, closeExchanger, err := newInjectors(cfg, log, exchangeMetrics{s.Metrics})
 	if err != nil {
 		return nil, err
 	}
-	s.closers = append(s.closers, func(context.Context) error { exchanger.Close(); return nil })
-	injectors := upstream.BasicFactories()
-	maps.Copy(injectors, exchanger.Factories())
+	s.closers = append(s.closers, func(context.Context) error { closeExchanger(); return nil })
 	maps.Copy(injectors, o.Injectors)
 	s.Gateway, err = New(Options{
 		Config: &live, Verifier: s.Verifier, Authorizer: s.Engine, Sealer: sealer, Injectors: injectors, Logger: log,
@@ -218,6 +211,24 @@ func Start(ctx context.Context, cfg *config.Config, o StartOptions) (srv *Server
 	log.Info("mcpgw listening", "addr", s.ln.Addr().String(), "public_url", cfg.Server.PublicURL,
 		"backends", len(cfg.Backends), "agents", len(cfg.Agents), "policy_revision", s.Engine.Revision())
 	return s, nil
+}
+
+// newInjectors makes the credential injector factories of every
+// auth_method: the basic ones and the token-exchange ones, whose exchanger
+// closeFn stops.
+func newInjectors(cfg *config.Config, log *slog.Logger, m exchange.Metrics) (map[string]upstream.InjectorFactory, func(), error) {
+	issuers := make([]string, 0, len(cfg.Identity.Issuers))
+	for _, is := range cfg.Identity.Issuers {
+		issuers = append(issuers, is.Issuer)
+	}
+	exchanger, err := exchange.New(exchange.Deps{Logger: log, Metrics: m, ExchangeTimeout: cfg.Exchange.Timeout, Issuers: issuers,
+		Cache: exchange.CacheConfig{MaxCost: cfg.Exchange.CacheMaxBytes, MaxTTL: cfg.Exchange.CacheMaxTTL, FailureTTL: cfg.Exchange.FailureTTL}})
+	if err != nil {
+		return nil, nil, err
+	}
+	injectors := upstream.BasicFactories()
+	maps.Copy(injectors, exchanger.Factories())
+	return injectors, exchanger.Close, nil
 }
 
 // Done delivers the serve loop's error when it stops.

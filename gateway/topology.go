@@ -1,13 +1,16 @@
 package gateway
 
 import (
+	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"slices"
 	"sort"
 	"strings"
 
 	"github.com/mcpgw/mcpgw/internal/config"
+	"github.com/mcpgw/mcpgw/internal/exchange"
 	"github.com/mcpgw/mcpgw/internal/identity"
 	"github.com/mcpgw/mcpgw/internal/upstream"
 )
@@ -40,26 +43,38 @@ type prefix struct {
 	route *route
 }
 
+// buildTopology builds the routing table, and with it everything a call
+// will need that can be checked now: each backend's URL and credential
+// injector (its auth_config parsed) and each agent's private key. It runs
+// at start, at every admin write and at every reload, so a key or
+// credential that cannot work is refused there, named by its key path,
+// rather than at the first call. Every problem is returned (errors.Join),
+// in name order.
 func buildTopology(backends map[string]config.Backend, agents map[string]config.Agent, factories map[string]upstream.InjectorFactory) (*topology, error) {
 	t := &topology{
 		backends: make(map[string]*route, len(backends)),
 		agents:   make(map[string]config.Agent, len(agents)),
 		byClient: map[string][]config.Agent{},
 	}
+	var errs []error
 	seen := map[string]string{}
-	for name, b := range backends {
+	for _, name := range slices.Sorted(maps.Keys(backends)) {
+		b := backends[name]
 		b.Name = name
 		u, err := url.Parse(b.URL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, fmt.Errorf("backends.%s.url: must be an absolute http(s) URL", name)
+			errs = append(errs, fmt.Errorf("backends.%s.url: must be an absolute http(s) URL", name))
+			continue
 		}
 		factory, ok := factories[b.AuthMethod]
 		if !ok {
-			return nil, fmt.Errorf("backends.%s.auth_method: %q is not available in this build", name, b.AuthMethod)
+			errs = append(errs, fmt.Errorf("backends.%s.auth_method: %q is not available in this build", name, b.AuthMethod))
+			continue
 		}
 		inj, err := factory(b)
 		if err != nil {
-			return nil, fmt.Errorf("backends.%s: %w", name, err)
+			errs = append(errs, fmt.Errorf("backends.%s: %w", name, err))
+			continue
 		}
 		paths := b.Paths
 		if len(paths) == 0 {
@@ -70,38 +85,78 @@ func buildTopology(backends map[string]config.Backend, agents map[string]config.
 		for i, p := range paths {
 			cp := canonicalPath(p)
 			if reserved, ok := reservedRoute(cp); ok {
-				return nil, fmt.Errorf("backends.%s.paths[%d]: %q is the gateway's own route %s", name, i, p, reserved)
+				errs = append(errs, fmt.Errorf("backends.%s.paths[%d]: %q is the gateway's own route %s", name, i, p, reserved))
+				continue
 			}
 			if other, dup := seen[cp]; dup {
-				return nil, fmt.Errorf("backends.%s.paths[%d]: %q is also a path of backend %s", name, i, p, other)
+				errs = append(errs, fmt.Errorf("backends.%s.paths[%d]: %q is also a path of backend %s", name, i, p, other))
+				continue
 			}
 			seen[cp] = name
 			t.prefixes = append(t.prefixes, prefix{path: cp, route: r})
 		}
 	}
 	sort.Slice(t.prefixes, func(i, j int) bool { return len(t.prefixes[i].path) > len(t.prefixes[j].path) })
-	for name, a := range agents {
+	for _, name := range slices.Sorted(maps.Keys(agents)) {
+		a := agents[name]
 		a.Name = name
 		id := a.ID()
 		if _, dup := t.agents[id]; dup {
-			return nil, fmt.Errorf("agents.%s.agent_id: %q is used by another agent", name, id)
+			errs = append(errs, fmt.Errorf("agents.%s.agent_id: %q is used by another agent", name, id))
+			continue
 		}
-		for i, bn := range a.BackendAccess {
-			if _, ok := backends[bn]; !ok {
-				return nil, fmt.Errorf("agents.%s.backend_access[%d]: unknown backend %q", name, i, bn)
-			}
-		}
+		errs = append(errs, agentProblems(a, backends)...)
 		t.agents[id] = a
 		if a.ClientID != "" {
 			t.byClient[a.ClientID] = append(t.byClient[a.ClientID], a)
 		}
 	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
 	return t, nil
+}
+
+// agentProblems checks what agent a's calls will need: the backends it is
+// granted exist, its private key parses, and an agent reaching an
+// okta-cross-app backend has the client_id and private key its exchange is
+// made with (private_key_jwt as the agent's client).
+func agentProblems(a config.Agent, backends map[string]config.Backend) []error {
+	var errs []error
+	if err := exchange.CheckAgentKey(a); err != nil {
+		errs = append(errs, err)
+	}
+	hasKey := a.PrivateKey != "" || a.PrivateKeyFile != ""
+	for i, bn := range a.BackendAccess {
+		b, ok := backends[bn]
+		switch {
+		case !ok:
+			errs = append(errs, fmt.Errorf("agents.%s.backend_access[%d]: unknown backend %q", a.Name, i, bn))
+		case b.AuthMethod != config.AuthOktaCrossApp:
+		case a.ClientID == "":
+			errs = append(errs, fmt.Errorf("agents.%s.client_id: required: the agent may reach backends.%s, whose okta-cross-app exchange is made as the agent's OAuth client", a.Name, bn))
+		case !hasKey:
+			errs = append(errs, fmt.Errorf("agents.%s.private_key: required: the agent may reach backends.%s, whose okta-cross-app exchange the agent signs with it (private_key_jwt)", a.Name, bn))
+		}
+	}
+	return errs
+}
+
+// agentClients lists, per issuer, the client_ids of the agents bound to it:
+// what an agent_audiences issuer's tokens must name.
+func (t *topology) agentClients() map[string][]string {
+	out := map[string][]string{}
+	for _, a := range t.agents {
+		if iss := t.agentIssuer(a); iss != "" && a.ClientID != "" {
+			out[iss] = append(out[iss], a.ClientID)
+		}
+	}
+	return out
 }
 
 // reservedPaths are the gateway's own routes; a backend routed at or below
 // one would be shadowed by it.
-var reservedPaths = []string{adminPrefix, "/.well-known", "/healthz", "/readyz", "/metrics"}
+var reservedPaths = []string{adminPrefix, compatAdminPrefix, "/.well-known", "/healthz", "/readyz", "/metrics"}
 
 func reservedRoute(cp string) (string, bool) {
 	for _, r := range reservedPaths {
@@ -154,15 +209,18 @@ func (t *topology) match(path string) (*route, string) {
 	return nil, ""
 }
 
-// agentFor resolves the calling agent: X-Agent-ID when sent, else the one
-// agent registered for the token's client. An agent id is not a password:
-// the token must be one the agent takes (bindingError). This is the hard
-// boundary; the shipped policy's caller rules say the same, so a decision
-// record never shows an agent the gateway would not have let through.
-func (t *topology) agentFor(header string, p *identity.Principal) (config.Agent, error) {
-	if header == "" {
+// agentFor resolves the calling agent: the one the agent header names
+// (id, sent in header: X-Agent-ID or X-MCP-Agent), else the one agent
+// registered for the token's client (the Okta MCP adapter's fallback: its
+// cid, or for an org server's ID token its aud). An agent id is not a
+// password: the token must be one the agent takes (bindingError). This is
+// the hard boundary; the shipped policy's caller rules say the same, so a
+// decision record never shows an agent the gateway would not have let
+// through.
+func (t *topology) agentFor(id, header string, p *identity.Principal) (config.Agent, error) {
+	if id == "" {
 		if p.ClientID == "" {
-			return config.Agent{}, fmt.Errorf("missing X-Agent-ID header (the token proves no OAuth client to find the agent by)")
+			return config.Agent{}, fmt.Errorf("missing X-Agent-ID (or X-MCP-Agent) header, and the token proves no OAuth client to find the agent by")
 		}
 		var candidates []config.Agent
 		for _, a := range t.byClient[p.ClientID] {
@@ -171,13 +229,13 @@ func (t *topology) agentFor(header string, p *identity.Principal) (config.Agent,
 			}
 		}
 		if len(candidates) != 1 {
-			return config.Agent{}, fmt.Errorf("missing X-Agent-ID header")
+			return config.Agent{}, fmt.Errorf("missing X-Agent-ID (or X-MCP-Agent) header, and the token's client is registered for %d agents it may use, not one", len(candidates))
 		}
 		return candidates[0], nil
 	}
-	a, ok := t.agents[header]
+	a, ok := t.agents[id]
 	if !ok {
-		return config.Agent{}, fmt.Errorf("unknown agent %q in X-Agent-ID header", header)
+		return config.Agent{}, fmt.Errorf("unknown agent %q in %s header", id, header)
 	}
 	if err := t.bindingError(a, p); err != nil {
 		return config.Agent{}, err

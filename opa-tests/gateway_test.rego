@@ -125,6 +125,22 @@ test_effective_scopes_are_token_and_agent if {
 	gateway.effective_scopes == {"mcp:read"} with input as req
 }
 
+test_agent_without_scopes_leaves_them_to_the_token if {
+	without := object.remove(fixtures.call(fixtures.admins, fixtures.rw, "employees", "update_employee", {"employee_id": "e-1"}), ["agent"])
+	req := object.union(without, {"agent": object.remove(fixtures.base.agent, ["scopes"])})
+	gateway.decision.allow with input as req
+	gateway.effective_scopes == {"mcp:read", "mcp:write"} with input as req
+	nulled := object.union(req, {"agent": {"scopes": null}})
+	gateway.decision.allow with input as nulled
+}
+
+test_agent_with_empty_scopes_may_use_none if {
+	req := object.union(fixtures.call(fixtures.admins, fixtures.rw, "employees", "get_employee", {"employee_id": "e-1"}), {"agent": {"scopes": []}})
+	d := gateway.decision with input as req
+	d == {"allow": false, "reasons": ["missing scope mcp:read"], "status": 403, "scope": "mcp:read"}
+	count(gateway.effective_scopes) == 0 with input as req
+}
+
 test_read_only_tool_needs_only_read_scope if {
 	gateway.decision.allow with input as fixtures.call(fixtures.viewers, fixtures.ro, "employees", "get_employee", {"employee_id": "e-1"})
 }

@@ -30,7 +30,8 @@ message_denials contains message_denial(sprintf("method %s is not allowed by pol
 # title: Effective scopes
 # description: >-
 #   The scopes the caller may use on this request: those in the token that the
-#   agent is also allowed to use (token scopes intersected with agent scopes).
+#   agent is also allowed to use (token scopes intersected with agent scopes;
+#   the token's scopes alone when the agent sets none).
 effective_scopes := {s | some s in input.token.scopes; scope_held(s)}
 
 # METADATA
@@ -40,8 +41,21 @@ effective_scopes := {s | some s in input.token.scopes; scope_held(s)}
 #   agent may use it. Asked for one scope, this does not build the whole set.
 scope_held(scope) if {
 	scope in input.token.scopes
-	scope in input.agent.scopes
+	agent_allows_scope(scope)
 }
+
+# METADATA
+# title: Agent without scopes
+# description: >-
+#   An agent whose record sets no scopes (input.agent.scopes absent or null, as
+#   in every Okta MCP adapter example) leaves the decision to the token's
+#   scopes. An empty list is different: the agent may use none.
+agent_allows_scope(_) if object.get(input.agent, "scopes", null) == null
+
+# METADATA
+# title: Agent scope
+# description: An agent that lists scopes may use only those.
+agent_allows_scope(scope) if scope in input.agent.scopes
 
 # METADATA
 # title: Method of the message

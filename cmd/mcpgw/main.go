@@ -1,6 +1,7 @@
 // Command mcpgw is the policy-as-code gateway for the Model Context Protocol.
 //
 //	mcpgw serve --config FILE      run the gateway
+//	mcpgw config check             validate a configuration without starting
 //	mcpgw demo                     gateway + demo IdP + demo backends + shipped policies
 //	mcpgw policy eval --input F    evaluate the policy offline
 //	mcpgw bundle verify FILE       check a signed policy bundle
@@ -20,7 +21,9 @@ import (
 const usage = `usage: mcpgw <command> [flags]
 
 commands:
-  serve --config FILE                  run the gateway (every key overridable by MCPGW_* env)
+  serve [--config FILE] [--env-file F] run the gateway (every key overridable by MCPGW_* env)
+  config check [--config FILE] [--env-file F] [--print]
+                                       report every problem a start would hit, starting nothing
   demo [--listen ADDR]                 run a self-contained demo (IdP, backends, policies)
   policy eval --input FILE [--policies DIR | --bundle FILE] [--explain[=MODE]]
                                        print the decision a policy makes for an input
@@ -44,6 +47,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "serve":
 		return runServe(ctx, args[1:], stdout, stderr)
+	case "config":
+		return runConfig(ctx, args[1:], stdout, stderr)
 	case "demo":
 		return runDemo(ctx, args[1:], stdout, stderr)
 	case "policy":

@@ -40,7 +40,7 @@ func TestExampleConfigStartsAsItIs(t *testing.T) {
 		"MCPGW_IDENTITY__ISSUERS__0__JWKS_URL=" + idp.JWKSURL(),
 	}
 	var logs testutil.SyncBuffer
-	srv, cfg, _, ok := startServe(ctx, exampleConfig, environ, &logs)
+	srv, cfg, _, ok := startServe(ctx, config.Source{Path: exampleConfig, From: "--config"}, environ, config.EnvFile{}, &logs)
 	if !ok {
 		t.Fatalf("%s does not start:\n%s", exampleConfig, logs.String())
 	}
@@ -71,7 +71,8 @@ func TestExampleConfigStartsAsItIs(t *testing.T) {
 // The commented policy.opa block of the reference configuration is valid
 // where it stands: uncommented, the file still loads.
 func TestExampleConfigOPABlockValidates(t *testing.T) {
-	raw, err := os.ReadFile(filepath.Join("../..", exampleConfig))
+	t.Chdir("../..") // the file's relative paths are the repository root's
+	raw, err := os.ReadFile(exampleConfig)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -123,8 +123,15 @@ type Identity struct {
 
 // Issuer is one trusted OIDC/OAuth issuer.
 type Issuer struct {
-	Issuer    string   `koanf:"issuer"`
+	Issuer string `koanf:"issuer"`
+	// Audiences are the aud values accepted on this issuer's tokens.
 	Audiences []string `koanf:"audiences"`
+	// AgentAudiences also accepts a token whose aud, or whose client (cid,
+	// azp, client_id, appid), is the client_id of an agent bound to this
+	// issuer: the Okta MCP adapter's rule for the Okta org authorization
+	// server, whose tokens carry no API audience (an ID token's aud is the
+	// client). With it, audiences may be empty.
+	AgentAudiences bool `koanf:"agent_audiences"`
 	// JWKSURL empty: discovered from the issuer's metadata.
 	JWKSURL string `koanf:"jwks_url"`
 	// GroupsClaim names the claim holding group names (default "groups").
@@ -195,12 +202,16 @@ type Agent struct {
 	// ClientSecret and empties this field.
 	ClientSecretFile string `koanf:"client_secret_file"`
 	// PrivateKey is a JWK (as the adapter has it) or PEM; PrivateKeyFile a path to either.
-	PrivateKey     string   `koanf:"private_key"`
-	PrivateKeyFile string   `koanf:"private_key_file"`
-	Scopes         []string `koanf:"scopes"`
-	BackendAccess  []string `koanf:"backend_access"`
-	Enabled        *bool    `koanf:"enabled"`
-	Description    string   `koanf:"description"`
+	PrivateKey     string `koanf:"private_key"`
+	PrivateKeyFile string `koanf:"private_key_file"`
+	// Scopes bound what the agent may do with a token's scopes. Absent
+	// (nil), the token's scopes decide, as in the Okta MCP adapter, whose
+	// examples never set them; an empty list ("scopes: []") allows none.
+	// The two must stay distinct everywhere an agent is stored or decided.
+	Scopes        []string `koanf:"scopes"`
+	BackendAccess []string `koanf:"backend_access"`
+	Enabled       *bool    `koanf:"enabled"`
+	Description   string   `koanf:"description"`
 }
 
 // IsEnabled treats an absent enabled flag as true, as the adapter does.

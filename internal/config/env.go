@@ -2,7 +2,6 @@ package config
 
 import (
 	"fmt"
-	"net"
 	"reflect"
 	"slices"
 	"sort"
@@ -101,10 +100,7 @@ func checkEnvPath(o envOverride) error {
 		case reflect.Struct:
 			ft, ok := fieldType(t, seg)
 			if !ok {
-				if t == backendType || t == agentType || (path == "" && adapterTopLevelKeys[seg]) {
-					return nil
-				}
-				return fmt.Errorf("%s: %w%s", o.name, unknownKey(joinPath(path, seg), seg, structKeys(t)), nestingHint(o, i, t))
+				return fmt.Errorf("%s: %w%s", o.name, unknownKeyIn(t, joinPath(path, seg), seg), nestingHint(o, i, t))
 			}
 			t, path = ft, joinPath(path, seg)
 		case reflect.Map:
@@ -239,63 +235,6 @@ func setDefault(raw map[string]any, val any, segs ...string) {
 		// Cannot fail: every default path names struct fields and maps only.
 		_ = setRaw(raw, segs, val)
 	}
-}
-
-// applyAdapterEnv honours the Okta MCP adapter's variables. They sit above
-// the file and below MCPGW_*; the issuer is used only when neither the file
-// nor MCPGW_* configure any.
-func applyAdapterEnv(raw map[string]any, vars map[string]string, mcpgwSetsIssuers bool) []error {
-	var errs []error
-	if !mcpgwSetsIssuers && !hasItems(getRaw(raw, "identity", "issuers")) {
-		if iss := adapterIssuer(vars); iss != "" {
-			audiences := []any{"api://default"}
-			if a := splitList(vars["OKTA_AUDIENCE"]); len(a) > 0 {
-				audiences = a
-			}
-			_ = setRaw(raw, []string{"identity", "issuers"}, []any{map[string]any{"issuer": iss, "audiences": audiences}})
-		}
-	}
-	if v, ok := vars["GATEWAY_BASE_URL"]; ok && v != "" {
-		_ = setRaw(raw, []string{"server", "public_url"}, v)
-	}
-	if v, ok := vars["GATEWAY_PORT"]; ok && v != "" {
-		port, err := strconv.Atoi(v)
-		if err != nil || port < 1 || port > 65535 {
-			errs = append(errs, fmt.Errorf("GATEWAY_PORT: must be a port number between 1 and 65535"))
-		} else {
-			host := defaultListenHost
-			if listen, ok := getRaw(raw, "server", "listen").(string); ok {
-				if h, _, err := net.SplitHostPort(listen); err == nil {
-					host = h
-				}
-			}
-			_ = setRaw(raw, []string{"server", "listen"}, net.JoinHostPort(host, strconv.Itoa(port)))
-		}
-	}
-	if v, ok := vars["LOG_LEVEL"]; ok && v != "" {
-		_ = setRaw(raw, []string{"log", "level"}, v)
-	}
-	return errs
-}
-
-// adapterIssuer derives the issuer as the adapter does: OKTA_ISSUER, else
-// the custom authorization server OKTA_AUTHORIZATION_SERVER_ID ("default"
-// when unset) of OKTA_DOMAIN.
-func adapterIssuer(vars map[string]string) string {
-	if iss := strings.TrimSpace(vars["OKTA_ISSUER"]); iss != "" {
-		return strings.TrimRight(iss, "/")
-	}
-	domain := strings.TrimSpace(vars["OKTA_DOMAIN"])
-	domain = strings.TrimPrefix(strings.TrimPrefix(domain, "https://"), "http://")
-	domain = strings.TrimRight(domain, "/")
-	if domain == "" {
-		return ""
-	}
-	server := strings.TrimSpace(vars["OKTA_AUTHORIZATION_SERVER_ID"])
-	if server == "" {
-		server = "default"
-	}
-	return "https://" + domain + "/oauth2/" + server
 }
 
 func hasItems(v any) bool {

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -74,18 +73,21 @@ func defaultPublicURL(listen string) string {
 }
 
 // Load reads the configuration in three layers, each overriding the one
-// before: the YAML file at path, the Okta MCP adapter's environment
-// variables (OKTA_ISSUER or OKTA_DOMAIN [+ OKTA_AUTHORIZATION_SERVER_ID,
-// OKTA_AUDIENCE], GATEWAY_BASE_URL, GATEWAY_PORT, LOG_LEVEL), then MCPGW_*
-// variables, where a double underscore nests (MCPGW_SERVER__LISTEN is
-// server.listen), list values are comma-separated, MCPGW_SESSION_KEY is
-// server.session_key and MCPGW_TEST_* is ignored (test harnesses own it).
-// A variable that names no key is an error, like an unknown key in the
-// file. Defaults fill whatever no layer set.
+// before: the YAML file at path (with the Okta MCP adapter's gateway:,
+// logging: and cache: sections translated, see adapter.go), the adapter's
+// environment variables (OKTA_ISSUER or OKTA_DOMAIN [+
+// OKTA_AUTHORIZATION_SERVER_ID, OKTA_AUDIENCE], GATEWAY_BASE_URL,
+// GATEWAY_HOST, GATEWAY_PORT, LOG_LEVEL), then MCPGW_* variables, where a
+// double underscore nests (MCPGW_SERVER__LISTEN is server.listen), list
+// values are comma-separated, MCPGW_SESSION_KEY is server.session_key and
+// MCPGW_TEST_* is ignored (test harnesses own it). A variable that names no
+// key is an error, like an unknown key in the file, and so is an adapter
+// variable mcpgw does not honour. Defaults fill whatever no layer set.
 //
-// path "" falls back to MCPGW_CONFIG, then CONFIG_PATH (the adapter's
-// variable); with none of them the configuration comes from the
-// environment and defaults alone. environ is os.Environ() in production.
+// path "" falls back to MCPGW_CONFIG, CONFIG_PATH or CONFIG_YAML (the YAML
+// itself); with none of them the configuration comes from the environment
+// and defaults alone. environ is os.Environ() in production. Find also
+// looks in the working directory; Load does not.
 //
 // Secrets written as "${NAME}" (agents' client_secret and private_key,
 // server.session_key, every auth_config value) are replaced by the
@@ -95,20 +97,50 @@ func defaultPublicURL(listen string) string {
 // keys are gone. Every problem found, in the file, the environment or the
 // values, is returned at once, each prefixed with its key path.
 func Load(path string, environ []string) (*Config, error) {
-	vars := envMap(environ)
+	src := Source{Path: path, From: "--config"}
 	if path == "" {
-		path = cmp.Or(vars[envConfigPath], vars["CONFIG_PATH"])
+		var err error
+		if src, err = fromEnvironment(envMap(environ)); err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
 	}
+	return LoadSource(src, environ)
+}
+
+// LoadSource is Load for a source Find chose; a Source that was not found
+// loads from the environment alone.
+func LoadSource(src Source, environ []string) (*Config, error) {
+	cfg, errs := Inspect(src, environ)
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("config %s: %d problem(s):\n%w", src, len(errs), errors.Join(errs...))
+	}
+	return cfg, nil
+}
+
+// Inspect loads src as LoadSource does and returns every problem found
+// instead of an error, with the configuration as far as it could be read
+// (nil when the file itself could not be read or parsed), so that a
+// migration can be checked whole (mcpgw config check). A configuration
+// with problems must not be used to start anything.
+func Inspect(src Source, environ []string) (*Config, []error) {
+	vars := envMap(environ)
 	ko := koanf.New(".")
-	if path != "" {
-		if err := ko.Load(file.Provider(path), yaml.Parser()); err != nil {
-			return nil, fmt.Errorf("load config %s: %w", path, err)
+	switch {
+	case src.Path != "":
+		if err := ko.Load(file.Provider(src.Path), yaml.Parser()); err != nil {
+			return nil, []error{fmt.Errorf("load config %s: %w", src.Path, err)}
+		}
+	case src.Text != nil:
+		if err := ko.Load(yamlText(src.Text), yaml.Parser()); err != nil {
+			return nil, []error{fmt.Errorf("load config from %s: %w", src.From, err)}
 		}
 	}
 	raw := ko.Raw()
 
-	overrides, errs := envOverrides(environ)
-	errs = append(errs, applyAdapterEnv(raw, vars, setsIssuers(overrides))...)
+	errs := translateAdapterFile(raw)
+	overrides, envErrs := envOverrides(environ)
+	errs = append(errs, envErrs...)
+	errs = append(errs, applyAdapterEnv(raw, vars, overrides)...)
 	errs = append(errs, applyEnvOverrides(raw, overrides)...)
 	applyDefaults(raw)
 	errs = append(errs, checkRaw(raw)...)
@@ -120,19 +152,31 @@ func Load(path string, environ []string) (*Config, error) {
 		return v, ok
 	})...)
 	errs = append(errs, withoutFields(cfg.validate(), decodeErrs)...)
-	if len(errs) > 0 {
-		return nil, fmt.Errorf("config %s: %d problem(s):\n%w", cmp.Or(path, "(environment only)"), len(errs), errors.Join(errs...))
-	}
-	return cfg, nil
+	return cfg, errs
 }
 
-func setsIssuers(overrides []envOverride) bool {
+// yamlText is a koanf provider of YAML held in memory (CONFIG_YAML).
+type yamlText []byte
+
+func (y yamlText) ReadBytes() ([]byte, error) { return y, nil }
+
+func (y yamlText) Read() (map[string]any, error) {
+	return nil, errors.New("yamlText: use ReadBytes with a parser")
+}
+
+// mcpgwIssuers reports whether MCPGW_* variables configure identity.issuers
+// and which issuer URLs they name.
+func mcpgwIssuers(overrides []envOverride) (bool, []string) {
+	sets, names := false, []string(nil)
 	for _, o := range overrides {
 		if len(o.segs) >= 2 && o.segs[0] == "identity" && o.segs[1] == "issuers" {
-			return true
+			sets = true
+			if len(o.segs) == 4 && o.segs[3] == "issuer" {
+				names = append(names, o.value)
+			}
 		}
 	}
-	return false
+	return sets, names
 }
 
 func decode(raw map[string]any) (*Config, []error) {

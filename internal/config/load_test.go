@@ -12,7 +12,6 @@ import (
 
 const (
 	adapterFile = "../../testdata/config/okta-adapter.yaml"
-	exampleFile = "../../testdata/config/example.yaml"
 )
 
 // writeConfig writes a YAML config into a temporary directory.
@@ -109,10 +108,24 @@ func TestLoadOktaAdapterFileUnchanged(t *testing.T) {
 		t.Error("AgentByID matched the map key although agent_id is set")
 	}
 
-	// Identity comes from the adapter's own variable.
-	want := []Issuer{{Issuer: "https://example.okta.com/oauth2/default", Audiences: []string{"api://default"}, GroupsClaim: "groups"}}
+	// Identity comes from the adapter's own variable: OKTA_DOMAIN alone is
+	// the org authorization server with the adapter's audience rule.
+	want := []Issuer{{Issuer: "https://example.okta.com", AgentAudiences: true, GroupsClaim: "groups"}}
 	if !reflect.DeepEqual(c.Identity.Issuers, want) {
 		t.Errorf("issuers = %+v, want %+v", c.Identity.Issuers, want)
+	}
+
+	// The adapter's gateway:, logging: and cache: sections keep their meaning.
+	if c.Server.Listen != "127.0.0.1:8080" || c.Server.PublicURL != "https://mcp.example.com" || c.Log.Level != "warn" {
+		t.Errorf("listen %q public_url %q log.level %q", c.Server.Listen, c.Server.PublicURL, c.Log.Level)
+	}
+	if c.Exchange.CacheMaxTTL != time.Hour || c.Exchange.CacheMaxBytes != 50000*adapterTokenBytes {
+		t.Errorf("exchange cache ttl %v bytes %d", c.Exchange.CacheMaxTTL, c.Exchange.CacheMaxBytes)
+	}
+	// Agents without scopes leave the decision to the token's scopes.
+	copilot, _ := c.AgentByID("wlp1copilot0000000001")
+	if copilot.Scopes == nil {
+		t.Error("copilot lists scopes; they must not read as absent")
 	}
 }
 
@@ -165,7 +178,8 @@ func TestLoadWithoutFile(t *testing.T) {
 
 // The reference file loads with no variables set (cmd/mcpgw starts it).
 func TestLoadExampleFile(t *testing.T) {
-	c := mustLoad(t, exampleFile)
+	t.Chdir("../..") // the file's relative paths are the repository root's
+	c := mustLoad(t, "testdata/config/example.yaml")
 	if got := c.Backends["finance"].AuthConfig["api_key"]; got != "placeholder-not-a-key" {
 		t.Errorf("finance api_key = %v", got)
 	}
@@ -194,8 +208,9 @@ func TestConfigPathFromEnvironment(t *testing.T) {
 		want    string
 	}{
 		{"CONFIG_PATH (adapter)", "", []string{"CONFIG_PATH=" + p}, "debug"},
-		{"MCPGW_CONFIG beats CONFIG_PATH", "", []string{"CONFIG_PATH=" + other, "MCPGW_CONFIG=" + p}, "debug"},
-		{"explicit path beats both", other, []string{"CONFIG_PATH=" + p, "MCPGW_CONFIG=" + p}, "error"},
+		{"MCPGW_CONFIG and CONFIG_PATH naming one file", "", []string{"CONFIG_PATH=" + p, "MCPGW_CONFIG=" + p}, "debug"},
+		{"CONFIG_YAML holds the YAML", "", []string{"CONFIG_YAML=" + minimal + "log: {level: warn}\n"}, "warn"},
+		{"explicit path beats the variables", other, []string{"CONFIG_PATH=" + p, "MCPGW_CONFIG=" + p}, "error"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -271,8 +286,14 @@ log:
 			func(c *Config) (any, any) { return c.Server.PublicURL, "https://mcpgw.example.com" }},
 		{"MCPGW listen beats GATEWAY_PORT", []string{"GATEWAY_PORT=8123", "MCPGW_SERVER__LISTEN=127.0.0.1:7000"},
 			func(c *Config) (any, any) { return c.Server.Listen, "127.0.0.1:7000" }},
-		{"adapter issuer does not replace the file's", []string{"OKTA_DOMAIN=example.okta.com"},
-			func(c *Config) (any, any) { return c.Identity.Issuers[0].Issuer, "https://file-idp.example.com" }},
+		{"adapter issuer that the file configures too", []string{"OKTA_ISSUER=https://file-idp.example.com"},
+			func(c *Config) (any, any) { return len(c.Identity.Issuers), 1 }},
+		{"adapter GATEWAY_HOST keeps the port", []string{"GATEWAY_HOST=127.0.0.2"},
+			func(c *Config) (any, any) { return c.Server.Listen, "127.0.0.2:9000" }},
+		{"adapter PROTECTED_DISCOVERY=true is mcpgw's behaviour", []string{"PROTECTED_DISCOVERY=true"},
+			func(c *Config) (any, any) { return c.Log.Level, "warn" }},
+		{"adapter LOG_LEVEL CRITICAL", []string{"LOG_LEVEL=CRITICAL"},
+			func(c *Config) (any, any) { return c.Log.Level, "error" }},
 		{"MCPGW_TEST_* belongs to test harnesses", []string{"MCPGW_TEST_POSTGRES=off", "MCPGW_TEST_X__Y=1"},
 			func(c *Config) (any, any) { return c.Log.Level, "warn" }},
 		{"later duplicate variable wins", []string{"MCPGW_LOG__LEVEL=debug", "MCPGW_LOG__LEVEL=error"},
@@ -295,16 +316,20 @@ func TestAdapterIssuer(t *testing.T) {
 		environ []string
 		want    []Issuer
 	}{
-		{"OKTA_DOMAIN alone: default AS", []string{"OKTA_DOMAIN=acme.okta.com"},
-			[]Issuer{{Issuer: "https://acme.okta.com/oauth2/default", Audiences: []string{"api://default"}, GroupsClaim: "groups"}}},
+		{"OKTA_DOMAIN alone: the org authorization server", []string{"OKTA_DOMAIN=acme.okta.com"},
+			[]Issuer{{Issuer: "https://acme.okta.com", AgentAudiences: true, GroupsClaim: "groups"}}},
 		{"OKTA_DOMAIN with scheme and slash", []string{"OKTA_DOMAIN=https://acme.okta.com/"},
-			[]Issuer{{Issuer: "https://acme.okta.com/oauth2/default", Audiences: []string{"api://default"}, GroupsClaim: "groups"}}},
-		{"custom AS", []string{"OKTA_DOMAIN=acme.okta.com", "OKTA_AUTHORIZATION_SERVER_ID=aus9xyz", "OKTA_AUDIENCE=api://mcp"},
+			[]Issuer{{Issuer: "https://acme.okta.com", AgentAudiences: true, GroupsClaim: "groups"}}},
+		{"org server with an API audience too", []string{"OKTA_DOMAIN=acme.okta.com", "OKTA_AUDIENCE=api://mcp"},
+			[]Issuer{{Issuer: "https://acme.okta.com", Audiences: []string{"api://mcp"}, AgentAudiences: true, GroupsClaim: "groups"}}},
+		{"custom AS by id", []string{"OKTA_DOMAIN=acme.okta.com", "OKTA_AUTHORIZATION_SERVER_ID=aus9xyz", "OKTA_AUDIENCE=api://mcp"},
 			[]Issuer{{Issuer: "https://acme.okta.com/oauth2/aus9xyz", Audiences: []string{"api://mcp"}, GroupsClaim: "groups"}}},
+		{"custom AS default", []string{"OKTA_DOMAIN=acme.okta.com", "OKTA_AUTHORIZATION_SERVER_ID=default"},
+			[]Issuer{{Issuer: "https://acme.okta.com/oauth2/default", Audiences: []string{"api://default"}, GroupsClaim: "groups"}}},
 		{"OKTA_ISSUER beats OKTA_DOMAIN", []string{"OKTA_DOMAIN=acme.okta.com", "OKTA_ISSUER=https://login.acme.com/oauth2/aus1"},
 			[]Issuer{{Issuer: "https://login.acme.com/oauth2/aus1", Audiences: []string{"api://default"}, GroupsClaim: "groups"}}},
-		{"MCPGW issuers win over OKTA_*", []string{"OKTA_DOMAIN=acme.okta.com", "MCPGW_IDENTITY__ISSUERS__0__ISSUER=https://mcpgw-idp.example.com", "MCPGW_IDENTITY__ISSUERS__0__AUDIENCES=api://x"},
-			[]Issuer{{Issuer: "https://mcpgw-idp.example.com", Audiences: []string{"api://x"}, GroupsClaim: "groups"}}},
+		{"MCPGW issuers configure the same issuer in full", []string{"OKTA_DOMAIN=acme.okta.com", "MCPGW_IDENTITY__ISSUERS__0__ISSUER=https://acme.okta.com", "MCPGW_IDENTITY__ISSUERS__0__AUDIENCES=api://x"},
+			[]Issuer{{Issuer: "https://acme.okta.com", Audiences: []string{"api://x"}, GroupsClaim: "groups"}}},
 		{"nothing set", nil, nil},
 	}
 	for _, tt := range tests {

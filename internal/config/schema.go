@@ -21,11 +21,6 @@ var (
 	agentType    = reflect.TypeFor[Agent]()
 )
 
-// adapterTopLevelKeys are top-level sections of the Okta MCP adapter's
-// config.yaml that mcpgw has no use for. They are accepted and ignored so an
-// adapter file loads unchanged.
-var adapterTopLevelKeys = map[string]bool{"cache": true}
-
 // fieldType returns the type of the struct field whose koanf tag is key.
 func fieldType(t reflect.Type, key string) (reflect.Type, bool) {
 	if t.Kind() != reflect.Struct {
@@ -93,10 +88,10 @@ func typeAt(segs []string) reflect.Type {
 	return t
 }
 
-// checkRaw reports unknown keys (typo protection) and durations written as
-// bare numbers, which the decoder would silently read as nanoseconds.
-// Unknown keys inside a backend or agent are tolerated: the adapter and its
-// admin API put extra fields there (created_by, metadata, ...).
+// checkRaw reports unknown keys (typo protection) everywhere, inside
+// backends and agents too (a timout_seconds that passed would leave the
+// default in force unnoticed), and durations written as bare numbers, which
+// the decoder would silently read as nanoseconds.
 func checkRaw(raw map[string]any) []error {
 	var errs []error
 	walkRaw(raw, reflect.TypeFor[Config](), "", &errs)
@@ -119,14 +114,10 @@ func walkRaw(v any, t reflect.Type, path string, errs *[]error) {
 		if !ok {
 			return // the decoder reports the type mismatch
 		}
-		tolerant := t == backendType || t == agentType
 		for _, k := range sortedKeys(m) {
 			ft, known := fieldType(t, k)
 			if !known {
-				if tolerant || (path == "" && adapterTopLevelKeys[k]) {
-					continue
-				}
-				*errs = append(*errs, unknownKey(joinPath(path, k), k, structKeys(t)))
+				*errs = append(*errs, unknownKeyIn(t, joinPath(path, k), k))
 				continue
 			}
 			walkRaw(m[k], ft, joinPath(path, k), errs)
@@ -148,6 +139,15 @@ func walkRaw(v any, t reflect.Type, path string, errs *[]error) {
 			walkRaw(item, t.Elem(), fmt.Sprintf("%s[%d]", path, i), errs)
 		}
 	}
+}
+
+// unknownKeyIn reports key, unknown in the section of type t: with what to
+// write instead when it is an Okta MCP adapter key mcpgw does not take.
+func unknownKeyIn(t reflect.Type, path, key string) error {
+	if hint, ok := adapterKeyHints[t][key]; ok {
+		return fmt.Errorf("%s: %s", path, hint)
+	}
+	return unknownKey(path, key, structKeys(t))
 }
 
 func unknownKey(path, key string, known []string) error {

@@ -74,8 +74,12 @@ func (v *validator) addf(path, format string, args ...any) {
 func (c *Config) normalize() {
 	c.Server.PublicURL = strings.TrimRight(c.Server.PublicURL, "/")
 	c.Log.Level = strings.ToLower(strings.TrimSpace(c.Log.Level))
-	if c.Log.Level == "warning" {
+	// Python's level names, as the Okta MCP adapter's LOG_LEVEL takes them.
+	switch c.Log.Level {
+	case "warning":
 		c.Log.Level = "warn"
+	case "critical":
+		c.Log.Level = "error"
 	}
 	c.Log.Format = strings.ToLower(strings.TrimSpace(c.Log.Format))
 	for i := range c.Identity.Issuers {
@@ -187,8 +191,8 @@ func (c *Config) validateIdentity(v *validator) {
 		} else {
 			seen[iss.Issuer] = i
 		}
-		if len(iss.Audiences) == 0 {
-			v.addf(p+".audiences", "at least one required")
+		if len(iss.Audiences) == 0 && !iss.AgentAudiences {
+			v.addf(p+".audiences", "at least one required (or agent_audiences: true)")
 		}
 		for j, a := range iss.Audiences {
 			if strings.TrimSpace(a) == "" {

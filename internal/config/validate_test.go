@@ -191,23 +191,27 @@ telemetry: {sample_ratio: 2}`,
 			want:    []string{"server.public_url: must be an absolute http(s) URL"},
 		},
 		{
-			name: "unknown keys with suggestions, adapter extras tolerated",
+			name: "unknown keys with suggestions, inside backends and agents too",
 			yaml: `
 servr: {listen: "127.0.0.1:1"}
 server: {listne: "127.0.0.1:1"}
 polcy: {}
 identity: {issuers: [{issuer: "https://idp.example.com", audiences: [a], audience: b}]}
 backends:
-  hr: {url: "http://127.0.0.1:1/mcp", auth_method: none, metadata: {owner: x}, created_by: y}
+  hr: {url: "http://127.0.0.1:1/mcp", auth_method: none, timout_seconds: 5, metadata: {owner: x}}
 agents:
-  a: {description: d, metadata: {team: t}, agent_name: a}
-cache: {backend_tokens: {max_size: 1}}`,
+  a: {description: d, scope: [mcp:read], agent_name: a}`,
 			want: []string{
 				`servr: unknown key (did you mean "server"?)`,
 				`server.listne: unknown key (did you mean "listen"?)`,
 				`polcy: unknown key (did you mean "policy"?)`,
 				`identity.issuers[0].audience: unknown key (did you mean "audiences"?)`,
+				`backends.hr.timout_seconds: unknown key (did you mean "timeout_seconds"?)`,
+				`backends.hr.metadata: unknown key`,
+				`agents.a.scope: unknown key (did you mean "scopes"?)`,
 			},
+			// agent_name repeating the key is the adapter's and accepted.
+			notWant: []string{"agent_name"},
 		},
 		{
 			name: "unknown key from the environment",
@@ -215,7 +219,7 @@ cache: {backend_tokens: {max_size: 1}}`,
 			environ: []string{
 				"MCPGW_SERVER__LISTN=127.0.0.1:1", "MCPGW_NOPE=1", "MCPGW_LOG____LEVEL=x",
 				"MCPGW_POLICY_TIMEOUT=1s", "MCPGW_IDENTITY__ISSUERS__FIRST__ISSUER=x",
-				// Extra keys inside a backend are tolerated here as in the file.
+				// Unknown keys inside a backend are refused here as in the file.
 				"MCPGW_BACKENDS__HR__METADATA__OWNER=x",
 			},
 			want: []string{
@@ -224,8 +228,8 @@ cache: {backend_tokens: {max_size: 1}}`,
 				"MCPGW_LOG____LEVEL: empty key segment",
 				"MCPGW_POLICY_TIMEOUT: policy_timeout: unknown key; levels nest with a double underscore: MCPGW_POLICY__TIMEOUT",
 				`MCPGW_IDENTITY__ISSUERS__FIRST__ISSUER: identity.issuers: want a list index, got "first"`,
+				"MCPGW_BACKENDS__HR__METADATA__OWNER: backends.hr.metadata: unknown key",
 			},
-			notWant: []string{"metadata"},
 		},
 		{
 			name:    "env list index out of range",
@@ -287,18 +291,6 @@ agents:
 			}
 		})
 	}
-}
-
-// TestToleratedKeysLoad proves the adapter's extra keys are accepted, not
-// merely reported alongside other errors.
-func TestToleratedKeysLoad(t *testing.T) {
-	mustLoad(t, writeConfig(t, issuerYAML+`
-backends:
-  hr: {url: "http://127.0.0.1:1/mcp", auth_method: none, metadata: {owner: x}, created_by: y}
-agents:
-  a: {description: d, metadata: {team: t}, backend_access: [hr]}
-cache: {backend_tokens: {max_size: 1}}
-`))
 }
 
 func TestAllProblemsReportedAtOnce(t *testing.T) {

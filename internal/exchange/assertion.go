@@ -137,3 +137,15 @@ func allowedAlg(a jwa.SignatureAlgorithm) bool {
 	}
 	return false
 }
+
+// CheckAgentKey parses agent a's private key when it has one, so that a key
+// that does not parse is refused where the agent is configured (at start
+// and at every admin write), naming agents.<name>.private_key, rather than
+// at the agent's first call.
+func CheckAgentKey(a config.Agent) error {
+	if a.PrivateKey == "" && a.PrivateKeyFile == "" {
+		return nil
+	}
+	_, err := agentKey(a)
+	return err
+}

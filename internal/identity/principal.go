@@ -12,11 +12,17 @@ type Principal struct {
 	Issuer   string
 	Audience []string
 	// ClientID is the OAuth client the token was issued to (cid, azp,
-	// client_id or Azure AD v1's appid); "" when the token proves none.
+	// client_id or Azure AD v1's appid); "" when the token proves none. For
+	// an agent_audiences issuer a token naming no client but exactly one
+	// aud (an Okta org server's ID token) is issued to that aud.
 	ClientID string
 	// Scopes come from "scp" (array) or "scope" (space-separated string).
 	Scopes    []string
 	Groups    []string
 	Claims    map[string]any
 	ExpiresAt time.Time
+	// byAgentAudience marks a token of an agent_audiences issuer whose aud
+	// matched no configured audience: it stands only while its aud or
+	// client is an agent's client_id, which the admin API may change.
+	byAgentAudience bool
 }

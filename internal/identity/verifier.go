@@ -115,6 +115,12 @@ type Verifier struct {
 	// signatureChecks counts signature verifications (tests use it to prove
 	// cache hits skip them).
 	signatureChecks atomic.Int64
+
+	// agentClients are, per issuer, the client_ids of the agents bound to
+	// it: the audiences an agent_audiences issuer's tokens may name. They
+	// change with the agents (admin API), so they are checked on every
+	// Verify, cached principals included.
+	agentClients atomic.Pointer[map[string]map[string]bool]
 }
 
 type trustedIssuer struct {
@@ -243,9 +249,9 @@ func withDefaults(cfg config.Identity) (config.Identity, error) {
 		}
 		seen[ic.Issuer] = i
 		// Without an audience any token of the IdP, minted for any
-		// application, would be accepted.
-		if len(ic.Audiences) == 0 || slices.Contains(ic.Audiences, "") {
-			return cfg, fmt.Errorf("%s.audiences: at least one non-empty audience is required", field)
+		// application, would be accepted; the agent rule is an audience too.
+		if (len(ic.Audiences) == 0 && !ic.AgentAudiences) || slices.Contains(ic.Audiences, "") {
+			return cfg, fmt.Errorf("%s.audiences: at least one non-empty audience is required (or agent_audiences)", field)
 		}
 		if ic.JWKSURL != "" {
 			if err := checkHTTPURL(ic.JWKSURL); err != nil {
@@ -338,14 +344,48 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*Principal, bool, er
 	}
 	key := cacheKey(raw)
 	if p, ok := v.cache.get(key, v.clock()); ok {
-		return p, true, nil
+		return p, true, v.checkAgentAudience(p)
 	}
 	p, err := v.verifyUncached(ctx, raw)
 	if err != nil {
 		return nil, false, err
 	}
 	v.cache.put(key, p, v.clock())
-	return p, false, nil
+	return p, false, v.checkAgentAudience(p)
+}
+
+// SetAgentClients replaces the agents' client_ids per issuer URL, which an
+// agent_audiences issuer's tokens must name (aud or client). The gateway
+// calls it whenever its agents change.
+func (v *Verifier) SetAgentClients(byIssuer map[string][]string) {
+	m := make(map[string]map[string]bool, len(byIssuer))
+	for iss, clients := range byIssuer {
+		set := make(map[string]bool, len(clients))
+		for _, c := range clients {
+			if c != "" {
+				set[c] = true
+			}
+		}
+		m[iss] = set
+	}
+	v.agentClients.Store(&m)
+}
+
+// checkAgentAudience applies the Okta MCP adapter's audience rule to a
+// token no configured audience accepted: its client, or one of its aud
+// values, must be the client_id of an agent bound to its issuer.
+func (v *Verifier) checkAgentAudience(p *Principal) error {
+	if !p.byAgentAudience {
+		return nil
+	}
+	var clients map[string]bool
+	if m := v.agentClients.Load(); m != nil {
+		clients = (*m)[p.Issuer]
+	}
+	if clients[p.ClientID] || slices.ContainsFunc(p.Audience, func(a string) bool { return clients[a] }) {
+		return nil
+	}
+	return invalidToken(ReasonAudience, "token audience is not accepted: neither its aud nor its client is the client_id of an agent of this issuer (identity.issuers[].agent_audiences)", nil)
 }
 
 func (v *Verifier) verifyUncached(ctx context.Context, raw string) (*Principal, error) {
@@ -414,11 +454,24 @@ func (v *Verifier) verifyUncached(ctx context.Context, raw string) (*Principal, 
 		return nil, validationError(err)
 	}
 	aud, _ := tok.Audience()
-	if !slices.ContainsFunc(aud, func(a string) bool { return slices.Contains(ti.cfg.Audiences, a) }) {
+	configured := slices.ContainsFunc(aud, func(a string) bool { return slices.Contains(ti.cfg.Audiences, a) })
+	if !configured && !ti.cfg.AgentAudiences {
 		return nil, invalidToken(ReasonAudience, "token audience is not accepted", nil)
 	}
 	exp, _ := tok.Expiration()
-	return principalFrom(claims, ti.cfg.Issuer, aud, exp, ti.cfg.GroupsClaim)
+	p, err := principalFrom(claims, ti.cfg.Issuer, aud, exp, ti.cfg.GroupsClaim)
+	if err != nil {
+		return nil, err
+	}
+	if !configured {
+		// Accepted, if at all, by the agent rule, decided per Verify.
+		p.byAgentAudience = true
+		// An Okta org server's ID token names its client only as aud.
+		if p.ClientID == "" && len(aud) == 1 {
+			p.ClientID = aud[0]
+		}
+	}
+	return p, nil
 }
 
 // checkSignature verifies raw with the issuer key named by kid (every

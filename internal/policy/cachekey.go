@@ -43,7 +43,9 @@ func callerKey(seed maphash.Seed, in *Input, kind ListKind, revision string, gen
 	writeString(h, in.Agent.Issuer)
 	writeBool(h, in.Agent.AllowClientlessTokens)
 	writeBool(h, in.Agent.Enabled)
-	writeStrings(h, in.Agent.Scopes)
+	// Absent scopes (the token's decide) and an empty list (none) are two
+	// inputs with opposite decisions: their keys must differ.
+	writeOptionalStrings(h, in.Agent.Scopes)
 	writeStrings(h, in.Agent.BackendAccess)
 
 	writeString(h, in.Backend.Name)
@@ -183,6 +185,13 @@ func writeStrings(h *maphash.Hash, list []string) {
 	for _, s := range list {
 		writeString(h, s)
 	}
+}
+
+// writeOptionalStrings is writeStrings for a list whose absence (nil)
+// means something else than its being empty.
+func writeOptionalStrings(h *maphash.Hash, list []string) {
+	writeBool(h, list != nil)
+	writeStrings(h, list)
 }
 
 func writeBool(h *maphash.Hash, b bool) {

@@ -60,6 +60,19 @@ func TestDecisionCacheAnswersRepeatedCalls(t *testing.T) {
 			return in
 		}(), false, 9},
 		{"and the stream is remembered", session([]string{"mcp-viewers"}, readScopes, "employees", KindStream), true, 9},
+		// An agent without scopes leaves them to the token; one with an
+		// empty list may use none. Hashed alike, one would answer for the
+		// other.
+		{"an agent without scopes", func() *Input {
+			in := viewer("get_employee", map[string]any{"employee_id": "e-1"})
+			in.Agent.Scopes = nil
+			return in
+		}(), true, 10},
+		{"is not an agent with none", func() *Input {
+			in := viewer("get_employee", map[string]any{"employee_id": "e-1"})
+			in.Agent.Scopes = []string{}
+			return in
+		}(), false, 11},
 	}
 	ids := map[string]bool{}
 	for _, s := range steps {

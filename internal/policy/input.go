@@ -78,18 +78,23 @@ func buildInput(in *Input, tool string, args, tools, resources, prompts any) (as
 	if err != nil {
 		return nil, err
 	}
+	agent := map[string]any{
+		"id":                      in.Agent.ID,
+		"client_id":               in.Agent.ClientID,
+		"issuer":                  in.Agent.Issuer,
+		"allow_clientless_tokens": in.Agent.AllowClientlessTokens,
+		"enabled":                 in.Agent.Enabled,
+		"backend_access":          nonNil(in.Agent.BackendAccess),
+	}
+	// An agent that sets no scopes has none in the input (the token's
+	// scopes decide); one with an empty list has an empty list (none).
+	if in.Agent.Scopes != nil {
+		agent["scopes"] = in.Agent.Scopes
+	}
 	return ast.LazyObject(map[string]any{
 		"version": in.Version,
 		"token":   token,
-		"agent": map[string]any{
-			"id":                      in.Agent.ID,
-			"client_id":               in.Agent.ClientID,
-			"issuer":                  in.Agent.Issuer,
-			"allow_clientless_tokens": in.Agent.AllowClientlessTokens,
-			"enabled":                 in.Agent.Enabled,
-			"scopes":                  nonNil(in.Agent.Scopes),
-			"backend_access":          nonNil(in.Agent.BackendAccess),
-		},
+		"agent":   agent,
 		"backend": map[string]any{
 			"name":      in.Backend.Name,
 			"auth_type": in.Backend.AuthType,

@@ -52,11 +52,13 @@ type AgentInput struct {
 	// trusted issuer); AllowClientlessTokens whether a token proving no
 	// OAuth client may use it. The gateway enforces both before the policy
 	// runs; they are here so the policy's caller rules can say the same.
-	Issuer                string   `json:"issuer"`
-	AllowClientlessTokens bool     `json:"allow_clientless_tokens"`
-	Enabled               bool     `json:"enabled"`
-	Scopes                []string `json:"scopes"`
-	BackendAccess         []string `json:"backend_access"`
+	Issuer                string `json:"issuer"`
+	AllowClientlessTokens bool   `json:"allow_clientless_tokens"`
+	Enabled               bool   `json:"enabled"`
+	// Scopes nil (absent or null) means the agent sets none and the
+	// token's scopes decide; empty means the agent may use none.
+	Scopes        []string `json:"scopes"`
+	BackendAccess []string `json:"backend_access"`
 }
 
 type BackendInput struct {

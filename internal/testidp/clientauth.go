@@ -140,7 +140,7 @@ func (s *Server) authenticateClient(r *http.Request) (*Client, *OAuthError) {
 	case hasPost:
 		return s.authenticateSecret(form.Get("client_id"), form.Get("client_secret"), authClientSecretPost)
 	case hasAssertion:
-		return s.authenticateAssertion(form)
+		return s.authenticateAssertion(form, s.issuer+r.URL.Path)
 	}
 	return nil, nil
 }
@@ -177,7 +177,9 @@ func (s *Server) authenticateSecret(id, secret, method string) (*Client, *OAuthE
 }
 
 // authenticateAssertion implements private_key_jwt (RFC 7523 §2.2, §3).
-func (s *Server) authenticateAssertion(form url.Values) (*Client, *OAuthError) {
+// endpoint is the token endpoint the request came in at (PathToken, or
+// PathOktaOrgToken when the server plays an Okta org).
+func (s *Server) authenticateAssertion(form url.Values, endpoint string) (*Client, *OAuthError) {
 	if t := form.Get("client_assertion_type"); t != ClientAssertionTypeJWT {
 		return nil, invalidClient("client_assertion_type must be %s", ClientAssertionTypeJWT)
 	}
@@ -224,7 +226,7 @@ func (s *Server) authenticateAssertion(form url.Values) (*Client, *OAuthError) {
 	aud, _ := tok.Audience()
 	// RFC 7523 §3: the audience identifies the authorization server; the
 	// token endpoint URL and the issuer are both accepted.
-	if !slices.Contains(aud, s.TokenEndpoint()) && !slices.Contains(aud, s.issuer) {
+	if !slices.Contains(aud, endpoint) && !slices.Contains(aud, s.issuer) {
 		return nil, invalidClient("client_assertion aud must be the token endpoint or the issuer")
 	}
 	jti, _ := tok.JwtID()

@@ -26,6 +26,11 @@ const (
 	PathOAuthDiscovery = "/.well-known/oauth-authorization-server"
 	PathJWKS           = "/.well-known/jwks.json"
 	PathToken          = "/token"
+	// PathOktaOrgToken is where an Okta org authorization server takes
+	// token requests. A Server answers there too, so that it can play an
+	// Okta org whose token endpoint a client derives from the issuer
+	// (as mcpgw does for okta-cross-app without idp_token_endpoint).
+	PathOktaOrgToken = "/oauth2/v1/token"
 )
 
 // DefaultAudience is the audience of minted tokens when Options.Audience is empty.
@@ -146,6 +151,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET "+PathOAuthDiscovery, s.handleMetadata)
 	mux.HandleFunc("GET "+PathJWKS, s.handleJWKS)
 	mux.HandleFunc("POST "+PathToken, s.handleToken)
+	mux.HandleFunc("POST "+PathOktaOrgToken, s.handleToken)
 	return mux
 }
 

@@ -138,3 +138,30 @@ func TestErrors(t *testing.T) {
 		})
 	}
 }
+
+// An agent without scopes (the token's decide) and one with an empty list
+// (none) are stored apart: a round trip must not turn one into the other.
+func TestAbsentAndEmptyScopesStayApart(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		scopes []string
+		json   string
+	}{
+		{"absent", nil, `{}`},
+		{"empty", []string{}, `{"scopes":[]}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			data, err := Marshal(config.Agent{Scopes: tc.scopes})
+			if err != nil || string(data) != tc.json {
+				t.Fatalf("Marshal = %s, %v; want %s", data, err, tc.json)
+			}
+			var a config.Agent
+			if err := Unmarshal(data, &a); err != nil {
+				t.Fatal(err)
+			}
+			if (a.Scopes == nil) != (tc.scopes == nil) || len(a.Scopes) != 0 {
+				t.Fatalf("scopes came back as %#v", a.Scopes)
+			}
+		})
+	}
+}
