@@ -14,7 +14,7 @@ import (
 	"github.com/mcpgw/mcpgw/internal/config"
 )
 
-const configUsage = "usage: mcpgw config check [--config FILE] [--env-file FILE] [--print]\n"
+const configUsage = "usage: mcpgw config check [--config FILE] [--env-file FILE] [--print]\n       mcpgw config schema\n"
 
 // runConfig is "mcpgw config check": everything a start would refuse, found
 // without starting anything (no listener, no database, no policy, no call
@@ -23,6 +23,9 @@ const configUsage = "usage: mcpgw config check [--config FILE] [--env-file FILE]
 // there is one; --print shows the effective configuration with every
 // secret masked.
 func runConfig(_ context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 1 && args[0] == "schema" {
+		return printConfigSchema(stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "check" {
 		fmt.Fprint(stderr, configUsage)
 		return 2
@@ -95,4 +98,16 @@ func problemLines(errs []error) []string {
 	}
 	slices.Sort(lines)
 	return slices.Compact(lines)
+}
+
+// printConfigSchema is "mcpgw config schema": the configuration file's JSON
+// Schema, for editors (yaml-language-server) and CI linters.
+func printConfigSchema(stdout, stderr io.Writer) int {
+	schema, err := config.JSONSchema()
+	if err != nil {
+		fmt.Fprintf(stderr, "mcpgw: %v\n", err)
+		return 1
+	}
+	fmt.Fprintln(stdout, string(schema))
+	return 0
 }

@@ -3,12 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/mcpgw/mcpgw/internal/config"
 )
 
 // clearConfigEnv unsets what could point these tests at another
@@ -123,5 +126,25 @@ agents:
 	}
 	if _, err := os.Stat(filepath.Join(dir, "mcpgw.db")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("config check created mcpgw.db (%v)", err)
+	}
+}
+
+func TestConfigSchemaCommand(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"config", "schema"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	var schema struct {
+		ID         string                     `json:"$id"`
+		Properties map[string]json.RawMessage `json:"properties"`
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &schema); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, stdout.String())
+	}
+	if schema.ID != config.SchemaID || schema.Properties["backends"] == nil || schema.Properties["agents"] == nil {
+		t.Fatalf("schema %s lacks its id or the backends and agents sections", stdout.String())
+	}
+	if code := run(context.Background(), []string{"config", "schema", "extra"}, &stdout, &stderr); code != 2 {
+		t.Fatalf("extra argument: exit %d, want 2", code)
 	}
 }
