@@ -148,3 +148,31 @@ func TestRequestsTotalCountsEveryOutcome(t *testing.T) {
 		t.Errorf("a POST counted by its HTTP verb:\n%s", grepLines(text, "mcpgw_requests_total"))
 	}
 }
+
+// Profiles are opt-in and only on the metrics listener.
+func TestPprofOnlyWhenAskedAndOnlyOnTheMetricsListener(t *testing.T) {
+	get := func(url string) int {
+		t.Helper()
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	off := newAdminWorld(t, withMetricsListener)
+	if code := get(off.srv.MetricsURL + "/debug/pprof/"); code != http.StatusNotFound {
+		t.Errorf("pprof not asked for: metrics listener answers %d, want 404", code)
+	}
+	on := newAdminWorld(t, withMetricsListener, func(c *config.Config) { c.Server.MetricsPprof = true })
+	if code := get(on.srv.MetricsURL + "/debug/pprof/"); code != http.StatusOK {
+		t.Errorf("server.metrics_pprof: metrics listener /debug/pprof/ = %d, want 200", code)
+	}
+	if code := get(on.srv.MetricsURL + "/debug/pprof/cmdline"); code != http.StatusOK {
+		t.Errorf("/debug/pprof/cmdline = %d, want 200", code)
+	}
+	if code := get(on.url + "/debug/pprof/"); code == http.StatusOK {
+		t.Errorf("the main port serves /debug/pprof/")
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync"
 	"time"
 
@@ -191,7 +192,7 @@ func Start(ctx context.Context, cfg *config.Config, o StartOptions) (srv *Server
 		// Metrics and the detailed readiness name backends, issuers, the
 		// policy source and traffic: never on the port agents reach.
 		log.Info("server.metrics_listen is empty: /metrics and the detailed /readyz are not served (the main port's /readyz says only ready or not)")
-	} else if err = s.serveMetrics(cfg.Server.MetricsListen, log); err != nil {
+	} else if err = s.serveMetrics(cfg.Server.MetricsListen, cfg.Server.MetricsPprof, log); err != nil {
 		return nil, err
 	}
 	s.Gateway.MountMCP()
@@ -320,7 +321,7 @@ func decisionRecord(r policy.Record) audit.Record {
 // serveMetrics serves /metrics and the detailed /readyz on their own
 // listener, so that scraping and health details stay off the port agents
 // reach (bind it to an address only operators' networks see).
-func (s *Server) serveMetrics(addr string, log *slog.Logger) error {
+func (s *Server) serveMetrics(addr string, pprofOn bool, log *slog.Logger) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("server.metrics_listen %s: %w", addr, err)
@@ -328,6 +329,17 @@ func (s *Server) serveMetrics(addr string, log *slog.Logger) error {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", s.Metrics.Handler())
 	mux.Handle("/readyz", s.Gateway.ReadinessHandler())
+	paths := "/metrics /readyz"
+	if pprofOn {
+		// Registered by hand on this mux: importing net/http/pprof also
+		// registers on http.DefaultServeMux, which nothing here serves.
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		paths += " /debug/pprof/"
+	}
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -336,7 +348,7 @@ func (s *Server) serveMetrics(addr string, log *slog.Logger) error {
 	}()
 	s.closers = append(s.closers, hs.Shutdown)
 	s.MetricsURL = "http://" + ln.Addr().String()
-	log.Info("metrics listening", "addr", ln.Addr().String(), "paths", "/metrics /readyz")
+	log.Info("metrics listening", "addr", ln.Addr().String(), "paths", paths)
 	return nil
 }
 

@@ -60,6 +60,10 @@ type Server struct {
 	IdleTimeout     time.Duration `koanf:"idle_timeout"`
 	ShutdownTimeout time.Duration `koanf:"shutdown_timeout"`
 	MetricsListen   string        `koanf:"metrics_listen"`
+	// MetricsPprof serves Go's /debug/pprof/ on the metrics listener (never
+	// on the main port): profiles show code paths and memory, for operators
+	// only, and taking one costs CPU.
+	MetricsPprof bool `koanf:"metrics_pprof"`
 	// StreamWriteTimeout ends an SSE stream whose client has accepted no
 	// bytes for this long (a client that stopped reading would otherwise
 	// hold the stream, its backend request and its buffers forever). 0

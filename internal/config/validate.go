@@ -115,6 +115,9 @@ func (c *Config) validateServer(v *validator) {
 	s := c.Server
 	checkListen(v, "server.listen", s.Listen, true)
 	checkListen(v, "server.metrics_listen", s.MetricsListen, false)
+	if s.MetricsPprof && s.MetricsListen == "" {
+		v.addf("server.metrics_pprof", "needs server.metrics_listen: profiles are served only there, never on the main port")
+	}
 	if !isHTTPURL(s.PublicURL) {
 		v.addf("server.public_url", "must be an absolute http(s) URL")
 	} else if u, _ := url.Parse(s.PublicURL); u.User != nil || u.RawQuery != "" || u.Fragment != "" {

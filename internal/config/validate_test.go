@@ -154,6 +154,7 @@ server:
   session_key: k
   session_key_file: /k
   allowed_origins: ["https://app.example.com/path"]
+  metrics_pprof: true
 policy:
   timeout: 0s
   bundle: ""
@@ -172,6 +173,7 @@ telemetry: {sample_ratio: 2}`,
 				"server.read_timeout: must be > 0",
 				"server.session_key: set session_key or session_key_file, not both",
 				"server.allowed_origins[0]: must be",
+				"server.metrics_pprof: needs server.metrics_listen",
 				"policy.timeout: must be > 0",
 				"policy.bundle: required",
 				"store.dsn: required",
