@@ -87,7 +87,10 @@ func (g *Gateway) serveMCP(c *fiber.Ctx, rec *requestRecord) error {
 	}
 	ctx, span := telemetry.StartSpan(telemetry.Extract(c.UserContext(), traceHeaders(c)), g.opts.Tracer, telemetry.SpanRequest,
 		attribute.String("http.request.method", c.Method()), attribute.String("url.path", c.Path()))
-	defer span.End()
+	defer func() {
+		rec.annotateSpan(span, c.Response().StatusCode())
+		span.End()
+	}()
 	c.SetUserContext(ctx)
 	p, token, ok := g.authenticate(c)
 	if !ok {
@@ -269,6 +272,7 @@ func (g *Gateway) post(c *fiber.Ctx, cl *call) error {
 			effective = msgs[0].ProtocolVersion()
 		}
 	}
+	cl.rec.protocolVersion = truncate(effective, maxLoggedName)
 	// Hint headers are checked whatever the revision (hints.go).
 	hints := readHints(c)
 	if err := hints.check(version, batch, &msgs[0]); err != nil {

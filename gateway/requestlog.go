@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"time"
@@ -46,15 +47,20 @@ type requestRecord struct {
 
 	// What the body held: one message's method and tools/call tool, or a
 	// batch's size and its distinct methods and tools.
-	read      bool
-	batch     bool
-	kind      mcp.Kind
-	method    string
-	tool      string
-	size      int
-	methods   []string
-	tools     []string
-	moreTools int
+	read   bool
+	batch  bool
+	kind   mcp.Kind
+	method string
+	tool   string
+	// target is params.name of prompts/get or params.uri of resources/read,
+	// and rpcID the request's id: for the span's MCP attributes only.
+	target          string
+	rpcID           string
+	protocolVersion string
+	size            int
+	methods         []string
+	tools           []string
+	moreTools       int
 
 	decisions []string
 	decided   int
@@ -94,8 +100,14 @@ func (r *requestRecord) messages(msgs []mcp.Message, batch bool) {
 	if !batch {
 		m := &msgs[0]
 		r.kind, r.method = m.Kind, truncate(m.Method, maxLoggedName)
-		if m.Method == string(mcpgo.MethodToolsCall) {
+		switch m.Method {
+		case string(mcpgo.MethodToolsCall):
 			r.tool = truncate(m.Target(), maxLoggedName)
+		case string(mcpgo.MethodPromptsGet), string(mcpgo.MethodResourcesRead):
+			r.target = truncate(m.Target(), maxLoggedName)
+		}
+		if m.Kind == mcp.KindRequest {
+			r.rpcID = truncate(fmt.Sprint(m.ID.Value()), maxLoggedName)
 		}
 		return
 	}

@@ -63,6 +63,7 @@ type Metrics struct {
 
 	requests        *prometheus.CounterVec
 	requestDuration *prometheus.HistogramVec
+	mcpServerOp     *prometheus.HistogramVec
 	streamsOpen     prometheus.Gauge
 
 	policyEval      *prometheus.HistogramVec
@@ -122,6 +123,16 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help:    "Time from receiving a request on a backend's path to the gateway's answer (for streams: its headers).",
 			Buckets: requestBuckets(),
 		}, []string{"backend", "method"}),
+		// The OpenTelemetry MCP conventions' server metric
+		// (semantic-conventions-genai v0.1.0: mcp.server.operation.duration,
+		// seconds, attributes mcp.method.name and error.type), in the names
+		// OpenTelemetry's Prometheus exporter gives it, so dashboards built
+		// for the conventions work on the gateway's own /metrics.
+		mcpServerOp: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "mcp_server_operation_duration_seconds",
+			Help:    "OpenTelemetry MCP conventions: duration of the MCP request as the gateway (the server its client talks to) observed it, by mcp.method.name and error.type (\"\" when it succeeded).",
+			Buckets: requestBuckets(),
+		}, []string{"mcp_method_name", "error_type"}),
 		streamsOpen: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "mcpgw_sse_streams_open",
 			Help: "SSE streams currently relayed to clients.",
@@ -209,7 +220,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}),
 	}
 	for _, c := range []prometheus.Collector{
-		m.requests, m.requestDuration, m.streamsOpen,
+		m.requests, m.requestDuration, m.mcpServerOp, m.streamsOpen,
 		m.policyEval, m.policyDecisions, m.shadow,
 		m.bundleInfo, m.bundleActivated,
 		m.jwtVerifications, m.jwtDuration, m.jwksRefreshes,
@@ -288,6 +299,11 @@ func (m *Metrics) Request(backend, method, outcome string, elapsed time.Duration
 	meth := requestMethodLabel(method)
 	m.requests.WithLabelValues(b, meth, outcomeLabel(outcome)).Inc()
 	m.requestDuration.WithLabelValues(b, meth).Observe(elapsed.Seconds())
+	errType := ""
+	if o := outcomeLabel(outcome); o != OutcomeOK {
+		errType = o
+	}
+	m.mcpServerOp.WithLabelValues(meth, errType).Observe(elapsed.Seconds())
 }
 
 // StreamOpened counts an SSE stream that starts relaying (gateway.Observer).

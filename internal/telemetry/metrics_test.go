@@ -152,6 +152,9 @@ func TestMetricsRecordAndScrape(t *testing.T) {
 				{name: "mcpgw_requests_total", labels: map[string]string{"backend": "github", "method": "GET", "outcome": "ok"}, value: 1},
 				{name: "mcpgw_request_duration_seconds", labels: map[string]string{"backend": "employees", "method": "tools/call"}, value: 3, sum: 0.1},
 				{name: "mcpgw_request_duration_seconds", labels: map[string]string{"backend": "github", "method": "GET"}, value: 1, sum: 0.005},
+				// The OpenTelemetry MCP conventions' histogram, error.type empty on success.
+				{name: "mcp_server_operation_duration_seconds", labels: map[string]string{"mcp_method_name": "tools/call", "error_type": ""}, value: 2, sum: 0.05},
+				{name: "mcp_server_operation_duration_seconds", labels: map[string]string{"mcp_method_name": "tools/call", "error_type": "backend_error"}, value: 1, sum: 0.05},
 			},
 		},
 		{
