@@ -18,7 +18,7 @@ say = @printf '\n==> %s\n' $(1)
 # anything else go prints (downloads, compile errors) passes through.
 progress = awk -v what='$(1)' '/^[^ :]+$$/ { n++; if (n % 50 == 0) { printf "    %s: %d packages compiled\n", what, n; fflush() }; next } { print; fflush() } END { if (n) printf "    %s: %d packages compiled\n", what, n }'
 
-.PHONY: all help build demo test test-go test-opa test-interop test-hydra test-summary interop-deps lint bench bundle clean
+.PHONY: schema all help build demo test test-go test-opa test-interop test-hydra test-summary interop-deps lint bench bundle clean
 
 all: build
 
@@ -115,6 +115,10 @@ bundle:
 	$(GO) tool opa build -b policies --ignore '*_test.rego' --revision '$(REVISION)' \
 	  --signing-key '$(BUNDLE_SIGNING_KEY)' --signing-alg RS256 -o bundles/mcpgw.tar.gz
 	@echo "bundles/mcpgw.tar.gz: revision $(REVISION), signed with $(BUNDLE_SIGNING_KEY)"
+
+## schema: write deploy/config.schema.json, the configuration's JSON Schema (a test checks it is current).
+schema:
+	$(GO) run ./cmd/mcpgw config schema > deploy/config.schema.json
 
 ## clean: remove built binaries, bundles and test results.
 clean:
