@@ -493,12 +493,19 @@ func checkDisruption(t *testing.T, r *rendered, _ expect) {
 	}
 }
 
+// optional checks that an optional manifest is rendered exactly when the
+// values ask for it, and reports whether there is one to check further.
+func optional(t *testing.T, kind string, rendered, want bool) bool {
+	t.Helper()
+	if rendered != want {
+		t.Errorf("%s rendered: %v, want %v", kind, rendered, want)
+	}
+	return rendered && want
+}
+
 func checkAutoscaling(t *testing.T, r *rendered, want expect) {
 	t.Helper()
-	if (r.hpa != nil) != want.hpa {
-		t.Fatalf("HorizontalPodAutoscaler rendered: %v, want %v", r.hpa != nil, want.hpa)
-	}
-	if r.hpa == nil {
+	if !optional(t, "HorizontalPodAutoscaler", r.hpa != nil, want.hpa) {
 		return
 	}
 	ref := r.hpa.Spec.ScaleTargetRef
@@ -513,10 +520,7 @@ func checkAutoscaling(t *testing.T, r *rendered, want expect) {
 func checkServiceMonitor(t *testing.T, r *rendered, want expect) {
 	t.Helper()
 	sm := r.serviceMonitor
-	if (sm != nil) != want.serviceMonitor {
-		t.Fatalf("ServiceMonitor rendered: %v, want %v", sm != nil, want.serviceMonitor)
-	}
-	if sm == nil {
+	if !optional(t, "ServiceMonitor", sm != nil, want.serviceMonitor) {
 		return
 	}
 	metrics, main := r.services["mcpgw-metrics"], r.services["mcpgw"]
@@ -531,10 +535,7 @@ func checkServiceMonitor(t *testing.T, r *rendered, want expect) {
 func checkNetworkPolicy(t *testing.T, r *rendered, want expect) {
 	t.Helper()
 	np := r.networkPolicy
-	if (np != nil) != want.networkPolicy {
-		t.Fatalf("NetworkPolicy rendered: %v, want %v", np != nil, want.networkPolicy)
-	}
-	if np == nil {
+	if !optional(t, "NetworkPolicy", np != nil, want.networkPolicy) {
 		return
 	}
 	if !selects(np.Spec.PodSelector.MatchLabels, podLabels(r)) {

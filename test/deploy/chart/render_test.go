@@ -71,33 +71,14 @@ func decode(t *testing.T, out string) *rendered {
 		if err := yaml.Unmarshal([]byte(doc), &tm); err != nil {
 			t.Fatalf("manifest header: %v\n%s", err, doc)
 		}
-		var obj any
-		switch tm.APIVersion + "/" + tm.Kind {
-		case "v1/ConfigMap":
-			r.configMap = one(t, r.configMap, tm)
-			obj = r.configMap
-		case "v1/ServiceAccount":
-			r.serviceAccount = one(t, r.serviceAccount, tm)
-			obj = r.serviceAccount
-		case "apps/v1/Deployment":
-			r.deployment = one(t, r.deployment, tm)
-			obj = r.deployment
-		case "v1/Service":
-			obj = &corev1.Service{}
-		case "policy/v1/PodDisruptionBudget":
-			r.pdb = one(t, r.pdb, tm)
-			obj = r.pdb
-		case "autoscaling/v2/HorizontalPodAutoscaler":
-			r.hpa = one(t, r.hpa, tm)
-			obj = r.hpa
-		case "networking.k8s.io/v1/NetworkPolicy":
-			r.networkPolicy = one(t, r.networkPolicy, tm)
-			obj = r.networkPolicy
-		case "monitoring.coreos.com/v1/ServiceMonitor":
-			r.serviceMonitor = one(t, r.serviceMonitor, tm)
-			obj = r.serviceMonitor
-		default:
+		key := tm.APIVersion + "/" + tm.Kind
+		newObject, ok := kinds[key]
+		if !ok {
 			t.Fatalf("unexpected manifest %s %s:\n%s", tm.APIVersion, tm.Kind, doc)
+		}
+		obj := newObject(r)
+		if obj == nil {
+			t.Fatalf("%s %s rendered twice", tm.APIVersion, tm.Kind)
 		}
 		if err := yaml.UnmarshalStrict([]byte(doc), obj); err != nil {
 			t.Fatalf("%s %s does not decode strictly: %v\n%s", tm.APIVersion, tm.Kind, err, doc)
@@ -112,13 +93,27 @@ func decode(t *testing.T, out string) *rendered {
 	return r
 }
 
-// one returns a new *T for a kind the chart renders at most once.
-func one[T any](t *testing.T, seen *T, tm metav1.TypeMeta) *T {
-	t.Helper()
-	if seen != nil {
-		t.Fatalf("%s %s rendered twice", tm.APIVersion, tm.Kind)
+// kinds are the manifests the chart may render: each returns where the
+// next one of its kind decodes to, or nil when the chart rendered a
+// singleton twice.
+var kinds = map[string]func(*rendered) any{
+	"v1/ConfigMap":                            func(r *rendered) any { return slot(&r.configMap) },
+	"v1/ServiceAccount":                       func(r *rendered) any { return slot(&r.serviceAccount) },
+	"v1/Service":                              func(*rendered) any { return &corev1.Service{} },
+	"apps/v1/Deployment":                      func(r *rendered) any { return slot(&r.deployment) },
+	"policy/v1/PodDisruptionBudget":           func(r *rendered) any { return slot(&r.pdb) },
+	"autoscaling/v2/HorizontalPodAutoscaler":  func(r *rendered) any { return slot(&r.hpa) },
+	"networking.k8s.io/v1/NetworkPolicy":      func(r *rendered) any { return slot(&r.networkPolicy) },
+	"monitoring.coreos.com/v1/ServiceMonitor": func(r *rendered) any { return slot(&r.serviceMonitor) },
+}
+
+// slot fills *p with a new T and returns it, or returns nil if *p is set.
+func slot[T any](p **T) any {
+	if *p != nil {
+		return nil
 	}
-	return new(T)
+	*p = new(T)
+	return *p
 }
 
 func stripComments(doc string) string {
