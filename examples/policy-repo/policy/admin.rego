@@ -1,0 +1,25 @@
+# METADATA
+# title: Company admin API policy
+# description: >-
+#   Decides mcpgw admin API calls over {token, http, admin: {action, kind,
+#   name, target?}}: full access for data.company.admin.full_access_roles,
+#   list and get for read_roles. Roles as in the gateway policy.
+package mcp.admin
+
+import data.mcp.gateway.roles
+
+# METADATA
+# title: Admin API decision
+# entrypoint: true
+default allow := false
+
+allow if {
+	some role in data.company.admin.full_access_roles
+	role in roles
+}
+
+allow if {
+	input.admin.action in {"list", "get"}
+	some role in data.company.admin.read_roles
+	role in roles
+}
