@@ -215,6 +215,18 @@ func (v Value) Get(name string) (Value, bool) {
 	return Value{}, false
 }
 
+// GetFolded returns the first member whose name folds to name's fold
+// ("Description" for "description"), as a lenient Go client binds it.
+func (v Value) GetFolded(name string) (Value, bool) {
+	folded := Fold(name)
+	for i := range v.Members {
+		if Fold(v.Members[i].Name) == folded {
+			return v.Members[i].Value, true
+		}
+	}
+	return Value{}, false
+}
+
 // Encode is the canonical compact encoding of v: members in the order read,
 // strings re-escaped (no HTML escaping), numbers as their literal.
 func (v Value) Encode() []byte { return v.AppendTo(nil) }

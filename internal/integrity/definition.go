@@ -68,7 +68,7 @@ func FromItem(kind Kind, item ijson.Value) (Definition, error) {
 	def := Definition{Kind: kind}
 	body := []byte{'{'}
 	for _, f := range names {
-		v, ok := member(item, f)
+		v, ok := item.GetFolded(f)
 		if !ok {
 			continue
 		}
@@ -96,16 +96,6 @@ func nameField(kind Kind) string {
 		return "uriTemplate"
 	}
 	return "name"
-}
-
-func member(item ijson.Value, name string) (ijson.Value, bool) {
-	folded := ijson.Fold(name)
-	for _, m := range item.Members {
-		if ijson.Fold(m.Name) == folded {
-			return m.Value, true
-		}
-	}
-	return ijson.Value{}, false
 }
 
 // Changed names the fields in which two definition bodies (as FromItem
