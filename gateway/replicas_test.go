@@ -64,8 +64,8 @@ func TestReplicasShareAdminChangesThroughPostgres(t *testing.T) {
 }
 
 // startReplica runs one gateway on the shared database dsn, with the session
-// key every replica of a deployment shares.
-func startReplica(t *testing.T, dsn string, idp *testidp.Server, notesURL string) *Server {
+// key every replica of a deployment shares; mutate changes its config.
+func startReplica(t *testing.T, dsn string, idp *testidp.Server, notesURL string, mutate ...func(*config.Config)) *Server {
 	t.Helper()
 	key := make([]byte, 32)
 	for i := range key {
@@ -84,6 +84,9 @@ func startReplica(t *testing.T, dsn string, idp *testidp.Server, notesURL string
 		Agents:   map[string]config.Agent{"admin-console": {ClientID: "admin-cli", Scopes: []string{"mcp:read"}}},
 		Policy:   config.Policy{Bundle: "../policies", AllowUnsigned: true, Timeout: 5 * time.Second},
 		Store:    config.Store{DSN: dsn, PollInterval: 100 * time.Millisecond},
+	}
+	for _, m := range mutate {
+		m(cfg)
 	}
 	srv, err := Start(t.Context(), cfg, StartOptions{Listener: ln, Logger: quietLogger()})
 	if err != nil {
