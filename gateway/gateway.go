@@ -90,11 +90,11 @@ type Gateway struct {
 	server    config.Server
 	publicURL *url.URL
 	// issuers are the trusted issuers' URLs, which agents are bound to.
-	issuers  []string
-	topo     atomic.Pointer[topology]
-	client   *upstream.Client
-	catalog  *catalog
-	fetcher  *catalogFetcher
+	issuers []string
+	topo    atomic.Pointer[topology]
+	client  *upstream.Client
+	catalog *catalog
+	fetcher *catalogFetcher
 	// pins is what this replica remembers of tool integrity's pins.
 	pins     pinMemory
 	loopback atomic.Bool

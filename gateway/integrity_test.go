@@ -159,7 +159,9 @@ func TestToolIntegrityEnforce(t *testing.T) {
 		t.Fatalf("echo after the change: %q", msg)
 	}
 	seen := w.toolChanges(audit.ActionSeen)
-	if i := slices.IndexFunc(seen, func(r audit.Record) bool { return r.ObjectName == "echo" && slices.Contains(r.Reasons, "changed: description") }); i < 0 {
+	if i := slices.IndexFunc(seen, func(r audit.Record) bool {
+		return r.ObjectName == "echo" && slices.Contains(r.Reasons, "changed: description")
+	}); i < 0 {
 		t.Fatalf("no tool_change record of the change among %+v", seen)
 	}
 
