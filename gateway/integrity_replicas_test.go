@@ -9,9 +9,6 @@ import (
 
 	"github.com/mcpgw/mcpgw/internal/audit"
 	"github.com/mcpgw/mcpgw/internal/config"
-	"github.com/mcpgw/mcpgw/internal/demo"
-	"github.com/mcpgw/mcpgw/internal/store/storetest"
-	"github.com/mcpgw/mcpgw/internal/testidp"
 	"github.com/mcpgw/mcpgw/internal/testutil"
 )
 
@@ -19,22 +16,11 @@ import (
 // approves the other serves once it follows the store, a change one sees is
 // held on both and announced once, and an approval on either releases it.
 func TestReplicasAgreeOnToolIntegrity(t *testing.T) {
-	base, ok := storetest.PostgresBase(t)
+	dsn, idp, notes, ok := replicaWorld(t)
 	if !ok {
 		return
 	}
-	dsn := storetest.SchemaDSN(t, base)
 	ctx := t.Context()
-	idp, err := testidp.Start(ctx, testidp.Options{Audience: "api://mcpgw"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = idp.Close() })
-	notes, err := demo.StartNotes(demo.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = notes.Close() })
 	enforce := func(cfg *config.Config) {
 		withIntegrity(config.IntegrityEnforce)(cfg)
 		cfg.Agents["claude-code"] = config.Agent{ClientID: "claude-client", Scopes: []string{"mcp:read", "mcp:write"}, BackendAccess: []string{"notes"}}

@@ -20,22 +20,10 @@ import (
 // through one replica's admin API is served by the other within
 // store.poll_interval, and sessions move between them (same key).
 func TestReplicasShareAdminChangesThroughPostgres(t *testing.T) {
-	base, ok := storetest.PostgresBase(t)
+	dsn, idp, notes, ok := replicaWorld(t)
 	if !ok {
 		return
 	}
-	dsn := storetest.SchemaDSN(t, base)
-	ctx := t.Context()
-	idp, err := testidp.Start(ctx, testidp.Options{Audience: "api://mcpgw"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = idp.Close() })
-	notes, err := demo.StartNotes(demo.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = notes.Close() })
 	one, two := startReplica(t, dsn, idp, notes.URL), startReplica(t, dsn, idp, notes.URL)
 	h1 := &harness{t: t, idp: idp, url: one.URL}
 	h2 := &harness{t: t, idp: idp, url: two.URL}
@@ -61,6 +49,28 @@ func TestReplicasShareAdminChangesThroughPostgres(t *testing.T) {
 	if len(msgs) != 1 || msgs[0]["result"] == nil {
 		t.Fatalf("session from replica two on replica one: %v", msgs)
 	}
+}
+
+// replicaWorld is what replicas share in a test: a PostgreSQL schema of
+// its own, an identity provider and a demo notes backend, all stopped by
+// the test; ok is false when PostgreSQL is not tested.
+func replicaWorld(t *testing.T) (dsn string, idp *testidp.Server, notes *demo.Backend, ok bool) {
+	t.Helper()
+	base, ok := storetest.PostgresBase(t)
+	if !ok {
+		return "", nil, nil, false
+	}
+	dsn = storetest.SchemaDSN(t, base)
+	idp, err := testidp.Start(t.Context(), testidp.Options{Audience: "api://mcpgw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = idp.Close() })
+	if notes, err = demo.StartNotes(demo.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = notes.Close() })
+	return dsn, idp, notes, true
 }
 
 // startReplica runs one gateway on the shared database dsn, with the session

@@ -232,7 +232,11 @@ func (v Value) GetFolded(name string) (Value, bool) {
 func (v Value) Encode() []byte { return v.AppendTo(nil) }
 
 // AppendTo appends Encode's bytes to dst.
-func (v Value) AppendTo(dst []byte) []byte {
+func (v Value) AppendTo(dst []byte) []byte { return v.appendTo(dst, false) }
+
+// appendTo encodes v, with every object's members sorted by name when
+// sorted is set (AppendSorted).
+func (v Value) appendTo(dst []byte, sorted bool) []byte {
 	switch v.Kind {
 	case Null:
 		return append(dst, "null"...)
@@ -246,14 +250,18 @@ func (v Value) AppendTo(dst []byte) []byte {
 	case String:
 		return appendString(dst, v.Str)
 	case Object:
+		members := v.Members
+		if sorted {
+			members = sortedMembers(members)
+		}
 		dst = append(dst, '{')
-		for i, m := range v.Members {
+		for i, m := range members {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
 			dst = appendString(dst, m.Name)
 			dst = append(dst, ':')
-			dst = m.Value.AppendTo(dst)
+			dst = m.Value.appendTo(dst, sorted)
 		}
 		return append(dst, '}')
 	}
@@ -262,7 +270,7 @@ func (v Value) AppendTo(dst []byte) []byte {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = it.AppendTo(dst)
+		dst = it.appendTo(dst, sorted)
 	}
 	return append(dst, ']')
 }

@@ -11,30 +11,10 @@ import (
 // readings of one JSON value whose members merely come in another order
 // encode alike, so a digest over it is the same on every replica and does
 // not move when a backend reorders a schema's properties.
-func (v Value) AppendSorted(dst []byte) []byte {
-	switch v.Kind {
-	case Object:
-		members := slices.Clone(v.Members)
-		slices.SortStableFunc(members, func(a, b Member) int { return cmp.Compare(a.Name, b.Name) })
-		dst = append(dst, '{')
-		for i, m := range members {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst = appendString(dst, m.Name)
-			dst = append(dst, ':')
-			dst = m.Value.AppendSorted(dst)
-		}
-		return append(dst, '}')
-	case Array:
-		dst = append(dst, '[')
-		for i, it := range v.Items {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst = it.AppendSorted(dst)
-		}
-		return append(dst, ']')
-	}
-	return v.AppendTo(dst)
+func (v Value) AppendSorted(dst []byte) []byte { return v.appendTo(dst, true) }
+
+func sortedMembers(members []Member) []Member {
+	out := slices.Clone(members)
+	slices.SortStableFunc(out, func(a, b Member) int { return cmp.Compare(a.Name, b.Name) })
+	return out
 }

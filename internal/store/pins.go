@@ -140,29 +140,14 @@ func (s *sqlStore) PinRevision(ctx context.Context) (int64, error) {
 }
 
 // pinTx runs fn in a transaction that first locks the pin revision row, so
-// that writers of pins take turns (SQLite's transactions are exclusive
-// already) without waiting for agent and backend writes.
+// that writers of pins take turns without waiting for agent and backend
+// writes.
 func (s *sqlStore) pinTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("begin: %w", err)
-	}
-	defer func() { _ = tx.Rollback() }()
 	lock := "SELECT value FROM pin_revision WHERE id = 1"
 	if s.d.name == postgresDialect.name {
 		lock += " FOR UPDATE"
 	}
-	var current int64
-	if err := tx.QueryRowContext(ctx, lock).Scan(&current); err != nil {
-		return fmt.Errorf("lock pin revision: %w", err)
-	}
-	if err := fn(tx); err != nil {
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	return nil
+	return s.lockedTx(ctx, lock, "pin revision", fn)
 }
 
 func bumpPinRevision(ctx context.Context, tx *sql.Tx) error {

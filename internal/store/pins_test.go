@@ -28,26 +28,12 @@ func tool(t *testing.T, js string) integrity.Definition {
 // The pins of tool integrity on every database: what is seen, approved,
 // changed, rejected, and what two handles on one database agree on.
 func TestPins(t *testing.T) {
-	cases := []struct {
-		name       string
-		sharedOnly bool
-		run        func(t *testing.T, b dbUnderTest)
-	}{
+	runOnEveryDatabase(t, []conformanceCase{
 		{name: "seen, approved, changed, rejected", run: testPinLifecycle},
 		{name: "trust on first use", run: testPinTrustFirst},
 		{name: "approve all and stale approvals", run: testPinApproveAll},
 		{name: "one announcement per definition across handles", sharedOnly: true, run: testPinAnnouncedOnce},
-	}
-	for _, b := range testBackends(t) {
-		t.Run(b.name, func(t *testing.T) {
-			for _, c := range cases {
-				if c.sharedOnly && !b.shared {
-					continue
-				}
-				t.Run(c.name, func(t *testing.T) { c.run(t, b) })
-			}
-		})
-	}
+	})
 }
 
 func testPinLifecycle(t *testing.T, b dbUnderTest) {
