@@ -32,7 +32,7 @@ func fullBackend() config.Backend {
 			"header_name": "X-API-Key", "key": "k-123", "retries": 3, "ratio": 0.5,
 			"nested": map[string]any{"list": []any{1, "two", 3.25, true, nil}},
 		},
-		Description: "HR", TimeoutSeconds: 45, Enabled: ptr(true), Labels: map[string]string{"team": "hr"}, ForwardSubpaths: true,
+		Description: "HR", TimeoutSeconds: 45, Enabled: ptr(true), Labels: map[string]string{"team": "hr"}, ForwardSubpaths: true, ToolIntegrity: "enforce",
 	}
 }
 
