@@ -283,3 +283,25 @@ func TestToolIntegrityAdminAuthorization(t *testing.T) {
 		})
 	}
 }
+
+// tool_integrity is a backend key like the others: the admin API sets it,
+// validated, and the routing table serves the new mode at once.
+func TestToolIntegrityModeThroughAdminAPI(t *testing.T) {
+	w := newAdminWorld(t)
+	tests := []struct {
+		body, want string
+		status     int
+	}{
+		{`{"tool_integrity":"strict"}`, `backends.notes.tool_integrity: \"strict\": want one of off, observe, enforce, trust_on_first_use`, http.StatusBadRequest},
+		{`{"tool_integrity":"enforce"}`, `"tool_integrity":"enforce"`, http.StatusOK},
+	}
+	for _, tt := range tests {
+		status, body := w.apiAs("application/merge-patch+json", http.MethodPatch, "/admin/v1/backends/notes", w.root, tt.body)
+		if status != tt.status || !strings.Contains(string(body), tt.want) {
+			t.Errorf("PATCH %s: %d %s, want %d with %s", tt.body, status, body, tt.status, tt.want)
+		}
+	}
+	if p := w.pending(w.root); p.Mode != config.IntegrityEnforce {
+		t.Errorf("mode after the PATCH = %q", p.Mode)
+	}
+}
