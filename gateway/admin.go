@@ -161,6 +161,7 @@ func (s *Server) mountAdmin(log *slog.Logger) {
 	mountResource(r, backends)
 	r.Get("/audit", a.handleAudit)
 	r.All("/audit", a.methodNotAllowed("GET"))
+	a.mountIntegrity(r)
 	// Without these, unknown admin paths would fall through to the MCP
 	// route and be answered as backend paths.
 	r.All("/", a.notFound)
@@ -1127,7 +1128,7 @@ func (a *adminAPI) notFound(c *fiber.Ctx) error {
 		return nil
 	}
 	return adminError(c, fiber.StatusNotFound, "not_found", "no admin API route "+c.Method()+" "+c.Path()+
-		"; see /admin/v1/agents, /admin/v1/backends and /admin/v1/audit", nil)
+		"; see /admin/v1/agents, /admin/v1/backends, /admin/v1/audit and /admin/v1/tool-integrity/{backend}/pending", nil)
 }
 
 // internal logs an unexpected failure and answers 500 without its detail,

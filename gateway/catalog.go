@@ -2,9 +2,11 @@ package gateway
 
 import (
 	"hash/maphash"
+	"strings"
 	"sync"
 
 	"github.com/mcpgw/mcpgw/internal/ijson"
+	"github.com/mcpgw/mcpgw/internal/integrity"
 	"github.com/mcpgw/mcpgw/internal/mcp"
 	"github.com/mcpgw/mcpgw/internal/policy"
 )
@@ -26,8 +28,12 @@ type catalog struct {
 type toolEntry struct {
 	annotations map[string]any
 	schema      ijson.Value
+	// item is the tool as listed, for its definition.
+	item mcp.ListItem
 }
 
+// preparedKey names a prepared list: the backend, the list and a digest of
+// its items as listed and of their classification.
 type preparedKey struct {
 	backend string
 	list    mcp.ListKey
@@ -52,7 +58,7 @@ func (c *catalog) remember(backend string, items []mcp.ListItem) {
 		c.tools[backend] = m
 	}
 	for _, it := range items {
-		m[it.Name] = toolEntry{annotations: it.Annotations, schema: it.InputSchema}
+		m[it.Name] = toolEntry{annotations: it.Annotations, schema: it.InputSchema, item: it}
 	}
 }
 
@@ -65,13 +71,27 @@ func (c *catalog) tool(backend, name string) (toolEntry, bool) {
 }
 
 // prepare returns the prepared form of one page of a list, building it
-// only when the backend's list changed.
-func (c *catalog) prepare(backend string, list mcp.ListKey, items []mcp.ListItem) (*policy.Catalog, error) {
+// only when the backend's list or its classification changed. integ is nil
+// when the backend's tool_integrity is off, else one result per item.
+func (c *catalog) prepare(backend string, list mcp.ListKey, items []mcp.ListItem, integ []integrity.Result) (*policy.Catalog, error) {
 	var h maphash.Hash
 	h.SetSeed(c.seed)
-	for _, it := range items {
+	if integ != nil {
+		h.WriteByte('I') // classified, even when empty
+	}
+	for i, it := range items {
 		h.Write(it.Raw)
 		h.WriteByte(0)
+		if integ != nil {
+			r := integ[i]
+			h.WriteString(string(r.Status))
+			h.WriteByte(0)
+			h.WriteString(strings.Join(r.Changed, ","))
+			if r.Rejected {
+				h.WriteByte(1)
+			}
+			h.WriteByte(0)
+		}
 	}
 	key := preparedKey{backend, list, h.Sum64()}
 	c.mu.RLock()
@@ -80,7 +100,7 @@ func (c *catalog) prepare(backend string, list mcp.ListKey, items []mcp.ListItem
 	if cat != nil {
 		return cat, nil
 	}
-	cat, err := buildCatalog(list, items)
+	cat, err := buildCatalog(list, items, integ)
 	if err != nil {
 		return nil, err
 	}
@@ -93,24 +113,30 @@ func (c *catalog) prepare(backend string, list mcp.ListKey, items []mcp.ListItem
 	return cat, nil
 }
 
-func buildCatalog(list mcp.ListKey, items []mcp.ListItem) (*policy.Catalog, error) {
+func buildCatalog(list mcp.ListKey, items []mcp.ListItem, integ []integrity.Result) (*policy.Catalog, error) {
+	classified := func(i int) *policy.Integrity {
+		if integ == nil {
+			return nil
+		}
+		return integrityInput(integ[i])
+	}
 	switch list {
 	case mcp.ListTools:
 		tools := make([]policy.Tool, len(items))
 		for i, it := range items {
-			tools[i] = policy.Tool{Name: it.Name, Annotations: it.Annotations}
+			tools[i] = toolInput(it, classified(i))
 		}
 		return policy.ToolCatalog(tools)
 	case mcp.ListResources, mcp.ListResourceTemplates:
 		res := make([]policy.Resource, len(items))
 		for i, it := range items {
-			res[i] = policy.Resource{URI: it.Key(list), Name: it.Name}
+			res[i] = resourceInput(list, it, classified(i))
 		}
 		return policy.ResourceCatalog(res)
 	}
 	prompts := make([]policy.Prompt, len(items))
 	for i, it := range items {
-		prompts[i] = policy.Prompt{Name: it.Name}
+		prompts[i] = promptInput(it, classified(i))
 	}
 	return policy.PromptCatalog(prompts)
 }

@@ -12,6 +12,7 @@ import (
 
 	mcpgo "github.com/mark3labs/mcp-go/mcp"
 
+	"github.com/mcpgw/mcpgw/internal/integrity"
 	"github.com/mcpgw/mcpgw/internal/mcp"
 	"github.com/mcpgw/mcpgw/internal/policy"
 )
@@ -87,6 +88,11 @@ func (g *Gateway) filterEvent(ctx context.Context, cl *call, data []byte, pendin
 // shape whatever the method, so no catalog slips through unfiltered (a
 // resumed stream, or a reply to one request shaped like another's).
 func (g *Gateway) filterMessage(ctx context.Context, cl *call, m *mcp.Message, pending requests) []byte {
+	if m.Kind == mcp.KindNotification && m.Method == string(mcpgo.MethodNotificationToolsListChanged) {
+		// The backend says its tools changed: the next call of an enforcing
+		// backend lists them again before it is decided.
+		g.fetcher.invalidate(cl.route.backend.Name)
+	}
 	result, ok := m.Result()
 	if !ok {
 		return m.Encode()
@@ -104,18 +110,19 @@ func (g *Gateway) filterMessage(ctx context.Context, cl *call, m *mcp.Message, p
 		if l.Key == mcp.ListTools {
 			g.catalog.remember(cl.route.backend.Name, l.Items)
 		}
-		visible[l.Key] = g.visible(ctx, cl, l.Key, l.Items)
+		visible[l.Key] = g.visible(ctx, cl, l.Key, l.Items, g.classify(ctx, cl, l.Key, l.Items))
 	}
 	m.SetResult(mcp.FilterLists(result, lists, func(k mcp.ListKey, it mcp.ListItem) bool { return visible[k][it.Key(k)] }))
 	return m.Encode()
 }
 
-// visible asks the policy which items the caller may see; on any error it
-// hides them all.
-func (g *Gateway) visible(ctx context.Context, cl *call, key mcp.ListKey, items []mcp.ListItem) map[string]bool {
+// visible asks the policy which items the caller may see, given their
+// classification (nil when tool integrity is off); on any error it hides
+// them all.
+func (g *Gateway) visible(ctx context.Context, cl *call, key mcp.ListKey, items []mcp.ListItem, integ []integrity.Result) map[string]bool {
 	in := cl.base
 	in.MCP = policy.MCPInput{Kind: policy.KindRequest, Method: listMethod(key)}
-	cat, err := g.catalog.prepare(cl.route.backend.Name, key, items)
+	cat, err := g.catalog.prepare(cl.route.backend.Name, key, items, integ)
 	if err == nil {
 		var vis map[string]bool
 		if vis, err = g.opts.Authorizer.VisibleCatalog(ctx, &in, cat); err == nil {

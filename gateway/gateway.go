@@ -63,6 +63,10 @@ type Options struct {
 	// RateLimiter counts ratelimit.* budgets; nil: New makes the one the
 	// config asks for (Redis or this replica's memory) and Shutdown closes it.
 	RateLimiter ratelimit.Limiter
+	// Pins keeps tool integrity's pins (the store). nil: no definition was
+	// ever approved, so a backend with tool_integrity on has every item
+	// new (held by an enforcing policy).
+	Pins PinStore
 }
 
 // Observer is told about each request answered on a backend's path, refused
@@ -86,11 +90,13 @@ type Gateway struct {
 	server    config.Server
 	publicURL *url.URL
 	// issuers are the trusted issuers' URLs, which agents are bound to.
-	issuers  []string
-	topo     atomic.Pointer[topology]
-	client   *upstream.Client
-	catalog  *catalog
-	fetcher  *catalogFetcher
+	issuers []string
+	topo    atomic.Pointer[topology]
+	client  *upstream.Client
+	catalog *catalog
+	fetcher *catalogFetcher
+	// pins is what this replica remembers of tool integrity's pins.
+	pins     pinMemory
 	loopback atomic.Bool
 	streams  sync.WaitGroup
 	// now ages sessions; idle remembers when this replica last saw each

@@ -160,7 +160,7 @@ func (g *Gateway) serveMCP(c *fiber.Ctx, rec *requestRecord) error {
 			Issuer: topo.agentIssuer(agent), AllowClientlessTokens: agent.AllowClientlessTokens,
 			Scopes: agent.Scopes, BackendAccess: agent.BackendAccess,
 		},
-		Backend: policy.BackendInput{Name: r.backend.Name, AuthType: r.backend.AuthMethod, Labels: r.backend.Labels},
+		Backend: policy.BackendInput{Name: r.backend.Name, AuthType: r.backend.AuthMethod, Labels: r.backend.Labels, ToolIntegrity: r.backend.IntegrityMode()},
 		HTTP:    policy.HTTPInput{Method: c.Method(), Path: path, RemoteAddr: c.IP()},
 	}
 	switch c.Method() {
@@ -213,8 +213,9 @@ func (g *Gateway) sessionInput(cl *call, kind, method string) policy.Input {
 }
 
 // checkCall reads what a tools/call needs besides the policy: the called
-// tool's catalog entry (its annotations go into the input; its input schema
-// is returned for the Mcp-Param-* headers) and, against its input schema,
+// tool's catalog entry (its definition and, with tool integrity on, its
+// classification go into the input; its input schema is returned for the
+// Mcp-Param-* headers) and, against its input schema,
 // argument names a case-insensitive server would read as another property.
 // A refusal is returned as a JSON-RPC error; tool is nil for other methods.
 func (g *Gateway) checkCall(ctx context.Context, cl *call, m *mcp.Message, in *policy.Input) (tool *mcpgo.Tool, rerr *mcp.Error) {
@@ -235,7 +236,11 @@ func (g *Gateway) checkCall(ctx context.Context, cl *call, m *mcp.Message, in *p
 			return nil, &mcp.Error{Code: mcpgo.INVALID_PARAMS, Message: "invalid params: " + err.Error(), Status: fiber.StatusOK}
 		}
 	}
-	in.Tools = []policy.Tool{{Name: name, Annotations: entry.annotations}}
+	var integ *policy.Integrity
+	if r := g.classify(ctx, cl, mcp.ListTools, []mcp.ListItem{entry.item}); r != nil {
+		integ = integrityInput(r[0])
+	}
+	in.Tools = []policy.Tool{toolInput(entry.item, integ)}
 	return hintTool(m, entry), nil
 }
 

@@ -20,22 +20,10 @@ import (
 // through one replica's admin API is served by the other within
 // store.poll_interval, and sessions move between them (same key).
 func TestReplicasShareAdminChangesThroughPostgres(t *testing.T) {
-	base, ok := storetest.PostgresBase(t)
+	dsn, idp, notes, ok := replicaWorld(t)
 	if !ok {
 		return
 	}
-	dsn := storetest.SchemaDSN(t, base)
-	ctx := t.Context()
-	idp, err := testidp.Start(ctx, testidp.Options{Audience: "api://mcpgw"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = idp.Close() })
-	notes, err := demo.StartNotes(demo.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = notes.Close() })
 	one, two := startReplica(t, dsn, idp, notes.URL), startReplica(t, dsn, idp, notes.URL)
 	h1 := &harness{t: t, idp: idp, url: one.URL}
 	h2 := &harness{t: t, idp: idp, url: two.URL}
@@ -63,9 +51,31 @@ func TestReplicasShareAdminChangesThroughPostgres(t *testing.T) {
 	}
 }
 
+// replicaWorld is what replicas share in a test: a PostgreSQL schema of
+// its own, an identity provider and a demo notes backend, all stopped by
+// the test; ok is false when PostgreSQL is not tested.
+func replicaWorld(t *testing.T) (dsn string, idp *testidp.Server, notes *demo.Backend, ok bool) {
+	t.Helper()
+	base, ok := storetest.PostgresBase(t)
+	if !ok {
+		return "", nil, nil, false
+	}
+	dsn = storetest.SchemaDSN(t, base)
+	idp, err := testidp.Start(t.Context(), testidp.Options{Audience: "api://mcpgw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = idp.Close() })
+	if notes, err = demo.StartNotes(demo.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = notes.Close() })
+	return dsn, idp, notes, true
+}
+
 // startReplica runs one gateway on the shared database dsn, with the session
-// key every replica of a deployment shares.
-func startReplica(t *testing.T, dsn string, idp *testidp.Server, notesURL string) *Server {
+// key every replica of a deployment shares; mutate changes its config.
+func startReplica(t *testing.T, dsn string, idp *testidp.Server, notesURL string, mutate ...func(*config.Config)) *Server {
 	t.Helper()
 	key := make([]byte, 32)
 	for i := range key {
@@ -84,6 +94,9 @@ func startReplica(t *testing.T, dsn string, idp *testidp.Server, notesURL string
 		Agents:   map[string]config.Agent{"admin-console": {ClientID: "admin-cli", Scopes: []string{"mcp:read"}}},
 		Policy:   config.Policy{Bundle: "../policies", AllowUnsigned: true, Timeout: 5 * time.Second},
 		Store:    config.Store{DSN: dsn, PollInterval: 100 * time.Millisecond},
+	}
+	for _, m := range mutate {
+		m(cfg)
 	}
 	srv, err := Start(t.Context(), cfg, StartOptions{Listener: ln, Logger: quietLogger()})
 	if err != nil {

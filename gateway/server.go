@@ -173,7 +173,7 @@ func Start(ctx context.Context, cfg *config.Config, o StartOptions) (srv *Server
 	maps.Copy(injectors, o.Injectors)
 	s.Gateway, err = New(Options{
 		Config: &live, Verifier: s.Verifier, Authorizer: s.Engine, Sealer: sealer, Injectors: injectors, Logger: log,
-		Observer: s.Metrics, Tracer: tp.Tracer(telemetry.TracerName), Audit: s.Audit.Write,
+		Observer: s.Metrics, Tracer: tp.Tracer(telemetry.TracerName), Audit: s.Audit.Write, Pins: s.Store,
 		ReadyChecks: map[string]func(context.Context) error{
 			"identity": func(context.Context) error { return s.Verifier.Ready() },
 			"policy":   func(context.Context) error { return s.Engine.Ready() },
@@ -268,7 +268,8 @@ func loadTopology(ctx context.Context, st store.Store) (map[string]config.Backen
 }
 
 // followStore applies agent and backend changes made by any replica (or this
-// one's admin API) by polling the store's revision, which is one cheap read.
+// one's admin API) by polling the store's revision, which is one cheap read,
+// and the approvals of tool integrity by polling the pin revision.
 func (s *Server) followStore(ctx context.Context, every time.Duration, log *slog.Logger) {
 	if every <= 0 {
 		every = 5 * time.Second
@@ -283,6 +284,9 @@ func (s *Server) followStore(ctx context.Context, every time.Duration, log *slog
 		}
 		if err := s.Reload(ctx); err != nil {
 			log.Error("apply store changes", "err", err)
+		}
+		if err := s.Gateway.FollowPins(ctx); err != nil {
+			log.Error("follow tool integrity approvals", "err", err)
 		}
 	}
 }

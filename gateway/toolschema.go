@@ -42,40 +42,72 @@ type catalogFetcher struct {
 	group singleflight.Group
 	mu    sync.Mutex
 	last  map[string]time.Time
+	// stale is when each backend last said its tools changed
+	// (notifications/tools/list_changed): fetches before it are not recent.
+	stale map[string]time.Time
 }
 
 func newCatalogFetcher() *catalogFetcher {
-	return &catalogFetcher{last: map[string]time.Time{}}
+	return &catalogFetcher{last: map[string]time.Time{}, stale: map[string]time.Time{}}
+}
+
+// recent reports a fetch for key (backend and caller) within
+// catalogRefetch that the backend has not declared outdated since.
+func (f *catalogFetcher) recent(backend, key string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	last, ok := f.last[key]
+	return ok && time.Since(last) < catalogRefetch && last.After(f.stale[backend])
+}
+
+func (f *catalogFetcher) fetched(key string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.last) > 10000 {
+		f.last = map[string]time.Time{}
+	}
+	f.last[key] = time.Now()
+}
+
+// invalidate makes every earlier fetch of backend's tools outdated.
+func (f *catalogFetcher) invalidate(backend string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.stale) > 10000 {
+		f.stale = map[string]time.Time{}
+	}
+	f.stale[backend] = time.Now()
 }
 
 // errToolNotListed refuses a call to a tool the backend does not list.
 var errToolNotListed = errors.New("tool not listed")
 
 // toolFor returns the catalog entry of the tool a call names, fetching the
-// backend's list when this replica has not seen the tool.
+// backend's list when this replica has not seen the tool. For a backend
+// whose tool_integrity enforces, the list is fetched again before the call
+// unless this caller's last fetch is recent (at most once per
+// catalogRefetch per backend and caller, and at once after the backend
+// announced a change): the backend may have changed the tool since it was
+// listed, and the call must be decided on the definition it has now.
 func (g *Gateway) toolFor(ctx context.Context, cl *call, name string) (toolEntry, error) {
 	backend := cl.route.backend.Name
-	if e, ok := g.catalog.tool(backend, name); ok {
-		return e, nil
-	}
 	key := backend + "\x00" + subjectKey(cl.principal)
 	f := g.fetcher
-	f.mu.Lock()
-	recent := time.Since(f.last[key]) < catalogRefetch
-	f.mu.Unlock()
+	recent := f.recent(backend, key)
+	if e, ok := g.catalog.tool(backend, name); ok && (recent || !cl.route.backend.Enforcing()) {
+		return e, nil
+	}
 	if !recent {
 		_, err, _ := f.group.Do(key, func() (any, error) {
 			items, err := g.fetchTools(ctx, cl)
-			f.mu.Lock()
-			if len(f.last) > 10000 {
-				f.last = map[string]time.Time{}
-			}
-			f.last[key] = time.Now()
-			f.mu.Unlock()
+			f.fetched(key)
 			if err != nil {
 				return nil, err
 			}
 			g.catalog.remember(backend, items)
+			// Recorded like a relayed list: a definition first seen here
+			// is announced and classified.
+			g.classify(ctx, cl, mcp.ListTools, items)
 			return nil, nil
 		})
 		if err != nil {

@@ -94,3 +94,11 @@ admin_request(groups, action, kind, name) := {
 	"http": {"method": "GET", "path": "/admin/v1/agents"},
 	"admin": {"action": action, "kind": kind, "name": name},
 }
+
+# A tools/call of "echo" by a member of groups on backend, whose
+# tool_integrity is enforce.
+enforcing(groups, backend) := object.union(base, {
+	"token": {"groups": groups, "scopes": rw},
+	"backend": {"name": backend, "tool_integrity": "enforce"},
+	"mcp": {"method": "tools/call", "tool": "echo", "arguments": {}},
+})

@@ -55,9 +55,10 @@ caller_passes if count(caller_denials) == 0
 # title: Visible tools
 # description: >-
 #   Names of input.tools the caller may see: exactly those a tools/call would
-#   allow by the caller checks, the role grant (permitted) and the tool's scope
-#   (tool_scope). Argument rules depend on the arguments of a call and so do
-#   not hide a tool.
+#   allow by the caller checks, the role grant (permitted), the tool's scope
+#   (tool_scope), tool integrity (held) and the tool screen (screened).
+#   Argument rules depend on the arguments of a call and so do not hide a
+#   tool.
 # entrypoint: true
 visible_tools contains tool.name if {
 	caller_passes
@@ -65,6 +66,8 @@ visible_tools contains tool.name if {
 	some tool in input.tools
 	permitted("tools", tool.name)
 	scope_held(tool_scope(tool))
+	not held(tool)
+	not screened(tool)
 }
 
 # A caller holding every scope a tool can need passes tool_scope for every
@@ -74,28 +77,36 @@ visible_tools contains tool.name if {
 	every_tool_scope_held
 	some tool in input.tools
 	permitted("tools", tool.name)
+	not held(tool)
+	not screened(tool)
 }
 
 # METADATA
 # title: Visible resources
-# description: URIs of input.resources the caller may read, by the same checks as resources/read.
+# description: >-
+#   URIs of input.resources the caller may read, by the same checks as
+#   resources/read; resource templates held by tool integrity are hidden.
 # entrypoint: true
 visible_resources contains resource.uri if {
 	caller_passes
 	scope_held(method_scope("resources/read"))
 	some resource in input.resources
 	permitted("resources", resource.uri)
+	not resource_held(resource)
 }
 
 # METADATA
 # title: Visible prompts
-# description: Names of input.prompts the caller may get, by the same checks as prompts/get.
+# description: >-
+#   Names of input.prompts the caller may get, by the same checks as
+#   prompts/get; prompts held by tool integrity are hidden.
 # entrypoint: true
 visible_prompts contains prompt.name if {
 	caller_passes
 	scope_held(method_scope("prompts/get"))
 	some prompt in input.prompts
 	permitted("prompts", prompt.name)
+	not held(prompt)
 }
 
 # METADATA

@@ -13,6 +13,10 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/mark3labs/mcp-go/client"
+	"github.com/mark3labs/mcp-go/client/transport"
+	mcpgo "github.com/mark3labs/mcp-go/mcp"
+
 	"github.com/mcpgw/mcpgw/gateway"
 	"github.com/mcpgw/mcpgw/internal/config"
 	"github.com/mcpgw/mcpgw/internal/demo"
@@ -55,6 +59,7 @@ backends:
     paths: [/notes]
     description: notes and files (sessions, progress)
     auth_method: none
+    tool_integrity: trust_on_first_use
 agents:
   claude-code:
     agent_id: claude-code
@@ -153,6 +158,12 @@ func demoMain(ctx context.Context, listen, policies string, stdout, stderr io.Wr
 		}
 		tokens[u.env] = tok
 	}
+	// The notes backend is pinned on first use: list it once now, so that
+	// what the demo later changes is held whichever command runs first.
+	if err := listNotesTools(ctx, cfg.Server.PublicURL, tokens["CAROL"]); err != nil {
+		_ = srv.Close(context.Background())
+		return fmt.Errorf("pin the notes backend's tools: %w", err)
+	}
 	printDemo(stdout, cfg.Server.PublicURL, w, tokens)
 	if ready != nil {
 		ready(cfg.Server.PublicURL, tokens, w)
@@ -199,7 +210,50 @@ func printDemo(out io.Writer, gw string, w *demo.World, tokens map[string]string
 	fmt.Fprintf(&b, "  npx --yes --loglevel=error -p node@%s -p @modelcontextprotocol/inspector@%s -- \\\n", inspectorNode, inspectorVersion)
 	fmt.Fprintf(&b, "    mcp-inspector --cli %s/notes --transport http --method tools/list \\\n", gw)
 	fmt.Fprintf(&b, "    --header \"Authorization: Bearer $CAROL\" --header 'X-Agent-ID: claude-code'\n\n")
+	printIntegrity(&b, gw, w)
 	fmt.Fprintf(&b, "  # no token: 401 with the RFC 9728 metadata URL\n")
 	fmt.Fprintf(&b, "  curl -si %s/notes -X POST -d '{}' | grep -i www-authenticate\n\n", gw)
 	_, _ = io.WriteString(out, b.String())
+}
+
+// listNotesTools lists the notes backend's tools through the gateway as an
+// MCP client does.
+func listNotesTools(ctx context.Context, gw, token string) error {
+	c, err := client.NewStreamableHttpClient(gw+"/notes", transport.WithHTTPHeaders(map[string]string{
+		"Authorization": "Bearer " + token, "X-Agent-ID": "claude-code",
+	}))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	init := mcpgo.InitializeRequest{}
+	init.Params.ProtocolVersion = mcpgo.LATEST_LEGACY_PROTOCOL_VERSION
+	init.Params.ClientInfo = mcpgo.Implementation{Name: "mcpgw-demo", Version: "1"}
+	if _, err := c.Initialize(ctx, init); err != nil {
+		return err
+	}
+	_, err = c.ListTools(ctx, mcpgo.ListToolsRequest{})
+	return err
+}
+
+// printIntegrity prints the tool integrity walk-through: the notes backend
+// changes a tool after the gateway pinned it, the change is held, reviewed
+// and approved.
+func printIntegrity(b *strings.Builder, gw string, w *demo.World) {
+	headers := `-H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream'`
+	fmt.Fprintf(b, "  # tool integrity: the notes backend changes its echo tool after the gateway pinned it (a rug pull)\n")
+	fmt.Fprintf(b, "  curl -s -X POST %s\n\n", w.Notes.ChangeURL)
+	fmt.Fprintf(b, "  # carol lists notes tools in a session: the changed echo is held until approved\n")
+	fmt.Fprintf(b, "  SID=$(curl -s -o /dev/null -D - %s/notes -H \"Authorization: Bearer $CAROL\" -H 'X-Agent-ID: claude-code' %s \\\n", gw, headers)
+	fmt.Fprintf(b, "    -d '{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{},\"clientInfo\":{\"name\":\"curl\",\"version\":\"1\"}}}' \\\n")
+	fmt.Fprintf(b, "    | tr -d '\\r' | sed -n 's/^[Mm]cp-[Ss]ession-[Ii]d: //p')\n")
+	fmt.Fprintf(b, "  curl -s %s/notes -H \"Authorization: Bearer $CAROL\" -H 'X-Agent-ID: claude-code' -H \"Mcp-Session-Id: $SID\" \\\n", gw)
+	fmt.Fprintf(b, "    -H 'MCP-Protocol-Version: 2025-06-18' %s -d '{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/list\"}'\n\n", headers)
+	fmt.Fprintf(b, "  # carol reviews the change: the approved and the current definition of echo\n")
+	fmt.Fprintf(b, "  curl -s '%s/admin/v1/tool-integrity/notes/diff?kind=tool&name=echo' -H \"Authorization: Bearer $CAROL\"\n\n", gw)
+	fmt.Fprintf(b, "  # carol approves it: echo is listed and callable again (an audit record of kind tool_change says who and when)\n")
+	fmt.Fprintf(b, "  curl -s -X POST %s/admin/v1/tool-integrity/notes/approve -H \"Authorization: Bearer $CAROL\" \\\n", gw)
+	fmt.Fprintf(b, "    -H 'Content-Type: application/json' -d '{\"kind\":\"tool\",\"name\":\"echo\"}'\n\n")
 }

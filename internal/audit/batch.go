@@ -205,9 +205,10 @@ func (s *BatchSink) Write(ctx context.Context, r Record) {
 }
 
 // mustKeep reports the records no overflow mode drops without waiting: an
-// allowed call (it reaches a backend) and a configuration change.
+// allowed call (it reaches a backend), a configuration change and a tool
+// change (a definition seen or approved).
 func mustKeep(r Record) bool {
-	return r.Kind == KindChange || (r.Kind == KindDecision && r.Allow)
+	return r.Kind == KindChange || r.Kind == KindToolChange || (r.Kind == KindDecision && r.Allow)
 }
 
 // drop counts n lost records and reports them, at most once per

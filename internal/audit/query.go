@@ -79,9 +79,9 @@ func (q Query) Normalize() (Query, error) {
 		errs = append(errs, &FieldError{Field: field, Problem: fmt.Sprintf(format, args...)})
 	}
 	switch q.Kind {
-	case "", KindDecision, KindChange, KindShadow:
+	case "", KindDecision, KindChange, KindShadow, KindToolChange:
 	default:
-		bad("kind", "%q: want decision, change or shadow", q.Kind)
+		bad("kind", "%q: want decision, change, shadow or tool_change", q.Kind)
 	}
 	switch q.Decision {
 	case "", DecisionAllow, DecisionDeny:

@@ -23,6 +23,13 @@ const (
 	// differently: DecisionID is the enforced decision's, Allow, Reasons
 	// and Revision are the shadow policy's.
 	KindShadow Kind = "shadow"
+	// KindToolChange records a tool, prompt or resource template definition
+	// a backend lists: one seen for the first time with its hash (ActionSeen:
+	// new or changed, which Reasons say), or an administrator's approval or
+	// rejection of one (ActionApprove, ActionReject: who in Subject and
+	// Issuer). Backend names the backend, ObjectKind and ObjectName the item,
+	// Before the approved definition and After the one seen.
+	KindToolChange Kind = "tool_change"
 )
 
 // Action is what a change did to its object.
@@ -32,6 +39,10 @@ const (
 	ActionCreate Action = "create"
 	ActionUpdate Action = "update"
 	ActionDelete Action = "delete"
+	// Tool changes (KindToolChange).
+	ActionSeen    Action = "seen"
+	ActionApprove Action = "approve"
+	ActionReject  Action = "reject"
 )
 
 // ObjectKind names the kind of configuration object a change touched.
@@ -40,6 +51,10 @@ type ObjectKind string
 const (
 	ObjectAgent   ObjectKind = "agent"
 	ObjectBackend ObjectKind = "backend"
+	// Items a backend lists (KindToolChange), as integrity.Kind names them.
+	ObjectTool             ObjectKind = "tool"
+	ObjectPrompt           ObjectKind = "prompt"
+	ObjectResourceTemplate ObjectKind = "resource_template"
 )
 
 // Change sources: who wrote a configuration object.
@@ -153,8 +168,22 @@ func (r Record) Validate() error {
 		if r.ObjectName == "" {
 			return bad("object_name is empty")
 		}
+	case KindToolChange:
+		switch r.Action {
+		case ActionSeen, ActionApprove, ActionReject:
+		default:
+			return bad("action %q: want seen, approve or reject", r.Action)
+		}
+		switch r.ObjectKind {
+		case ObjectTool, ObjectPrompt, ObjectResourceTemplate:
+		default:
+			return bad("object_kind %q: want tool, prompt or resource_template", r.ObjectKind)
+		}
+		if r.ObjectName == "" || r.Backend == "" {
+			return bad("a tool change needs backend and object_name")
+		}
 	default:
-		return bad("kind %q: want decision or change", r.Kind)
+		return bad("kind %q: want decision, change, shadow or tool_change", r.Kind)
 	}
 	if len(r.Before) > 0 && !json.Valid(r.Before) {
 		return bad("before is not valid JSON")

@@ -33,6 +33,12 @@ func TestValidate(t *testing.T) {
 		f(&r)
 		return r
 	}
+	toolChange := Record{Kind: KindToolChange, Action: ActionSeen, ObjectKind: ObjectTool, ObjectName: "echo", Backend: "notes"}
+	withTool := func(f func(*Record)) Record {
+		r := toolChange
+		f(&r)
+		return r
+	}
 	tests := []struct {
 		name    string
 		r       Record
@@ -48,6 +54,10 @@ func TestValidate(t *testing.T) {
 		{"no object name", with(func(r *Record) { r.ObjectName = "" }), "object_name"},
 		{"bad before", with(func(r *Record) { r.Before = json.RawMessage(`{`) }), "before"},
 		{"bad after", with(func(r *Record) { r.After = json.RawMessage(`nope`) }), "after"},
+		{"tool change", toolChange, ""},
+		{"tool change, bad action", withTool(func(r *Record) { r.Action = ActionUpdate }), "action"},
+		{"tool change, bad object kind", withTool(func(r *Record) { r.ObjectKind = ObjectBackend }), "object_kind"},
+		{"tool change without backend", withTool(func(r *Record) { r.Backend = "" }), "backend"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

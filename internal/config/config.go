@@ -170,6 +170,10 @@ type Backend struct {
 	// path itself is served, so no path the gateway did not decide on can
 	// be normalized by the backend into another endpoint.
 	ForwardSubpaths bool `koanf:"forward_subpaths"`
+	// ToolIntegrity is off, observe, enforce or trust_on_first_use: whether
+	// the definitions this backend lists are pinned, and whether the
+	// shipped policy holds back what is not approved (integrity.go).
+	ToolIntegrity string `koanf:"tool_integrity"`
 }
 
 // IsEnabled treats an absent enabled flag as true, as the adapter does.

@@ -43,7 +43,7 @@ var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 // treated as a loaded one: Backend.Name and Agent.Name are set from their
 // map keys; a backend without paths is routed at "/<name>"; a trailing "/"
 // is dropped from paths and server.public_url; auth_method "static-key"
-// becomes "pre-shared-key"; log.level and log.format are lower-cased
+// becomes "pre-shared-key"; tool_integrity, log.level and log.format are lower-cased
 // ("warning" is "warn"); an issuer's groups_claim defaults to "groups".
 func (c *Config) Validate() error {
 	if c == nil {
@@ -90,6 +90,7 @@ func (c *Config) normalize() {
 	for name, b := range c.Backends {
 		b.Name = name
 		b.AuthMethod = strings.ToLower(strings.TrimSpace(b.AuthMethod))
+		b.ToolIntegrity = strings.ToLower(strings.TrimSpace(b.ToolIntegrity))
 		if b.AuthMethod == authStaticKey {
 			b.AuthMethod = AuthPreSharedKey
 		}
@@ -259,6 +260,7 @@ func (c *Config) validateBackends(v *validator) {
 			v.addf(p+".timeout_seconds", "must be >= 0 (0 means 30)")
 		}
 		validateAuth(v, p, b)
+		validateIntegrity(v, p, b)
 	}
 }
 

@@ -262,6 +262,15 @@ policy: {timeout: 50}`,
 			notWant: []string{"server.max_body_bytes: must be > 0"},
 		},
 		{
+			name: "tool integrity mode",
+			yaml: issuerYAML + `
+backends:
+  hr: {url: "http://127.0.0.1:1/mcp", auth_method: none, tool_integrity: strict}
+  ok: {url: "http://127.0.0.1:2/mcp", auth_method: none, tool_integrity: " Enforce "}`,
+			want:    []string{`backends.hr.tool_integrity: "strict": want one of off, observe, enforce, trust_on_first_use`},
+			notWant: []string{"backends.ok.tool_integrity"},
+		},
+		{
 			name: "bad names",
 			yaml: issuerYAML + `
 backends:

@@ -215,12 +215,28 @@ func (v Value) Get(name string) (Value, bool) {
 	return Value{}, false
 }
 
+// GetFolded returns the first member whose name folds to name's fold
+// ("Description" for "description"), as a lenient Go client binds it.
+func (v Value) GetFolded(name string) (Value, bool) {
+	folded := Fold(name)
+	for i := range v.Members {
+		if Fold(v.Members[i].Name) == folded {
+			return v.Members[i].Value, true
+		}
+	}
+	return Value{}, false
+}
+
 // Encode is the canonical compact encoding of v: members in the order read,
 // strings re-escaped (no HTML escaping), numbers as their literal.
 func (v Value) Encode() []byte { return v.AppendTo(nil) }
 
 // AppendTo appends Encode's bytes to dst.
-func (v Value) AppendTo(dst []byte) []byte {
+func (v Value) AppendTo(dst []byte) []byte { return v.appendTo(dst, false) }
+
+// appendTo encodes v, with every object's members sorted by name when
+// sorted is set (AppendSorted).
+func (v Value) appendTo(dst []byte, sorted bool) []byte {
 	switch v.Kind {
 	case Null:
 		return append(dst, "null"...)
@@ -234,14 +250,18 @@ func (v Value) AppendTo(dst []byte) []byte {
 	case String:
 		return appendString(dst, v.Str)
 	case Object:
+		members := v.Members
+		if sorted {
+			members = sortedMembers(members)
+		}
 		dst = append(dst, '{')
-		for i, m := range v.Members {
+		for i, m := range members {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
 			dst = appendString(dst, m.Name)
 			dst = append(dst, ':')
-			dst = m.Value.AppendTo(dst)
+			dst = m.Value.appendTo(dst, sorted)
 		}
 		return append(dst, '}')
 	}
@@ -250,7 +270,7 @@ func (v Value) AppendTo(dst []byte) []byte {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = it.AppendTo(dst)
+		dst = it.appendTo(dst, sorted)
 	}
 	return append(dst, ']')
 }

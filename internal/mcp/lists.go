@@ -42,7 +42,10 @@ type ListItem struct {
 	Annotations map[string]any
 	// InputSchema is a tool's inputSchema as listed (Kind Null when absent).
 	InputSchema ijson.Value
-	Raw         []byte
+	// Item is the whole item as read, for what else a decision or a pin
+	// reads of it (description, schemas; ijson.Value.GetFolded).
+	Item ijson.Value
+	Raw  []byte
 }
 
 // Key is what visibility is decided on: the URI for resources (the template
@@ -151,7 +154,7 @@ func readItem(v ijson.Value) (ListItem, error) {
 	if a, b, found := v.OwnFoldCollision(); found {
 		return ListItem{}, fmt.Errorf("item has both %q and %q", a, b)
 	}
-	it := ListItem{Raw: v.Encode(), InputSchema: ijson.Value{Kind: ijson.Null}}
+	it := ListItem{Raw: v.Encode(), InputSchema: ijson.Value{Kind: ijson.Null}, Item: v}
 	for _, m := range v.Members {
 		// Fold-matched for the same reason as the list itself, now that the
 		// item is known to have no colliding names.

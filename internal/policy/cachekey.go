@@ -51,6 +51,7 @@ func callerKey(seed maphash.Seed, in *Input, kind ListKind, revision string, gen
 	writeString(h, in.Backend.Name)
 	writeString(h, in.Backend.AuthType)
 	writeUint(h, hashLabels(seed, in.Backend.Labels))
+	writeString(h, integrityMode(in.Backend.ToolIntegrity))
 
 	writeString(h, in.MCP.Kind)
 	writeString(h, in.MCP.Method)
@@ -68,24 +69,60 @@ func listKey(seed maphash.Seed, in *Input, kind ListKind, revision string, gener
 	h.WriteByte('I')
 	switch kind {
 	case ListTools:
-		writeUint(h, uint64(len(in.Tools)))
-		for i := range in.Tools {
-			writeUint(h, maphash.String(seed, in.Tools[i].Name))
-			writeUint(h, hashAny(seed, in.Tools[i].Annotations, 0))
-		}
+		writeTools(h, seed, in.Tools)
 	case ListResources:
-		writeUint(h, uint64(len(in.Resources)))
-		for _, r := range in.Resources {
-			writeString(h, r.URI)
-			writeString(h, r.Name)
-		}
+		writeResources(h, in.Resources)
 	case ListPrompts:
-		writeUint(h, uint64(len(in.Prompts)))
-		for _, p := range in.Prompts {
-			writeString(h, p.Name)
-		}
+		writePrompts(h, seed, in.Prompts)
 	}
 	return h.Sum64()
+}
+
+// writeTools, writeResources and writePrompts hash catalog entries: every
+// field the input carries of them (toolList, resourceList, promptList).
+func writeTools(h *maphash.Hash, seed maphash.Seed, tools []Tool) {
+	writeUint(h, uint64(len(tools)))
+	for i := range tools {
+		t := &tools[i]
+		writeString(h, t.Name)
+		writeUint(h, hashAny(seed, t.Annotations, 0))
+		writeString(h, t.Title)
+		writeString(h, t.Description)
+		writeUint(h, hashAny(seed, t.InputSchema, 0))
+		writeBool(h, t.OutputSchema != nil)
+		writeUint(h, hashAny(seed, t.OutputSchema, 0))
+		writeIntegrity(h, t.Integrity)
+	}
+}
+
+func writeResources(h *maphash.Hash, resources []Resource) {
+	writeUint(h, uint64(len(resources)))
+	for _, r := range resources {
+		writeString(h, r.URI)
+		writeString(h, r.Name)
+		writeString(h, r.Description)
+		writeIntegrity(h, r.Integrity)
+	}
+}
+
+func writePrompts(h *maphash.Hash, seed maphash.Seed, prompts []Prompt) {
+	writeUint(h, uint64(len(prompts)))
+	for _, p := range prompts {
+		writeString(h, p.Name)
+		writeString(h, p.Title)
+		writeString(h, p.Description)
+		writeUint(h, hashAny(seed, p.Arguments, 0))
+		writeIntegrity(h, p.Integrity)
+	}
+}
+
+func writeIntegrity(h *maphash.Hash, in *Integrity) {
+	writeBool(h, in != nil)
+	if in != nil {
+		writeString(h, in.Status)
+		writeStrings(h, in.Changed)
+		writeBool(h, in.Rejected)
+	}
 }
 
 // catalogKey is the key of VisibleCatalog: the caller and the catalog's

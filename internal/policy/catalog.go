@@ -35,7 +35,11 @@ func ResourceCatalog(resources []Resource) (*Catalog, error) {
 
 // PromptCatalog prepares a list of prompts.
 func PromptCatalog(prompts []Prompt) (*Catalog, error) {
-	return newCatalog(ListPrompts, promptList(prompts), prompts)
+	list, err := promptList(prompts)
+	if err != nil {
+		return nil, err
+	}
+	return newCatalog(ListPrompts, list, prompts)
 }
 
 func newCatalog(kind ListKind, list []any, source any) (*Catalog, error) {

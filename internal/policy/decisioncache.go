@@ -95,20 +95,9 @@ func (c *decisionCache) key(in *Input) [2]uint64 {
 		if in.MCP.Method == "tools/call" {
 			tools = calledEntries(in.Tools, in.MCP.Tool)
 		}
-		writeUint(h, uint64(len(tools)))
-		for j := range tools {
-			writeString(h, tools[j].Name)
-			writeUint(h, hashAny(seed, tools[j].Annotations, 0))
-		}
-		writeUint(h, uint64(len(in.Resources)))
-		for _, r := range in.Resources {
-			writeString(h, r.URI)
-			writeString(h, r.Name)
-		}
-		writeUint(h, uint64(len(in.Prompts)))
-		for _, p := range in.Prompts {
-			writeString(h, p.Name)
-		}
+		writeTools(h, seed, tools)
+		writeResources(h, in.Resources)
+		writePrompts(h, seed, in.Prompts)
 		k[i] = h.Sum64()
 	}
 	return k

@@ -34,7 +34,11 @@ func callInput(in *Input) (ast.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	return buildInput(in, in.MCP.Tool, args, tools, resourceList(in.Resources), promptList(in.Prompts))
+	prompts, err := promptList(in.Prompts)
+	if err != nil {
+		return nil, err
+	}
+	return buildInput(in, in.MCP.Tool, args, tools, resourceList(in.Resources), prompts)
 }
 
 // listInput is the input of a visibility query: the per-call fields
@@ -52,7 +56,11 @@ func listInput(in *Input, kind ListKind) (ast.Value, error) {
 	case ListResources:
 		resources = resourceList(in.Resources)
 	case ListPrompts:
-		prompts = promptList(in.Prompts)
+		p, err := promptList(in.Prompts)
+		if err != nil {
+			return nil, err
+		}
+		prompts = p
 	default:
 		return nil, fmt.Errorf("unknown list kind %q", kind)
 	}
@@ -96,9 +104,10 @@ func buildInput(in *Input, tool string, args, tools, resources, prompts any) (as
 		"token":   token,
 		"agent":   agent,
 		"backend": map[string]any{
-			"name":      in.Backend.Name,
-			"auth_type": in.Backend.AuthType,
-			"labels":    labelMap(in.Backend.Labels),
+			"name":           in.Backend.Name,
+			"auth_type":      in.Backend.AuthType,
+			"labels":         labelMap(in.Backend.Labels),
+			"tool_integrity": integrityMode(in.Backend.ToolIntegrity),
 		},
 		"mcp": map[string]any{
 			"kind":             in.MCP.Kind,
@@ -171,14 +180,29 @@ func calledEntries(tools []Tool, name string) []Tool {
 	return nil
 }
 
+// toolList is input.tools: every entry has name, annotations, title,
+// description and inputSchema ("" and {} when the backend sent none, so
+// rules need no defaults); outputSchema and integrity only when known.
 func toolList(tools []Tool) ([]any, error) {
 	out := make([]any, len(tools))
 	for i := range tools {
-		ann, err := anyObject(tools[i].Annotations)
-		if err != nil {
-			return nil, fmt.Errorf("input tools[%d].annotations: %w", i, err)
+		t := &tools[i]
+		entry := map[string]any{"name": t.Name, "title": t.Title, "description": t.Description}
+		for _, f := range []struct {
+			key string
+			m   map[string]any
+		}{{"annotations", t.Annotations}, {"inputSchema", t.InputSchema}, {"outputSchema", t.OutputSchema}} {
+			if f.m == nil && f.key == "outputSchema" {
+				continue
+			}
+			v, err := anyObject(f.m)
+			if err != nil {
+				return nil, fmt.Errorf("input tools[%d].%s: %w", i, f.key, err)
+			}
+			entry[f.key] = v
 		}
-		out[i] = map[string]any{"name": tools[i].Name, "annotations": ann}
+		addIntegrity(entry, t.Integrity)
+		out[i] = entry
 	}
 	return out, nil
 }
@@ -186,17 +210,46 @@ func toolList(tools []Tool) ([]any, error) {
 func resourceList(resources []Resource) []any {
 	out := make([]any, len(resources))
 	for i, r := range resources {
-		out[i] = map[string]any{"uri": r.URI, "name": r.Name}
+		entry := map[string]any{"uri": r.URI, "name": r.Name, "description": r.Description}
+		addIntegrity(entry, r.Integrity)
+		out[i] = entry
 	}
 	return out
 }
 
-func promptList(prompts []Prompt) []any {
+func promptList(prompts []Prompt) ([]any, error) {
 	out := make([]any, len(prompts))
 	for i, p := range prompts {
-		out[i] = map[string]any{"name": p.Name}
+		entry := map[string]any{"name": p.Name, "title": p.Title, "description": p.Description, "arguments": []any{}}
+		if len(p.Arguments) > 0 {
+			v, err := ast.InterfaceToValue(p.Arguments)
+			if err != nil {
+				return nil, fmt.Errorf("input prompts[%d].arguments: %w", i, err)
+			}
+			entry["arguments"] = v
+		}
+		addIntegrity(entry, p.Integrity)
+		out[i] = entry
 	}
-	return out
+	return out, nil
+}
+
+// addIntegrity adds an entry's classification as
+// {"status": ..., "changed": [...], "rejected": bool}.
+func addIntegrity(entry map[string]any, in *Integrity) {
+	if in == nil {
+		return
+	}
+	entry["integrity"] = map[string]any{"status": in.Status, "changed": nonNil(in.Changed), "rejected": in.Rejected}
+}
+
+// integrityMode is input.backend.tool_integrity: "off" when unset, so a
+// rule never meets "".
+func integrityMode(m string) string {
+	if m == "" {
+		return "off"
+	}
+	return m
 }
 
 // anyObject passes a caller-supplied map on: as is when every value in it

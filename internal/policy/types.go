@@ -65,6 +65,9 @@ type BackendInput struct {
 	Name     string            `json:"name"`
 	AuthType string            `json:"auth_type"`
 	Labels   map[string]string `json:"labels"`
+	// ToolIntegrity is the backend's tool_integrity mode: off, observe,
+	// enforce or trust_on_first_use ("" reads as off).
+	ToolIntegrity string `json:"tool_integrity"`
 }
 
 // Values of MCPInput.Kind.
@@ -103,18 +106,48 @@ type HTTPInput struct {
 	RemoteAddr string `json:"remote_addr"`
 }
 
+// Tool is one catalog entry: what the backend lists of the tool, so the
+// policy can judge its definition (description, schemas), and, when the
+// backend's tool_integrity is not off, the definition's classification.
 type Tool struct {
 	Name        string         `json:"name"`
 	Annotations map[string]any `json:"annotations"`
+	Title       string         `json:"title,omitempty"`
+	Description string         `json:"description,omitempty"`
+	// InputSchema and OutputSchema are the schemas as listed (JSON-shaped;
+	// numbers as json.Number); nil when absent.
+	InputSchema  map[string]any `json:"inputSchema,omitempty"`
+	OutputSchema map[string]any `json:"outputSchema,omitempty"`
+	Integrity    *Integrity     `json:"integrity,omitempty"`
 }
 
+// Integrity classifies a listed definition against the approved one
+// (README, Tool integrity).
+type Integrity struct {
+	// Status is approved, new or changed.
+	Status string `json:"status"`
+	// Changed names the definition fields that differ from the approved
+	// definition (status changed).
+	Changed []string `json:"changed,omitempty"`
+	// Rejected: an administrator rejected exactly this definition.
+	Rejected bool `json:"rejected,omitempty"`
+}
+
+// Resource is a listed resource, or a resource template (URI is then the
+// template; only templates carry Integrity).
 type Resource struct {
-	URI  string `json:"uri"`
-	Name string `json:"name"`
+	URI         string     `json:"uri"`
+	Name        string     `json:"name"`
+	Description string     `json:"description,omitempty"`
+	Integrity   *Integrity `json:"integrity,omitempty"`
 }
 
 type Prompt struct {
-	Name string `json:"name"`
+	Name        string     `json:"name"`
+	Title       string     `json:"title,omitempty"`
+	Description string     `json:"description,omitempty"`
+	Arguments   []any      `json:"arguments,omitempty"`
+	Integrity   *Integrity `json:"integrity,omitempty"`
 }
 
 // Decision is the result of data.mcp.gateway.decision plus what the gateway

@@ -116,6 +116,12 @@ func TestConformance(t *testing.T) {
 		{name: "newer schema refused", sharedOnly: true, run: testNewerSchema},
 		{name: "issuer column added to an existing trail", sharedOnly: true, run: testAuditIssuerMigration},
 	}
+	runOnEveryDatabase(t, cases)
+}
+
+// runOnEveryDatabase runs each case on every database under test (the
+// shared-only ones where several handles reach one database).
+func runOnEveryDatabase(t *testing.T, cases []conformanceCase) {
 	for _, b := range testBackends(t) {
 		t.Run(b.name, func(t *testing.T) {
 			for _, c := range cases {

@@ -192,14 +192,21 @@ func validateName(kind audit.ObjectKind, name string) error {
 // writeTx runs fn in a transaction that first locks the revision row, so
 // that concurrent writers, in this process or another, take turns.
 func (s *sqlStore) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	return s.lockedTx(ctx, s.d.lockRevision, "revision", fn)
+}
+
+// lockedTx runs fn in a transaction that first reads a row with lock, a
+// query that locks it for writing (SQLite's transactions are exclusive
+// from the start), so that writers of that row take turns.
+func (s *sqlStore) lockedTx(ctx context.Context, lock, what string, fn func(tx *sql.Tx) error) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
 	defer func() { _ = tx.Rollback() }()
 	var current int64
-	if err := tx.QueryRowContext(ctx, s.d.lockRevision).Scan(&current); err != nil {
-		return fmt.Errorf("lock revision: %w", err)
+	if err := tx.QueryRowContext(ctx, lock).Scan(&current); err != nil {
+		return fmt.Errorf("lock %s: %w", what, err)
 	}
 	if err := fn(tx); err != nil {
 		return err

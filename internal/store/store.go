@@ -1,4 +1,4 @@
-// Package store persists agents, backends and the audit trail, in SQLite
+// Package store persists agents, backends, tool pins and the audit trail, in SQLite
 // (modernc.org/sqlite, no cgo) for one gateway or PostgreSQL (pgx) for
 // replicas sharing one configuration. Both run the same code and the same
 // queries; only the embedded schema migrations differ per dialect.
@@ -19,6 +19,7 @@ import (
 
 	"github.com/mcpgw/mcpgw/internal/audit"
 	"github.com/mcpgw/mcpgw/internal/config"
+	"github.com/mcpgw/mcpgw/internal/integrity"
 )
 
 // ErrNotFound is returned (wrapped, with the name) for an agent or backend
@@ -118,6 +119,13 @@ type Store interface {
 	// SQLite, whose writers share one machine, relies on the caller's
 	// process-wide lock.
 	LockAdmin(ctx context.Context) (unlock func(), err error)
+
+	// Pins of tool integrity (pins.go): what each backend lists, and what
+	// administrators approved or rejected of it.
+	ObserveDefinitions(ctx context.Context, backend string, defs []integrity.Definition, trustFirst bool, meta ChangeMeta) ([]Sighting, []audit.Record, error)
+	ListPins(ctx context.Context, backend string) ([]Pin, error)
+	DecidePins(ctx context.Context, d PinDecision, meta ChangeMeta) ([]Pin, []audit.Record, error)
+	PinRevision(ctx context.Context) (int64, error)
 
 	Ping(ctx context.Context) error
 	Close() error

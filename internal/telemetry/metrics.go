@@ -91,6 +91,7 @@ type Metrics struct {
 	rateLimitErrors    prometheus.Counter
 	streamWriteTimeout prometheus.Counter
 	streamBackendLost  prometheus.Counter
+	toolChanges        *prometheus.CounterVec
 }
 
 // NewRegistry returns a registry with the Go runtime and process collectors,
@@ -218,6 +219,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "mcpgw_sse_streams_backend_lost_total",
 			Help: "SSE streams whose backend ended or failed before answering every request relayed on them (each pending request got -32010).",
 		}),
+		toolChanges: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mcpgw_tool_definition_changes_total",
+			Help: "Tool, prompt and resource template definitions seen for the first time (once per definition across replicas sharing a store), by status new or changed.",
+		}, []string{"backend", "kind", "status"}),
 	}
 	for _, c := range []prometheus.Collector{
 		m.requests, m.requestDuration, m.mcpServerOp, m.streamsOpen,
@@ -225,7 +230,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		m.bundleInfo, m.bundleActivated,
 		m.jwtVerifications, m.jwtDuration, m.jwksRefreshes,
 		m.exchangeDuration, m.exchangeFailures, m.tokenCache, m.filterCache, m.upstream,
-		m.auditDropped, m.rateLimitRefusals, m.rateLimitErrors, m.streamWriteTimeout, m.streamBackendLost,
+		m.auditDropped, m.rateLimitRefusals, m.rateLimitErrors, m.streamWriteTimeout, m.streamBackendLost, m.toolChanges,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register metric %s: %w", describe(c), err)
@@ -356,6 +361,23 @@ func (m *Metrics) ShadowDisagreement(backend, method string) {
 		return
 	}
 	m.shadow.WithLabelValues(m.backends.value(backend), methodLabel(method)).Inc()
+}
+
+// ToolDefinitionChange counts a definition a backend lists that is new or
+// changed (tool integrity). kind is tool, prompt or resource_template.
+func (m *Metrics) ToolDefinitionChange(backend, kind, status string) {
+	if m == nil {
+		return
+	}
+	switch kind {
+	case "tool", "prompt", "resource_template":
+	default:
+		kind = "other"
+	}
+	if status != "new" && status != "changed" {
+		status = "other"
+	}
+	m.toolChanges.WithLabelValues(m.backends.value(backend), kind, status).Inc()
 }
 
 // IdentityHooks feeds JWT verification and JWKS fetch outcomes into the

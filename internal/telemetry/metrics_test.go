@@ -158,6 +158,20 @@ func TestMetricsRecordAndScrape(t *testing.T) {
 			},
 		},
 		{
+			name: "tool definitions seen, by kind and status",
+			record: func(m *Metrics) {
+				m.ToolDefinitionChange("notes", "tool", "changed")
+				m.ToolDefinitionChange("notes", "tool", "changed")
+				m.ToolDefinitionChange("notes", "prompt", "new")
+				m.ToolDefinitionChange("notes", "widget", "gone")
+			},
+			want: []sample{
+				{name: "mcpgw_tool_definition_changes_total", labels: map[string]string{"backend": "notes", "kind": "tool", "status": "changed"}, value: 2},
+				{name: "mcpgw_tool_definition_changes_total", labels: map[string]string{"backend": "notes", "kind": "prompt", "status": "new"}, value: 1},
+				{name: "mcpgw_tool_definition_changes_total", labels: map[string]string{"backend": "notes", "kind": "other", "status": "other"}, value: 1},
+			},
+		},
+		{
 			// Refusals count too, before the gateway knows the backend or
 			// has read the body.
 			name: "refused requests",
@@ -455,6 +469,7 @@ func TestNilMetricsIgnoresCalls(t *testing.T) {
 	m.PolicyRecord(context.Background(), policy.Record{})
 	m.SetBundle("r", time.Now())
 	m.ShadowDisagreement("b", "tools/call")
+	m.ToolDefinitionChange("b", "tool", "new")
 	m.ExchangeObserved("b", "s", time.Second, errors.New("x"))
 	m.TokenCache("b", true)
 	m.FilterCache(true)

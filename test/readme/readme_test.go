@@ -233,6 +233,10 @@ var demoExpectations = []struct {
 	{comment: "alice lists employees tools", want: []string{`"get_employee"`, `"list_employees"`}, wantAbsent: []string{`"delete_employee"`, `"update_employee"`}},
 	{comment: "bob tries to delete an employee", want: []string{`-32003`, `decision_id`}},
 	{comment: "the MCP Inspector's CLI", want: []string{`"tools"`, `"echo"`}},
+	{comment: "tool integrity: the notes backend changes its echo tool", want: []string{`changed the echo tool's description`}},
+	{comment: "carol lists notes tools in a session", want: []string{`"name":"add"`}, wantAbsent: []string{`"name":"echo"`}},
+	{comment: "carol reviews the change", want: []string{`"changed":["description"]`, `trimmed of surrounding spaces`}},
+	{comment: "carol approves it", want: []string{`"approved":[`, `"status":"approved"`}},
 	{comment: "no token", want: []string{`resource_metadata="http://`}},
 }
 
