@@ -130,6 +130,11 @@ type Options struct {
 	// of activations may be told as its last one only). It runs on a
 	// goroutine of the engine's.
 	OnActivate func(revision string, at time.Time)
+	// OnReject is told each policy that was not activated (a download,
+	// signature, limit or compile failure; a rejected bundle found unchanged
+	// again is not told twice), so a rejection can be alerted on even when
+	// no replica ever activates the bundle. It runs on the engine's goroutine.
+	OnReject func()
 
 	// Shadow is a second policy source (of any kind Source accepts), verified
 	// like Source, whose decisions are compared with the enforced ones and

@@ -22,7 +22,9 @@ func TestWatchedBundleFileRejectsBadReplacements(t *testing.T) {
 	good := versioned("r1", "A", signingKey)
 	path := writeBundle(t, good)
 	var seen activations
-	e, _ := newEngine(t, Options{Source: path, VerificationKey: publicKey, PollInterval: 10 * time.Millisecond, OnActivate: seen.record})
+	var rejections atomic.Int64
+	e, _ := newEngine(t, Options{Source: path, VerificationKey: publicKey, PollInterval: 10 * time.Millisecond, OnActivate: seen.record,
+		OnReject: func() { rejections.Add(1) }})
 	eventually(t, 2*time.Second, "r1 announced", func() bool { return seen.seen("r1") })
 
 	noRevision := versioned("", "B", signingKey)
@@ -48,11 +50,12 @@ func TestWatchedBundleFileRejectsBadReplacements(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			before := e.Status().LastRejectedAt
+			before, told := e.Status().LastRejectedAt, rejections.Load()
 			writeAtomically(t, path, tc.body)
 			eventually(t, 5*time.Second, "rejection of "+tc.name, func() bool {
 				return e.Status().LastRejectedAt.After(before)
 			})
+			eventually(t, 5*time.Second, "OnReject told of "+tc.name, func() bool { return rejections.Load() > told })
 			st := e.Status()
 			if !strings.Contains(st.LastRejected, tc.want) {
 				t.Fatalf("last_rejected %q, want it to mention %q", st.LastRejected, tc.want)

@@ -125,6 +125,9 @@ func (e *Engine) reject(err error) {
 	e.life.lastRejected, e.life.lastRejectedAt = err, time.Now()
 	e.life.mu.Unlock()
 	e.logger.Error("policy rejected; the active policy keeps serving", "active_revision", e.Revision(), "source", e.life.source, "error", err)
+	if e.opts.OnReject != nil {
+		e.opts.OnReject()
+	}
 }
 
 // onBundleStatus receives OPA's bundle plugin status after every download

@@ -75,6 +75,7 @@ type Metrics struct {
 	bundleSet       bool
 	bundleInfo      *prometheus.GaugeVec
 	bundleActivated prometheus.Gauge
+	bundleRejected  prometheus.Counter
 
 	jwtVerifications *prometheus.CounterVec
 	jwtDuration      *prometheus.HistogramVec
@@ -161,6 +162,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "mcpgw_policy_bundle_last_activation_timestamp_seconds",
 			Help: "Unix time at which the active policy bundle was activated.",
 		}),
+		bundleRejected: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mcpgw_policy_bundle_rejections_total",
+			Help: "Policy bundles not activated (download, signature, limit or compile failure); the active one kept serving. The reason is in the log and the detailed /readyz.",
+		}),
 
 		jwtVerifications: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mcpgw_jwt_verifications_total",
@@ -227,7 +232,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	for _, c := range []prometheus.Collector{
 		m.requests, m.requestDuration, m.mcpServerOp, m.streamsOpen,
 		m.policyEval, m.policyDecisions, m.shadow,
-		m.bundleInfo, m.bundleActivated,
+		m.bundleInfo, m.bundleActivated, m.bundleRejected,
 		m.jwtVerifications, m.jwtDuration, m.jwksRefreshes,
 		m.exchangeDuration, m.exchangeFailures, m.tokenCache, m.filterCache, m.upstream,
 		m.auditDropped, m.rateLimitRefusals, m.rateLimitErrors, m.streamWriteTimeout, m.streamBackendLost, m.toolChanges,
@@ -353,6 +358,14 @@ func (m *Metrics) SetBundle(revision string, at time.Time) {
 	m.bundleRevision, m.bundleSet = rev, true
 	m.bundleInfo.WithLabelValues(rev).Set(1)
 	m.bundleActivated.Set(float64(at.UnixNano()) / 1e9)
+}
+
+// BundleRejected counts a policy bundle that was not activated.
+func (m *Metrics) BundleRejected() {
+	if m == nil {
+		return
+	}
+	m.bundleRejected.Inc()
 }
 
 // ShadowDisagreement counts a call the shadow policy decided differently.
