@@ -258,6 +258,13 @@ func (g *Gateway) post(c *fiber.Ctx, cl *call) error {
 		return writeRPCError(c, perr.Status, perr.ID, perr.Code, perr.Message, nil)
 	}
 	cl.rec.messages(msgs, batch)
+	// Trace context goes into params._meta now, before anything is decided,
+	// so the reading the policy sees is the one the backend gets.
+	if carrier := telemetry.TraceCarrier(ctx); carrier != nil {
+		for i := range msgs {
+			msgs[i].SetTraceMeta(carrier)
+		}
+	}
 	// Each batch member counts as a request, each initialize as a session.
 	if done, err := g.admitMessages(c, cl, msgs, batch); done {
 		return err

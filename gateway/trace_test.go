@@ -1,7 +1,9 @@
 package gateway
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -19,11 +21,14 @@ func TestRequestSpansAndTraceContextReachTheBackend(t *testing.T) {
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exporter))
 	t.Cleanup(func() { _ = tp.Shutdown(t.Context()) })
 	var mu sync.Mutex
-	var seen []string
+	var seen, bodies []string
 	record := func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			body, _ := io.ReadAll(r.Body)
+			r.Body = io.NopCloser(bytes.NewReader(body))
 			mu.Lock()
 			seen = append(seen, r.Header.Get("Traceparent"))
+			bodies = append(bodies, string(body))
 			mu.Unlock()
 			next.ServeHTTP(w, r)
 		})
@@ -62,6 +67,13 @@ func TestRequestSpansAndTraceContextReachTheBackend(t *testing.T) {
 	defer mu.Unlock()
 	if len(seen) == 0 || !strings.Contains(seen[0], clientTrace) || strings.Contains(seen[0], "00f067aa0ba902b7") {
 		t.Fatalf("backend traceparent %v: want the client's trace with the gateway's own span", seen)
+	}
+	// The same context in params._meta (the MCP conventions' per-message
+	// propagation), written before the decision, so the message the policy
+	// decided on is the one the backend got.
+	// It names the gateway's request span; the header, the upstream call's.
+	if want := `"_meta":{"traceparent":"00-` + clientTrace + `-` + root.SpanContext.SpanID().String() + `-01"}`; !strings.Contains(bodies[0], want) {
+		t.Fatalf("backend got %s, want params holding %s", bodies[0], want)
 	}
 }
 

@@ -147,6 +147,18 @@ func Extract(ctx context.Context, h http.Header) context.Context {
 	return Propagator().Extract(ctx, propagation.HeaderCarrier(h))
 }
 
+// TraceCarrier is ctx's trace context as W3C keys (traceparent,
+// tracestate, baggage), for MCP's params._meta; nil when ctx carries no
+// valid span (tracing off), so nothing is written into messages then.
+func TraceCarrier(ctx context.Context) map[string]string {
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		return nil
+	}
+	carrier := propagation.MapCarrier{}
+	Propagator().Inject(ctx, carrier)
+	return carrier
+}
+
 // StartSpan starts a span named name as a child of ctx's span. A nil tracer
 // starts a non-recording span.
 func StartSpan(ctx context.Context, tracer trace.Tracer, name string, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
