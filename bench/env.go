@@ -23,19 +23,29 @@ type child struct {
 	name string
 	cmd  *exec.Cmd
 	url  string
+	// exited is closed once the process ended.
+	exited chan struct{}
+}
+
+// watch reaps cmd when it ends, started or not by us stopping it.
+func watch(name string, cmd *exec.Cmd, url string) *child {
+	c := &child{name: name, cmd: cmd, url: url, exited: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		close(c.exited)
+	}()
+	return c
 }
 
 func (c *child) pid() int { return c.cmd.Process.Pid }
 
 func (c *child) stop() {
 	_ = c.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = c.cmd.Wait(); close(done) }()
 	select {
-	case <-done:
+	case <-c.exited:
 	case <-time.After(3 * time.Second):
 		_ = c.cmd.Process.Kill()
-		<-done
+		<-c.exited
 	}
 }
 
@@ -60,7 +70,7 @@ func startSelf(name string, args ...string) (*child, error) {
 		_ = cmd.Wait()
 		return nil, fmt.Errorf("start %s: no URL printed: %w", name, err)
 	}
-	return &child{name: name, cmd: cmd, url: strings.TrimSpace(line)}, nil
+	return watch(name, cmd, strings.TrimSpace(line)), nil
 }
 
 func freeAddr() (string, error) {
@@ -178,6 +188,7 @@ ratelimit:
   sessions_per_minute: 1000000000
 backends:
 `, listen, listen, e.metrics, e.idp.Issuer(), policies)
+	var access []string
 	for _, bk := range []struct {
 		name string
 		c    *child
@@ -185,11 +196,12 @@ backends:
 		if bk.c == nil {
 			continue
 		}
+		access = append(access, bk.name)
 		fmt.Fprintf(&b, "  %s:\n    url: %q\n    paths: [/%s]\n    auth_method: pre-shared-key\n    auth_config: {api_key: %q}\n", bk.name, bk.c.url, bk.name, psk)
 	}
 	b.WriteString("agents:\n")
 	for _, a := range benchAgents {
-		fmt.Fprintf(&b, "  %s:\n    agent_id: %s\n    client_id: %s\n    scopes: [mcp:read, mcp:write]\n    backend_access: [b50, b1000, huge]\n", a.id, a.id, a.client)
+		fmt.Fprintf(&b, "  %s:\n    agent_id: %s\n    client_id: %s\n    scopes: [mcp:read, mcp:write]\n    backend_access: [%s]\n", a.id, a.id, a.client, strings.Join(access, ", "))
 	}
 	cfg := filepath.Join(e.dir, "config.yaml")
 	if err := os.WriteFile(cfg, []byte(b.String()), 0o600); err != nil {
@@ -200,7 +212,7 @@ backends:
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start gateway: %w", err)
 	}
-	e.gw = &child{name: "gateway", cmd: cmd, url: "http://" + listen}
+	e.gw = watch("gateway", cmd, "http://"+listen)
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		resp, err := http.Get("http://" + e.metrics + "/readyz")
@@ -209,6 +221,11 @@ backends:
 			if resp.StatusCode == http.StatusOK {
 				break
 			}
+		}
+		select {
+		case <-e.gw.exited:
+			return errors.New("gateway exited during start-up (its log is above)")
+		default:
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return errors.New("gateway not ready after 60s")

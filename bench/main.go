@@ -14,6 +14,8 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -65,11 +67,18 @@ func runHarness(ctx context.Context, args []string) error {
 	fs.IntVar(&o.sessions, "sessions", 10000, "idle sessions opened for the memory figure")
 	fs.IntVar(&o.streams, "streams", 1000, "open GET streams for the memory figure")
 	fs.IntVar(&o.huge, "huge", 100000, "tools in the huge list (0: skip)")
+	conns := fs.String("conns", "1,16,64", "connection counts of the tools/call runs")
 	only := fs.String("only", "", "run only: calls, lists, memory, huge, profile (comma-separated; default all)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	o.conns = []int{1, 16, 64}
+	for _, c := range strings.Split(*conns, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(c))
+		if err != nil || n < 1 {
+			return fmt.Errorf("-conns %q: want positive numbers", *conns)
+		}
+		o.conns = append(o.conns, n)
+	}
 	env, err := startEnv(ctx, o)
 	if err != nil {
 		return err
