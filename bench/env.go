@@ -56,7 +56,10 @@ func startSelf(name string, args ...string) (*child, error) {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	cmd := exec.Command(self, args...)
-	cmd.Stderr = os.Stderr
+	// Backends log every client that left mid-reply when a run ends: noise.
+	if args[0] != "backend" {
+		cmd.Stderr = os.Stderr
+	}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
