@@ -103,9 +103,9 @@ type env struct {
 	idleRSS int64
 }
 
-// The subjects alternate between a super-admin and a viewer, and between
-// two agents, so decisions and visibility differ per caller.
-const subjects = 8
+// The subjects (options.subjects) alternate between a super-admin and a
+// viewer, and between two agents, so decisions and visibility differ per
+// caller.
 
 var benchAgents = []struct{ id, client string }{{"agent-a", "bench-a"}, {"agent-b", "bench-b"}}
 
@@ -124,8 +124,13 @@ func startEnv(ctx context.Context, o options) (e *env, err error) {
 	if e.idp, err = testidp.Start(ctx, testidp.Options{TokenTTL: 6 * time.Hour}); err != nil {
 		return nil, fmt.Errorf("start identity provider: %w", err)
 	}
-	for i := range subjects {
-		a := benchAgents[i%len(benchAgents)]
+	// One subject uses one agent; more take the agents in turn (a count
+	// rounded up to a multiple of theirs, so client i's token is always
+	// its agent's).
+	agents := benchAgents[:min(max(o.subjects, 1), len(benchAgents))]
+	n := (max(o.subjects, 1) + len(agents) - 1) / len(agents) * len(agents)
+	for i := range n {
+		a := agents[i%len(agents)]
 		groups := []string{"mcp-super-admins"}
 		if i%4 >= 2 {
 			groups = []string{"mcp-viewers"}
@@ -136,7 +141,7 @@ func startEnv(ctx context.Context, o options) (e *env, err error) {
 		}
 		e.tokens = append(e.tokens, tok)
 	}
-	for _, a := range benchAgents {
+	for _, a := range agents {
 		e.agents = append(e.agents, a.id)
 	}
 	if e.b50, err = startSelf("backend-50", "backend", "-tools", "50"); err != nil {
@@ -201,6 +206,10 @@ backends:
 		}
 		access = append(access, bk.name)
 		fmt.Fprintf(&b, "  %s:\n    url: %q\n    paths: [/%s]\n    auth_method: pre-shared-key\n    auth_config: {api_key: %q}\n", bk.name, bk.c.url, bk.name, psk)
+	}
+	for i := range o.extraBackends {
+		fmt.Fprintf(&b, "  extra%d:\n    url: %q\n    paths: [/extra%d]\n    auth_method: pre-shared-key\n    auth_config: {api_key: %q}\n", i, e.b50.url, i, psk)
+		access = append(access, fmt.Sprintf("extra%d", i))
 	}
 	b.WriteString("agents:\n")
 	for _, a := range benchAgents {

@@ -51,6 +51,9 @@ type options struct {
 	profile  string
 	conns    []int
 	sessions int
+	// subjects distinct callers (tokens) spread over the clients; extra
+	// backends configured besides the measured ones (route table size).
+	subjects, extraBackends int
 	streams  int
 	huge     int
 }
@@ -66,6 +69,8 @@ func runHarness(ctx context.Context, args []string) error {
 	fs.StringVar(&o.profile, "profile", "", "write CPU and allocation profiles of the gateway under load into this directory")
 	fs.IntVar(&o.sessions, "sessions", 10000, "idle sessions opened for the memory figure")
 	fs.IntVar(&o.streams, "streams", 1000, "open GET streams for the memory figure")
+	fs.IntVar(&o.subjects, "subjects", 8, "distinct subjects (tokens) the gateway clients use")
+	fs.IntVar(&o.extraBackends, "extra-backends", 0, "backends configured besides the measured ones (cost of a larger route table)")
 	fs.IntVar(&o.huge, "huge", 100000, "tools in the huge list (0: skip)")
 	conns := fs.String("conns", "1,16,64", "connection counts of the tools/call runs")
 	only := fs.String("only", "", "run only: calls, lists, memory, huge, profile (comma-separated; default all)")
