@@ -54,8 +54,8 @@ type options struct {
 	// subjects distinct callers (tokens) spread over the clients; extra
 	// backends configured besides the measured ones (route table size).
 	subjects, extraBackends int
-	streams  int
-	huge     int
+	streams                 int
+	huge                    int
 }
 
 func runHarness(ctx context.Context, args []string) error {
