@@ -144,15 +144,22 @@ func (c *Client) Call(ctx context.Context, method string, params any) (json.RawM
 }
 
 func (c *Client) post(ctx context.Context, body []byte) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(body))
+	return c.do(ctx, http.MethodPost, bytes.NewReader(body), "application/json, text/event-stream")
+}
+
+// do sends one request of the session with the client's headers.
+func (c *Client) do(ctx context.Context, method string, body io.Reader, accept string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.url, body)
 	if err != nil {
 		return nil, &Error{Kind: "transport", Err: err}
 	}
 	for k, v := range c.header {
 		req.Header[k] = v
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", accept)
 	if c.session != "" {
 		req.Header.Set("Mcp-Session-Id", c.session)
 	}
@@ -169,21 +176,9 @@ func (c *Client) post(ctx context.Context, body []byte) (*http.Response, error) 
 // OpenStream opens the session's GET stream and returns once its headers
 // arrived; closing the body ends it.
 func (c *Client) OpenStream(ctx context.Context) (io.ReadCloser, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url, nil)
+	resp, err := c.do(ctx, http.MethodGet, nil, "text/event-stream")
 	if err != nil {
-		return nil, &Error{Kind: "transport", Err: err}
-	}
-	for k, v := range c.header {
-		req.Header[k] = v
-	}
-	req.Header.Set("Accept", "text/event-stream")
-	req.Header.Set("Mcp-Session-Id", c.session)
-	if c.version != "" {
-		req.Header.Set("MCP-Protocol-Version", c.version)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return nil, classify(ctx, err)
+		return nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
 		resp.Body.Close()
