@@ -159,8 +159,13 @@ test-image: image
 test-summary:
 	@./scripts/test-summary $(RESULTS) $(STATUS)
 
-## bench: Go benchmarks for the hot path (policy, identity, token cache, relay).
+## bench: end-to-end load (direct, plain proxy, gateway; BENCHMARKS.md), then the Go benchmarks of the hot path. BENCH_ARGS passes flags to the harness.
 bench:
+	$(call say,"bench: bin/mcpgw and bin/mcpgw-bench, then the load harness (~6 min), then the Go benchmarks")
+	$(GO) build -o $(BIN) ./cmd/mcpgw
+	$(GO) build -o bin/mcpgw-bench ./bench
+	$(GO) build -o bin/mcpgw-load ./cmd/mcpgw-load
+	bin/mcpgw-bench -json .make/bench.json -profile .make/profiles $(BENCH_ARGS)
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./internal/... ./gateway/...
 
 ## bundle: build and sign bundles/mcpgw.tar.gz from policies/ (roots in policies/.manifest).

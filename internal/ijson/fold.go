@@ -13,6 +13,28 @@ import (
 // servers bind struct fields this way, so two names with one fold are two
 // readings of one field.
 func Fold(name string) string {
+	// Member names are nearly always ASCII and mostly lower case: those
+	// fold to themselves or byte by byte, without a rune loop, and the
+	// former without allocating (Fold runs on every member of every
+	// message and listed item).
+	ascii, upper := true, false
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		ascii = ascii && c < utf8.RuneSelf
+		upper = upper || ('A' <= c && c <= 'Z')
+	}
+	if ascii {
+		if !upper {
+			return name
+		}
+		b := []byte(name)
+		for i, c := range b {
+			if 'A' <= c && c <= 'Z' {
+				b[i] = c + 'a' - 'A'
+			}
+		}
+		return string(b)
+	}
 	var b strings.Builder
 	b.Grow(len(name))
 	for _, r := range name {
@@ -49,12 +71,30 @@ func foldRune(r rune) rune {
 // names that differ but fold to the same key. path names the object (a
 // JSON Pointer).
 func (v Value) FoldCollision() (path, a, b string, found bool) {
-	return v.foldCollision("")
+	p, a, b, found := v.collisionBelow()
+	if !found {
+		return "", "", "", false
+	}
+	return orRoot(p), a, b, true
 }
 
 // OwnFoldCollision is FoldCollision for v's own members only, not nested ones.
 func (v Value) OwnFoldCollision() (a, b string, found bool) {
 	if v.Kind != Object || len(v.Members) < 2 {
+		return "", "", false
+	}
+	if len(v.Members) <= smallObject {
+		// Comparing pairs beats building a map for the few members most
+		// objects have.
+		var folded [smallObject]string
+		for i, m := range v.Members {
+			folded[i] = Fold(m.Name)
+			for j := range i {
+				if folded[j] == folded[i] {
+					return v.Members[j].Name, m.Name, true
+				}
+			}
+		}
 		return "", "", false
 	}
 	seen := make(map[string]string, len(v.Members))
@@ -68,21 +108,28 @@ func (v Value) OwnFoldCollision() (a, b string, found bool) {
 	return "", "", false
 }
 
-func (v Value) foldCollision(path string) (string, string, string, bool) {
+// smallObject is the most members OwnFoldCollision compares pairwise.
+const smallObject = 8
+
+// collisionBelow finds a collision at or below v, with the JSON Pointer to
+// its object relative to v ("" for v itself). The pointer is built on the
+// way back up, only when there is a collision: building it on the way down
+// cost a string per member of every message.
+func (v Value) collisionBelow() (string, string, string, bool) {
 	switch v.Kind {
 	case Object:
 		if a, b, found := v.OwnFoldCollision(); found {
-			return orRoot(path), a, b, true
+			return "", a, b, true
 		}
 		for _, m := range v.Members {
-			if p, a, b, ok := m.Value.foldCollision(path + "/" + escapePointer(m.Name)); ok {
-				return p, a, b, true
+			if p, a, b, ok := m.Value.collisionBelow(); ok {
+				return "/" + escapePointer(m.Name) + p, a, b, true
 			}
 		}
 	case Array:
 		for i, it := range v.Items {
-			if p, a, b, ok := it.foldCollision(fmt.Sprintf("%s/%d", path, i)); ok {
-				return p, a, b, true
+			if p, a, b, ok := it.collisionBelow(); ok {
+				return fmt.Sprintf("/%d%s", i, p), a, b, true
 			}
 		}
 	}

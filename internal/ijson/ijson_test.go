@@ -103,6 +103,9 @@ func TestFoldCollision(t *testing.T) {
 		{"pointer escaping", `{"x/y":{"A":1,"a":2}}`, "/x~1y", true},
 		{"distinct names", `{"name":"a","names":"b","nAme2":1}`, "", false},
 		{"same name in different objects", `{"a":{"n":1},"b":{"N":1}}`, "", false},
+		// Above smallObject members the check takes another path.
+		{"large object", `{"a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"g":7,"h":8,"i":9,"A":10}`, "/", true},
+		{"large object, distinct", `{"a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"g":7,"h":8,"i":9,"j":10}`, "", false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -115,6 +118,22 @@ func TestFoldCollision(t *testing.T) {
 				t.Fatalf("FoldCollision = %q, %v; want %q, %v", path, found, c.path, c.found)
 			}
 		})
+	}
+}
+
+// TestFoldFastPaths checks the ASCII shortcuts against the rune-by-rune fold.
+func TestFoldFastPaths(t *testing.T) {
+	slow := func(name string) string {
+		var b strings.Builder
+		for _, r := range name {
+			b.WriteRune(foldRune(r))
+		}
+		return b.String()
+	}
+	for _, name := range []string{"", "name", "Name", "NAME_2", "inputSchema", "a-b.c~d/e", "ſtatus", "\u212aey", "Ünïcode", "mixedÄ"} {
+		if got, want := Fold(name), slow(name); got != want {
+			t.Errorf("Fold(%q) = %q, want %q", name, got, want)
+		}
 	}
 }
 

@@ -38,7 +38,7 @@ func (s *sqlStore) AppendAudit(ctx context.Context, recs ...audit.Record) error 
 		return fmt.Errorf("store: append audit: begin: %w", err)
 	}
 	defer func() { _ = tx.Rollback() }()
-	if err := insertAudit(ctx, tx, norm); err != nil {
+	if err := insertAudit(ctx, tx, s.d, norm); err != nil {
 		return fmt.Errorf("store: append audit: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -49,7 +49,7 @@ func (s *sqlStore) AppendAudit(ctx context.Context, recs ...audit.Record) error 
 
 // insertAudit writes normalized, valid records; an id already present is
 // skipped.
-func insertAudit(ctx context.Context, tx *sql.Tx, recs []audit.Record) error {
+func insertAudit(ctx context.Context, tx *sql.Tx, d dialect, recs []audit.Record) error {
 	for start := 0; start < len(recs); start += auditChunk {
 		chunk := recs[start:min(start+auditChunk, len(recs))]
 		var sb strings.Builder
@@ -64,7 +64,7 @@ func insertAudit(ctx context.Context, tx *sql.Tx, recs []audit.Record) error {
 				if c > 0 {
 					sb.WriteString(", ")
 				}
-				sb.WriteString("$" + strconv.Itoa(i*auditColumnCount+c+1))
+				sb.WriteString(d.param(i*auditColumnCount + c + 1))
 			}
 			sb.WriteByte(')')
 			reasons, err := nullJSON(r.Reasons)

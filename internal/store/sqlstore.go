@@ -313,7 +313,7 @@ func put[T any](ctx context.Context, s *sqlStore, t objectTable[T], v T, meta Ch
 		if ch.Audit, err = changeRecord(t, name, ch.Before, &v, SourceAdmin, meta, now); err != nil {
 			return err
 		}
-		return insertAudit(ctx, tx, []audit.Record{ch.Audit})
+		return insertAudit(ctx, tx, s.d, []audit.Record{ch.Audit})
 	})
 	if err != nil {
 		return Change[T]{}, fmt.Errorf("store: put %s %q: %w", t.kind, name, err)
@@ -338,7 +338,7 @@ func remove[T any](ctx context.Context, s *sqlStore, t objectTable[T], name stri
 		if ch.Audit, err = changeRecord(t, name, ch.Before, nil, SourceAdmin, meta, time.Now()); err != nil {
 			return err
 		}
-		return insertAudit(ctx, tx, []audit.Record{ch.Audit})
+		return insertAudit(ctx, tx, s.d, []audit.Record{ch.Audit})
 	})
 	if err != nil {
 		return Change[T]{}, fmt.Errorf("store: delete %s %q: %w", t.kind, name, err)

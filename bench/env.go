@@ -1,0 +1,265 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/mcpgw/mcpgw/internal/testidp"
+)
+
+// child is a process the harness started.
+type child struct {
+	name string
+	cmd  *exec.Cmd
+	url  string
+	// exited is closed once the process ended.
+	exited chan struct{}
+}
+
+// watch reaps cmd when it ends, started or not by us stopping it.
+func watch(name string, cmd *exec.Cmd, url string) *child {
+	c := &child{name: name, cmd: cmd, url: url, exited: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		close(c.exited)
+	}()
+	return c
+}
+
+func (c *child) pid() int { return c.cmd.Process.Pid }
+
+func (c *child) stop() {
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.exited:
+	case <-time.After(3 * time.Second):
+		_ = c.cmd.Process.Kill()
+		<-c.exited
+	}
+}
+
+// startSelf runs this binary in a child mode and reads the URL it prints.
+func startSelf(name string, args ...string) (*child, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	cmd := exec.Command(self, args...)
+	// Backends log every client that left mid-reply when a run ends: noise.
+	if args[0] != "backend" {
+		cmd.Stderr = os.Stderr
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return nil, fmt.Errorf("start %s: no URL printed: %w", name, err)
+	}
+	return watch(name, cmd, strings.TrimSpace(line)), nil
+}
+
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("find a free port: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// env is everything a run measures: the identity provider (in this
+// process), the backends, the plain proxy and the gateway.
+type env struct {
+	idp     *testidp.Server
+	b50     *child
+	b1000   *child
+	huge    *child
+	proxy   *child
+	gw      *child
+	metrics string
+	dir     string
+	// tokens[i] is minted for agents[i%len(agents)]'s client.
+	tokens []string
+	agents []string
+	// idleRSS is the gateway's RSS once started, before any request.
+	idleRSS int64
+}
+
+// The subjects (options.subjects) alternate between a super-admin and a
+// viewer, and between two agents, so decisions and visibility differ per
+// caller.
+
+var benchAgents = []struct{ id, client string }{{"agent-a", "bench-a"}, {"agent-b", "bench-b"}}
+
+const psk = "bench-pre-shared-key"
+
+func startEnv(ctx context.Context, o options) (e *env, err error) {
+	e = &env{}
+	defer func() {
+		if err != nil {
+			e.close()
+		}
+	}()
+	if e.dir, err = os.MkdirTemp("", "mcpgw-bench-"); err != nil {
+		return nil, err
+	}
+	if e.idp, err = testidp.Start(ctx, testidp.Options{TokenTTL: 6 * time.Hour}); err != nil {
+		return nil, fmt.Errorf("start identity provider: %w", err)
+	}
+	// One subject uses one agent; more take the agents in turn (a count
+	// rounded up to a multiple of theirs, so client i's token is always
+	// its agent's).
+	agents := benchAgents[:min(max(o.subjects, 1), len(benchAgents))]
+	n := (max(o.subjects, 1) + len(agents) - 1) / len(agents) * len(agents)
+	for i := range n {
+		a := agents[i%len(agents)]
+		groups := []string{"mcp-super-admins"}
+		if i%4 >= 2 {
+			groups = []string{"mcp-viewers"}
+		}
+		tok, err := e.idp.MintUser(fmt.Sprintf("user%d", i), []string{"mcp:read", "mcp:write"}, groups, map[string]any{"cid": a.client})
+		if err != nil {
+			return nil, fmt.Errorf("mint: %w", err)
+		}
+		e.tokens = append(e.tokens, tok)
+	}
+	for _, a := range agents {
+		e.agents = append(e.agents, a.id)
+	}
+	if e.b50, err = startSelf("backend-50", "backend", "-tools", "50"); err != nil {
+		return nil, err
+	}
+	if e.b1000, err = startSelf("backend-1000", "backend", "-tools", "1000"); err != nil {
+		return nil, err
+	}
+	if o.huge > 0 {
+		if e.huge, err = startSelf("backend-huge", "backend", "-tools", strconv.Itoa(o.huge)); err != nil {
+			return nil, err
+		}
+	}
+	if e.proxy, err = startSelf("proxy", "proxy", "-target", e.b50.url); err != nil {
+		return nil, err
+	}
+	return e, e.startGateway(ctx, o)
+}
+
+func (e *env) startGateway(ctx context.Context, o options) error {
+	listen, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	if e.metrics, err = freeAddr(); err != nil {
+		return err
+	}
+	policies, err := filepath.Abs(o.policies)
+	if err != nil {
+		return err
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, `server:
+  listen: %q
+  public_url: "http://%s"
+  metrics_listen: %q
+  metrics_pprof: true
+identity:
+  issuers:
+    - issuer: %q
+      audiences: ["api://mcpgw"]
+policy:
+  bundle: %q
+  allow_unsigned: true
+store:
+  dsn: ":memory:"
+log:
+  level: warn
+# The limiter stays on (its cost is measured) with budgets load cannot reach.
+ratelimit:
+  requests_per_minute: 1000000000
+  sessions_per_minute: 1000000000
+backends:
+`, listen, listen, e.metrics, e.idp.Issuer(), policies)
+	var access []string
+	for _, bk := range []struct {
+		name string
+		c    *child
+	}{{"b50", e.b50}, {"b1000", e.b1000}, {"huge", e.huge}} {
+		if bk.c == nil {
+			continue
+		}
+		access = append(access, bk.name)
+		fmt.Fprintf(&b, "  %s:\n    url: %q\n    paths: [/%s]\n    auth_method: pre-shared-key\n    auth_config: {api_key: %q}\n", bk.name, bk.c.url, bk.name, psk)
+	}
+	for i := range o.extraBackends {
+		fmt.Fprintf(&b, "  extra%d:\n    url: %q\n    paths: [/extra%d]\n    auth_method: pre-shared-key\n    auth_config: {api_key: %q}\n", i, e.b50.url, i, psk)
+		access = append(access, fmt.Sprintf("extra%d", i))
+	}
+	b.WriteString("agents:\n")
+	for _, a := range benchAgents {
+		fmt.Fprintf(&b, "  %s:\n    agent_id: %s\n    client_id: %s\n    scopes: [mcp:read, mcp:write]\n    backend_access: [%s]\n", a.id, a.id, a.client, strings.Join(access, ", "))
+	}
+	cfg := filepath.Join(e.dir, "config.yaml")
+	if err := os.WriteFile(cfg, []byte(b.String()), 0o600); err != nil {
+		return err
+	}
+	cmd := exec.Command(o.gateway, "serve", "-config", cfg)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start gateway: %w", err)
+	}
+	e.gw = watch("gateway", cmd, "http://"+listen)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get("http://" + e.metrics + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		select {
+		case <-e.gw.exited:
+			return errors.New("gateway exited during start-up (its log is above)")
+		default:
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return errors.New("gateway not ready after 60s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// Let start-up garbage settle before the idle figure.
+	time.Sleep(time.Second)
+	e.idleRSS, err = rss(e.gw.pid())
+	return err
+}
+
+func (e *env) close() {
+	for _, c := range []*child{e.gw, e.proxy, e.huge, e.b1000, e.b50} {
+		if c != nil {
+			c.stop()
+		}
+	}
+	if e.idp != nil {
+		_ = e.idp.Close()
+	}
+	if e.dir != "" {
+		_ = os.RemoveAll(e.dir)
+	}
+}

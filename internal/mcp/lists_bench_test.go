@@ -1,0 +1,39 @@
+package mcp
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// BenchmarkReadToolList1000 is the gateway's reading of a 1,000-tool
+// tools/list reply: the strict parse, finding and reading the list,
+// filtering it and encoding what is sent on.
+func BenchmarkReadToolList1000(b *testing.B) {
+	var sb strings.Builder
+	sb.WriteString(`{"jsonrpc":"2.0","id":1,"result":{"tools":[`)
+	for i := range 1000 {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		fmt.Fprintf(&sb, `{"name":"tool_%06d","description":"Tool number %d of a large catalog","inputSchema":{"type":"object","properties":{"query":{"type":"string","description":"what to look for"},"limit":{"type":"number"}}},"annotations":{"readOnlyHint":%t,"destructiveHint":false}}`, i, i, i%2 == 0)
+	}
+	sb.WriteString(`]}}`)
+	body := []byte(sb.String())
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		msgs, _, err := ParseReply(body)
+		if err != nil {
+			b.Fatal(err)
+		}
+		res, _ := msgs[0].Result()
+		lists, err := FindLists(res, "tools/list")
+		if err != nil || len(lists) != 1 {
+			b.Fatal(err)
+		}
+		// Keep every second tool, as the gateway does for a read-only caller.
+		n := 0
+		msgs[0].SetResult(FilterLists(res, lists, func(ListKey, ListItem) bool { n++; return n%2 == 0 }))
+		_ = msgs[0].Encode()
+	}
+}
