@@ -9,6 +9,7 @@ import (
 	"github.com/mcpgw/mcpgw/internal/config"
 	"github.com/mcpgw/mcpgw/internal/integrity"
 	"github.com/mcpgw/mcpgw/internal/mcp"
+	"github.com/mcpgw/mcpgw/internal/policy"
 	"github.com/mcpgw/mcpgw/internal/redact"
 	"github.com/mcpgw/mcpgw/internal/store"
 )
@@ -211,4 +212,35 @@ func (g *Gateway) record(ctx context.Context, cl *call, defs []integrity.Definit
 		}
 	}
 	return next
+}
+
+// promptIntegrity is the requested prompt's entry for a prompts/get, with
+// the classification of its current definition: the one last recorded in
+// the store from a prompts/list (on any replica). Without it an enforcing
+// policy could hide a changed prompt from lists while prompts/get still
+// served it to anyone who knew the name. A prompt no list showed yet is
+// new. nil when the backend's tool_integrity is off.
+func (g *Gateway) promptIntegrity(ctx context.Context, cl *call, name string) *policy.Prompt {
+	b := cl.route.backend
+	if b.IntegrityMode() == config.IntegrityOff {
+		return nil
+	}
+	entry := &policy.Prompt{Name: name, Integrity: &policy.Integrity{Status: string(integrity.StatusNew)}}
+	if g.opts.Pins == nil {
+		return entry
+	}
+	pins, err := g.opts.Pins.ListPins(ctx, b.Name)
+	if err != nil {
+		// Fail closed: unclassified is held by an enforcing policy.
+		g.log.Warn("tool integrity: cannot read pins; the prompt counts as new", "request_id", cl.requestID, "backend", b.Name, "err", redact.Error(err))
+		return entry
+	}
+	for _, p := range pins {
+		if p.Kind != integrity.KindPrompt || p.Name != name || p.CurrentHash == "" {
+			continue
+		}
+		r := integrity.Classify(integrity.Definition{Kind: p.Kind, Name: p.Name, Hash: p.CurrentHash, Body: p.CurrentBody}, p.Integrity())
+		entry.Integrity = integrityInput(r)
+	}
+	return entry
 }

@@ -219,6 +219,12 @@ func (g *Gateway) sessionInput(cl *call, kind, method string) policy.Input {
 // argument names a case-insensitive server would read as another property.
 // A refusal is returned as a JSON-RPC error; tool is nil for other methods.
 func (g *Gateway) checkCall(ctx context.Context, cl *call, m *mcp.Message, in *policy.Input) (tool *mcpgo.Tool, rerr *mcp.Error) {
+	if m.Method == string(mcpgo.MethodPromptsGet) {
+		if p := g.promptIntegrity(ctx, cl, m.Target()); p != nil {
+			in.Prompts = []policy.Prompt{*p}
+		}
+		return nil, nil
+	}
 	if m.Method != string(mcpgo.MethodToolsCall) {
 		return nil, nil
 	}

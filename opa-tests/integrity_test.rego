@@ -92,3 +92,34 @@ test_enforce_hides_unapproved_prompts_and_templates if {
 	]})
 	gateway.visible_resources == {"notes://{id}", "file:///srv/a.txt"} with input as res
 }
+
+# --- prompts/get ------------------------------------------------------------
+
+# A super-admin's prompts/get of review on notes, in mode, with the requested prompt's entry.
+get_prompt(mode, prompts) := object.union(
+	fixtures.enforcing(fixtures.super_admins, "notes"),
+	{"backend": {"tool_integrity": mode}, "mcp": {"method": "prompts/get", "tool": "review", "arguments": {}}, "prompts": prompts},
+)
+
+test_enforce_refuses_a_changed_prompt if {
+	d := gateway.decision with input as get_prompt("enforce", [{"name": "review", "integrity": changed(["description"])}])
+	d.allow == false
+	d.reasons == ["prompt review of backend notes is held by tool integrity (changed: description): an administrator has to approve it"]
+}
+
+test_enforce_refuses_a_prompt_no_list_showed if {
+	d := gateway.decision with input as get_prompt("enforce", [{"name": "review", "integrity": new}])
+	d.reasons == ["prompt review of backend notes is held by tool integrity (new): an administrator has to approve it"]
+}
+
+test_enforce_allows_an_approved_prompt if {
+	gateway.decision.allow with input as get_prompt("enforce", [{"name": "review", "integrity": approved}])
+}
+
+test_observe_never_holds_a_prompt if {
+	gateway.decision.allow with input as get_prompt("observe", [{"name": "review", "integrity": changed(["description"])}])
+}
+
+test_prompt_entry_of_another_name_does_not_hold if {
+	gateway.decision.allow with input as get_prompt("enforce", [{"name": "other", "integrity": new}])
+}

@@ -75,6 +75,22 @@ message_denials contains message_denial(sprintf(
 }
 
 # METADATA
+# title: Held prompts cannot be got
+# description: >-
+#   A prompts/get of a prompt held by tool integrity is refused, as lists hide
+#   it: the gateway classifies the requested prompt by the definition last
+#   listed (a prompt never listed is new).
+message_denials contains message_denial(sprintf(
+	"prompt %s of backend %s is held by tool integrity (%s): an administrator has to approve it",
+	[tool_name, backend_name, integrity_summary(requested)],
+)) if {
+	method == "prompts/get"
+	some requested in input.prompts
+	requested.name == tool_name
+	held(requested)
+}
+
+# METADATA
 # title: Integrity summary
 # description: The classification of an entry as text, such as changed with its fields, or new.
 integrity_summary(item) := sprintf("changed: %s", [concat(", ", item.integrity.changed)]) if {
