@@ -30,7 +30,8 @@ func traceHeaders(c *fiber.Ctx) http.Header {
 	h := http.Header{}
 	for _, name := range []string{"Traceparent", "Tracestate", "Baggage"} {
 		if v := c.Get(name); v != "" {
-			h.Set(name, v)
+			// Copied: the span context keeps tracestate and baggage.
+			h.Set(name, strings.Clone(v))
 		}
 	}
 	return h
@@ -85,8 +86,14 @@ func (g *Gateway) serveMCP(c *fiber.Ctx, rec *requestRecord) error {
 	if origin := c.Get(fiber.HeaderOrigin); origin != "" && !g.originAllowed(origin) {
 		return writeOAuthError(c, fiber.StatusForbidden, "invalid_request", fmt.Sprintf("Origin %q is not allowed (server.allowed_origins)", origin), "")
 	}
+	// Fiber's strings point into buffers the next request reuses (the
+	// pooled Ctx, fasthttp's header buffer). What outlives the handler (span
+	// attributes exported later, the call an SSE writer reads, the policy
+	// input OPA's decision log encodes later) is copied here and in
+	// authenticate/post, where it is read: never a Fiber string itself.
+	method := strings.Clone(c.Method())
 	ctx, span := telemetry.StartSpan(telemetry.Extract(c.UserContext(), traceHeaders(c)), g.opts.Tracer, telemetry.SpanRequest,
-		attribute.String("http.request.method", c.Method()), attribute.String("url.path", c.Path()))
+		attribute.String("http.request.method", method), attribute.String("url.path", strings.Clone(c.Path())))
 	defer func() {
 		rec.annotateSpan(span, c.Response().StatusCode())
 		span.End()
@@ -106,7 +113,7 @@ func (g *Gateway) serveMCP(c *fiber.Ctx, rec *requestRecord) error {
 	}
 	path := string(c.Request().URI().PathOriginal())
 	if err := checkRequestPath(path); err != nil {
-		g.recordRefusal(ctx, refusal{rec: rec, principal: p, requestID: requestID, method: c.Method(), reason: err.Error()})
+		g.recordRefusal(ctx, refusal{rec: rec, principal: p, requestID: requestID, method: method, reason: err.Error()})
 		return writeOAuthError(c, fiber.StatusBadRequest, "invalid_request", err.Error(), "")
 	}
 	topo := g.topo.Load()
@@ -161,7 +168,7 @@ func (g *Gateway) serveMCP(c *fiber.Ctx, rec *requestRecord) error {
 			Scopes: agent.Scopes, BackendAccess: agent.BackendAccess,
 		},
 		Backend: policy.BackendInput{Name: r.backend.Name, AuthType: r.backend.AuthMethod, Labels: r.backend.Labels, ToolIntegrity: r.backend.IntegrityMode()},
-		HTTP:    policy.HTTPInput{Method: c.Method(), Path: path, RemoteAddr: c.IP()},
+		HTTP:    policy.HTTPInput{Method: method, Path: path, RemoteAddr: strings.Clone(c.IP())},
 	}
 	switch c.Method() {
 	case fiber.MethodPost:
@@ -275,7 +282,8 @@ func (g *Gateway) post(c *fiber.Ctx, cl *call) error {
 	if done, err := g.admitMessages(c, cl, msgs, batch); done {
 		return err
 	}
-	version := c.Get(mcpgo.HeaderProtocolVersion)
+	// Copied: it goes into the policy input and the request record.
+	version := strings.Clone(c.Get(mcpgo.HeaderProtocolVersion))
 	if version != "" && !mcpgo.IsValidProtocolVersion(version) {
 		return writeRPCError(c, fiber.StatusBadRequest, nil, mcpgo.INVALID_REQUEST, fmt.Sprintf("unsupported MCP-Protocol-Version %q", version), nil)
 	}
@@ -425,7 +433,9 @@ func (g *Gateway) upstreamHeaders(c *fiber.Ctx, cl *call) http.Header {
 	h := http.Header{}
 	for _, name := range forwardedHeaders {
 		if v := c.Get(name); v != "" {
-			h.Set(name, v)
+			// Copied: the upstream request outlives the handler when the
+			// answer streams.
+			h.Set(name, strings.Clone(v))
 		}
 	}
 	for name, values := range cl.hints {
