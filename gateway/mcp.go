@@ -474,7 +474,7 @@ func (g *Gateway) relay(c *fiber.Ctx, cl *call, method string, body []byte, pend
 		g.opts.Observer.Upstream(r.backend.Name, time.Since(start))
 	}
 	if err != nil {
-		return g.backendFailure(c, cl, err, pending, batch)
+		return g.backendFailure(c, cl, err, pending, denied, batch)
 	}
 	if sid := resp.Header.Get(mcpgo.HeaderSessionID); sid != "" {
 		if cl.hasSession && sid == cl.session.Upstream {
@@ -493,7 +493,7 @@ func (g *Gateway) relay(c *fiber.Ctx, cl *call, method string, body []byte, pend
 		resp.Body.Close()
 		cl.rec.outcome = telemetry.OutcomeBackendRefused
 		msg := fmt.Sprintf("backend %s refused the gateway's credential (HTTP %d)", r.backend.Name, resp.StatusCode)
-		return g.failRequests(c, fiber.StatusBadGateway, pending, batch, mcp.CodeCredential, msg)
+		return g.failRequests(c, fiber.StatusBadGateway, pending, denied, batch, mcp.CodeCredential, msg)
 	case resp.StatusCode == http.StatusAccepted || resp.StatusCode == http.StatusNoContent:
 		resp.Body.Close()
 		cl.rec.outcome = telemetry.OutcomeOK
@@ -510,24 +510,24 @@ func (g *Gateway) relay(c *fiber.Ctx, cl *call, method string, body []byte, pend
 	if err != nil {
 		cl.rec.outcome = telemetry.OutcomeBackendError
 		if upstream.TimedOut(resp) {
-			return g.backendFailure(c, cl, &upstream.BackendError{Backend: r.backend.Name, Timeout: true, Err: err}, pending, batch)
+			return g.backendFailure(c, cl, &upstream.BackendError{Backend: r.backend.Name, Timeout: true, Err: err}, pending, denied, batch)
 		}
-		return g.backendFailure(c, cl, &upstream.BackendError{Backend: r.backend.Name, Err: err}, pending, batch)
+		return g.backendFailure(c, cl, &upstream.BackendError{Backend: r.backend.Name, Err: err}, pending, denied, batch)
 	}
 	ct := resp.Header.Get("Content-Type")
 	// Whatever the status and media type, a reply that is JSON is read and
 	// its lists filtered: clients read JSON under other labels too
 	// (application/json-seq), and error statuses can carry results.
-	out, isJSON, err := g.filterReply(ctx, cl, payload, ct, pending, denied)
+	out, isJSON, err := g.filterReply(ctx, cl, payload, ct, pending, denied, batch)
 	if err != nil {
 		g.log.Warn("backend reply refused", "request_id", cl.requestID, "backend", r.backend.Name, "err", redact.Error(err))
 		cl.rec.outcome = telemetry.OutcomeBackendError
-		return g.failRequests(c, fiber.StatusBadGateway, pending, batch, mcp.CodeBackend,
+		return g.failRequests(c, fiber.StatusBadGateway, pending, denied, batch, mcp.CodeBackend,
 			fmt.Sprintf("backend %s sent a reply the gateway cannot read unambiguously", r.backend.Name))
 	}
 	cl.rec.outcome = outcome(resp.StatusCode)
 	if !isJSON && resp.StatusCode >= 400 {
-		return g.backendErrorPage(c, cl, resp, payload, pending, batch)
+		return g.backendErrorPage(c, cl, resp, payload, pending, denied, batch)
 	}
 	switch {
 	case isJSON:
@@ -563,7 +563,7 @@ func outcome(status int) string {
 
 // backendFailure answers every request of the message with a JSON-RPC error
 // naming the backend: 504 for a timeout, 502 otherwise.
-func (g *Gateway) backendFailure(c *fiber.Ctx, cl *call, err error, pending requests, batch bool) error {
+func (g *Gateway) backendFailure(c *fiber.Ctx, cl *call, err error, pending requests, denied [][]byte, batch bool) error {
 	var be *upstream.BackendError
 	var ce *upstream.CredentialError
 	switch {
@@ -573,7 +573,7 @@ func (g *Gateway) backendFailure(c *fiber.Ctx, cl *call, err error, pending requ
 		// their query and userinfo: redacted in the log and in the 502
 		// body any caller reads.
 		g.log.Warn("backend credential failed", "request_id", cl.requestID, "backend", ce.Backend, "oauth_error", ce.Code, "err", redact.Error(ce.Err))
-		return g.failRequests(c, fiber.StatusBadGateway, pending, batch, mcp.CodeCredential, redact.Text(ce.Error()))
+		return g.failRequests(c, fiber.StatusBadGateway, pending, denied, batch, mcp.CodeCredential, redact.Text(ce.Error()))
 	case errors.As(err, &be):
 		cl.rec.outcome = telemetry.OutcomeBackendError
 		g.log.Warn("backend failed", "request_id", cl.requestID, "backend", be.Backend, "timeout", be.Timeout, "err", redact.Error(be.Err))
@@ -581,11 +581,11 @@ func (g *Gateway) backendFailure(c *fiber.Ctx, cl *call, err error, pending requ
 		if be.Timeout {
 			status = fiber.StatusGatewayTimeout
 		}
-		return g.failRequests(c, status, pending, batch, mcp.CodeBackend, redact.Text(be.Error()))
+		return g.failRequests(c, status, pending, denied, batch, mcp.CodeBackend, redact.Text(be.Error()))
 	}
 	cl.rec.outcome = telemetry.OutcomeBackendError
 	g.log.Error("relay failed", "request_id", cl.requestID, "backend", cl.route.backend.Name, "err", redact.Error(err))
-	return g.failRequests(c, fiber.StatusBadGateway, pending, batch, mcp.CodeBackend, fmt.Sprintf("backend %s failed", cl.route.backend.Name))
+	return g.failRequests(c, fiber.StatusBadGateway, pending, denied, batch, mcp.CodeBackend, fmt.Sprintf("backend %s failed", cl.route.backend.Name))
 }
 
 // backendErrorPage answers a backend's error that is not JSON-RPC (the
@@ -596,7 +596,7 @@ func (g *Gateway) backendFailure(c *fiber.Ctx, cl *call, err error, pending requ
 // failing, 502. The client learns only the status: the body is the
 // backend's, and may echo what the backend was sent (its credential). The
 // operator gets a short excerpt as the request log line's reason.
-func (g *Gateway) backendErrorPage(c *fiber.Ctx, cl *call, resp *http.Response, payload []byte, pending requests, batch bool) error {
+func (g *Gateway) backendErrorPage(c *fiber.Ctx, cl *call, resp *http.Response, payload []byte, pending requests, denied [][]byte, batch bool) error {
 	name := cl.route.backend.Name
 	cl.rec.reason = fmt.Sprintf("backend answered HTTP %d (%s), not JSON-RPC: %s",
 		resp.StatusCode, truncate(resp.Header.Get("Content-Type"), 64), excerpt(payload))
@@ -605,7 +605,7 @@ func (g *Gateway) backendErrorPage(c *fiber.Ctx, cl *call, resp *http.Response, 
 		status = fiber.StatusBadGateway
 	}
 	msg := fmt.Sprintf("backend %s answered HTTP %d %s", name, resp.StatusCode, http.StatusText(resp.StatusCode))
-	return g.failRequests(c, status, pending, batch, mcp.CodeBackend, strings.TrimSpace(msg))
+	return g.failRequests(c, status, pending, denied, batch, mcp.CodeBackend, strings.TrimSpace(msg))
 }
 
 // maxExcerpt bounds what an operator sees of a backend's error page.
@@ -626,10 +626,12 @@ func excerpt(b []byte) string {
 	return truncate(s, maxExcerpt)
 }
 
-// failRequests answers every pending request with one JSON-RPC error.
-func (g *Gateway) failRequests(c *fiber.Ctx, status int, pending requests, batch bool, code int, msg string) error {
-	if len(pending) == 0 {
+// failRequests answers every pending request with one JSON-RPC error, and
+// the batch members the gateway denied with their own: a backend failing
+// does not excuse the gateway from answering what it refused itself.
+func (g *Gateway) failRequests(c *fiber.Ctx, status int, pending requests, denied [][]byte, batch bool, code int, msg string) error {
+	if len(pending) == 0 && len(denied) == 0 {
 		return writeRPCError(c, status, nil, code, msg, nil)
 	}
-	return sendJSON(c, status, mcp.EncodeMessages(pending.errors(code, msg), batch))
+	return sendJSON(c, status, mcp.EncodeMessages(append(pending.errors(code, msg), denied...), batch))
 }
