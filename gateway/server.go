@@ -130,6 +130,7 @@ func Start(ctx context.Context, cfg *config.Config, o StartOptions) (srv *Server
 		Logger:            log,
 		DecisionLog:       decisionLog,
 		OnActivate:        s.Metrics.SetBundle,
+		OnVisibleCache:    s.Metrics.FilterCache,
 		OnReject:          s.Metrics.BundleRejected,
 		OnShadowDisagreement: func(ctx context.Context, d policy.ShadowDisagreement) {
 			s.Metrics.ShadowDisagreement(d.Backend, d.Method)
