@@ -379,9 +379,5 @@ type exchangeMetrics struct{ m *telemetry.Metrics }
 func (e exchangeMetrics) CacheLookup(backend string, hit bool) { e.m.TokenCache(backend, hit) }
 
 func (e exchangeMetrics) Exchanged(backend, method, outcome string, elapsed time.Duration) {
-	var err error
-	if outcome != "ok" {
-		err = errors.New(outcome)
-	}
-	e.m.ExchangeObserved(backend, method, elapsed, err)
+	e.m.ExchangeObserved(backend, method, outcome, elapsed)
 }
