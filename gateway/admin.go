@@ -972,7 +972,7 @@ func (a *adminAPI) authorize(c *fiber.Ctx, p *identity.Principal, action, kind, 
 			Scopes: p.Scopes, Groups: p.Groups, Claims: p.Claims,
 		},
 		// Cloned: the engine's decision record outlives the request buffers.
-		HTTP:  policy.HTTPInput{Method: strings.Clone(c.Method()), Path: strings.Clone(c.Path()), RemoteAddr: c.IP()},
+		HTTP:  policy.HTTPInput{Method: strings.Clone(c.Method()), Path: strings.Clone(c.Path()), RemoteAddr: strings.Clone(c.IP())},
 		Admin: policy.AdminRequest{Action: action, Kind: kind, Name: name, Target: target},
 	})
 	if d.Allow {

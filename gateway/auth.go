@@ -51,6 +51,9 @@ func (g *Gateway) authenticate(c *fiber.Ctx) (*identity.Principal, string, bool)
 		return nil, "", false
 	}
 	token, ok := bearerToken(header)
+	// Copied: the token is kept in the call (credential exchange, relay)
+	// past the handler, and Fiber's header string is reused.
+	token = strings.Clone(token)
 	if !ok {
 		g.challenge(c, meta, "Authorization header must be \"Bearer <token>\"")
 		return nil, "", false

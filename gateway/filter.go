@@ -43,7 +43,7 @@ func (r requests) errors(code int, msg string) [][]byte {
 	return out
 }
 
-func (g *Gateway) filterReply(ctx context.Context, cl *call, payload []byte, contentType string, pending requests, denied [][]byte) (out []byte, isJSON bool, err error) {
+func (g *Gateway) filterReply(ctx context.Context, cl *call, payload []byte, contentType string, pending requests, denied [][]byte, requestBatch bool) (out []byte, isJSON bool, err error) {
 	if len(bytes.TrimSpace(payload)) == 0 && len(denied) == 0 {
 		return payload, false, nil
 	}
@@ -62,8 +62,9 @@ func (g *Gateway) filterReply(ctx context.Context, cl *call, payload []byte, con
 		parts = append(parts, g.filterMessage(ctx, cl, &msgs[i], pending))
 	}
 	parts = append(parts, denied...)
-	// Several parts only come from a batch, which is answered with an array.
-	return mcp.EncodeMessages(parts, batch || len(parts) > 1), true, nil
+	// The reply to a batch is an array (JSON-RPC 2.0, section 6), even when
+	// one member survived and went to the backend alone, as an object.
+	return mcp.EncodeMessages(parts, batch || requestBatch || len(parts) > 1), true, nil
 }
 
 // filterEvent is filterReply for the data of one SSE event. answered lists

@@ -30,7 +30,8 @@ func traceHeaders(c *fiber.Ctx) http.Header {
 	h := http.Header{}
 	for _, name := range []string{"Traceparent", "Tracestate", "Baggage"} {
 		if v := c.Get(name); v != "" {
-			h.Set(name, v)
+			// Copied: the span context keeps tracestate and baggage.
+			h.Set(name, strings.Clone(v))
 		}
 	}
 	return h
@@ -85,8 +86,14 @@ func (g *Gateway) serveMCP(c *fiber.Ctx, rec *requestRecord) error {
 	if origin := c.Get(fiber.HeaderOrigin); origin != "" && !g.originAllowed(origin) {
 		return writeOAuthError(c, fiber.StatusForbidden, "invalid_request", fmt.Sprintf("Origin %q is not allowed (server.allowed_origins)", origin), "")
 	}
+	// Fiber's strings point into buffers the next request reuses (the
+	// pooled Ctx, fasthttp's header buffer). What outlives the handler (span
+	// attributes exported later, the call an SSE writer reads, the policy
+	// input OPA's decision log encodes later) is copied here and in
+	// authenticate/post, where it is read: never a Fiber string itself.
+	method := strings.Clone(c.Method())
 	ctx, span := telemetry.StartSpan(telemetry.Extract(c.UserContext(), traceHeaders(c)), g.opts.Tracer, telemetry.SpanRequest,
-		attribute.String("http.request.method", c.Method()), attribute.String("url.path", c.Path()))
+		attribute.String("http.request.method", method), attribute.String("url.path", strings.Clone(c.Path())))
 	defer func() {
 		rec.annotateSpan(span, c.Response().StatusCode())
 		span.End()
@@ -106,7 +113,7 @@ func (g *Gateway) serveMCP(c *fiber.Ctx, rec *requestRecord) error {
 	}
 	path := string(c.Request().URI().PathOriginal())
 	if err := checkRequestPath(path); err != nil {
-		g.recordRefusal(ctx, refusal{rec: rec, principal: p, requestID: requestID, method: c.Method(), reason: err.Error()})
+		g.recordRefusal(ctx, refusal{rec: rec, principal: p, requestID: requestID, method: method, reason: err.Error()})
 		return writeOAuthError(c, fiber.StatusBadRequest, "invalid_request", err.Error(), "")
 	}
 	topo := g.topo.Load()
@@ -161,7 +168,7 @@ func (g *Gateway) serveMCP(c *fiber.Ctx, rec *requestRecord) error {
 			Scopes: agent.Scopes, BackendAccess: agent.BackendAccess,
 		},
 		Backend: policy.BackendInput{Name: r.backend.Name, AuthType: r.backend.AuthMethod, Labels: r.backend.Labels, ToolIntegrity: r.backend.IntegrityMode()},
-		HTTP:    policy.HTTPInput{Method: c.Method(), Path: path, RemoteAddr: c.IP()},
+		HTTP:    policy.HTTPInput{Method: method, Path: path, RemoteAddr: strings.Clone(c.IP())},
 	}
 	switch c.Method() {
 	case fiber.MethodPost:
@@ -275,7 +282,8 @@ func (g *Gateway) post(c *fiber.Ctx, cl *call) error {
 	if done, err := g.admitMessages(c, cl, msgs, batch); done {
 		return err
 	}
-	version := c.Get(mcpgo.HeaderProtocolVersion)
+	// Copied: it goes into the policy input and the request record.
+	version := strings.Clone(c.Get(mcpgo.HeaderProtocolVersion))
 	if version != "" && !mcpgo.IsValidProtocolVersion(version) {
 		return writeRPCError(c, fiber.StatusBadRequest, nil, mcpgo.INVALID_REQUEST, fmt.Sprintf("unsupported MCP-Protocol-Version %q", version), nil)
 	}
@@ -425,7 +433,9 @@ func (g *Gateway) upstreamHeaders(c *fiber.Ctx, cl *call) http.Header {
 	h := http.Header{}
 	for _, name := range forwardedHeaders {
 		if v := c.Get(name); v != "" {
-			h.Set(name, v)
+			// Copied: the upstream request outlives the handler when the
+			// answer streams.
+			h.Set(name, strings.Clone(v))
 		}
 	}
 	for name, values := range cl.hints {
@@ -464,7 +474,7 @@ func (g *Gateway) relay(c *fiber.Ctx, cl *call, method string, body []byte, pend
 		g.opts.Observer.Upstream(r.backend.Name, time.Since(start))
 	}
 	if err != nil {
-		return g.backendFailure(c, cl, err, pending, batch)
+		return g.backendFailure(c, cl, err, pending, denied, batch)
 	}
 	if sid := resp.Header.Get(mcpgo.HeaderSessionID); sid != "" {
 		if cl.hasSession && sid == cl.session.Upstream {
@@ -483,7 +493,7 @@ func (g *Gateway) relay(c *fiber.Ctx, cl *call, method string, body []byte, pend
 		resp.Body.Close()
 		cl.rec.outcome = telemetry.OutcomeBackendRefused
 		msg := fmt.Sprintf("backend %s refused the gateway's credential (HTTP %d)", r.backend.Name, resp.StatusCode)
-		return g.failRequests(c, fiber.StatusBadGateway, pending, batch, mcp.CodeCredential, msg)
+		return g.failRequests(c, fiber.StatusBadGateway, pending, denied, batch, mcp.CodeCredential, msg)
 	case resp.StatusCode == http.StatusAccepted || resp.StatusCode == http.StatusNoContent:
 		resp.Body.Close()
 		cl.rec.outcome = telemetry.OutcomeOK
@@ -500,24 +510,24 @@ func (g *Gateway) relay(c *fiber.Ctx, cl *call, method string, body []byte, pend
 	if err != nil {
 		cl.rec.outcome = telemetry.OutcomeBackendError
 		if upstream.TimedOut(resp) {
-			return g.backendFailure(c, cl, &upstream.BackendError{Backend: r.backend.Name, Timeout: true, Err: err}, pending, batch)
+			return g.backendFailure(c, cl, &upstream.BackendError{Backend: r.backend.Name, Timeout: true, Err: err}, pending, denied, batch)
 		}
-		return g.backendFailure(c, cl, &upstream.BackendError{Backend: r.backend.Name, Err: err}, pending, batch)
+		return g.backendFailure(c, cl, &upstream.BackendError{Backend: r.backend.Name, Err: err}, pending, denied, batch)
 	}
 	ct := resp.Header.Get("Content-Type")
 	// Whatever the status and media type, a reply that is JSON is read and
 	// its lists filtered: clients read JSON under other labels too
 	// (application/json-seq), and error statuses can carry results.
-	out, isJSON, err := g.filterReply(ctx, cl, payload, ct, pending, denied)
+	out, isJSON, err := g.filterReply(ctx, cl, payload, ct, pending, denied, batch)
 	if err != nil {
 		g.log.Warn("backend reply refused", "request_id", cl.requestID, "backend", r.backend.Name, "err", redact.Error(err))
 		cl.rec.outcome = telemetry.OutcomeBackendError
-		return g.failRequests(c, fiber.StatusBadGateway, pending, batch, mcp.CodeBackend,
+		return g.failRequests(c, fiber.StatusBadGateway, pending, denied, batch, mcp.CodeBackend,
 			fmt.Sprintf("backend %s sent a reply the gateway cannot read unambiguously", r.backend.Name))
 	}
 	cl.rec.outcome = outcome(resp.StatusCode)
 	if !isJSON && resp.StatusCode >= 400 {
-		return g.backendErrorPage(c, cl, resp, payload, pending, batch)
+		return g.backendErrorPage(c, cl, resp, payload, pending, denied, batch)
 	}
 	switch {
 	case isJSON:
@@ -553,7 +563,7 @@ func outcome(status int) string {
 
 // backendFailure answers every request of the message with a JSON-RPC error
 // naming the backend: 504 for a timeout, 502 otherwise.
-func (g *Gateway) backendFailure(c *fiber.Ctx, cl *call, err error, pending requests, batch bool) error {
+func (g *Gateway) backendFailure(c *fiber.Ctx, cl *call, err error, pending requests, denied [][]byte, batch bool) error {
 	var be *upstream.BackendError
 	var ce *upstream.CredentialError
 	switch {
@@ -563,7 +573,7 @@ func (g *Gateway) backendFailure(c *fiber.Ctx, cl *call, err error, pending requ
 		// their query and userinfo: redacted in the log and in the 502
 		// body any caller reads.
 		g.log.Warn("backend credential failed", "request_id", cl.requestID, "backend", ce.Backend, "oauth_error", ce.Code, "err", redact.Error(ce.Err))
-		return g.failRequests(c, fiber.StatusBadGateway, pending, batch, mcp.CodeCredential, redact.Text(ce.Error()))
+		return g.failRequests(c, fiber.StatusBadGateway, pending, denied, batch, mcp.CodeCredential, redact.Text(ce.Error()))
 	case errors.As(err, &be):
 		cl.rec.outcome = telemetry.OutcomeBackendError
 		g.log.Warn("backend failed", "request_id", cl.requestID, "backend", be.Backend, "timeout", be.Timeout, "err", redact.Error(be.Err))
@@ -571,11 +581,11 @@ func (g *Gateway) backendFailure(c *fiber.Ctx, cl *call, err error, pending requ
 		if be.Timeout {
 			status = fiber.StatusGatewayTimeout
 		}
-		return g.failRequests(c, status, pending, batch, mcp.CodeBackend, redact.Text(be.Error()))
+		return g.failRequests(c, status, pending, denied, batch, mcp.CodeBackend, redact.Text(be.Error()))
 	}
 	cl.rec.outcome = telemetry.OutcomeBackendError
 	g.log.Error("relay failed", "request_id", cl.requestID, "backend", cl.route.backend.Name, "err", redact.Error(err))
-	return g.failRequests(c, fiber.StatusBadGateway, pending, batch, mcp.CodeBackend, fmt.Sprintf("backend %s failed", cl.route.backend.Name))
+	return g.failRequests(c, fiber.StatusBadGateway, pending, denied, batch, mcp.CodeBackend, fmt.Sprintf("backend %s failed", cl.route.backend.Name))
 }
 
 // backendErrorPage answers a backend's error that is not JSON-RPC (the
@@ -586,7 +596,7 @@ func (g *Gateway) backendFailure(c *fiber.Ctx, cl *call, err error, pending requ
 // failing, 502. The client learns only the status: the body is the
 // backend's, and may echo what the backend was sent (its credential). The
 // operator gets a short excerpt as the request log line's reason.
-func (g *Gateway) backendErrorPage(c *fiber.Ctx, cl *call, resp *http.Response, payload []byte, pending requests, batch bool) error {
+func (g *Gateway) backendErrorPage(c *fiber.Ctx, cl *call, resp *http.Response, payload []byte, pending requests, denied [][]byte, batch bool) error {
 	name := cl.route.backend.Name
 	cl.rec.reason = fmt.Sprintf("backend answered HTTP %d (%s), not JSON-RPC: %s",
 		resp.StatusCode, truncate(resp.Header.Get("Content-Type"), 64), excerpt(payload))
@@ -595,7 +605,7 @@ func (g *Gateway) backendErrorPage(c *fiber.Ctx, cl *call, resp *http.Response, 
 		status = fiber.StatusBadGateway
 	}
 	msg := fmt.Sprintf("backend %s answered HTTP %d %s", name, resp.StatusCode, http.StatusText(resp.StatusCode))
-	return g.failRequests(c, status, pending, batch, mcp.CodeBackend, strings.TrimSpace(msg))
+	return g.failRequests(c, status, pending, denied, batch, mcp.CodeBackend, strings.TrimSpace(msg))
 }
 
 // maxExcerpt bounds what an operator sees of a backend's error page.
@@ -616,10 +626,12 @@ func excerpt(b []byte) string {
 	return truncate(s, maxExcerpt)
 }
 
-// failRequests answers every pending request with one JSON-RPC error.
-func (g *Gateway) failRequests(c *fiber.Ctx, status int, pending requests, batch bool, code int, msg string) error {
-	if len(pending) == 0 {
+// failRequests answers every pending request with one JSON-RPC error, and
+// the batch members the gateway denied with their own: a backend failing
+// does not excuse the gateway from answering what it refused itself.
+func (g *Gateway) failRequests(c *fiber.Ctx, status int, pending requests, denied [][]byte, batch bool, code int, msg string) error {
+	if len(pending) == 0 && len(denied) == 0 {
 		return writeRPCError(c, status, nil, code, msg, nil)
 	}
-	return sendJSON(c, status, mcp.EncodeMessages(pending.errors(code, msg), batch))
+	return sendJSON(c, status, mcp.EncodeMessages(append(pending.errors(code, msg), denied...), batch))
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -86,7 +87,7 @@ func newRequestRecord(c *fiber.Ctx) *requestRecord {
 	if start.IsZero() {
 		start = time.Now()
 	}
-	r := &requestRecord{start: start, requestID: requestID(c), httpMethod: c.Method(), path: string(c.Request().URI().PathOriginal())}
+	r := &requestRecord{start: start, requestID: requestID(c), httpMethod: strings.Clone(c.Method()), path: string(c.Request().URI().PathOriginal())}
 	if sid := c.Get(mcpgo.HeaderSessionID); sid != "" {
 		sum := sha256.Sum256([]byte(sid))
 		r.sessionHash = hex.EncodeToString(sum[:8])

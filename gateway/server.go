@@ -130,6 +130,7 @@ func Start(ctx context.Context, cfg *config.Config, o StartOptions) (srv *Server
 		Logger:            log,
 		DecisionLog:       decisionLog,
 		OnActivate:        s.Metrics.SetBundle,
+		OnVisibleCache:    s.Metrics.FilterCache,
 		OnReject:          s.Metrics.BundleRejected,
 		OnShadowDisagreement: func(ctx context.Context, d policy.ShadowDisagreement) {
 			s.Metrics.ShadowDisagreement(d.Backend, d.Method)
@@ -378,9 +379,5 @@ type exchangeMetrics struct{ m *telemetry.Metrics }
 func (e exchangeMetrics) CacheLookup(backend string, hit bool) { e.m.TokenCache(backend, hit) }
 
 func (e exchangeMetrics) Exchanged(backend, method, outcome string, elapsed time.Duration) {
-	var err error
-	if outcome != "ok" {
-		err = errors.New(outcome)
-	}
-	e.m.ExchangeObserved(backend, method, elapsed, err)
+	e.m.ExchangeObserved(backend, method, outcome, elapsed)
 }

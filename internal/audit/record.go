@@ -88,7 +88,12 @@ type Record struct {
 	Allow   bool     `json:"allow"`
 	Reasons []string `json:"reasons,omitempty"`
 	// Revision is the policy bundle revision that made the decision.
-	Revision   string  `json:"revision,omitempty"`
+	Revision string `json:"revision,omitempty"`
+	// LatencyMS is not set by the gateway yet: decision records are written
+	// when the policy decides, before the relay, so the request's latency
+	// is not known then (issue 15 moves the write after the relay). Until
+	// then eval_us is the decision's time and the request log line and
+	// mcpgw_request_duration_seconds carry the request's.
 	LatencyMS  float64 `json:"latency_ms,omitempty"`
 	EvalMicros int64   `json:"eval_us,omitempty"`
 

@@ -63,6 +63,14 @@ const (
 // DefaultAuditBlockTimeout is audit.block_timeout when unset.
 const DefaultAuditBlockTimeout = 5 * time.Second
 
+// DefaultClockSkew is identity.clock_skew when unset. Set, 0 means no
+// tolerance at all: only an absent key gets this default (applyDefaults).
+const DefaultClockSkew = 30 * time.Second
+
+// DefaultJWKSRefreshInterval is identity.jwks_refresh_interval when unset,
+// for the config file and for callers that build config.Identity in code.
+const DefaultJWKSRefreshInterval = 15 * time.Minute
+
 // DefaultStreamWriteTimeout is server.stream_write_timeout when unset.
 const DefaultStreamWriteTimeout = 60 * time.Second
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/mcpgw/mcpgw/internal/config"
 	"github.com/mcpgw/mcpgw/internal/testidp"
+	"github.com/mcpgw/mcpgw/internal/testutil"
 )
 
 func TestIdPDownAtStart(t *testing.T) {
@@ -180,8 +181,41 @@ func TestDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.ClockSkew != 30*time.Second || cfg.ClaimsCacheMaxCost != 10000 || cfg.Issuers[0].GroupsClaim != "groups" || cfg.JWKSRefreshInterval <= 0 {
+	// A zero clock skew stays zero (no tolerance); the refresh interval gets
+	// the one default the config file gets too.
+	if cfg.ClockSkew != 0 || cfg.ClaimsCacheMaxCost != 10000 || cfg.Issuers[0].GroupsClaim != "groups" || cfg.JWKSRefreshInterval != config.DefaultJWKSRefreshInterval {
 		t.Errorf("defaults = %+v", cfg)
+	}
+}
+
+// identity.clock_skew: 0s means no tolerance: it used to become 30s.
+func TestClockSkewZeroMeansZero(t *testing.T) {
+	idp := startIdP(t, testidp.Options{})
+	tests := []struct {
+		name   string
+		skew   time.Duration
+		expiry time.Duration // exp relative to the verifier's clock
+		reason string        // "" when accepted
+	}{
+		{name: "zero skew refuses a token expired a second ago", skew: 0, expiry: -time.Second, reason: ReasonExpired},
+		{name: "zero skew accepts a valid token", skew: 0, expiry: time.Minute},
+		{name: "default skew tolerates a second", skew: config.DefaultClockSkew, expiry: -time.Second},
+		{name: "default skew refuses beyond it", skew: config.DefaultClockSkew, expiry: -config.DefaultClockSkew - 2*time.Second, reason: ReasonExpired},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			clock := testutil.NewClock()
+			v := newVerifier(t, config.Identity{Issuers: []config.Issuer{issuerOf(idp)}, ClockSkew: tc.skew}, WithClock(clock.Now))
+			tok := mint(t, idp, map[string]any{"sub": "alice", "iat": clock.Now().Add(-time.Hour), "exp": clock.Now().Add(tc.expiry)})
+			_, err := v.Verify(t.Context(), tok)
+			if tc.reason == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			asError(t, err, tc.reason)
+		})
 	}
 }
 

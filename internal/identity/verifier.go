@@ -24,8 +24,6 @@ import (
 
 // Defaults for zero config values.
 const (
-	DefaultClockSkew          = 30 * time.Second
-	DefaultJWKSRefresh        = 10 * time.Minute
 	DefaultClaimsCacheMaxCost = 10000
 	DefaultGroupsClaim        = "groups"
 	DefaultFetchTimeout       = 10 * time.Second
@@ -222,14 +220,16 @@ func withDefaults(cfg config.Identity) (config.Identity, error) {
 	if cfg.ClockSkew < 0 {
 		return cfg, fmt.Errorf("identity.clock_skew: %s is negative", cfg.ClockSkew)
 	}
-	if cfg.ClockSkew == 0 {
-		cfg.ClockSkew = DefaultClockSkew
-	}
+	// A zero clock_skew is kept: it means no tolerance, as the README
+	// says. The 30s default is applied where the key is absent
+	// (config.Load), never in place of an explicit 0.
 	if cfg.JWKSRefreshInterval < 0 {
 		return cfg, fmt.Errorf("identity.jwks_refresh_interval: %s is negative", cfg.JWKSRefreshInterval)
 	}
 	if cfg.JWKSRefreshInterval == 0 {
-		cfg.JWKSRefreshInterval = DefaultJWKSRefresh
+		// Zero only from callers that build the config in code: the file
+		// refuses it. One default for both (config.DefaultJWKSRefreshInterval).
+		cfg.JWKSRefreshInterval = config.DefaultJWKSRefreshInterval
 	}
 	if cfg.ClaimsCacheMaxCost < 0 {
 		return cfg, fmt.Errorf("identity.claims_cache_max_cost: %d is negative", cfg.ClaimsCacheMaxCost)

@@ -20,7 +20,8 @@ import (
 func TestVerify(t *testing.T) {
 	idp := startIdP(t, testidp.Options{Audience: "api://mcpgw"})
 	other := startIdP(t, testidp.Options{Audience: "api://mcpgw"})
-	v := newVerifier(t, config.Identity{Issuers: []config.Issuer{issuerOf(idp)}})
+	// The skew is set as config.Load sets it: zero now means no tolerance.
+	v := newVerifier(t, config.Identity{Issuers: []config.Issuer{issuerOf(idp)}, ClockSkew: config.DefaultClockSkew})
 
 	now := time.Now()
 	signing := idp.SigningKey()
@@ -347,7 +348,7 @@ func TestCache(t *testing.T) {
 	}
 
 	// Past exp (and the skew): the cached principal must not be served.
-	clock.Advance(time.Minute + DefaultClockSkew + time.Second)
+	clock.Advance(time.Minute + config.DefaultClockSkew + time.Second)
 	_, err = v.Verify(t.Context(), tok)
 	asError(t, err, ReasonExpired)
 	if got := v.signatureChecks.Load(); got != 2 {

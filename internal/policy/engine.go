@@ -110,6 +110,9 @@ type Options struct {
 	VisibleCacheTTL time.Duration
 	// VisibleCacheSize bounds the visibility cache, in approximate bytes.
 	VisibleCacheSize int64
+	// OnVisibleCache is told each lookup in the visibility cache, hit or
+	// miss (mcpgw_filter_cache_requests_total); nil: not told.
+	OnVisibleCache func(hit bool)
 	// DecisionCacheSize is how many decisions each policy activation
 	// remembers (default DefaultDecisionCacheSize; negative: none). Only a
 	// policy whose decision calls no time, network, random or runtime
@@ -735,7 +738,11 @@ func (e *Engine) visibleNames(ctx context.Context, in *Input, kind ListKind, lis
 		return nil, err
 	}
 	if snap := e.snap.Load(); snap != nil && e.cacheTTL > 0 {
-		if names, ok := e.visible.Get(key(snap)); ok {
+		names, ok := e.visible.Get(key(snap))
+		if e.opts.OnVisibleCache != nil {
+			e.opts.OnVisibleCache(ok)
+		}
+		if ok {
 			return names, nil
 		}
 	}

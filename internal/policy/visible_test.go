@@ -107,6 +107,10 @@ func TestVisibleResourcesAndPrompts(t *testing.T) {
 
 func TestVisibleCache(t *testing.T) {
 	e, rec := shippedEngine(t)
+	// Every lookup is told (mcpgw_filter_cache_requests_total was never
+	// incremented before): a miss, then a hit.
+	var lookups []bool
+	e.opts.OnVisibleCache = func(hit bool) { lookups = append(lookups, hit) }
 	ctx := context.Background()
 	in := lister(roleGroups["viewer"], readScopes, "employees")
 
@@ -131,6 +135,9 @@ func TestVisibleCache(t *testing.T) {
 	}
 	if n := len(rec.all()); n != 1 {
 		t.Fatalf("%d records after a cache hit, want 1 (hits are not evaluations)", n)
+	}
+	if !reflect.DeepEqual(lookups, []bool{false, true}) {
+		t.Fatalf("cache lookups told = %v, want [miss hit]", lookups)
 	}
 
 	// Anything the policy can read changes the key.

@@ -183,13 +183,13 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 
 		exchangeDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "mcpgw_token_exchange_duration_seconds",
-			Help:    "Time of one token request to an authorization server, by backend and step.",
+			Help:    "Time of one backend credential exchange, by backend and auth method.",
 			Buckets: exchangeBuckets(),
-		}, []string{"backend", "step"}),
+		}, []string{"backend", "method"}),
 		exchangeFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mcpgw_token_exchange_failures_total",
-			Help: "Token requests that failed, by backend and step.",
-		}, []string{"backend", "step"}),
+			Help: "Backend credential exchanges that failed, by backend, auth method and outcome (an OAuth error code, unreachable, timeout or error).",
+		}, []string{"backend", "method", "outcome"}),
 		tokenCache: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mcpgw_token_cache_requests_total",
 			Help: "Backend credential cache lookups by backend and result (hit or miss).",
@@ -411,17 +411,18 @@ func (m *Metrics) IdentityHooks() identity.Hooks {
 	}
 }
 
-// ExchangeObserved records one token request of a backend credential flow;
-// step names the request (e.g. "id_jag", "access_token"). A non-nil err
-// also counts a failure.
-func (m *Metrics) ExchangeObserved(backend, step string, elapsed time.Duration, err error) {
+// ExchangeObserved records one backend credential exchange: method is the
+// backend's auth method (the exchanger reports one attempt per exchange,
+// not its steps), outcome "ok" or why it failed, which a failure keeps as
+// a label (it was once folded into a bare error and lost).
+func (m *Metrics) ExchangeObserved(backend, method, outcome string, elapsed time.Duration) {
 	if m == nil {
 		return
 	}
-	b, s := m.backends.value(backend), m.steps.value(step)
-	m.exchangeDuration.WithLabelValues(b, s).Observe(elapsed.Seconds())
-	if err != nil {
-		m.exchangeFailures.WithLabelValues(b, s).Inc()
+	b, a := m.backends.value(backend), m.steps.value(method)
+	m.exchangeDuration.WithLabelValues(b, a).Observe(elapsed.Seconds())
+	if outcome != "ok" {
+		m.exchangeFailures.WithLabelValues(b, a, m.steps.value(outcome)).Inc()
 	}
 }
 

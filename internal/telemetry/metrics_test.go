@@ -255,9 +255,10 @@ func TestMetricsRecordAndScrape(t *testing.T) {
 		{
 			name: "token exchange and caches",
 			record: func(m *Metrics) {
-				m.ExchangeObserved("employees", "id_jag", 80*time.Millisecond, nil)
-				m.ExchangeObserved("employees", "access_token", 40*time.Millisecond, nil)
-				m.ExchangeObserved("employees", "access_token", 10*time.Millisecond, errors.New("invalid_grant"))
+				// Labelled by auth method, failures by outcome too.
+				m.ExchangeObserved("employees", "okta-cross-app", "ok", 80*time.Millisecond)
+				m.ExchangeObserved("employees", "token-exchange", "ok", 40*time.Millisecond)
+				m.ExchangeObserved("employees", "token-exchange", "invalid_grant", 10*time.Millisecond)
 				m.TokenCache("employees", true)
 				m.TokenCache("employees", true)
 				m.TokenCache("employees", false)
@@ -266,9 +267,9 @@ func TestMetricsRecordAndScrape(t *testing.T) {
 				m.FilterCache(false)
 			},
 			want: []sample{
-				{name: "mcpgw_token_exchange_duration_seconds", labels: map[string]string{"backend": "employees", "step": "id_jag"}, value: 1, sum: 0.08},
-				{name: "mcpgw_token_exchange_duration_seconds", labels: map[string]string{"backend": "employees", "step": "access_token"}, value: 2, sum: 0.05},
-				{name: "mcpgw_token_exchange_failures_total", labels: map[string]string{"backend": "employees", "step": "access_token"}, value: 1},
+				{name: "mcpgw_token_exchange_duration_seconds", labels: map[string]string{"backend": "employees", "method": "okta-cross-app"}, value: 1, sum: 0.08},
+				{name: "mcpgw_token_exchange_duration_seconds", labels: map[string]string{"backend": "employees", "method": "token-exchange"}, value: 2, sum: 0.05},
+				{name: "mcpgw_token_exchange_failures_total", labels: map[string]string{"backend": "employees", "method": "token-exchange", "outcome": "invalid_grant"}, value: 1},
 				{name: "mcpgw_token_cache_requests_total", labels: map[string]string{"backend": "employees", "result": "hit"}, value: 2},
 				{name: "mcpgw_token_cache_requests_total", labels: map[string]string{"backend": "employees", "result": "miss"}, value: 1},
 				{name: "mcpgw_filter_cache_requests_total", labels: map[string]string{"result": "hit"}, value: 1},
@@ -470,7 +471,7 @@ func TestNilMetricsIgnoresCalls(t *testing.T) {
 	m.SetBundle("r", time.Now())
 	m.ShadowDisagreement("b", "tools/call")
 	m.ToolDefinitionChange("b", "tool", "new")
-	m.ExchangeObserved("b", "s", time.Second, errors.New("x"))
+	m.ExchangeObserved("b", "s", "x", time.Second)
 	m.TokenCache("b", true)
 	m.FilterCache(true)
 	m.Upstream("b", time.Second)
