@@ -310,11 +310,15 @@ type diffCase struct {
 	batch bool // sent on a 2025-03-26 session with MCP-Protocol-Version 2025-03-26
 	// contentType replaces application/json.
 	contentType string
-	expect      expectation
-	want        []execution // mustForward: exactly what the backend must execute
+	// header is one more request header (name, value).
+	header [2]string
+	expect expectation
+	want   []execution // mustForward: exactly what the backend must execute
 }
 
 const caseID = 42
+
+const clientTraceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 func rpc(method, params string) string {
 	return fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":%q,"params":%s}`, caseID, method, params)
@@ -336,6 +340,13 @@ func messageCases(b *diffBackend) []diffCase {
 		{name: "control/echo", body: call(echo), expect: mustForward, want: []execution{tool(toolEcho, `{"message":"plain"}`)}},
 		{name: "control/secret tool", body: call(`{"name":"` + S + `","arguments":{}}`), expect: mustRefuse},
 		{name: "control/JSON whitespace around the body", body: " \t\r\n" + call(echo) + "\r\n ", expect: mustForward, want: []execution{tool(toolEcho, `{"message":"plain"}`)}},
+		// The gateway writes trace context into params._meta before deciding:
+		// every real backend must still execute exactly the decided call.
+		{name: "trace/traceparent header put into params._meta", body: call(echo), header: [2]string{"Traceparent", clientTraceparent},
+			expect: mustForward, want: []execution{tool(toolEcho, `{"message":"plain"}`)}},
+		{name: "trace/client _meta trace keys in another case replaced", header: [2]string{"Traceparent", clientTraceparent},
+			body:   call(`{"name":"echo","arguments":{"message":"m"},"_meta":{"progressToken":7,"TraceParent":"00-11111111111111111111111111111111-2222222222222222-01"}}`),
+			expect: mustForward, want: []execution{tool(toolEcho, `{"message":"m"}`)}},
 		{name: "control/escaped member names", body: `{"jsonrpc":"2.0","id":42,"m\u0065thod":"tools/call","params":{"n\u0061me":"echo","\u0061rguments":{"m\u0065ssage":"escaped"}}}`,
 			expect: mustForward, want: []execution{tool(toolEcho, `{"message":"escaped"}`)}},
 
@@ -505,6 +516,9 @@ func runMessageCase(t *testing.T, c *diffCaller, b *diffBackend, tc diffCase) {
 	req := rawRequest{method: http.MethodPost, target: "/" + b.name, headers: c.headers(session, version), body: []byte(tc.body)}
 	if tc.contentType != "" {
 		req.headers[0][1] = tc.contentType
+	}
+	if tc.header[0] != "" {
+		req.headers = append(req.headers, tc.header)
 	}
 	obs, _ := observe(t, c.gw, []recorder{b.rec}, req)
 
