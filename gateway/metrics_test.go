@@ -7,9 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
-
 	"github.com/mcpgw/mcpgw/internal/config"
 	"github.com/mcpgw/mcpgw/internal/testutil"
 )
@@ -28,16 +25,7 @@ func TestMetricsEndpointCountsRequests(t *testing.T) {
 	tok := w.token("alice", []string{"mcp:read", "mcp:write"}, []string{"mcp-super-admins"}, "claude-client")
 	w.openSession("/notes", tok, "claude-code")
 
-	resp, err := http.Get(w.srv.MetricsURL + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("parse /metrics: %v", err)
-	}
+	families := testutil.MetricFamilies(t, w.srv.MetricsURL)
 	requests := families["mcpgw_requests_total"]
 	if requests == nil {
 		t.Fatal("no mcpgw_requests_total")

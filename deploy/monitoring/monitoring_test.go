@@ -19,13 +19,13 @@ import (
 	"github.com/knadh/koanf/parsers/yaml"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
 	"github.com/mcpgw/mcpgw/gateway"
 	"github.com/mcpgw/mcpgw/internal/config"
 	"github.com/mcpgw/mcpgw/internal/demo"
 	"github.com/mcpgw/mcpgw/internal/telemetry"
+	"github.com/mcpgw/mcpgw/internal/testutil"
 )
 
 const (
@@ -301,18 +301,8 @@ func TestQueriedMetricsExist(t *testing.T) {
 // histogram or summary family also yields its _bucket, _sum and _count.
 func scrape(t *testing.T, base string) map[string]bool {
 	t.Helper()
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("parse /metrics: %v", err)
-	}
 	names := map[string]bool{}
-	for name, f := range families {
+	for name, f := range testutil.MetricFamilies(t, base) {
 		names[name] = true
 		switch f.GetType().String() {
 		case "HISTOGRAM", "GAUGE_HISTOGRAM":

@@ -11,6 +11,10 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // SyncBuffer collects output written by concurrent goroutines (a slog
@@ -100,4 +104,22 @@ func WantStatus(t testing.TB, resp *http.Response, want int) {
 		what = r.Method + " " + r.URL.Path
 	}
 	t.Fatalf("%s: HTTP %d, want %d (Content-Type %q): %s", what, resp.StatusCode, want, resp.Header.Get("Content-Type"), body)
+}
+
+// MetricFamilies scrapes base+"/metrics" and parses the Prometheus text
+// format, failing t when either step fails.
+func MetricFamilies(t testing.TB, base string) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	WantStatus(t, resp, http.StatusOK)
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("parse %s/metrics: %v", base, err)
+	}
+	return families
 }
