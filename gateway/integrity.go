@@ -229,6 +229,9 @@ func (g *Gateway) promptIntegrity(ctx context.Context, cl *call, name string) *p
 	if g.opts.Pins == nil {
 		return entry
 	}
+	// Read from the store, not from the pins this replica remembers: another
+	// replica may have recorded a changed definition since, and recording
+	// does not move the pin revision that would make this one forget.
 	pins, err := g.opts.Pins.ListPins(ctx, b.Name)
 	if err != nil {
 		// Fail closed: unclassified is held by an enforcing policy.
