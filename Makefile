@@ -83,7 +83,14 @@ $(INTEROP)/node_modules/.mcpgw-installed: $(INTEROP)/package-lock.json
 	cd $(INTEROP) && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
+# The browser tests (test/interop/oauth) drive Debian's chromium through playwright-core;
+# playwright's own browser download cannot work here, so the distribution's build is used.
+CHROMIUM := /usr/bin/chromium
+
 interop-deps: $(INTEROP)/node_modules/.mcpgw-installed
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  printf '\n==> %s\n' "interop: installing Debian's chromium for the browser tests (apt-get)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; fi
 
 ## test-go: the Go tests (store tests against PostgreSQL on 127.0.0.1:5432, see README).
 test-go:
