@@ -56,6 +56,10 @@ type Client struct {
 	// of an ID-JAG) to this client's id there, as an Okta managed connection
 	// does; the ID-JAG's client_id claim is this client's own id otherwise.
 	ResourceClientIDs map[string]string
+	// RedirectURIs are where the authorization endpoint may send this
+	// client's users back; a request's redirect_uri must equal one exactly.
+	// Absolute URIs without a fragment.
+	RedirectURIs []string
 }
 
 // RegisterClient adds or replaces a client.
@@ -76,6 +80,13 @@ func (s *Server) RegisterClient(c Client) error {
 		}
 		c.PublicKey = pub
 	}
+	for _, uri := range c.RedirectURIs {
+		// RFC 6749 §3.1.2: absolute, no fragment.
+		if u, err := url.Parse(uri); err != nil || !u.IsAbs() || u.Fragment != "" || strings.Contains(uri, "#") {
+			return fmt.Errorf("testidp: register client %s: redirect URI %q must be absolute without a fragment", c.ID, uri)
+		}
+	}
+	c.RedirectURIs = slices.Clone(c.RedirectURIs)
 	c.Scopes = slices.Clone(c.Scopes)
 	c.ResourceClientIDs = maps.Clone(c.ResourceClientIDs)
 	s.clients.put(c)

@@ -1,7 +1,11 @@
 // Package testidp is a small but honest OAuth 2.0 / OpenID Connect
 // authorization server for the demo and for tests: real HTTP on loopback,
 // real RSA keys, discovery documents, a JWKS with rotation, and a token
-// endpoint with real client authentication.
+// endpoint with real client authentication. Users (Options.Users) sign in
+// through a small HTML login form at the authorization endpoint: the
+// authorization code flow with PKCE S256, ID tokens, rotating refresh tokens
+// and userinfo, so a gateway's OAuth client can be tested end to end in a
+// real browser (test/interop/oauth) or headless (Options.AutoLogin).
 //
 // It is deliberately built on net/http rather than Fiber: it is a test
 // fixture, and the standard library keeps it independent of the gateway it
@@ -52,6 +56,12 @@ type Options struct {
 	// ResourceAS, when set, makes this server also a resource authorization
 	// server that accepts ID-JAGs from a trusted IdP (jwt-bearer grant).
 	ResourceAS *ResourceASOptions
+	// Users can sign in at the authorization endpoint (see AddUser).
+	Users []User
+	// AutoLogin, a username of Users, skips the login form: a valid
+	// authorization request is answered at once with a code for that user,
+	// for headless tests.
+	AutoLogin string
 }
 
 // Server is a running authorization server. All methods are safe for
@@ -65,6 +75,9 @@ type Server struct {
 
 	keys    *keyRing
 	clients *clientRegistry
+	users   *userRegistry
+	// authz holds pending logins, authorization codes and refresh tokens.
+	authz *authzStore
 	// grants maps a grant_type to its handler; see registerGrants.
 	grants map[string]grantHandler
 	// assertionJTIs remembers client-assertion jti values until they expire
@@ -99,6 +112,19 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 
+	users := newUserRegistry()
+	for _, u := range opts.Users {
+		if err := users.put(u); err != nil {
+			return nil, fmt.Errorf("testidp: %w", err)
+		}
+	}
+	if opts.AutoLogin != "" {
+		if _, ok := users.get(opts.AutoLogin); !ok {
+			return nil, fmt.Errorf("testidp: AutoLogin %q is not one of Users", opts.AutoLogin)
+		}
+	}
+	opts.Users = nil // the registry is the one copy
+
 	keys, err := newKeyRing()
 	if err != nil {
 		return nil, fmt.Errorf("testidp: %w", err)
@@ -117,6 +143,8 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		done:          make(chan struct{}),
 		keys:          keys,
 		clients:       newClientRegistry(),
+		users:         users,
+		authz:         newAuthzStore(),
 		assertionJTIs: newJTICache(),
 	}
 	if opts.ResourceAS != nil {
@@ -152,6 +180,10 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET "+PathJWKS, s.handleJWKS)
 	mux.HandleFunc("POST "+PathToken, s.handleToken)
 	mux.HandleFunc("POST "+PathOktaOrgToken, s.handleToken)
+	mux.HandleFunc("GET "+PathAuthorize, s.handleAuthorize)
+	mux.HandleFunc("POST "+PathLogin, s.handleLogin)
+	mux.HandleFunc("GET "+PathUserinfo, s.handleUserinfo)
+	mux.HandleFunc("POST "+PathUserinfo, s.handleUserinfo)
 	return mux
 }
 
@@ -163,6 +195,12 @@ func (s *Server) JWKSURL() string { return s.issuer + PathJWKS }
 
 // TokenEndpoint is the OAuth token endpoint.
 func (s *Server) TokenEndpoint() string { return s.issuer + PathToken }
+
+// AuthorizationEndpoint is where the authorization code flow starts.
+func (s *Server) AuthorizationEndpoint() string { return s.issuer + PathAuthorize }
+
+// UserinfoEndpoint answers a user's access token with the user's claims.
+func (s *Server) UserinfoEndpoint() string { return s.issuer + PathUserinfo }
 
 // Audience is the default audience of minted tokens.
 func (s *Server) Audience() string { return s.opts.Audience }

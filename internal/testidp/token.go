@@ -36,6 +36,8 @@ func (s *Server) registerGrants() map[string]grantHandler {
 	grants := map[string]grantHandler{
 		GrantClientCredentials: {requireClient: true, handle: s.clientCredentials},
 		GrantTokenExchange:     {requireClient: true, handle: s.tokenExchange},
+		GrantAuthorizationCode: {requireClient: true, handle: s.authorizationCode},
+		GrantRefreshToken:      {requireClient: true, handle: s.refreshToken},
 	}
 	if s.resourceAS != nil {
 		grants[GrantJWTBearer] = grantHandler{requireClient: true, handle: s.resourceAS.jwtBearer}
@@ -59,6 +61,10 @@ type TokenResponse struct {
 	TokenType       string `json:"token_type"`
 	ExpiresIn       int64  `json:"expires_in,omitempty"`
 	Scope           string `json:"scope,omitempty"`
+	// IDToken and RefreshToken come from the authorization code and
+	// refresh grants.
+	IDToken      string `json:"id_token,omitempty"`
+	RefreshToken string `json:"refresh_token,omitempty"`
 }
 
 // OAuthError is an error response of the token endpoint (RFC 6749 §5.2).
