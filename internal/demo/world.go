@@ -52,7 +52,11 @@ func StartWorld(ctx context.Context, o WorldOptions) (w *World, err error) {
 			w.Close()
 		}
 	}()
-	if w.IdP, err = testidp.Start(ctx, testidp.Options{Audience: o.Audience, TokenTTL: o.TokenTTL}); err != nil {
+	// alice (password alice) can sign in at the IdP's login form, for the
+	// browser login of the gateway's OAuth facade; her subject, email and
+	// groups are those of the demo's minted alice token.
+	alice := testidp.User{Username: "alice", Password: "alice", Email: "alice@example.com", Groups: []string{"mcp-viewers"}}
+	if w.IdP, err = testidp.Start(ctx, testidp.Options{Audience: o.Audience, TokenTTL: o.TokenTTL, Users: []testidp.User{alice}}); err != nil {
 		return nil, fmt.Errorf("start demo IdP: %w", err)
 	}
 	w.closers = append(w.closers, func() { _ = w.IdP.Close() })
