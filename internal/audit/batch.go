@@ -205,10 +205,12 @@ func (s *BatchSink) Write(ctx context.Context, r Record) {
 }
 
 // mustKeep reports the records no overflow mode drops without waiting: an
-// allowed call (it reaches a backend), a configuration change and a tool
-// change (a definition seen or approved).
+// allowed call (it reaches a backend), a configuration change, a tool
+// change (a definition seen or approved) and what the OAuth server granted
+// (a client registered, tokens issued or revoked). Its refusals are dropped
+// at once like denials: anyone can provoke them without credentials.
 func mustKeep(r Record) bool {
-	return r.Kind == KindChange || r.Kind == KindToolChange || (r.Kind == KindDecision && r.Allow)
+	return r.Kind == KindChange || r.Kind == KindToolChange || ((r.Kind == KindDecision || r.Kind == KindOAuth) && r.Allow)
 }
 
 // drop counts n lost records and reports them, at most once per

@@ -115,6 +115,8 @@ func writeWithin(t *testing.T, s *BatchSink, ctx context.Context, r Record) {
 func TestOverflowModes(t *testing.T) {
 	change := Record{Kind: KindChange, Action: ActionCreate, ObjectKind: ObjectAgent, ObjectName: "bot"}
 	shadow := Record{Kind: KindShadow, Subject: "alice"}
+	issued := Record{Kind: KindOAuth, Action: ActionToken, Allow: true, ObjectKind: ObjectOAuthClient, ObjectName: "c1"}
+	refused := Record{Kind: KindOAuth, Action: ActionRefuse, Reasons: []string{"unknown client"}}
 	for _, tc := range []struct {
 		name   string
 		mode   Overflow
@@ -125,6 +127,8 @@ func TestOverflowModes(t *testing.T) {
 		{"drop: a shadow disagreement is dropped at once", OverflowDrop, shadow, DropQueueFull},
 		{"drop: an allowed call waits", OverflowDrop, allowed(1), DropWaitTimeout},
 		{"drop: a configuration change waits", OverflowDrop, change, DropWaitTimeout},
+		{"drop: an OAuth refusal is dropped at once", OverflowDrop, refused, DropQueueFull},
+		{"drop: issued OAuth tokens wait", OverflowDrop, issued, DropWaitTimeout},
 		{"block: a denial waits", OverflowBlock, denial(1), DropWaitTimeout},
 		{"block: an allowed call waits", OverflowBlock, allowed(1), DropWaitTimeout},
 	} {

@@ -79,9 +79,9 @@ func (q Query) Normalize() (Query, error) {
 		errs = append(errs, &FieldError{Field: field, Problem: fmt.Sprintf(format, args...)})
 	}
 	switch q.Kind {
-	case "", KindDecision, KindChange, KindShadow, KindToolChange:
+	case "", KindDecision, KindChange, KindShadow, KindToolChange, KindOAuth:
 	default:
-		bad("kind", "%q: want decision, change, shadow or tool_change", q.Kind)
+		bad("kind", "%q: want decision, change, shadow, tool_change or oauth", q.Kind)
 	}
 	switch q.Decision {
 	case "", DecisionAllow, DecisionDeny:

@@ -1,5 +1,6 @@
 // Package audit defines the gateway's audit trail: one record per policy
-// decision and one per configuration change, the query over them, secret
+// decision, per configuration change, per tool change and per act of the
+// OAuth authorization server, the query over them, secret
 // redaction for configuration snapshots, and sinks that ship records to the
 // store, to stdout as JSON lines, or to an HTTP collector.
 package audit
@@ -13,7 +14,7 @@ import (
 	"github.com/google/uuid"
 )
 
-// Kind tells decision, change and shadow records apart.
+// Kind tells decision, change, shadow, tool_change and oauth records apart.
 type Kind string
 
 const (
@@ -30,6 +31,14 @@ const (
 	// Issuer). Backend names the backend, ObjectKind and ObjectName the item,
 	// Before the approved definition and After the one seen.
 	KindToolChange Kind = "tool_change"
+	// KindOAuth records what the gateway's OAuth authorization server did
+	// or refused at its endpoints: a client registered, a consent given,
+	// tokens issued, refreshed or revoked (Allow true), or a request
+	// refused (ActionRefuse, Allow false, Reasons say why). Subject and
+	// Issuer name the person when known, Agent the agent the client is
+	// bound to, ObjectKind ObjectOAuthClient and ObjectName the client_id
+	// once there is one.
+	KindOAuth Kind = "oauth"
 )
 
 // Action is what a change did to its object.
@@ -43,6 +52,15 @@ const (
 	ActionSeen    Action = "seen"
 	ActionApprove Action = "approve"
 	ActionReject  Action = "reject"
+	// What the OAuth endpoints did (KindOAuth). The list is not closed:
+	// any non-empty action is stored, so that a new endpoint's records are
+	// never dropped as invalid.
+	ActionRegister Action = "register"
+	ActionConsent  Action = "consent"
+	ActionToken    Action = "token"
+	ActionRefresh  Action = "refresh"
+	ActionRevoke   Action = "revoke"
+	ActionRefuse   Action = "refuse"
 )
 
 // ObjectKind names the kind of configuration object a change touched.
@@ -55,6 +73,9 @@ const (
 	ObjectTool             ObjectKind = "tool"
 	ObjectPrompt           ObjectKind = "prompt"
 	ObjectResourceTemplate ObjectKind = "resource_template"
+	// A client of the gateway's OAuth authorization server (KindOAuth);
+	// ObjectName is its client_id.
+	ObjectOAuthClient ObjectKind = "oauth_client"
 )
 
 // Change sources: who wrote a configuration object.
@@ -187,8 +208,24 @@ func (r Record) Validate() error {
 		if r.ObjectName == "" || r.Backend == "" {
 			return bad("a tool change needs backend and object_name")
 		}
+	case KindOAuth:
+		if r.Action == "" {
+			return bad("an oauth record needs an action")
+		}
+		switch r.ObjectKind {
+		case "":
+			if r.ObjectName != "" {
+				return bad("object_name %q without object_kind", r.ObjectName)
+			}
+		case ObjectOAuthClient:
+			if r.ObjectName == "" {
+				return bad("object_name is empty")
+			}
+		default:
+			return bad("object_kind %q: want oauth_client or none", r.ObjectKind)
+		}
 	default:
-		return bad("kind %q: want decision, change, shadow or tool_change", r.Kind)
+		return bad("kind %q: want decision, change, shadow, tool_change or oauth", r.Kind)
 	}
 	if len(r.Before) > 0 && !json.Valid(r.Before) {
 		return bad("before is not valid JSON")

@@ -58,6 +58,13 @@ func TestValidate(t *testing.T) {
 		{"tool change, bad action", withTool(func(r *Record) { r.Action = ActionUpdate }), "action"},
 		{"tool change, bad object kind", withTool(func(r *Record) { r.ObjectKind = ObjectBackend }), "object_kind"},
 		{"tool change without backend", withTool(func(r *Record) { r.Backend = "" }), "backend"},
+		{"oauth token", Record{Kind: KindOAuth, Action: ActionToken, Allow: true, ObjectKind: ObjectOAuthClient, ObjectName: "c1"}, ""},
+		{"oauth refusal before a client is known", Record{Kind: KindOAuth, Action: ActionRefuse, Reasons: []string{"invalid redirect_uri"}}, ""},
+		{"oauth action not listed", Record{Kind: KindOAuth, Action: "authorize"}, ""},
+		{"oauth without action", Record{Kind: KindOAuth, ObjectKind: ObjectOAuthClient, ObjectName: "c1"}, "action"},
+		{"oauth, bad object kind", Record{Kind: KindOAuth, Action: ActionRegister, ObjectKind: ObjectAgent, ObjectName: "c1"}, "object_kind"},
+		{"oauth client without id", Record{Kind: KindOAuth, Action: ActionRegister, ObjectKind: ObjectOAuthClient}, "object_name"},
+		{"oauth name without kind", Record{Kind: KindOAuth, Action: ActionRegister, ObjectName: "c1"}, "object_kind"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -88,6 +95,7 @@ func TestQueryNormalize(t *testing.T) {
 	}{
 		{"defaults", Query{}, DefaultLimit, ""},
 		{"explicit", Query{Limit: 5, Kind: KindChange, Decision: DecisionDeny}, 5, ""},
+		{"oauth kind", Query{Kind: KindOAuth}, DefaultLimit, ""},
 		{"clamped", Query{Limit: MaxLimit * 10}, MaxLimit, ""},
 		{"window", Query{Since: t0, Until: t0.Add(time.Second)}, DefaultLimit, ""},
 		{"negative limit", Query{Limit: -1}, 0, "limit"},

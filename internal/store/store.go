@@ -1,4 +1,5 @@
-// Package store persists agents, backends, tool pins and the audit trail, in SQLite
+// Package store persists agents, backends, tool pins, the audit trail and the
+// state of the gateway's OAuth authorization server, in SQLite
 // (modernc.org/sqlite, no cgo) for one gateway or PostgreSQL (pgx) for
 // replicas sharing one configuration. Both run the same code and the same
 // queries; only the embedded schema migrations differ per dialect.
@@ -25,6 +26,12 @@ import (
 // ErrNotFound is returned (wrapped, with the name) for an agent or backend
 // that does not exist.
 var ErrNotFound = errors.New("not found")
+
+// ErrReplayed is returned (wrapped) for an OAuth authorization code redeemed
+// a second time or a refresh token presented again after it was rotated: a
+// sign that it leaked. The caller revokes the grant (RotateOAuthRefresh
+// already did).
+var ErrReplayed = errors.New("replayed")
 
 // Source says who last wrote an agent or backend.
 type Source string
@@ -126,6 +133,10 @@ type Store interface {
 	ListPins(ctx context.Context, backend string) ([]Pin, error)
 	DecidePins(ctx context.Context, d PinDecision, meta ChangeMeta) ([]Pin, []audit.Record, error)
 	PinRevision(ctx context.Context) (int64, error)
+
+	// The OAuth authorization server's clients, requests, codes, grants
+	// and consents (oauth.go).
+	OAuthStore
 
 	Ping(ctx context.Context) error
 	Close() error
