@@ -22,6 +22,7 @@ import (
 	"github.com/mcpgw/mcpgw/internal/audit"
 	"github.com/mcpgw/mcpgw/internal/config"
 	"github.com/mcpgw/mcpgw/internal/identity"
+	"github.com/mcpgw/mcpgw/internal/oauthserver"
 	"github.com/mcpgw/mcpgw/internal/policy"
 	"github.com/mcpgw/mcpgw/internal/store"
 	"github.com/mcpgw/mcpgw/internal/store/configjson"
@@ -64,11 +65,16 @@ const (
 	actionGet    = "get"
 	actionWrite  = "write"
 	actionDelete = "delete"
+	// actionRevoke ends an OAuth grant (adminoauth.go).
+	actionRevoke = "revoke"
 )
 
 type adminAPI struct {
 	s   *Server
 	log *slog.Logger
+	// oauth is the authorization server whose state /oauth shows; nil
+	// when oauth is off.
+	oauth *oauthserver.Server
 	// mu makes each write of this process one step: read the store,
 	// validate the whole candidate topology, write, reload. Without it two
 	// concurrent writes could each pass validation and together break the
@@ -162,6 +168,7 @@ func (s *Server) mountAdmin(log *slog.Logger) {
 	r.Get("/audit", a.handleAudit)
 	r.All("/audit", a.methodNotAllowed("GET"))
 	a.mountIntegrity(r)
+	a.mountOAuth(r, s.OAuth)
 	// Without these, unknown admin paths would fall through to the MCP
 	// route and be answered as backend paths.
 	r.All("/", a.notFound)
@@ -969,7 +976,7 @@ func (a *adminAPI) authorize(c *fiber.Ctx, p *identity.Principal, action, kind, 
 		Version: policy.InputVersion,
 		Token: policy.TokenInput{
 			Sub: p.Subject, Iss: p.Issuer, Aud: p.Audience, ClientID: p.ClientID,
-			Scopes: p.Scopes, Groups: p.Groups, Claims: p.Claims,
+			Scopes: p.Scopes, Groups: p.Groups, Claims: p.Claims, Via: p.Via,
 		},
 		// Cloned: the engine's decision record outlives the request buffers.
 		HTTP:  policy.HTTPInput{Method: strings.Clone(c.Method()), Path: strings.Clone(c.Path()), RemoteAddr: strings.Clone(c.IP())},

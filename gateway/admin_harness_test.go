@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -106,6 +107,13 @@ func (s *recordingSink) Write(_ context.Context, r audit.Record) {
 }
 
 func (s *recordingSink) Close(context.Context) error { return nil }
+
+// all is every record so far.
+func (s *recordingSink) all() []audit.Record {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.recs)
+}
 
 func (s *recordingSink) changes() []audit.Record {
 	s.mu.Lock()

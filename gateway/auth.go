@@ -138,13 +138,9 @@ func (g *Gateway) protectedResource(c *fiber.Ctx) error {
 		}
 		resource = base + r.prefix
 	}
-	issuers := make([]string, 0, len(g.opts.Config.Identity.Issuers))
-	for _, is := range g.opts.Config.Identity.Issuers {
-		issuers = append(issuers, is.Issuer)
-	}
 	meta := mcpserver.ProtectedResourceMetadataConfig{
 		Resource:               resource,
-		AuthorizationServers:   issuers,
+		AuthorizationServers:   g.authorizationServers(),
 		ScopesSupported:        g.scopesSupported(),
 		BearerMethodsSupported: []string{"header"},
 		ResourceName:           "mcpgw",

@@ -112,6 +112,8 @@ type Gateway struct {
 	shutdown     chan struct{}
 	drainOnce    sync.Once
 	shutdownOnce sync.Once
+	// oauth is the gateway's own authorization server; nil when off.
+	oauth OAuthFacade
 }
 
 // New builds the gateway from its parts.

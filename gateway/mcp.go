@@ -80,6 +80,9 @@ func (g *Gateway) handleMCP(c *fiber.Ctx) error {
 // serveMCP is the request path of ARCHITECTURE.md, steps 1 to 4; the
 // method handlers do the rest.
 func (g *Gateway) serveMCP(c *fiber.Ctx, rec *requestRecord) error {
+	if served, err := g.oauthMetadata(c); served {
+		return err
+	}
 	if !g.hostAllowed(string(c.Request().Host())) {
 		return writeOAuthError(c, fiber.StatusForbidden, "invalid_request", fmt.Sprintf("Host header %q is not one this gateway serves", string(c.Request().Host())), "")
 	}
@@ -122,6 +125,10 @@ func (g *Gateway) serveMCP(c *fiber.Ctx, rec *requestRecord) error {
 		return writeOAuthError(c, fiber.StatusNotFound, "not_found", "no backend serves path "+path, "")
 	}
 	rec.backend = r.backend.Name
+	if !g.gatewayTokenAudience(p, r) {
+		g.challenge(c, g.resourceMetadataURL(path), "the token was issued for another resource of this gateway (aud)")
+		return nil
+	}
 	if rest != "" && rest != "/" && !r.backend.ForwardSubpaths {
 		return writeOAuthError(c, fiber.StatusNotFound, "not_found", fmt.Sprintf("backend %s serves %s only, not paths below it (backends.%s.forward_subpaths)", r.backend.Name, r.prefix, r.backend.Name), "")
 	}
@@ -160,7 +167,7 @@ func (g *Gateway) serveMCP(c *fiber.Ctx, rec *requestRecord) error {
 		Version: policy.InputVersion,
 		Token: policy.TokenInput{
 			Sub: p.Subject, Iss: p.Issuer, Aud: p.Audience, ClientID: p.ClientID,
-			Scopes: p.Scopes, Groups: p.Groups, Claims: p.Claims,
+			Scopes: p.Scopes, Groups: p.Groups, Claims: p.Claims, Via: p.Via,
 		},
 		Agent: policy.AgentInput{
 			ID: agent.ID(), ClientID: agent.ClientID, Enabled: agent.IsEnabled(),

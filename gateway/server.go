@@ -16,6 +16,7 @@ import (
 	"github.com/mcpgw/mcpgw/internal/config"
 	"github.com/mcpgw/mcpgw/internal/exchange"
 	"github.com/mcpgw/mcpgw/internal/identity"
+	"github.com/mcpgw/mcpgw/internal/oauthserver"
 	"github.com/mcpgw/mcpgw/internal/policy"
 	"github.com/mcpgw/mcpgw/internal/store"
 	"github.com/mcpgw/mcpgw/internal/telemetry"
@@ -29,6 +30,9 @@ type Server struct {
 	Verifier *identity.Verifier
 	Store    store.Store
 	Metrics  *telemetry.Metrics
+	// OAuth is the gateway's own authorization server; nil unless
+	// oauth.enabled.
+	OAuth *oauthserver.Server
 	// Audit receives decision and change records (the store, plus any
 	// extra sinks).
 	Audit audit.Sink
@@ -63,6 +67,9 @@ type StartOptions struct {
 	Metrics *telemetry.Metrics
 	// Version is reported in traces.
 	Version string
+	// CIMDTransport replaces the TLS settings of Client ID Metadata
+	// Document fetches (tests trust their own CA); nil in production.
+	CIMDTransport *http.Transport
 }
 
 // Start assembles the gateway from cfg and serves it.
@@ -173,8 +180,23 @@ func Start(ctx context.Context, cfg *config.Config, o StartOptions) (srv *Server
 	}
 	s.closers = append(s.closers, func(context.Context) error { closeExchanger(); return nil })
 	maps.Copy(injectors, o.Injectors)
+	// The gateway's own authorization server, when on: its tokens are
+	// verified by it, every other token by the IdPs' verifier.
+	var verifier Authenticator = s.Verifier
+	if cfg.OAuth.Enabled {
+		if s.OAuth, err = oauthserver.New(ctx, oauthserver.Options{
+			Config: cfg.OAuth, Issuer: cfg.Server.PublicURL, SecretKey: key, Store: s.Store,
+			Agent:     func(name string) (config.Agent, bool) { return s.Gateway.EnabledAgent(name) },
+			Resources: func() []string { return s.Gateway.Resources() },
+			Audit:     s.Audit.Write, Logger: log, ClockSkew: cfg.Identity.ClockSkew, CIMDTransport: o.CIMDTransport,
+		}); err != nil {
+			return nil, err
+		}
+		s.closers = append(s.closers, func(context.Context) error { s.OAuth.Close(); return nil })
+		verifier = s.OAuth.Chain(s.Verifier)
+	}
 	s.Gateway, err = New(Options{
-		Config: &live, Verifier: s.Verifier, Authorizer: s.Engine, Sealer: sealer, Injectors: injectors, Logger: log,
+		Config: &live, Verifier: verifier, Authorizer: s.Engine, Sealer: sealer, Injectors: injectors, Logger: log,
 		Observer: s.Metrics, Tracer: tp.Tracer(telemetry.TracerName), Audit: s.Audit.Write, Pins: s.Store,
 		ReadyChecks: map[string]func(context.Context) error{
 			"identity": func(context.Context) error { return s.Verifier.Ready() },
@@ -196,6 +218,9 @@ func Start(ctx context.Context, cfg *config.Config, o StartOptions) (srv *Server
 		log.Info("server.metrics_listen is empty: /metrics and the detailed /readyz are not served (the main port's /readyz says only ready or not)")
 	} else if err = s.serveMetrics(cfg.Server.MetricsListen, cfg.Server.MetricsPprof, log); err != nil {
 		return nil, err
+	}
+	if s.OAuth != nil {
+		s.Gateway.MountOAuth(s.OAuth)
 	}
 	s.Gateway.MountMCP()
 	pollCtx, stopPoll := context.WithCancel(context.Background())

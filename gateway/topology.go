@@ -218,6 +218,16 @@ func (t *topology) match(path string) (*route, string) {
 // decision record never shows an agent the gateway would not have let
 // through.
 func (t *topology) agentFor(id, header string, p *identity.Principal) (config.Agent, error) {
+	if p.Via != "" {
+		// A token of the gateway's authorization server names the agent its
+		// client was bound to at registration; that binding wins over
+		// any header.
+		a, ok := t.agents[p.Agent]
+		if !ok {
+			return config.Agent{}, fmt.Errorf("the token's agent %q no longer exists", p.Agent)
+		}
+		return a, nil
+	}
 	if id == "" {
 		if p.ClientID == "" {
 			return config.Agent{}, fmt.Errorf("missing X-Agent-ID (or X-MCP-Agent) header, and the token proves no OAuth client to find the agent by")

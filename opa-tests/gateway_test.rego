@@ -75,6 +75,16 @@ test_agent_bound_to_token_client if {
 	d.status == 403
 }
 
+# A token of the gateway's own authorization server names the client that
+# registered there; the gateway bound it to the agent at registration.
+test_gateway_issued_token_is_bound_by_registration if {
+	via := object.union(fixtures.base, {"token": {"client_id": "mcpgw-registered", "via": "https://gw.example.com"}})
+	gateway.decision.allow with input as via
+
+	# The same client ids without via stay refused.
+	not gateway.decision.allow with input as json.remove(via, ["token/via"])
+}
+
 test_agent_without_client_takes_tokens_of_any_client if {
 	gateway.decision.allow with input as object.union(fixtures.base, {"agent": {"client_id": ""}})
 }

@@ -41,6 +41,7 @@ caller_denials contains transport_denial(sprintf(
 	agent_client != token_client
 	agent_client != ""
 	token_client != ""
+	not token_via_gateway
 }
 
 # METADATA
@@ -55,6 +56,7 @@ caller_denials contains transport_denial(sprintf(
 )) if {
 	agent_client != ""
 	token_client == ""
+	not token_via_gateway
 }
 
 # METADATA
@@ -174,6 +176,15 @@ agent_client := input.agent.client_id
 default token_client := ""
 
 token_client := input.token.client_id
+
+# METADATA
+# title: Token issued by the gateway
+# description: >-
+#   The gateway's own authorization server issued the token (input.token.via):
+#   its agent was bound by the registration rules when its client registered,
+#   and the gateway resolved it from the token, so the token's client is the
+#   registered client, never the agent's client at the IdP.
+token_via_gateway if input.token.via != ""
 
 # METADATA
 # title: Agent's issuer

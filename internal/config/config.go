@@ -21,6 +21,7 @@ type Config struct {
 	Log       Log                `koanf:"log"`
 	RateLimit RateLimit          `koanf:"ratelimit"`
 	Audit     Audit              `koanf:"audit"`
+	OAuth     OAuth              `koanf:"oauth"`
 }
 
 // Server is the gateway's own listener and public identity.

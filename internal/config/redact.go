@@ -20,7 +20,7 @@ const redactedMark = "[REDACTED]"
 // fmt.Printf("%v"/"%+v"/"%#v") nor slog can print a secret by accident.
 
 // Redacted returns a copy of c that is safe to print: agents'
-// client_secret and private_key, server.session_key, every auth_config and
+// client_secret and private_key, server.session_key, oauth.upstream.client_secret, every auth_config and
 // policy.opa key matching secret|password|key|token (case-insensitive; keys
 // ending in _file, _url, _uri or _endpoint name places, not secrets), and
 // the userinfo, query values and fragment of backend URLs, store.dsn,
@@ -36,6 +36,7 @@ func (c Config) Redacted() Config {
 	r.Telemetry.OTLPEndpoint = redact.URL(c.Telemetry.OTLPEndpoint)
 	// A Redis URL may carry its password (redis://:pw@host).
 	r.RateLimit.RedisURL = redact.URL(c.RateLimit.RedisURL)
+	r.OAuth.Upstream.ClientSecret = mask(c.OAuth.Upstream.ClientSecret)
 	if c.Backends != nil {
 		r.Backends = make(map[string]Backend, len(c.Backends))
 		for k, b := range c.Backends {

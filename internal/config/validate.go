@@ -62,6 +62,7 @@ func (c *Config) validate() []error {
 	c.validatePolicy(&v)
 	c.validateOperations(&v)
 	c.validateLimits(&v)
+	c.validateOAuth(&v)
 	return v.errs
 }
 

@@ -149,3 +149,12 @@ func CheckAgentKey(a config.Agent) error {
 	_, err := agentKey(a)
 	return err
 }
+
+// ParsePrivateKey is parsePrivateKey for the gateway's other OAuth client,
+// the authorization server facade's client at the IdP (internal/oauthserver).
+func ParsePrivateKey(material string) (jwk.Key, error) { return parsePrivateKey(material) }
+
+// SignClientAssertion is signClientAssertion for internal/oauthserver.
+func SignClientAssertion(key jwk.Key, clientID, audience string, now time.Time) (string, error) {
+	return signClientAssertion(key, clientID, audience, now)
+}

@@ -21,6 +21,13 @@ type Principal struct {
 	Groups    []string
 	Claims    map[string]any
 	ExpiresAt time.Time
+	// Via is set on tokens the gateway's own authorization server issued
+	// (internal/oauthserver): its issuer. Issuer is then the IdP the person
+	// logged in at, whose namespace Subject belongs to.
+	Via string
+	// Agent is the agent such a token was bound to when its client
+	// registered; it wins over any X-Agent-ID.
+	Agent string
 	// byAgentAudience marks a token of an agent_audiences issuer whose aud
 	// matched no configured audience: it stands only while its aud or
 	// client is an agent's client_id, which the admin API may change.

@@ -46,6 +46,8 @@ type Field string
 const (
 	JWKSURI       Field = "jwks_uri"
 	TokenEndpoint Field = "token_endpoint"
+	// AuthorizationEndpoint is where a browser logs in (the gateway's OAuth facade sends people there).
+	AuthorizationEndpoint Field = "authorization_endpoint"
 )
 
 // Fetch discovers the metadata of the authorization server issuer. It tries,

@@ -34,6 +34,7 @@ func callerKey(seed maphash.Seed, in *Input, kind ListKind, revision string, gen
 	writeString(h, in.Token.Iss)
 	writeStrings(h, in.Token.Aud)
 	writeString(h, in.Token.ClientID)
+	writeString(h, in.Token.Via)
 	writeStrings(h, in.Token.Scopes)
 	writeStrings(h, in.Token.Groups)
 	writeUint(h, hashAny(seed, in.Token.Claims, 0))

@@ -150,7 +150,7 @@ func tokenMap(t *TokenInput) (map[string]any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("input token.claims: %w", err)
 	}
-	return map[string]any{
+	m := map[string]any{
 		"sub":       t.Sub,
 		"iss":       t.Iss,
 		"aud":       nonNil(t.Aud),
@@ -158,7 +158,11 @@ func tokenMap(t *TokenInput) (map[string]any, error) {
 		"scopes":    nonNil(t.Scopes),
 		"groups":    nonNil(t.Groups),
 		"claims":    claims,
-	}, nil
+	}
+	if t.Via != "" {
+		m["via"] = t.Via
+	}
+	return m, nil
 }
 
 func httpMap(h *HTTPInput) map[string]any {

@@ -43,6 +43,11 @@ type TokenInput struct {
 	Scopes   []string       `json:"scopes"`
 	Groups   []string       `json:"groups"`
 	Claims   map[string]any `json:"claims"`
+	// Via is the gateway's own authorization server when it issued the
+	// token (oauth.enabled); absent otherwise. Such a token's agent was
+	// bound when its client registered, so client_id is the registered
+	// client, not the agent's client at the IdP.
+	Via string `json:"via,omitempty"`
 }
 
 type AgentInput struct {

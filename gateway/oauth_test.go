@@ -1,0 +1,597 @@
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"html"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mcpgw/mcpgw/internal/audit"
+	"github.com/mcpgw/mcpgw/internal/config"
+	"github.com/mcpgw/mcpgw/internal/testidp"
+)
+
+// oauthWorld is a gateway with its authorization server on, in front of
+// testidp, which has a person (alice) who logs in at its form.
+type oauthWorld struct {
+	*adminWorld
+	gwClient string // the gateway's client at testidp
+}
+
+const (
+	oauthRedirect = "http://127.0.0.1:53682/callback"
+	alicePassword = "correct horse"
+)
+
+func newOAuthWorld(t *testing.T, mutate ...func(*config.Config)) *oauthWorld {
+	t.Helper()
+	all := append([]func(*config.Config){func(cfg *config.Config) {
+		cfg.OAuth = config.OAuth{
+			Enabled: true,
+			Upstream: config.OAuthUpstream{Issuer: cfg.Identity.Issuers[0].Issuer, ClientID: "mcpgw-facade", ClientSecret: "facade-secret",
+				Scopes: []string{"openid", "profile", "email"}},
+			Registration: config.OAuthRegistration{Rules: []config.OAuthRegistrationRule{{ClientName: "Claude Code*", Agent: "claude-code"}}},
+		}
+	}}, mutate...)
+	w := &oauthWorld{adminWorld: newAdminWorld(t, all...), gwClient: "mcpgw-facade"}
+	if err := w.idp.RegisterClient(testidp.Client{ID: w.gwClient, Secret: "facade-secret", Scopes: []string{"openid", "profile", "email"},
+		RedirectURIs: []string{w.url + "/oauth2/callback"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.idp.AddUser(testidp.User{Username: "alice", Password: alicePassword, Subject: "alice-sub", Email: "alice@example.com",
+		Name: "Alice", Groups: []string{"mcp-viewers"}}); err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+// browser is a person's browser: it keeps cookies and follows nothing by
+// itself, so each hop can be looked at.
+type browser struct {
+	t    *testing.T
+	http *http.Client
+}
+
+func newBrowser(t *testing.T) *browser {
+	jar, _ := cookiejar.New(nil)
+	return &browser{t: t, http: &http.Client{Jar: jar, Timeout: 20 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+}
+
+func (b *browser) do(method, target string, form url.Values, origin string) (int, http.Header, string) {
+	b.t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, err := http.NewRequest(method, target, body)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	if origin != "" {
+		req.Header.Set("Origin", origin)
+	}
+	resp, err := b.http.Do(req)
+	if err != nil {
+		b.t.Fatalf("%s %s: %v", method, target, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, string(raw)
+}
+
+var hiddenInput = regexp.MustCompile(`<input type="hidden" name="([a-z]+)" value="([^"]*)">`)
+
+func hiddenFields(page string) url.Values {
+	v := url.Values{}
+	for _, m := range hiddenInput.FindAllStringSubmatch(page, -1) {
+		v.Set(m[1], html.UnescapeString(m[2]))
+	}
+	return v
+}
+
+// pkce returns a verifier and its S256 challenge.
+func pkce() (string, string) {
+	verifier := rand.Text() + rand.Text()
+	sum := sha256.Sum256([]byte(verifier))
+	return verifier, base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// register registers a client as an MCP client would.
+func (w *oauthWorld) register(t *testing.T, meta map[string]any) (int, map[string]any) {
+	t.Helper()
+	body, _ := json.Marshal(meta)
+	resp, err := http.Post(w.url+"/oauth2/register", "application/json", strings.NewReader(string(body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out
+}
+
+func (w *oauthWorld) registerClaude(t *testing.T) string {
+	t.Helper()
+	status, out := w.register(t, map[string]any{"client_name": "Claude Code (mcpgw test)", "redirect_uris": []string{oauthRedirect},
+		"grant_types": []string{"authorization_code", "refresh_token"}, "token_endpoint_auth_method": "none"})
+	if status != http.StatusCreated {
+		t.Fatalf("register: HTTP %d %v", status, out)
+	}
+	return out["client_id"].(string)
+}
+
+type authParams struct {
+	clientID, redirect, challenge, resource, scope, state string
+}
+
+func (w *oauthWorld) authorizeURL(p authParams) string {
+	q := url.Values{"response_type": {"code"}, "client_id": {p.clientID}, "redirect_uri": {p.redirect},
+		"code_challenge": {p.challenge}, "code_challenge_method": {"S256"}, "state": {p.state}}
+	if p.resource != "" {
+		q.Set("resource", p.resource)
+	}
+	if p.scope != "" {
+		q.Set("scope", p.scope)
+	}
+	return w.url + "/oauth2/authorize?" + q.Encode()
+}
+
+// login walks a person through authorize, consent (approved when shown),
+// the IdP's form and the callback; it returns where the client is sent.
+func (w *oauthWorld) login(t *testing.T, b *browser, p authParams, password string) *url.URL {
+	t.Helper()
+	status, hdr, page := b.do("GET", w.authorizeURL(p), nil, "")
+	if status == http.StatusOK {
+		form := hiddenFields(page)
+		form.Set("decision", "approve")
+		status, hdr, page = b.do("POST", w.url+"/oauth2/consent", form, w.url)
+	}
+	if status != http.StatusSeeOther {
+		t.Fatalf("authorize/consent: HTTP %d, want 303 to the IdP: %s", status, page)
+	}
+	idpLogin := hdr.Get("Location")
+	if !strings.HasPrefix(idpLogin, w.idp.Issuer()) {
+		t.Fatalf("sent to %q, not the IdP", idpLogin)
+	}
+	status, _, page = b.do("GET", idpLogin, nil, "")
+	if status != http.StatusOK {
+		t.Fatalf("IdP authorize: HTTP %d: %s", status, page)
+	}
+	form := hiddenFields(page)
+	form.Set("username", "alice")
+	form.Set("password", password)
+	status, hdr, page = b.do("POST", w.idp.Issuer()+testidp.PathLogin, form, w.idp.Issuer())
+	if status != http.StatusFound && status != http.StatusSeeOther {
+		t.Fatalf("IdP login: HTTP %d: %s", status, page)
+	}
+	status, hdr, page = b.do("GET", hdr.Get("Location"), nil, "")
+	if status != http.StatusSeeOther {
+		t.Fatalf("callback: HTTP %d: %s", status, page)
+	}
+	u, err := url.Parse(hdr.Get("Location"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+func (w *oauthWorld) token(t *testing.T, form url.Values) (int, map[string]any) {
+	t.Helper()
+	resp, err := http.PostForm(w.url+"/oauth2/token", form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out
+}
+
+// fullLogin registers Claude Code and logs alice in; it returns the client
+// id, the token response and the verifier.
+func (w *oauthWorld) fullLogin(t *testing.T, resource string) (string, map[string]any) {
+	t.Helper()
+	clientID := w.registerClaude(t)
+	verifier, challenge := pkce()
+	back := w.login(t, newBrowser(t), authParams{clientID: clientID, redirect: oauthRedirect, challenge: challenge, resource: resource, state: "s1"}, alicePassword)
+	code := back.Query().Get("code")
+	if code == "" || back.Query().Get("state") != "s1" || back.Query().Get("iss") != w.url {
+		t.Fatalf("client sent to %s: want code, state s1, iss", back)
+	}
+	status, tok := w.token(t, url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {oauthRedirect},
+		"client_id": {clientID}, "code_verifier": {verifier}})
+	if status != http.StatusOK {
+		t.Fatalf("token: HTTP %d %v", status, tok)
+	}
+	return clientID, tok
+}
+
+// listTools calls tools/list on /notes with a bearer token.
+func (w *oauthWorld) listTools(token string) (int, error) {
+	sid, err := mcpSession(w.url, "/notes", token, "")
+	if err != nil {
+		if f, ok := err.(*mcpFailure); ok {
+			return f.status, nil
+		}
+		return 0, err
+	}
+	status, _, body, err := mcpPost(w.url, "/notes", token, "", sid, `{"jsonrpc":"2.0","id":2,"method":"tools/list"}`)
+	if err == nil && !strings.Contains(body, `"tools"`) {
+		return status, fmt.Errorf("tools/list answered %s", body)
+	}
+	return status, err
+}
+
+func TestOAuthFlowEndToEnd(t *testing.T) {
+	w := newOAuthWorld(t)
+
+	// Discovery from nothing but the URL: the 401 names the resource
+	// metadata, which names the gateway as authorization server.
+	resp, err := http.Post(w.url+"/notes", "application/json", strings.NewReader(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(resp.Header.Get("WWW-Authenticate"), "/.well-known/oauth-protected-resource/notes") {
+		t.Fatalf("401 challenge: %d %q", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+	}
+	var prm struct {
+		Resource string   `json:"resource"`
+		AS       []string `json:"authorization_servers"`
+	}
+	getJSON(t, w.url+"/.well-known/oauth-protected-resource/notes", &prm)
+	if prm.Resource != w.url+"/notes" || len(prm.AS) != 1 || prm.AS[0] != w.url {
+		t.Fatalf("protected resource metadata: %+v", prm)
+	}
+	for _, p := range []string{"/.well-known/oauth-authorization-server", "/.well-known/openid-configuration",
+		"/.well-known/oauth-authorization-server/notes", "/.well-known/openid-configuration/notes", "/notes/.well-known/openid-configuration"} {
+		var md map[string]any
+		getJSON(t, w.url+p, &md)
+		if md["issuer"] != w.url || md["token_endpoint"] != w.url+"/oauth2/token" || md["registration_endpoint"] != w.url+"/oauth2/register" ||
+			md["client_id_metadata_document_supported"] != true || fmt.Sprint(md["code_challenge_methods_supported"]) != "[S256]" {
+			t.Fatalf("%s: %v", p, md)
+		}
+	}
+
+	clientID, tok := w.fullLogin(t, w.url+"/notes")
+	access, refresh := tok["access_token"].(string), tok["refresh_token"].(string)
+	if status, err := w.listTools(access); err != nil || status != http.StatusOK {
+		t.Fatalf("tools/list with the gateway's token: %d %v", status, err)
+	}
+	// The agent bound at registration wins over a header naming another.
+	if _, err := mcpSession(w.url, "/notes", access, "cursor"); err != nil {
+		t.Fatalf("a header naming another agent must not override the token's: %v", err)
+	}
+
+	// userinfo speaks for the login.
+	req, _ := http.NewRequest("GET", w.url+"/oauth2/userinfo", nil)
+	req.Header.Set("Authorization", "Bearer "+access)
+	var ui map[string]any
+	doJSON(t, req, &ui)
+	if ui["sub"] != "alice-sub" || ui["email"] != "alice@example.com" || fmt.Sprint(ui["groups"]) != "[mcp-viewers]" {
+		t.Fatalf("userinfo: %v", ui)
+	}
+
+	// A refresh rotates the refresh token and carries the IdP's current groups.
+	if err := w.idp.SetUserGroups("alice", []string{"mcp-viewers", "engineering"}); err != nil {
+		t.Fatal(err)
+	}
+	status, tok2 := w.token(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh}, "client_id": {clientID}})
+	if status != http.StatusOK || tok2["refresh_token"] == refresh {
+		t.Fatalf("refresh: %d %v", status, tok2)
+	}
+	req, _ = http.NewRequest("GET", w.url+"/oauth2/userinfo", nil)
+	req.Header.Set("Authorization", "Bearer "+tok2["access_token"].(string))
+	doJSON(t, req, &ui)
+	if fmt.Sprint(ui["groups"]) != "[mcp-viewers engineering]" {
+		t.Fatalf("groups after refresh: %v", ui["groups"])
+	}
+
+	// The client revokes: the refresh token and every access token of the
+	// login stop working.
+	resp, err = http.PostForm(w.url+"/oauth2/revoke", url.Values{"token": {tok2["refresh_token"].(string)}, "client_id": {clientID}})
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("revoke: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	if status, _ := w.listTools(tok2["access_token"].(string)); status != http.StatusUnauthorized {
+		t.Fatalf("tools/list after revocation: HTTP %d, want 401", status)
+	}
+	if status, out := w.token(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok2["refresh_token"].(string)}, "client_id": {clientID}}); status != http.StatusBadRequest || out["error"] != "invalid_grant" {
+		t.Fatalf("refresh after revocation: %d %v", status, out)
+	}
+
+	// Everything was audited, under kind oauth.
+	var actions []string
+	for _, r := range w.sink.all() {
+		if r.Kind == audit.KindOAuth {
+			actions = append(actions, string(r.Action))
+		}
+	}
+	for _, want := range []string{"register", "consent", "login", "token", "refresh", "revoke", "refuse"} {
+		if !slices.Contains(actions, want) {
+			t.Errorf("no oauth audit record %q among %v", want, actions)
+		}
+	}
+}
+
+func getJSON(t *testing.T, target string, v any) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", target, nil)
+	doJSON(t, req, v)
+}
+
+func doJSON(t *testing.T, req *http.Request, v any) {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("%s %s: HTTP %d: %s", req.Method, req.URL, resp.StatusCode, b)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("%s: %v", req.URL, err)
+	}
+}
+
+var _ = context.Background
+
+// TestOAuthRefusals: each way a login or a token request can be wrong is
+// refused, and refused the way RFC 6749 and the MCP authorization spec say.
+func TestOAuthRefusals(t *testing.T) {
+	w := newOAuthWorld(t, func(cfg *config.Config) {
+		cfg.Backends["notes2"] = config.Backend{URL: cfg.Backends["notes"].URL, Paths: []string{"/notes2"}, AuthMethod: "none", TimeoutSeconds: 5}
+		a := cfg.Agents["claude-code"]
+		a.BackendAccess = []string{"notes", "notes2"}
+		cfg.Agents["claude-code"] = a
+	})
+	clientID := w.registerClaude(t)
+
+	// codeFor logs alice in and returns a fresh code and its verifier.
+	codeFor := func(t *testing.T, b *browser, resource string) (string, string) {
+		verifier, challenge := pkce()
+		back := w.login(t, b, authParams{clientID: clientID, redirect: oauthRedirect, challenge: challenge, resource: resource, state: "x"}, alicePassword)
+		return back.Query().Get("code"), verifier
+	}
+	redeem := func(code, verifier string) (int, map[string]any) {
+		return w.token(t, url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {oauthRedirect},
+			"client_id": {clientID}, "code_verifier": {verifier}})
+	}
+
+	t.Run("wrong PKCE verifier", func(t *testing.T) {
+		code, _ := codeFor(t, newBrowser(t), "")
+		other, _ := pkce()
+		status, out := redeem(code, other)
+		if status != http.StatusBadRequest || out["error"] != "invalid_grant" || !strings.Contains(fmt.Sprint(out["error_description"]), "PKCE") {
+			t.Fatalf("%d %v", status, out)
+		}
+	})
+	t.Run("replayed code revokes what it produced", func(t *testing.T) {
+		code, verifier := codeFor(t, newBrowser(t), "")
+		status, tok := redeem(code, verifier)
+		if status != http.StatusOK {
+			t.Fatalf("first redemption: %d %v", status, tok)
+		}
+		if status, out := redeem(code, verifier); status != http.StatusBadRequest || out["error"] != "invalid_grant" {
+			t.Fatalf("replay: %d %v", status, out)
+		}
+		if status, _ := w.listTools(tok["access_token"].(string)); status != http.StatusUnauthorized {
+			t.Fatalf("access token of a replayed code: HTTP %d, want 401", status)
+		}
+		if status, _ := w.token(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok["refresh_token"].(string)}, "client_id": {clientID}}); status != http.StatusBadRequest {
+			t.Fatalf("refresh token of a replayed code: HTTP %d, want 400", status)
+		}
+	})
+	t.Run("code redeemed by another client", func(t *testing.T) {
+		code, verifier := codeFor(t, newBrowser(t), "")
+		other := w.registerClaude(t)
+		status, out := w.token(t, url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {oauthRedirect},
+			"client_id": {other}, "code_verifier": {verifier}})
+		if status != http.StatusBadRequest || out["error"] != "invalid_grant" {
+			t.Fatalf("%d %v", status, out)
+		}
+	})
+	t.Run("refresh replay revokes the family", func(t *testing.T) {
+		code, verifier := codeFor(t, newBrowser(t), "")
+		_, tok := redeem(code, verifier)
+		first := tok["refresh_token"].(string)
+		status, tok2 := w.token(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {first}, "client_id": {clientID}})
+		if status != http.StatusOK {
+			t.Fatalf("rotation: %d %v", status, tok2)
+		}
+		if status, out := w.token(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {first}, "client_id": {clientID}}); status != http.StatusBadRequest || out["error"] != "invalid_grant" {
+			t.Fatalf("reuse: %d %v", status, out)
+		}
+		if status, _ := w.token(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok2["refresh_token"].(string)}, "client_id": {clientID}}); status != http.StatusBadRequest {
+			t.Fatalf("the rotated token after a reuse: HTTP %d, want 400 (family revoked)", status)
+		}
+		if status, _ := w.listTools(tok2["access_token"].(string)); status != http.StatusUnauthorized {
+			t.Fatalf("access token of a revoked family: HTTP %d, want 401", status)
+		}
+	})
+	t.Run("token for one backend refused at another", func(t *testing.T) {
+		code, verifier := codeFor(t, newBrowser(t), w.url+"/notes")
+		_, tok := redeem(code, verifier)
+		access := tok["access_token"].(string)
+		if _, err := mcpSession(w.url, "/notes", access, ""); err != nil {
+			t.Fatalf("own resource: %v", err)
+		}
+		_, err := mcpSession(w.url, "/notes2", access, "")
+		if f, ok := err.(*mcpFailure); !ok || f.status != http.StatusUnauthorized || !strings.Contains(f.body, "another resource") {
+			t.Fatalf("other resource: %v", err)
+		}
+	})
+	t.Run("secret on a public client", func(t *testing.T) {
+		status, out := w.token(t, url.Values{"grant_type": {"authorization_code"}, "code": {"x"}, "client_id": {clientID}, "client_secret": {"s"}})
+		if status != http.StatusUnauthorized || out["error"] != "invalid_client" {
+			t.Fatalf("%d %v", status, out)
+		}
+	})
+
+	b := newBrowser(t)
+	_, challenge := pkce()
+	pages := []struct {
+		name   string
+		params authParams
+		want   string
+	}{
+		{"unknown client", authParams{clientID: "mcpgw-nobody", redirect: oauthRedirect, challenge: challenge}, "not registered"},
+		{"redirect mismatch", authParams{clientID: clientID, redirect: "http://127.0.0.1:1/elsewhere", challenge: challenge}, "redirect_uri"},
+		{"metadata document at a private address", authParams{clientID: "https://127.0.0.1:9/client.json", redirect: oauthRedirect, challenge: challenge}, "not a public address"},
+	}
+	for _, tc := range pages {
+		t.Run(tc.name, func(t *testing.T) {
+			status, hdr, page := b.do("GET", w.authorizeURL(tc.params), nil, "")
+			if status != http.StatusBadRequest || hdr.Get("Location") != "" || !strings.Contains(page, tc.want) {
+				t.Fatalf("HTTP %d Location %q: %s", status, hdr.Get("Location"), page)
+			}
+		})
+	}
+	t.Run("no PKCE goes back to the client", func(t *testing.T) {
+		status, hdr, _ := b.do("GET", w.authorizeURL(authParams{clientID: clientID, redirect: oauthRedirect, state: "st"}), nil, "")
+		loc, _ := url.Parse(hdr.Get("Location"))
+		if status != http.StatusFound || loc == nil || loc.Query().Get("error") != "invalid_request" || loc.Query().Get("state") != "st" {
+			t.Fatalf("HTTP %d %q", status, hdr.Get("Location"))
+		}
+	})
+	t.Run("resource of another server", func(t *testing.T) {
+		_, hdr, _ := b.do("GET", w.authorizeURL(authParams{clientID: clientID, redirect: oauthRedirect, challenge: challenge, resource: "https://evil.example/mcp"}), nil, "")
+		if loc, _ := url.Parse(hdr.Get("Location")); loc == nil || loc.Query().Get("error") != "invalid_target" {
+			t.Fatalf("Location %q", hdr.Get("Location"))
+		}
+	})
+
+	consentForm := func(t *testing.T, b *browser) url.Values {
+		status, _, page := b.do("GET", w.authorizeURL(authParams{clientID: clientID, redirect: oauthRedirect, challenge: challenge, state: "c"}), nil, "")
+		if status != http.StatusOK || !strings.Contains(page, "Claude Code (mcpgw test)") || !strings.Contains(page, "claude-code") {
+			t.Fatalf("consent page: HTTP %d: %s", status, page)
+		}
+		return hiddenFields(page)
+	}
+	t.Run("consent without CSRF token", func(t *testing.T) {
+		b := newBrowser(t)
+		form := consentForm(t, b)
+		form.Del("csrf")
+		form.Set("decision", "approve")
+		if status, hdr, _ := b.do("POST", w.url+"/oauth2/consent", form, w.url); status != http.StatusForbidden || hdr.Get("Location") != "" {
+			t.Fatalf("HTTP %d %q", status, hdr.Get("Location"))
+		}
+	})
+	t.Run("consent with another browser's CSRF token", func(t *testing.T) {
+		form := consentForm(t, newBrowser(t))
+		form.Set("decision", "approve")
+		victim := newBrowser(t)
+		consentForm(t, victim) // the victim has a CSRF cookie of its own
+		if status, _, _ := victim.do("POST", w.url+"/oauth2/consent", form, w.url); status != http.StatusForbidden {
+			t.Fatalf("HTTP %d, want 403", status)
+		}
+	})
+	t.Run("consent posted from another site", func(t *testing.T) {
+		b := newBrowser(t)
+		form := consentForm(t, b)
+		form.Set("decision", "approve")
+		if status, _, _ := b.do("POST", w.url+"/oauth2/consent", form, "https://evil.example"); status != http.StatusForbidden {
+			t.Fatalf("HTTP %d, want 403", status)
+		}
+	})
+	t.Run("consent denied", func(t *testing.T) {
+		b := newBrowser(t)
+		form := consentForm(t, b)
+		form.Set("decision", "deny")
+		status, hdr, _ := b.do("POST", w.url+"/oauth2/consent", form, w.url)
+		loc, _ := url.Parse(hdr.Get("Location"))
+		if status != http.StatusSeeOther || loc == nil || loc.Query().Get("error") != "access_denied" || loc.Query().Get("state") != "c" {
+			t.Fatalf("HTTP %d %q", status, hdr.Get("Location"))
+		}
+	})
+	t.Run("consent remembered", func(t *testing.T) {
+		b := newBrowser(t)
+		codeFor(t, b, "")
+		status, hdr, _ := b.do("GET", w.authorizeURL(authParams{clientID: clientID, redirect: oauthRedirect, challenge: challenge}), nil, "")
+		if status != http.StatusSeeOther || !strings.HasPrefix(hdr.Get("Location"), w.idp.Issuer()) {
+			t.Fatalf("second authorize: HTTP %d %q, want straight to the IdP", status, hdr.Get("Location"))
+		}
+	})
+	t.Run("callback with an unknown state", func(t *testing.T) {
+		status, hdr, page := newBrowser(t).do("GET", w.url+"/oauth2/callback?code=x&state=forged", nil, "")
+		if status != http.StatusBadRequest || hdr.Get("Location") != "" || !strings.Contains(page, "expired or was already used") {
+			t.Fatalf("HTTP %d: %s", status, page)
+		}
+	})
+}
+
+func TestOAuthRegistration(t *testing.T) {
+	w := newOAuthWorld(t)
+	tests := []struct {
+		name  string
+		meta  map[string]any
+		want  int
+		error string
+	}{
+		{"rule matches", map[string]any{"client_name": "Claude Code 2", "redirect_uris": []string{"http://localhost:33418/cb"}}, 201, ""},
+		{"https redirect", map[string]any{"client_name": "Claude Code web", "redirect_uris": []string{"https://claude.ai/api/mcp/auth_callback"}}, 201, ""},
+		{"no rule matches", map[string]any{"client_name": "Unknown tool", "redirect_uris": []string{oauthRedirect}}, 400, "invalid_client_metadata"},
+		{"http redirect off loopback", map[string]any{"client_name": "Claude Code", "redirect_uris": []string{"http://example.com/cb"}}, 400, "invalid_redirect_uri"},
+		{"no redirect", map[string]any{"client_name": "Claude Code"}, 400, "invalid_redirect_uri"},
+		{"fragment", map[string]any{"client_name": "Claude Code", "redirect_uris": []string{"https://a.example/cb#x"}}, 400, "invalid_redirect_uri"},
+		{"confidential client", map[string]any{"client_name": "Claude Code", "redirect_uris": []string{oauthRedirect}, "token_endpoint_auth_method": "client_secret_basic"}, 400, "invalid_client_metadata"},
+		{"implicit grant", map[string]any{"client_name": "Claude Code", "redirect_uris": []string{oauthRedirect}, "grant_types": []string{"implicit"}}, 400, "invalid_client_metadata"},
+		{"client_id chosen by the client", map[string]any{"client_id": "mine", "client_name": "Claude Code", "redirect_uris": []string{oauthRedirect}}, 400, "invalid_client_metadata"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			status, out := w.register(t, tc.meta)
+			if status != tc.want || (tc.error != "" && out["error"] != tc.error) {
+				t.Fatalf("HTTP %d %v, want %d %s", status, out, tc.want, tc.error)
+			}
+		})
+	}
+	// The Okta adapter's registration facade: its agent header picks the agent.
+	req, _ := http.NewRequest("POST", w.url+"/.well-known/oauth/registration", strings.NewReader(`{"client_name":"anything","redirect_uris":["`+oauthRedirect+`"]}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-MCP-Agent", "claude-code")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("adapter registration: HTTP %d", resp.StatusCode)
+	}
+	// The admin API lists what registered, bound to its agent.
+	body := w.must(http.StatusOK, "GET", "/admin/v1/oauth/clients", w.admin, "")
+	var list struct {
+		Clients []struct {
+			ClientID string `json:"client_id"`
+			Agent    string `json:"agent"`
+		} `json:"clients"`
+	}
+	decodeJSON(t, body, &list)
+	if len(list.Clients) != 3 || list.Clients[0].Agent != "claude-code" {
+		t.Fatalf("admin clients: %s", body)
+	}
+	// Admins read; only super-admins end things; viewers see nothing.
+	w.must(http.StatusForbidden, "GET", "/admin/v1/oauth/clients", w.viewer, "")
+	w.must(http.StatusForbidden, "DELETE", "/admin/v1/oauth/clients/"+list.Clients[0].ClientID, w.admin, "")
+	w.must(http.StatusNoContent, "DELETE", "/admin/v1/oauth/clients/"+list.Clients[0].ClientID, w.root, "")
+	w.must(http.StatusNotFound, "DELETE", "/admin/v1/oauth/clients/"+list.Clients[0].ClientID, w.root, "")
+}
