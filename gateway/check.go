@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"github.com/mcpgw/mcpgw/internal/oauthserver"
 	"log/slog"
 
 	"github.com/mcpgw/mcpgw/internal/config"
@@ -19,7 +20,16 @@ func Check(cfg *config.Config) []error {
 	if _, _, err := upstream.LoadSessionKey(cfg.Server.SessionKey, cfg.Server.SessionKeyFile); err != nil {
 		errs = append(errs, err)
 	}
-	injectors, closeExchanger, err := newInjectors(cfg, slog.New(slog.DiscardHandler), nil)
+	facade, err := facadeClient(cfg.OAuth)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if cfg.OAuth.Enabled {
+		if err := oauthserver.CheckSigningKey(cfg.OAuth.SigningKeyFile); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	injectors, closeExchanger, err := newInjectors(cfg, slog.New(slog.DiscardHandler), nil, facade)
 	if err != nil {
 		return append(errs, err)
 	}

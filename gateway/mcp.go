@@ -48,6 +48,9 @@ type call struct {
 	hasSession bool
 	sessionID  string
 	requestID  string
+	// oauth, when the caller's token is the gateway's own, finds the IdP's
+	// ID token of the login for Cross App Access.
+	oauth OAuthFacade
 	// rec collects what the request log line and the request metric say.
 	rec *requestRecord
 	// hints are the Mcp-Method/Mcp-Name/Mcp-Param-* headers the backend
@@ -59,7 +62,12 @@ type call struct {
 }
 
 func (cl *call) caller() upstream.Caller {
-	return upstream.Caller{Principal: cl.principal, Token: cl.token, Agent: cl.agent, Backend: cl.route.backend}
+	c := upstream.Caller{Principal: cl.principal, Token: cl.token, Agent: cl.agent, Backend: cl.route.backend}
+	if cl.principal.Via != "" && cl.oauth != nil {
+		o, p := cl.oauth, cl.principal
+		c.IDToken = func(ctx context.Context) (string, error) { return o.LoginIDToken(ctx, p) }
+	}
+	return c
 }
 
 // subjectKey names the caller across issuers, for session binding.
@@ -155,7 +163,7 @@ func (g *Gateway) serveMCP(c *fiber.Ctx, rec *requestRecord) error {
 		return g.forbidScope(c, "", fmt.Sprintf("agent %q has no access to backend %s (backend_access)", agent.ID(), r.backend.Name), "")
 	}
 	span.SetAttributes(attribute.String("mcpgw.backend", r.backend.Name), attribute.String("mcpgw.agent", agent.ID()))
-	cl := &call{route: r, rest: rest, agent: agent, principal: p, token: token, requestID: requestID, rec: rec}
+	cl := &call{route: r, rest: rest, agent: agent, principal: p, token: token, requestID: requestID, rec: rec, oauth: g.oauth}
 	if id := c.Get(mcpgo.HeaderSessionID); id != "" {
 		s, ok := g.openSession(id, r.backend.Name, subjectKey(p), agent.ID())
 		if !ok {

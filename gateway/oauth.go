@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"slices"
 	"strings"
 
@@ -17,6 +18,7 @@ type OAuthFacade interface {
 	Issuer() string
 	Mount(r fiber.Router)
 	HandleMetadata(c *fiber.Ctx) error
+	LoginIDToken(ctx context.Context, p *identity.Principal) (string, error)
 }
 
 // MountOAuth serves the authorization server's endpoints. Called before

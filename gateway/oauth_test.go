@@ -2,25 +2,31 @@ package gateway
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
-	"html"
 	"io"
 	"net/http"
-	"net/http/cookiejar"
 	"net/url"
-	"regexp"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/lestrrat-go/jwx/v3/jwk"
+
 	"github.com/mcpgw/mcpgw/internal/audit"
 	"github.com/mcpgw/mcpgw/internal/config"
+	"github.com/mcpgw/mcpgw/internal/demo"
+	"github.com/mcpgw/mcpgw/internal/identity"
 	"github.com/mcpgw/mcpgw/internal/testidp"
+	"github.com/mcpgw/mcpgw/internal/testutil"
 )
 
 // oauthWorld is a gateway with its authorization server on, in front of
@@ -36,18 +42,25 @@ const (
 )
 
 func newOAuthWorld(t *testing.T, mutate ...func(*config.Config)) *oauthWorld {
+	return newOAuthWorldWith(t, testidp.Client{ID: "mcpgw-facade", Secret: "facade-secret"}, mutate...)
+}
+
+// newOAuthWorldWith registers facade as the gateway's client at the IdP
+// (its secret or its key is what oauth.upstream must use).
+func newOAuthWorldWith(t *testing.T, facade testidp.Client, mutate ...func(*config.Config)) *oauthWorld {
 	t.Helper()
 	all := append([]func(*config.Config){func(cfg *config.Config) {
 		cfg.OAuth = config.OAuth{
 			Enabled: true,
-			Upstream: config.OAuthUpstream{Issuer: cfg.Identity.Issuers[0].Issuer, ClientID: "mcpgw-facade", ClientSecret: "facade-secret",
+			Upstream: config.OAuthUpstream{Issuer: cfg.Identity.Issuers[0].Issuer, ClientID: facade.ID, ClientSecret: facade.Secret,
 				Scopes: []string{"openid", "profile", "email"}},
 			Registration: config.OAuthRegistration{Rules: []config.OAuthRegistrationRule{{ClientName: "Claude Code*", Agent: "claude-code"}}},
 		}
 	}}, mutate...)
-	w := &oauthWorld{adminWorld: newAdminWorld(t, all...), gwClient: "mcpgw-facade"}
-	if err := w.idp.RegisterClient(testidp.Client{ID: w.gwClient, Secret: "facade-secret", Scopes: []string{"openid", "profile", "email"},
-		RedirectURIs: []string{w.url + "/oauth2/callback"}}); err != nil {
+	w := &oauthWorld{adminWorld: newAdminWorld(t, all...), gwClient: facade.ID}
+	facade.Scopes = []string{"openid", "profile", "email"}
+	facade.RedirectURIs = []string{w.url + "/oauth2/callback"}
+	if err := w.idp.RegisterClient(facade); err != nil {
 		t.Fatal(err)
 	}
 	if err := w.idp.AddUser(testidp.User{Username: "alice", Password: alicePassword, Subject: "alice-sub", Email: "alice@example.com",
@@ -55,61 +68,6 @@ func newOAuthWorld(t *testing.T, mutate ...func(*config.Config)) *oauthWorld {
 		t.Fatal(err)
 	}
 	return w
-}
-
-// browser is a person's browser: it keeps cookies and follows nothing by
-// itself, so each hop can be looked at.
-type browser struct {
-	t    *testing.T
-	http *http.Client
-}
-
-func newBrowser(t *testing.T) *browser {
-	jar, _ := cookiejar.New(nil)
-	return &browser{t: t, http: &http.Client{Jar: jar, Timeout: 20 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
-}
-
-func (b *browser) do(method, target string, form url.Values, origin string) (int, http.Header, string) {
-	b.t.Helper()
-	var body io.Reader
-	if form != nil {
-		body = strings.NewReader(form.Encode())
-	}
-	req, err := http.NewRequest(method, target, body)
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	if form != nil {
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	}
-	if origin != "" {
-		req.Header.Set("Origin", origin)
-	}
-	resp, err := b.http.Do(req)
-	if err != nil {
-		b.t.Fatalf("%s %s: %v", method, target, err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header, string(raw)
-}
-
-var hiddenInput = regexp.MustCompile(`<input type="hidden" name="([a-z]+)" value="([^"]*)">`)
-
-func hiddenFields(page string) url.Values {
-	v := url.Values{}
-	for _, m := range hiddenInput.FindAllStringSubmatch(page, -1) {
-		v.Set(m[1], html.UnescapeString(m[2]))
-	}
-	return v
-}
-
-// pkce returns a verifier and its S256 challenge.
-func pkce() (string, string) {
-	verifier := rand.Text() + rand.Text()
-	sum := sha256.Sum256([]byte(verifier))
-	return verifier, base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
 // register registers a client as an MCP client would.
@@ -152,43 +110,11 @@ func (w *oauthWorld) authorizeURL(p authParams) string {
 	return w.url + "/oauth2/authorize?" + q.Encode()
 }
 
-// login walks a person through authorize, consent (approved when shown),
-// the IdP's form and the callback; it returns where the client is sent.
-func (w *oauthWorld) login(t *testing.T, b *browser, p authParams, password string) *url.URL {
+// login walks a person through the whole login; it returns where the
+// client is sent.
+func (w *oauthWorld) login(t *testing.T, b *testutil.Browser, p authParams, password string) *url.URL {
 	t.Helper()
-	status, hdr, page := b.do("GET", w.authorizeURL(p), nil, "")
-	if status == http.StatusOK {
-		form := hiddenFields(page)
-		form.Set("decision", "approve")
-		status, hdr, page = b.do("POST", w.url+"/oauth2/consent", form, w.url)
-	}
-	if status != http.StatusSeeOther {
-		t.Fatalf("authorize/consent: HTTP %d, want 303 to the IdP: %s", status, page)
-	}
-	idpLogin := hdr.Get("Location")
-	if !strings.HasPrefix(idpLogin, w.idp.Issuer()) {
-		t.Fatalf("sent to %q, not the IdP", idpLogin)
-	}
-	status, _, page = b.do("GET", idpLogin, nil, "")
-	if status != http.StatusOK {
-		t.Fatalf("IdP authorize: HTTP %d: %s", status, page)
-	}
-	form := hiddenFields(page)
-	form.Set("username", "alice")
-	form.Set("password", password)
-	status, hdr, page = b.do("POST", w.idp.Issuer()+testidp.PathLogin, form, w.idp.Issuer())
-	if status != http.StatusFound && status != http.StatusSeeOther {
-		t.Fatalf("IdP login: HTTP %d: %s", status, page)
-	}
-	status, hdr, page = b.do("GET", hdr.Get("Location"), nil, "")
-	if status != http.StatusSeeOther {
-		t.Fatalf("callback: HTTP %d: %s", status, page)
-	}
-	u, err := url.Parse(hdr.Get("Location"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return u
+	return b.GatewayLogin(w.url, w.idp.Issuer(), w.authorizeURL(p), "alice", password)
 }
 
 func (w *oauthWorld) token(t *testing.T, form url.Values) (int, map[string]any) {
@@ -208,8 +134,8 @@ func (w *oauthWorld) token(t *testing.T, form url.Values) (int, map[string]any) 
 func (w *oauthWorld) fullLogin(t *testing.T, resource string) (string, map[string]any) {
 	t.Helper()
 	clientID := w.registerClaude(t)
-	verifier, challenge := pkce()
-	back := w.login(t, newBrowser(t), authParams{clientID: clientID, redirect: oauthRedirect, challenge: challenge, resource: resource, state: "s1"}, alicePassword)
+	verifier, challenge := testutil.PKCE()
+	back := w.login(t, testutil.NewBrowser(t), authParams{clientID: clientID, redirect: oauthRedirect, challenge: challenge, resource: resource, state: "s1"}, alicePassword)
 	code := back.Query().Get("code")
 	if code == "" || back.Query().Get("state") != "s1" || back.Query().Get("iss") != w.url {
 		t.Fatalf("client sent to %s: want code, state s1, iss", back)
@@ -277,6 +203,12 @@ func TestOAuthFlowEndToEnd(t *testing.T) {
 	// The agent bound at registration wins over a header naming another.
 	if _, err := mcpSession(w.url, "/notes", access, "cursor"); err != nil {
 		t.Fatalf("a header naming another agent must not override the token's: %v", err)
+	}
+
+	// The admin API takes the IdP's tokens only: a client's token opens
+	// the backends it was issued for, never the gateway's administration.
+	if status, _, _ := w.api("GET", "/admin/v1/agents", access, ""); status != http.StatusUnauthorized {
+		t.Fatalf("admin API with a gateway token: HTTP %d, want 401", status)
 	}
 
 	// userinfo speaks for the login.
@@ -353,8 +285,6 @@ func doJSON(t *testing.T, req *http.Request, v any) {
 	}
 }
 
-var _ = context.Background
-
 // TestOAuthRefusals: each way a login or a token request can be wrong is
 // refused, and refused the way RFC 6749 and the MCP authorization spec say.
 func TestOAuthRefusals(t *testing.T) {
@@ -367,8 +297,8 @@ func TestOAuthRefusals(t *testing.T) {
 	clientID := w.registerClaude(t)
 
 	// codeFor logs alice in and returns a fresh code and its verifier.
-	codeFor := func(t *testing.T, b *browser, resource string) (string, string) {
-		verifier, challenge := pkce()
+	codeFor := func(t *testing.T, b *testutil.Browser, resource string) (string, string) {
+		verifier, challenge := testutil.PKCE()
 		back := w.login(t, b, authParams{clientID: clientID, redirect: oauthRedirect, challenge: challenge, resource: resource, state: "x"}, alicePassword)
 		return back.Query().Get("code"), verifier
 	}
@@ -378,15 +308,15 @@ func TestOAuthRefusals(t *testing.T) {
 	}
 
 	t.Run("wrong PKCE verifier", func(t *testing.T) {
-		code, _ := codeFor(t, newBrowser(t), "")
-		other, _ := pkce()
+		code, _ := codeFor(t, testutil.NewBrowser(t), "")
+		other, _ := testutil.PKCE()
 		status, out := redeem(code, other)
 		if status != http.StatusBadRequest || out["error"] != "invalid_grant" || !strings.Contains(fmt.Sprint(out["error_description"]), "PKCE") {
 			t.Fatalf("%d %v", status, out)
 		}
 	})
 	t.Run("replayed code revokes what it produced", func(t *testing.T) {
-		code, verifier := codeFor(t, newBrowser(t), "")
+		code, verifier := codeFor(t, testutil.NewBrowser(t), "")
 		status, tok := redeem(code, verifier)
 		if status != http.StatusOK {
 			t.Fatalf("first redemption: %d %v", status, tok)
@@ -402,7 +332,7 @@ func TestOAuthRefusals(t *testing.T) {
 		}
 	})
 	t.Run("code redeemed by another client", func(t *testing.T) {
-		code, verifier := codeFor(t, newBrowser(t), "")
+		code, verifier := codeFor(t, testutil.NewBrowser(t), "")
 		other := w.registerClaude(t)
 		status, out := w.token(t, url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {oauthRedirect},
 			"client_id": {other}, "code_verifier": {verifier}})
@@ -411,7 +341,7 @@ func TestOAuthRefusals(t *testing.T) {
 		}
 	})
 	t.Run("refresh replay revokes the family", func(t *testing.T) {
-		code, verifier := codeFor(t, newBrowser(t), "")
+		code, verifier := codeFor(t, testutil.NewBrowser(t), "")
 		_, tok := redeem(code, verifier)
 		first := tok["refresh_token"].(string)
 		status, tok2 := w.token(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {first}, "client_id": {clientID}})
@@ -429,7 +359,7 @@ func TestOAuthRefusals(t *testing.T) {
 		}
 	})
 	t.Run("token for one backend refused at another", func(t *testing.T) {
-		code, verifier := codeFor(t, newBrowser(t), w.url+"/notes")
+		code, verifier := codeFor(t, testutil.NewBrowser(t), w.url+"/notes")
 		_, tok := redeem(code, verifier)
 		access := tok["access_token"].(string)
 		if _, err := mcpSession(w.url, "/notes", access, ""); err != nil {
@@ -447,8 +377,8 @@ func TestOAuthRefusals(t *testing.T) {
 		}
 	})
 
-	b := newBrowser(t)
-	_, challenge := pkce()
+	b := testutil.NewBrowser(t)
+	_, challenge := testutil.PKCE()
 	pages := []struct {
 		name   string
 		params authParams
@@ -460,79 +390,79 @@ func TestOAuthRefusals(t *testing.T) {
 	}
 	for _, tc := range pages {
 		t.Run(tc.name, func(t *testing.T) {
-			status, hdr, page := b.do("GET", w.authorizeURL(tc.params), nil, "")
+			status, hdr, page := b.Do("GET", w.authorizeURL(tc.params), nil, "")
 			if status != http.StatusBadRequest || hdr.Get("Location") != "" || !strings.Contains(page, tc.want) {
 				t.Fatalf("HTTP %d Location %q: %s", status, hdr.Get("Location"), page)
 			}
 		})
 	}
 	t.Run("no PKCE goes back to the client", func(t *testing.T) {
-		status, hdr, _ := b.do("GET", w.authorizeURL(authParams{clientID: clientID, redirect: oauthRedirect, state: "st"}), nil, "")
+		status, hdr, _ := b.Do("GET", w.authorizeURL(authParams{clientID: clientID, redirect: oauthRedirect, state: "st"}), nil, "")
 		loc, _ := url.Parse(hdr.Get("Location"))
 		if status != http.StatusFound || loc == nil || loc.Query().Get("error") != "invalid_request" || loc.Query().Get("state") != "st" {
 			t.Fatalf("HTTP %d %q", status, hdr.Get("Location"))
 		}
 	})
 	t.Run("resource of another server", func(t *testing.T) {
-		_, hdr, _ := b.do("GET", w.authorizeURL(authParams{clientID: clientID, redirect: oauthRedirect, challenge: challenge, resource: "https://evil.example/mcp"}), nil, "")
+		_, hdr, _ := b.Do("GET", w.authorizeURL(authParams{clientID: clientID, redirect: oauthRedirect, challenge: challenge, resource: "https://evil.example/mcp"}), nil, "")
 		if loc, _ := url.Parse(hdr.Get("Location")); loc == nil || loc.Query().Get("error") != "invalid_target" {
 			t.Fatalf("Location %q", hdr.Get("Location"))
 		}
 	})
 
-	consentForm := func(t *testing.T, b *browser) url.Values {
-		status, _, page := b.do("GET", w.authorizeURL(authParams{clientID: clientID, redirect: oauthRedirect, challenge: challenge, state: "c"}), nil, "")
+	consentForm := func(t *testing.T, b *testutil.Browser) url.Values {
+		status, _, page := b.Do("GET", w.authorizeURL(authParams{clientID: clientID, redirect: oauthRedirect, challenge: challenge, state: "c"}), nil, "")
 		if status != http.StatusOK || !strings.Contains(page, "Claude Code (mcpgw test)") || !strings.Contains(page, "claude-code") {
 			t.Fatalf("consent page: HTTP %d: %s", status, page)
 		}
-		return hiddenFields(page)
+		return testutil.HiddenFields(page)
 	}
 	t.Run("consent without CSRF token", func(t *testing.T) {
-		b := newBrowser(t)
+		b := testutil.NewBrowser(t)
 		form := consentForm(t, b)
 		form.Del("csrf")
 		form.Set("decision", "approve")
-		if status, hdr, _ := b.do("POST", w.url+"/oauth2/consent", form, w.url); status != http.StatusForbidden || hdr.Get("Location") != "" {
+		if status, hdr, _ := b.Do("POST", w.url+"/oauth2/consent", form, w.url); status != http.StatusForbidden || hdr.Get("Location") != "" {
 			t.Fatalf("HTTP %d %q", status, hdr.Get("Location"))
 		}
 	})
 	t.Run("consent with another browser's CSRF token", func(t *testing.T) {
-		form := consentForm(t, newBrowser(t))
+		form := consentForm(t, testutil.NewBrowser(t))
 		form.Set("decision", "approve")
-		victim := newBrowser(t)
+		victim := testutil.NewBrowser(t)
 		consentForm(t, victim) // the victim has a CSRF cookie of its own
-		if status, _, _ := victim.do("POST", w.url+"/oauth2/consent", form, w.url); status != http.StatusForbidden {
+		if status, _, _ := victim.Do("POST", w.url+"/oauth2/consent", form, w.url); status != http.StatusForbidden {
 			t.Fatalf("HTTP %d, want 403", status)
 		}
 	})
 	t.Run("consent posted from another site", func(t *testing.T) {
-		b := newBrowser(t)
+		b := testutil.NewBrowser(t)
 		form := consentForm(t, b)
 		form.Set("decision", "approve")
-		if status, _, _ := b.do("POST", w.url+"/oauth2/consent", form, "https://evil.example"); status != http.StatusForbidden {
+		if status, _, _ := b.Do("POST", w.url+"/oauth2/consent", form, "https://evil.example"); status != http.StatusForbidden {
 			t.Fatalf("HTTP %d, want 403", status)
 		}
 	})
 	t.Run("consent denied", func(t *testing.T) {
-		b := newBrowser(t)
+		b := testutil.NewBrowser(t)
 		form := consentForm(t, b)
 		form.Set("decision", "deny")
-		status, hdr, _ := b.do("POST", w.url+"/oauth2/consent", form, w.url)
+		status, hdr, _ := b.Do("POST", w.url+"/oauth2/consent", form, w.url)
 		loc, _ := url.Parse(hdr.Get("Location"))
 		if status != http.StatusSeeOther || loc == nil || loc.Query().Get("error") != "access_denied" || loc.Query().Get("state") != "c" {
 			t.Fatalf("HTTP %d %q", status, hdr.Get("Location"))
 		}
 	})
 	t.Run("consent remembered", func(t *testing.T) {
-		b := newBrowser(t)
+		b := testutil.NewBrowser(t)
 		codeFor(t, b, "")
-		status, hdr, _ := b.do("GET", w.authorizeURL(authParams{clientID: clientID, redirect: oauthRedirect, challenge: challenge}), nil, "")
+		status, hdr, _ := b.Do("GET", w.authorizeURL(authParams{clientID: clientID, redirect: oauthRedirect, challenge: challenge}), nil, "")
 		if status != http.StatusSeeOther || !strings.HasPrefix(hdr.Get("Location"), w.idp.Issuer()) {
 			t.Fatalf("second authorize: HTTP %d %q, want straight to the IdP", status, hdr.Get("Location"))
 		}
 	})
 	t.Run("callback with an unknown state", func(t *testing.T) {
-		status, hdr, page := newBrowser(t).do("GET", w.url+"/oauth2/callback?code=x&state=forged", nil, "")
+		status, hdr, page := testutil.NewBrowser(t).Do("GET", w.url+"/oauth2/callback?code=x&state=forged", nil, "")
 		if status != http.StatusBadRequest || hdr.Get("Location") != "" || !strings.Contains(page, "expired or was already used") {
 			t.Fatalf("HTTP %d: %s", status, page)
 		}
@@ -594,4 +524,168 @@ func TestOAuthRegistration(t *testing.T) {
 	w.must(http.StatusForbidden, "DELETE", "/admin/v1/oauth/clients/"+list.Clients[0].ClientID, w.admin, "")
 	w.must(http.StatusNoContent, "DELETE", "/admin/v1/oauth/clients/"+list.Clients[0].ClientID, w.root, "")
 	w.must(http.StatusNotFound, "DELETE", "/admin/v1/oauth/clients/"+list.Clients[0].ClientID, w.root, "")
+}
+
+// TestOAuthCrossAppAccess: a person who logged in through the gateway
+// reaches an okta-cross-app backend with the IdP's ID token of that login
+// as subject token and the gateway's own client as the requesting app;
+// the backend accepts only the resource server's token.
+func TestOAuthCrossAppAccess(t *testing.T) {
+	raw, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(t.TempDir(), "facade.pem")
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pub, err := jwk.Import(raw.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const resource, resourceClient = "https://hr.example.com/mcp", "hr-client"
+	var ras *testidp.Server
+	// The ID-JAG names the gateway's client at the resource server, as an
+	// Okta managed connection maps it.
+	resourceIDs := map[string]string{}
+	w := newOAuthWorldWith(t, testidp.Client{ID: "mcpgw-facade", PublicKey: pub, ResourceClientIDs: resourceIDs}, func(cfg *config.Config) {
+		ctx, cancel := context.WithCancel(context.Background())
+		t.Cleanup(cancel)
+		var err error
+		if ras, err = testidp.Start(ctx, testidp.Options{ResourceAS: &testidp.ResourceASOptions{TrustedIssuer: cfg.Identity.Issuers[0].Issuer}}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = ras.Close() })
+		resourceIDs[ras.Issuer()] = resourceClient
+		if err := ras.RegisterClient(testidp.Client{ID: resourceClient, Secret: "hr-secret", Scopes: []string{"hr:read"}}); err != nil {
+			t.Fatal(err)
+		}
+		backendTokens, err := identity.NewVerifier(ctx, config.Identity{Issuers: []config.Issuer{{Issuer: ras.Issuer(), Audiences: []string{resource}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(backendTokens.Close)
+		hr, err := demo.StartEmployees(demo.Options{Stateless: true, Wrap: demo.RequireBearer(backendTokens, resource)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = hr.Close() })
+		cfg.Backends["hr"] = config.Backend{URL: hr.URL, Paths: []string{"/hr"}, AuthMethod: "okta-cross-app", TimeoutSeconds: 5,
+			AuthConfig: map[string]any{"target_authorization_server": ras.Issuer(), "target_audience": resource,
+				"target_client_id": resourceClient, "target_client_secret": "hr-secret",
+				"idp_token_endpoint": cfg.Identity.Issuers[0].Issuer + testidp.PathToken, "scopes": []any{"hr:read"}}}
+		_, agentJWK := newTestAgentKey(t)
+		a := cfg.Agents["claude-code"]
+		a.BackendAccess = []string{"notes", "hr"}
+		a.PrivateKey = agentJWK // the agent's own exchanges (tokens straight from the IdP) still sign with it
+		cfg.Agents["claude-code"] = a
+		cfg.OAuth.Upstream.ClientSecret, cfg.OAuth.Upstream.PrivateKeyFile = "", keyFile
+	})
+	_, tok := w.fullLogin(t, w.url+"/hr")
+	before := w.idp.TokenRequests("urn:ietf:params:oauth:grant-type:token-exchange")
+	// The backend is stateless: no session to keep.
+	status, _, body, err := mcpPost(w.url, "/hr", tok["access_token"].(string), "", "", `{"jsonrpc":"2.0","id":2,"method":"tools/list"}`)
+	if err != nil || status != http.StatusOK || !strings.Contains(body, `"tools"`) {
+		t.Fatalf("tools/list: %d %s %v", status, body, err)
+	}
+	if w.idp.TokenRequests("urn:ietf:params:oauth:grant-type:token-exchange") <= before {
+		t.Fatal("no token exchange reached the IdP")
+	}
+	if ras.TokenRequests("urn:ietf:params:oauth:grant-type:jwt-bearer") == 0 {
+		t.Fatal("no ID-JAG reached the resource server")
+	}
+}
+
+func newTestAgentKey(t *testing.T) (jwk.Key, string) {
+	t.Helper()
+	raw, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := jwk.Import(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = jwk.AssignKeyID(key)
+	js, err := json.Marshal(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key, string(js)
+}
+
+// TestOAuthReplicas: two replicas behind one public URL share the
+// authorization server's state through PostgreSQL: a code issued by one is
+// redeemed at the other, the other's tokens work on the first, and a
+// revocation at one ends access at both.
+func TestOAuthReplicas(t *testing.T) {
+	dsn, idp, notes, ok := replicaWorld(t)
+	if !ok {
+		return
+	}
+	keyFile := filepath.Join(t.TempDir(), "signing.pem")
+	raw, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _ := x509.MarshalPKCS8PrivateKey(raw)
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var public string
+	oauthOn := func(cfg *config.Config) {
+		if public == "" {
+			public = cfg.Server.PublicURL
+		}
+		cfg.Server.PublicURL = public
+		cfg.Agents["claude-code"] = config.Agent{AgentID: "claude-code", ClientID: "claude-client", Scopes: []string{"mcp:read", "mcp:write"}, BackendAccess: []string{"notes"}}
+		cfg.OAuth = config.OAuth{Enabled: true, SigningKeyFile: keyFile,
+			Upstream:     config.OAuthUpstream{Issuer: idp.Issuer(), ClientID: "mcpgw-facade", ClientSecret: "facade-secret", Scopes: []string{"openid"}},
+			Registration: config.OAuthRegistration{Rules: []config.OAuthRegistrationRule{{ClientName: "Claude Code*", Agent: "claude-code"}}}}
+	}
+	one := startReplica(t, dsn, idp, notes.URL, oauthOn)
+	two := startReplica(t, dsn, idp, notes.URL, oauthOn)
+	if err := idp.RegisterClient(testidp.Client{ID: "mcpgw-facade", Secret: "facade-secret", Scopes: []string{"openid"}, RedirectURIs: []string{public + "/oauth2/callback"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := idp.AddUser(testidp.User{Username: "alice", Password: alicePassword, Subject: "alice-sub"}); err != nil {
+		t.Fatal(err)
+	}
+	at := func(s *Server) *oauthWorld {
+		return &oauthWorld{adminWorld: &adminWorld{harness: &harness{t: t, idp: idp, url: s.URL}}}
+	}
+	w1, w2 := at(one), at(two)
+
+	clientID := w2.registerClaude(t) // registered at two
+	verifier, challenge := testutil.PKCE()
+	back := w1.login(t, testutil.NewBrowser(t), authParams{clientID: clientID, redirect: oauthRedirect, challenge: challenge}, alicePassword)
+	status, tok := w2.token(t, url.Values{"grant_type": {"authorization_code"}, "code": {back.Query().Get("code")}, "redirect_uri": {oauthRedirect},
+		"client_id": {clientID}, "code_verifier": {verifier}})
+	if status != http.StatusOK {
+		t.Fatalf("redeem at the other replica: %d %v", status, tok)
+	}
+	access := tok["access_token"].(string)
+	for _, w := range []*oauthWorld{w1, w2} {
+		if status, err := w.listTools(access); err != nil || status != http.StatusOK {
+			t.Fatalf("tools/list at %s: %d %v", w.url, status, err)
+		}
+	}
+	status, tok2 := w1.token(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok["refresh_token"].(string)}, "client_id": {clientID}})
+	if status != http.StatusOK {
+		t.Fatalf("refresh at the first replica: %d %v", status, tok2)
+	}
+	resp, err := http.PostForm(w2.url+"/oauth2/revoke", url.Values{"token": {tok2["refresh_token"].(string)}, "client_id": {clientID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	// The first replica remembers the grant as active for a few seconds.
+	eventually(t, 30*time.Second, "revocation seen by the other replica", func() bool {
+		status, _ := w1.listTools(tok2["access_token"].(string))
+		return status == http.StatusUnauthorized
+	})
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"sync"
 	"time"
 
@@ -174,7 +175,11 @@ func Start(ctx context.Context, cfg *config.Config, o StartOptions) (srv *Server
 	if live.Backends, live.Agents, err = loadTopology(ctx, s.Store); err != nil {
 		return nil, err
 	}
-	injectors, closeExchanger, err := newInjectors(cfg, log, exchangeMetrics{s.Metrics})
+	facade, err := facadeClient(cfg.OAuth)
+	if err != nil {
+		return nil, err
+	}
+	injectors, closeExchanger, err := newInjectors(cfg, log, exchangeMetrics{s.Metrics}, facade)
 	if err != nil {
 		return nil, err
 	}
@@ -244,12 +249,12 @@ func Start(ctx context.Context, cfg *config.Config, o StartOptions) (srv *Server
 // newInjectors makes the credential injector factories of every
 // auth_method: the basic ones and the token-exchange ones, whose exchanger
 // closeFn stops.
-func newInjectors(cfg *config.Config, log *slog.Logger, m exchange.Metrics) (map[string]upstream.InjectorFactory, func(), error) {
+func newInjectors(cfg *config.Config, log *slog.Logger, m exchange.Metrics, facade *exchange.FacadeClient) (map[string]upstream.InjectorFactory, func(), error) {
 	issuers := make([]string, 0, len(cfg.Identity.Issuers))
 	for _, is := range cfg.Identity.Issuers {
 		issuers = append(issuers, is.Issuer)
 	}
-	exchanger, err := exchange.New(exchange.Deps{Logger: log, Metrics: m, ExchangeTimeout: cfg.Exchange.Timeout, Issuers: issuers,
+	exchanger, err := exchange.New(exchange.Deps{Logger: log, Metrics: m, ExchangeTimeout: cfg.Exchange.Timeout, Issuers: issuers, Facade: facade,
 		Cache: exchange.CacheConfig{MaxCost: cfg.Exchange.CacheMaxBytes, MaxTTL: cfg.Exchange.CacheMaxTTL, FailureTTL: cfg.Exchange.FailureTTL}})
 	if err != nil {
 		return nil, nil, err
@@ -405,4 +410,29 @@ func (e exchangeMetrics) CacheLookup(backend string, hit bool) { e.m.TokenCache(
 
 func (e exchangeMetrics) Exchanged(backend, method, outcome string, elapsed time.Duration) {
 	e.m.ExchangeObserved(backend, method, outcome, elapsed)
+}
+
+// facadeClient is the OAuth facade's client at the IdP, for Cross App
+// Access of people who logged in through it; nil when oauth is off.
+func facadeClient(o config.OAuth) (*exchange.FacadeClient, error) {
+	if !o.Enabled {
+		return nil, nil
+	}
+	u := o.Upstream
+	if u.PrivateKeyFile != "" {
+		pem, err := os.ReadFile(u.PrivateKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("oauth.upstream.private_key_file: %w", err)
+		}
+		key, err := exchange.ParsePrivateKey(string(pem))
+		if err != nil {
+			return nil, fmt.Errorf("oauth.upstream.private_key_file %s: %w", u.PrivateKeyFile, err)
+		}
+		return &exchange.FacadeClient{ClientID: u.ClientID, Key: key}, nil
+	}
+	secret, err := config.ResolveSecret(u.ClientSecret, u.ClientSecretFile)
+	if err != nil {
+		return nil, fmt.Errorf("oauth.upstream.client_secret: %w", err)
+	}
+	return &exchange.FacadeClient{ClientID: u.ClientID, Secret: secret}, nil
 }

@@ -2,6 +2,11 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
 	"flag"
 	"fmt"
 	"io"
@@ -13,6 +18,7 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/client/transport"
 	mcpgo "github.com/mark3labs/mcp-go/mcp"
@@ -20,7 +26,9 @@ import (
 	"github.com/mcpgw/mcpgw/gateway"
 	"github.com/mcpgw/mcpgw/internal/config"
 	"github.com/mcpgw/mcpgw/internal/demo"
+	"github.com/mcpgw/mcpgw/internal/oauthserver"
 	"github.com/mcpgw/mcpgw/internal/telemetry"
+	"github.com/mcpgw/mcpgw/internal/testidp"
 )
 
 // demoConfig is an ordinary config file, loaded the way `serve` loads one,
@@ -72,7 +80,22 @@ agents:
     client_id: demo-cursor
     scopes: [mcp:read]
     backend_access: [notes]
+# The gateway is also the authorization server MCP clients log in through:
+# the demo IdP's login form (alice / alice), then the gateway's consent page.
+oauth:
+  enabled: true
+  upstream:
+    issuer: {{q .W.IdP.Issuer}}
+    client_id: {{q .FacadeClientID}}
+    private_key_file: {{q .FacadeKeyFile}}
+    scopes: [openid, profile, email]
+  registration:
+    default_agent: claude-code
+  cors_origins: ["http://localhost:6274", "http://127.0.0.1:6274"]
 `))
+
+// demoFacadeClient is the gateway's own client at the demo IdP.
+const demoFacadeClientID = "mcpgw-demo-gateway"
 
 type demoUser struct {
 	name, env string
@@ -126,12 +149,18 @@ func demoMain(ctx context.Context, listen, policies string, stdout, stderr io.Wr
 		return err
 	}
 	defer os.RemoveAll(dir)
+	keyFile, err := registerDemoFacade(w, "http://"+listen, dir)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	path := filepath.Join(dir, "config.yaml")
 	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
-	err = demoConfig.Execute(f, map[string]any{"Listen": listen, "PublicURL": "http://" + listen, "Policies": policies, "W": w})
+	err = demoConfig.Execute(f, map[string]any{"Listen": listen, "PublicURL": "http://" + listen, "Policies": policies, "W": w,
+		"FacadeClientID": demoFacadeClientID, "FacadeKeyFile": keyFile})
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -197,6 +226,10 @@ func printDemo(out io.Writer, gw string, w *demo.World, tokens map[string]string
 		fmt.Fprintf(&b, "  # %s, groups %s, scopes %s: %s\n", u.name, strings.Join(u.groups, ","), strings.Join(u.scopes, " "), u.note)
 		fmt.Fprintf(&b, "  export %s=%s\n\n", u.env, tokens[u.env])
 	}
+	fmt.Fprintf(&b, "Log in from any MCP client (Claude Code, Cursor, VS Code, the MCP Inspector): add\n\n")
+	fmt.Fprintf(&b, "  %s/notes\n\n", gw)
+	fmt.Fprintf(&b, "  a browser opens the demo IdP's login (alice / alice), then the gateway's consent page;\n")
+	fmt.Fprintf(&b, "  the client registers itself and becomes agent claude-code.\n\n")
 	fmt.Fprintf(&b, "Try:\n\n")
 	fmt.Fprintf(&b, "  # alice lists employees tools: only the read tools are visible\n")
 	fmt.Fprintf(&b, "  curl -s %s/employees -H \"Authorization: Bearer $ALICE\" -H 'X-Agent-ID: claude-code' \\\n", gw)
@@ -211,6 +244,8 @@ func printDemo(out io.Writer, gw string, w *demo.World, tokens map[string]string
 	fmt.Fprintf(&b, "    mcp-inspector --cli %s/notes --transport http --method tools/list \\\n", gw)
 	fmt.Fprintf(&b, "    --header \"Authorization: Bearer $CAROL\" --header 'X-Agent-ID: claude-code'\n\n")
 	printIntegrity(&b, gw, w)
+	fmt.Fprintf(&b, "  # the gateway's authorization server, as MCP clients discover it\n")
+	fmt.Fprintf(&b, "  curl -s %s/.well-known/oauth-authorization-server\n\n", gw)
 	fmt.Fprintf(&b, "  # no token: 401 with the RFC 9728 metadata URL\n")
 	fmt.Fprintf(&b, "  curl -si %s/notes -X POST -d '{}' | grep -i www-authenticate\n\n", gw)
 	_, _ = io.WriteString(out, b.String())
@@ -219,7 +254,13 @@ func printDemo(out io.Writer, gw string, w *demo.World, tokens map[string]string
 // listNotesTools lists the notes backend's tools through the gateway as an
 // MCP client does.
 func listNotesTools(ctx context.Context, gw, token string) error {
-	c, err := client.NewStreamableHttpClient(gw+"/notes", transport.WithHTTPHeaders(map[string]string{
+	return listTools(ctx, gw+"/notes", token)
+}
+
+// listTools lists a backend's tools through the gateway as agent
+// claude-code (a token of the gateway's own names its agent itself).
+func listTools(ctx context.Context, endpoint, token string) error {
+	c, err := client.NewStreamableHttpClient(endpoint, transport.WithHTTPHeaders(map[string]string{
 		"Authorization": "Bearer " + token, "X-Agent-ID": "claude-code",
 	}))
 	if err != nil {
@@ -256,4 +297,34 @@ func printIntegrity(b *strings.Builder, gw string, w *demo.World) {
 	fmt.Fprintf(b, "  # carol approves it: echo is listed and callable again (an audit record of kind tool_change says who and when)\n")
 	fmt.Fprintf(b, "  curl -s -X POST %s/admin/v1/tool-integrity/notes/approve -H \"Authorization: Bearer $CAROL\" \\\n", gw)
 	fmt.Fprintf(b, "    -H 'Content-Type: application/json' -d '{\"kind\":\"tool\",\"name\":\"echo\"}'\n\n")
+}
+
+// registerDemoFacade makes the gateway's own client at the demo IdP: its key
+// (written to dir) signs its requests, since the IdP issues ID-JAGs only to
+// private_key_jwt clients, and HR's authorization server knows it as the
+// HR client, as an Okta managed connection would map it.
+func registerDemoFacade(w *demo.World, publicURL, dir string) (string, error) {
+	raw, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", fmt.Errorf("demo facade key: %w", err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(raw)
+	if err != nil {
+		return "", fmt.Errorf("demo facade key: %w", err)
+	}
+	keyFile := filepath.Join(dir, "facade.pem")
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		return "", fmt.Errorf("demo facade key: %w", err)
+	}
+	pub, err := jwk.Import(raw.Public())
+	if err != nil {
+		return "", fmt.Errorf("demo facade key: %w", err)
+	}
+	err = w.IdP.RegisterClient(testidp.Client{ID: demoFacadeClientID, PublicKey: pub, Scopes: []string{"openid", "profile", "email"},
+		RedirectURIs:      []string{publicURL + oauthserver.PathCallback},
+		ResourceClientIDs: map[string]string{w.ResourceAS.Issuer(): w.HRClientID}})
+	if err != nil {
+		return "", fmt.Errorf("register the gateway at the demo IdP: %w", err)
+	}
+	return keyFile, nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -82,5 +83,70 @@ func TestDemoServesPoliciesAndStopsCleanly(t *testing.T) {
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatal("demo did not stop after cancel")
+	}
+}
+
+// TestDemoOAuthLogin: what the demo prints for MCP clients works: a client
+// given only the URL registers, alice logs in at the demo IdP's form and
+// approves the consent page, and the gateway's token reaches both backends,
+// the HR one through Cross App Access with her login's ID token.
+func TestDemoOAuthLogin(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, logs testutil.SyncBuffer
+	ready := make(chan string, 1)
+	type ends struct{ idp string }
+	idp := make(chan ends, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- demoMain(ctx, "127.0.0.1:0", "../../policies", &out, &logs, func(url string, _ map[string]string, w *demo.World) {
+			idp <- ends{w.IdP.Issuer()}
+			ready <- url
+		})
+	}()
+	var gw string
+	select {
+	case gw = <-ready:
+	case err := <-done:
+		t.Fatalf("demo stopped early: %v\n%s", err, logs.String())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("demo not ready\n%s", logs.String())
+	}
+	issuer := (<-idp).idp
+	if !strings.Contains(out.String(), "add\n\n  "+gw+"/notes\n") || !strings.Contains(out.String(), "alice / alice") {
+		t.Fatalf("the demo does not print the URL to add and the login:\n%s", out.String())
+	}
+
+	const redirect = "http://127.0.0.1:33418/callback"
+	reg, err := http.Post(gw+"/oauth2/register", "application/json", strings.NewReader(`{"client_name":"Some MCP client","redirect_uris":["`+redirect+`"]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var client struct {
+		ClientID string `json:"client_id"`
+	}
+	_ = json.NewDecoder(reg.Body).Decode(&client)
+	reg.Body.Close()
+	testutil.WantStatus(t, reg, http.StatusCreated)
+
+	verifier, challenge := testutil.PKCE()
+	for _, backend := range []string{"notes", "employees"} {
+		q := url.Values{"response_type": {"code"}, "client_id": {client.ClientID}, "redirect_uri": {redirect},
+			"code_challenge": {challenge}, "code_challenge_method": {"S256"}, "resource": {gw + "/" + backend}}
+		back := testutil.NewBrowser(t).GatewayLogin(gw, issuer, gw+"/oauth2/authorize?"+q.Encode(), "alice", "alice")
+		resp, err := http.PostForm(gw+"/oauth2/token", url.Values{"grant_type": {"authorization_code"}, "code": {back.Query().Get("code")},
+			"redirect_uri": {redirect}, "client_id": {client.ClientID}, "code_verifier": {verifier}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var tok struct {
+			AccessToken string `json:"access_token"`
+		}
+		_ = json.NewDecoder(resp.Body).Decode(&tok)
+		resp.Body.Close()
+		testutil.WantStatus(t, resp, http.StatusOK)
+		if err := listTools(ctx, gw+"/"+backend, tok.AccessToken); err != nil {
+			t.Fatalf("tools/list on %s with the gateway's token: %v\n%s", backend, err, logs.String())
+		}
 	}
 }

@@ -102,6 +102,9 @@ func (ca *crossApp) fetch(ctx context.Context, c upstream.Caller) (token, error)
 	if c.Token == "" {
 		return token{}, errors.New("the caller has no bearer token to exchange")
 	}
+	if c.Principal != nil && c.Principal.Via != "" {
+		return ca.fetchForFacadeLogin(ctx, c)
+	}
 	if c.Agent.ClientID == "" {
 		return token{}, fmt.Errorf("agents.%s.client_id: required for okta-cross-app", c.Agent.Name)
 	}
@@ -118,11 +121,53 @@ func (ca *crossApp) fetch(ctx context.Context, c upstream.Caller) (token, error)
 		return token{}, err
 	}
 
+	return ca.exchangeIDJAG(ctx, c, idpEndpoint, tgt, c.Token, ca.subjectTokenType,
+		clientAuth{method: authPrivateKey, clientID: c.Agent.ClientID, key: key},
+		func() (clientAuth, error) {
+			return ca.client.forAgent(c.Agent, func() (jwk.Key, error) { return key, nil })
+		})
+}
+
+// fetchForFacadeLogin is Cross App Access for a person who logged in through
+// the gateway's own authorization server: the IdP's ID token of that login
+// is the subject token (Okta's documented form), and the gateway's client,
+// to which it was issued, is the requesting app at the IdP and, unless the
+// backend names another target client, at the resource's server.
+func (ca *crossApp) fetchForFacadeLogin(ctx context.Context, c upstream.Caller) (token, error) {
+	f := ca.x.facade
+	if f == nil || c.IDToken == nil {
+		return token{}, errors.New("the caller logged in through the gateway's authorization server, but no oauth.upstream client is configured to exchange its ID token")
+	}
+	idToken, err := c.IDToken(ctx)
+	if err != nil {
+		return token{}, fmt.Errorf("the login's ID token: %w", err)
+	}
+	idpEndpoint, err := ca.idpEndpoint(c)
+	if err != nil {
+		return token{}, err
+	}
+	tgt, err := ca.resolveTarget(ctx)
+	if err != nil {
+		return token{}, err
+	}
+	return ca.exchangeIDJAG(ctx, c, idpEndpoint, tgt, idToken, TokenTypeIDToken, f.auth(), func() (clientAuth, error) {
+		if ca.client.clientID != "" {
+			return ca.client.forAgent(c.Agent, func() (jwk.Key, error) { return f.Key, nil })
+		}
+		return f.auth(), nil
+	})
+}
+
+// exchangeIDJAG is the two steps: the subject token for an ID-JAG at the
+// IdP (authenticated as idpAuth), then the ID-JAG for the resource's access
+// token (authenticated as resourceAuth returns).
+func (ca *crossApp) exchangeIDJAG(ctx context.Context, c upstream.Caller, idpEndpoint string, tgt target, subject, subjectType string,
+	idpAuth clientAuth, resourceAuth func() (clientAuth, error)) (token, error) {
 	// Step 1: the user's token for an ID-JAG naming the resource AS.
 	params := url.Values{
 		"requested_token_type": {TokenTypeIDJAG},
-		"subject_token":        {c.Token},
-		"subject_token_type":   {ca.subjectTokenType},
+		"subject_token":        {subject},
+		"subject_token_type":   {subjectType},
 		"audience":             {tgt.issuer},
 	}
 	if tgt.audience != "" {
@@ -130,7 +175,7 @@ func (ca *crossApp) fetch(ctx context.Context, c upstream.Caller) (token, error)
 	}
 	grant, err := ca.x.requestToken(ctx, ca.backend.Name, tokenCall{
 		step: stepIDJAG, endpoint: idpEndpoint, grant: GrantTokenExchange, params: params, scopes: ca.scopes,
-		auth: clientAuth{method: authPrivateKey, clientID: c.Agent.ClientID, key: key},
+		auth: idpAuth,
 	})
 	if err != nil {
 		return token{}, err
@@ -140,7 +185,7 @@ func (ca *crossApp) fetch(ctx context.Context, c upstream.Caller) (token, error)
 	}
 
 	// Step 2: the ID-JAG for the backend's access token.
-	auth, err := ca.client.forAgent(c.Agent, func() (jwk.Key, error) { return key, nil })
+	auth, err := resourceAuth()
 	if err != nil {
 		return token{}, err
 	}

@@ -9,6 +9,7 @@ package exchange
 import (
 	"errors"
 	"fmt"
+	"github.com/lestrrat-go/jwx/v3/jwk"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -101,6 +102,27 @@ type Deps struct {
 	// trusted it is the issuer of every okta-cross-app exchange that names
 	// none; with several, the agent or the backend must name it.
 	Issuers []string
+	// Facade is the gateway's own client at the IdP (oauth.upstream), when
+	// the gateway is an authorization server: a person who logged in through
+	// it holds the gateway's token, and the IdP's ID token of that login was
+	// issued to this client, so this client is the requesting app of
+	// Cross App Access for them.
+	Facade *FacadeClient
+}
+
+// FacadeClient authenticates the gateway's own client at the IdP.
+type FacadeClient struct {
+	ClientID string
+	// Key (private_key_jwt) or Secret (client_secret_basic).
+	Key    jwk.Key
+	Secret string
+}
+
+func (f *FacadeClient) auth() clientAuth {
+	if f.Key != nil {
+		return clientAuth{method: authPrivateKey, clientID: f.ClientID, key: f.Key}
+	}
+	return clientAuth{method: authSecretBasic, clientID: f.ClientID, secret: f.Secret}
 }
 
 // Exchanger builds injectors that share one token cache. It is safe for
@@ -113,6 +135,7 @@ type Exchanger struct {
 	cfg     CacheConfig
 	timeout time.Duration
 	issuers []string
+	facade  *FacadeClient
 	cache   *tokenCache
 	flights singleflight.Group
 }
@@ -152,6 +175,7 @@ func New(deps Deps) (*Exchanger, error) {
 		cfg:     cfg,
 		timeout: deps.ExchangeTimeout,
 		issuers: slices.Clone(deps.Issuers),
+		facade:  deps.Facade,
 	}
 	if x.httpc == nil {
 		x.httpc = &http.Client{

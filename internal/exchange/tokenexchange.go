@@ -92,6 +92,9 @@ func (x *Exchanger) newTokenExchange(b config.Backend) (upstream.Injector, error
 }
 
 func (pe *plainExchange) fetch(ctx context.Context, c upstream.Caller) (token, error) {
+	if c.Principal != nil && c.Principal.Via != "" {
+		return token{}, errors.New("the caller's token was issued by the gateway's own authorization server, which the IdP does not accept as a subject token; use okta-cross-app for this backend")
+	}
 	if c.Token == "" {
 		return token{}, errors.New("the caller has no bearer token to exchange")
 	}

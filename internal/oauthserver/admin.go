@@ -1,9 +1,12 @@
 package oauthserver
 
 import (
+	"encoding/json"
+
 	"context"
 	"errors"
 	"fmt"
+	"github.com/mcpgw/mcpgw/internal/identity"
 	"time"
 
 	"github.com/mcpgw/mcpgw/internal/audit"
@@ -83,3 +86,25 @@ func (s *Server) adminRecord(ctx context.Context, by audit.Record, action, clien
 
 // IsNotFound reports a missing client, consent or grant.
 func IsNotFound(err error) bool { return errors.Is(err, store.ErrNotFound) }
+
+// LoginIDToken is the IdP's ID token of the login a gateway token speaks
+// for: the subject token of Cross App Access (internal/exchange).
+func (s *Server) LoginIDToken(ctx context.Context, p *identity.Principal) (string, error) {
+	grantID, _ := p.Claims[claimGrant].(string)
+	if p.Via != s.issuer || grantID == "" {
+		return "", errors.New("not a token of this gateway's authorization server")
+	}
+	g, err := s.st.GetOAuthGrant(ctx, grantID)
+	if err != nil {
+		return "", fmt.Errorf("look up the login: %w", err)
+	}
+	plain, err := s.sealer.open(g.Upstream, "grant:"+g.ID)
+	if err != nil {
+		return "", err
+	}
+	var ut upstreamTokens
+	if err := json.Unmarshal(plain, &ut); err != nil || ut.IDToken == "" {
+		return "", errors.New("the login holds no ID token")
+	}
+	return ut.IDToken, nil
+}

@@ -39,6 +39,15 @@ type signingKeys struct {
 	public  jwk.Set
 }
 
+// CheckSigningKey reads oauth.signing_key_file as New would (mcpgw config
+// check); "" is accepted (a key is generated).
+func CheckSigningKey(file string) error {
+	if _, err := loadSigningKeys(file); err != nil {
+		return fmt.Errorf("oauth.signing_key_file: %w", err)
+	}
+	return nil
+}
+
 func loadSigningKeys(file string) (*signingKeys, error) {
 	var key jwk.Key
 	if file == "" {

@@ -18,6 +18,11 @@ type Caller struct {
 	Token   string
 	Agent   config.Agent
 	Backend config.Backend
+	// IDToken, set when the caller's token came from the gateway's own
+	// authorization server (Principal.Via), returns the IdP's ID token of
+	// that login: the subject token of Cross App Access, since the
+	// gateway's token means nothing to the IdP.
+	IDToken func(ctx context.Context) (string, error)
 }
 
 // Injector puts a backend's own credential on an upstream request.

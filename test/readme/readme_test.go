@@ -237,6 +237,7 @@ var demoExpectations = []struct {
 	{comment: "carol lists notes tools in a session", want: []string{`"name":"add"`}, wantAbsent: []string{`"name":"echo"`}},
 	{comment: "carol reviews the change", want: []string{`"changed":["description"]`, `trimmed of surrounding spaces`}},
 	{comment: "carol approves it", want: []string{`"approved":[`, `"status":"approved"`}},
+	{comment: "the gateway's authorization server", want: []string{`"registration_endpoint":"http://`, `"client_id_metadata_document_supported":true`}},
 	{comment: "no token", want: []string{`resource_metadata="http://`}},
 }
 
