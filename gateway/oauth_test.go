@@ -689,3 +689,57 @@ func TestOAuthReplicas(t *testing.T) {
 		return status == http.StatusUnauthorized
 	})
 }
+
+// TestOAuthAdminAndCORS: administrators see and end logins and consents; a
+// configured browser origin may call the token endpoint, another may not.
+func TestOAuthAdminAndCORS(t *testing.T) {
+	w := newOAuthWorld(t, func(cfg *config.Config) { cfg.OAuth.CORSOrigins = []string{"http://localhost:6274"} })
+	_, tok := w.fullLogin(t, "")
+	access := tok["access_token"].(string)
+
+	var grants struct {
+		Grants []struct {
+			ID      string  `json:"id"`
+			Subject string  `json:"subject"`
+			Agent   string  `json:"agent"`
+			Revoked *string `json:"revoked_at"`
+		} `json:"grants"`
+	}
+	decodeJSON(t, w.must(http.StatusOK, "GET", "/admin/v1/oauth/grants?subject=alice-sub", w.admin, ""), &grants)
+	if len(grants.Grants) != 1 || grants.Grants[0].Agent != "claude-code" || grants.Grants[0].Revoked != nil {
+		t.Fatalf("grants: %+v", grants)
+	}
+	var consents struct {
+		Consents []struct {
+			ID      string `json:"id"`
+			Subject string `json:"subject"`
+		} `json:"consents"`
+	}
+	decodeJSON(t, w.must(http.StatusOK, "GET", "/admin/v1/oauth/consents", w.admin, ""), &consents)
+	if len(consents.Consents) != 1 || consents.Consents[0].Subject != "alice-sub" {
+		t.Fatalf("consents: %+v", consents)
+	}
+	w.must(http.StatusNoContent, "DELETE", "/admin/v1/oauth/grants/"+grants.Grants[0].ID, w.root, "")
+	if status, _ := w.listTools(access); status != http.StatusUnauthorized {
+		t.Fatalf("tools/list after an administrator revoked the login: HTTP %d", status)
+	}
+	w.must(http.StatusNoContent, "DELETE", "/admin/v1/oauth/consents/"+consents.Consents[0].ID, w.root, "")
+	decodeJSON(t, w.must(http.StatusOK, "GET", "/admin/v1/oauth/consents", w.admin, ""), &consents)
+	if len(consents.Consents) != 0 {
+		t.Fatalf("consent still listed: %+v", consents)
+	}
+
+	for origin, allowed := range map[string]bool{"http://localhost:6274": true, "https://evil.example": false} {
+		req, _ := http.NewRequest(http.MethodOptions, w.url+"/oauth2/token", nil)
+		req.Header.Set("Origin", origin)
+		req.Header.Set("Access-Control-Request-Method", "POST")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if got := resp.Header.Get("Access-Control-Allow-Origin") == origin; got != allowed {
+			t.Errorf("preflight from %s: Access-Control-Allow-Origin %q", origin, resp.Header.Get("Access-Control-Allow-Origin"))
+		}
+	}
+}
