@@ -926,45 +926,14 @@ func fileRefused(path, key string) string {
 // paths belong to no backend.
 func (a *adminAPI) authenticate(c *fiber.Ctx) (*identity.Principal, bool) {
 	g := a.s.Gateway
-	if host := string(c.Request().Host()); !g.hostAllowed(host) {
-		_ = writeOAuthError(c, fiber.StatusForbidden, "invalid_request", fmt.Sprintf("Host header %q is not one this gateway serves", host), "")
+	if !g.sameSite(c) {
 		return nil, false
 	}
-	if origin := c.Get(fiber.HeaderOrigin); origin != "" && !g.originAllowed(origin) {
-		_ = writeOAuthError(c, fiber.StatusForbidden, "invalid_request", fmt.Sprintf("Origin %q is not allowed (server.allowed_origins)", origin), "")
-		return nil, false
-	}
-	meta := strings.TrimRight(g.server.PublicURL, "/") + "/.well-known/oauth-protected-resource"
-	header := c.Get(fiber.HeaderAuthorization)
-	if header == "" {
-		c.Set(fiber.HeaderWWWAuthenticate, fmt.Sprintf(`Bearer resource_metadata=%q`, meta))
-		_ = writeOAuthError(c, fiber.StatusUnauthorized, "invalid_request", "missing bearer token in Authorization header", "")
-		return nil, false
-	}
-	token, ok := bearerToken(header)
-	if !ok {
-		g.challenge(c, meta, "Authorization header must be \"Bearer <token>\"")
-		return nil, false
-	}
-	ctx, span := telemetry.StartSpan(c.UserContext(), g.opts.Tracer, telemetry.SpanIdentity)
-	p, err := a.s.Verifier.Verify(ctx, strings.Clone(token))
-	telemetry.EndSpan(span, err)
-	if errors.Is(err, identity.ErrKeysUnavailable) {
-		a.log.Warn("token keys unavailable", "err", err)
-		c.Set(fiber.HeaderRetryAfter, "5")
-		_ = writeOAuthError(c, fiber.StatusServiceUnavailable, "temporarily_unavailable", "the token issuer's signing keys could not be loaded; try again shortly", "")
-		return nil, false
-	}
-	if err != nil {
-		desc := "token verification failed"
-		var ie *identity.Error
-		if errors.As(err, &ie) && ie.Description != "" {
-			desc = ie.Description
-		}
-		g.challenge(c, meta, desc)
-		return nil, false
-	}
-	return p, true
+	// The IdPs' verifier only: a client's token of the gateway's own
+	// authorization server opens the backends it was issued for, never
+	// the administration.
+	p, _, ok := g.bearer(c, a.s.Verifier, strings.TrimRight(g.server.PublicURL, "/")+"/.well-known/oauth-protected-resource")
+	return p, ok
 }
 
 // authorize asks data.mcp.admin.allow; a denial answers 403 with the

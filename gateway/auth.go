@@ -40,11 +40,20 @@ func (g *Gateway) resourceMetadataURL(path string) string {
 	return strings.TrimRight(g.server.PublicURL, "/") + "/.well-known/oauth-protected-resource" + g.resourcePath(path)
 }
 
-// authenticate verifies the bearer token, or answers 401 as RFC 6750 and
-// RFC 9728 ask: with no error code when no token was sent at all.
+// authenticate verifies an MCP request's bearer token with the gateway's
+// verifier (the IdPs', and the gateway's own authorization server's when
+// it is on); the challenge points at the path's resource metadata.
 func (g *Gateway) authenticate(c *fiber.Ctx) (*identity.Principal, string, bool) {
+	return g.bearer(c, g.opts.Verifier, g.resourceMetadataURL(c.Path()))
+}
+
+// bearer is the one authentication of every route that takes a bearer token
+// (MCP and admin): it verifies the token with v, or answers as RFC 6750 and
+// RFC 9728 ask: 401 with no error code when no token was sent at all,
+// invalid_token naming what is wrong otherwise, 503 when the issuer's keys
+// are what is missing. meta is the resource metadata the challenge names.
+func (g *Gateway) bearer(c *fiber.Ctx, v Authenticator, meta string) (*identity.Principal, string, bool) {
 	header := c.Get(fiber.HeaderAuthorization)
-	meta := g.resourceMetadataURL(c.Path())
 	if header == "" {
 		c.Set(fiber.HeaderWWWAuthenticate, fmt.Sprintf(`Bearer resource_metadata=%q`, meta))
 		_ = writeOAuthError(c, fiber.StatusUnauthorized, "invalid_request", "missing bearer token in Authorization header", "")
@@ -59,7 +68,7 @@ func (g *Gateway) authenticate(c *fiber.Ctx) (*identity.Principal, string, bool)
 		return nil, "", false
 	}
 	ctx, span := telemetry.StartSpan(c.UserContext(), g.opts.Tracer, telemetry.SpanIdentity)
-	p, err := g.opts.Verifier.Verify(ctx, token)
+	p, err := v.Verify(ctx, token)
 	telemetry.EndSpan(span, err)
 	if errors.Is(err, identity.ErrKeysUnavailable) {
 		// The token may be fine; the issuer's keys are what is missing.
@@ -78,6 +87,43 @@ func (g *Gateway) authenticate(c *fiber.Ctx) (*identity.Principal, string, bool)
 		return nil, "", false
 	}
 	return p, token, true
+}
+
+// corsMCP lets a browser client of an allowed origin (server.allowed_origins)
+// read the MCP answers, the 401 challenge that starts its login included,
+// and answers its preflights, which carry no token. Returns true when the
+// request was a preflight, answered here.
+func (g *Gateway) corsMCP(c *fiber.Ctx) bool {
+	origin := c.Get(fiber.HeaderOrigin)
+	if origin == "" || !g.originAllowed(origin) {
+		return false
+	}
+	c.Set(fiber.HeaderAccessControlAllowOrigin, strings.Clone(origin))
+	c.Vary(fiber.HeaderOrigin)
+	c.Set(fiber.HeaderAccessControlExposeHeaders, "WWW-Authenticate, Mcp-Session-Id, MCP-Protocol-Version")
+	if c.Method() != fiber.MethodOptions || c.Get(fiber.HeaderAccessControlRequestMethod) == "" {
+		return false
+	}
+	c.Set(fiber.HeaderAccessControlAllowMethods, "GET, POST, DELETE")
+	c.Set(fiber.HeaderAccessControlAllowHeaders, "Authorization, Content-Type, Accept, Mcp-Session-Id, MCP-Protocol-Version, Last-Event-ID, X-Agent-ID")
+	c.Set(fiber.HeaderAccessControlMaxAge, "600")
+	_ = c.SendStatus(fiber.StatusNoContent)
+	return true
+}
+
+// sameSite refuses a request whose Host this gateway does not serve or
+// whose Origin is not allowed (DNS rebinding, cross-site browsers): the
+// first check of every route that acts for a caller.
+func (g *Gateway) sameSite(c *fiber.Ctx) bool {
+	if host := string(c.Request().Host()); !g.hostAllowed(host) {
+		_ = writeOAuthError(c, fiber.StatusForbidden, "invalid_request", fmt.Sprintf("Host header %q is not one this gateway serves", host), "")
+		return false
+	}
+	if origin := c.Get(fiber.HeaderOrigin); origin != "" && !g.originAllowed(origin) {
+		_ = writeOAuthError(c, fiber.StatusForbidden, "invalid_request", fmt.Sprintf("Origin %q is not allowed (server.allowed_origins)", origin), "")
+		return false
+	}
+	return true
 }
 
 func (g *Gateway) challenge(c *fiber.Ctx, meta, desc string) {

@@ -358,6 +358,21 @@ func TestOAuthRefusals(t *testing.T) {
 			t.Fatalf("access token of a revoked family: HTTP %d, want 401", status)
 		}
 	})
+	t.Run("revocation by access token ends the login", func(t *testing.T) {
+		code, verifier := codeFor(t, testutil.NewBrowser(t), "")
+		_, tok := redeem(code, verifier)
+		resp, err := http.PostForm(w.url+"/oauth2/revoke", url.Values{"token": {tok["access_token"].(string)}, "token_type_hint": {"access_token"}, "client_id": {clientID}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if status, _ := w.listTools(tok["access_token"].(string)); status != http.StatusUnauthorized {
+			t.Fatalf("access token after its revocation: HTTP %d, want 401", status)
+		}
+		if status, _ := w.token(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok["refresh_token"].(string)}, "client_id": {clientID}}); status != http.StatusBadRequest {
+			t.Fatalf("refresh after the access token's revocation: HTTP %d, want 400", status)
+		}
+	})
 	t.Run("token for one backend refused at another", func(t *testing.T) {
 		code, verifier := codeFor(t, testutil.NewBrowser(t), w.url+"/notes")
 		_, tok := redeem(code, verifier)
@@ -693,7 +708,10 @@ func TestOAuthReplicas(t *testing.T) {
 // TestOAuthAdminAndCORS: administrators see and end logins and consents; a
 // configured browser origin may call the token endpoint, another may not.
 func TestOAuthAdminAndCORS(t *testing.T) {
-	w := newOAuthWorld(t, func(cfg *config.Config) { cfg.OAuth.CORSOrigins = []string{"http://localhost:6274"} })
+	w := newOAuthWorld(t, func(cfg *config.Config) {
+		cfg.OAuth.CORSOrigins = []string{"http://localhost:6274"}
+		cfg.Server.AllowedOrigins = []string{"http://localhost:6274"}
+	})
 	_, tok := w.fullLogin(t, "")
 	access := tok["access_token"].(string)
 
@@ -727,6 +745,31 @@ func TestOAuthAdminAndCORS(t *testing.T) {
 	decodeJSON(t, w.must(http.StatusOK, "GET", "/admin/v1/oauth/consents", w.admin, ""), &consents)
 	if len(consents.Consents) != 0 {
 		t.Fatalf("consent still listed: %+v", consents)
+	}
+
+	// A browser client of an allowed origin starts its login by reading
+	// the MCP endpoint's 401: the preflight and the challenge are readable.
+	req, _ := http.NewRequest(http.MethodOptions, w.url+"/notes", nil)
+	req.Header.Set("Origin", "http://localhost:6274")
+	req.Header.Set("Access-Control-Request-Method", "POST")
+	req.Header.Set("Access-Control-Request-Headers", "authorization, content-type")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent || resp.Header.Get("Access-Control-Allow-Origin") != "http://localhost:6274" ||
+		!strings.Contains(resp.Header.Get("Access-Control-Allow-Headers"), "Authorization") {
+		t.Fatalf("MCP preflight: %d %v", resp.StatusCode, resp.Header)
+	}
+	req, _ = http.NewRequest(http.MethodPost, w.url+"/notes", strings.NewReader(`{}`))
+	req.Header.Set("Origin", "http://localhost:6274")
+	if resp, err = http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(resp.Header.Get("Access-Control-Expose-Headers"), "WWW-Authenticate") {
+		t.Fatalf("MCP 401 to a browser: %d %v", resp.StatusCode, resp.Header)
 	}
 
 	for origin, allowed := range map[string]bool{"http://localhost:6274": true, "https://evil.example": false} {

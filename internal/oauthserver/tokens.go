@@ -151,16 +151,19 @@ type accessToken struct {
 // and times (not its audience: the caller knows the resource, and not its
 // grant's state: checkGrant).
 func (s *Server) parseAccess(raw string) (*accessToken, error) {
-	return s.parseAccessAt(raw, s.now)
+	return s.parseAccessAt(raw, true)
 }
 
 // parseAccessIgnoringExpiry is for revocation (RFC 7009 §2.2: an expired
 // token may be revoked; its grant lives on).
 func (s *Server) parseAccessIgnoringExpiry(raw string) (*accessToken, error) {
-	return s.parseAccessAt(raw, func() time.Time { return time.Unix(0, 0) })
+	return s.parseAccessAt(raw, false)
 }
 
-func (s *Server) parseAccessAt(raw string, now func() time.Time) (*accessToken, error) {
+// parseAccessAt verifies the signature, type and issuer, and, when
+// checkTimes, exp/nbf/iat. (A clock set to the past would not do for
+// revocation: iat would then lie in the future.)
+func (s *Server) parseAccessAt(raw string, checkTimes bool) (*accessToken, error) {
 	msg, err := jws.Parse([]byte(raw))
 	if err != nil || len(msg.Signatures()) != 1 {
 		return nil, invalidToken("malformed token")
@@ -169,9 +172,13 @@ func (s *Server) parseAccessAt(raw string, now func() time.Time) (*accessToken, 
 		return nil, invalidToken("token type is not at+jwt")
 	}
 	tok, err := jwt.Parse([]byte(raw), jwt.WithKeySet(s.keys.public, jws.WithRequireKid(true)), jwt.WithIssuer(s.issuer),
-		jwt.WithValidate(true), jwt.WithAcceptableSkew(s.skew), jwt.WithClock(jwt.ClockFunc(now)))
+		jwt.WithValidate(checkTimes), jwt.WithAcceptableSkew(s.skew), jwt.WithClock(jwt.ClockFunc(s.now)))
 	if err != nil {
 		return nil, invalidToken("token is not valid: " + err.Error())
+	}
+	// Checked here too: without validation jwt.Parse checks no claim.
+	if iss, _ := tok.Issuer(); iss != s.issuer {
+		return nil, invalidToken("token is not of this gateway's authorization server")
 	}
 	var claims map[string]any
 	b, err := json.Marshal(tok)
