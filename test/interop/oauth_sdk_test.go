@@ -1,10 +1,14 @@
 package interop
 
 import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -299,3 +303,80 @@ func suffix(sep, s string) string {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestOAuthTypeScriptSDKClientMetadataDocument: the SDK's other way in
+// (SEP-991). With clientMetadataUrl set and the gateway's metadata saying
+// client_id_metadata_document_supported, the SDK registers nothing and uses
+// the URL as its client_id; the gateway fetches the document (https, here
+// from a loopback test server it is told to trust), binds the client to
+// the agent its name matches, and the login goes through as before.
+func TestOAuthTypeScriptSDKClientMetadataDocument(t *testing.T) {
+	p := findPeers(t)
+	const clientName = oauthClientPrefix + " TypeScript SDK (metadata document)"
+	redirectPort := freeLoopbackPort(t)
+	var (
+		mu      sync.Mutex
+		fetches int
+	)
+	var docURL string
+	docs := httptest.NewTLSServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/clients/sdk.json" {
+			http.NotFound(rw, r)
+			return
+		}
+		mu.Lock()
+		fetches++
+		mu.Unlock()
+		rw.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(rw).Encode(map[string]any{"client_id": docURL, "client_name": clientName,
+			"redirect_uris":              []string{"http://127.0.0.1:" + strconv.Itoa(redirectPort) + "/callback"},
+			"grant_types":                []string{"authorization_code", "refresh_token"},
+			"response_types":             []string{"code"},
+			"token_endpoint_auth_method": "none"})
+	}))
+	t.Cleanup(docs.Close)
+	docURL = docs.URL + "/clients/sdk.json"
+	w := startOAuthWorld(t, oauthWorldOptions{cimdTransport: docs.Client().Transport.(*http.Transport)})
+	mcpURL := w.url + "/" + oauthBackend
+
+	var got sdkClientRun
+	runBrowserScript(t, p, sdkClientScript, &got, "--mcp-url", mcpURL, "--username", oauthUser, "--password", oauthPassword,
+		"--client-name", "not used: the document names the client", "--ttl-seconds", "3600",
+		"--client-metadata-url", docURL, "--redirect-port", strconv.Itoa(redirectPort), "--login-only")
+	if got.Fatal != nil {
+		t.Fatalf("the script stopped at %s: %s: %s\n%s\nrequests: %+v\nfirst connect: %+v", got.Fatal.Step, got.Fatal.Name, got.Fatal.Message,
+			got.Fatal.Stack, got.Requests, got.FirstConnect.Error)
+	}
+	for _, r := range got.Requests {
+		if r.Path == "/oauth2/register" {
+			t.Errorf("the SDK registered although the gateway supports metadata documents: %+v", r)
+		}
+	}
+	if got.ClientID != docURL {
+		t.Errorf("client_id %q, want the document's URL %q", got.ClientID, docURL)
+	}
+	if len(got.Redirects) != 1 || got.Redirects[0].ClientID != docURL || got.Redirects[0].ConsentClientName != clientName ||
+		got.Redirects[0].ConsentAgent != oauthAgent || got.Redirects[0].Returned == nil || !got.Redirects[0].Returned.Code {
+		t.Errorf("authorization: %+v, want the document's client on the consent page as agent %s, and a code", got.Redirects, oauthAgent)
+	}
+	if !slices.Contains(got.Tools, "echo") {
+		t.Errorf("tools/list through the gateway: %v", got.Tools)
+	}
+	mu.Lock()
+	n := fetches
+	mu.Unlock()
+	if n == 0 {
+		t.Errorf("the gateway never fetched the metadata document")
+	}
+	var clients struct {
+		Clients []oauthAdminClientEntry `json:"clients"`
+	}
+	raw := w.adminGet(t, "/admin/v1/oauth/clients", &clients)
+	i := slices.IndexFunc(clients.Clients, func(c oauthAdminClientEntry) bool { return c.ClientID == docURL })
+	if i < 0 || clients.Clients[i].Agent != oauthAgent {
+		t.Errorf("admin API: want %s bound to %s: %s", docURL, oauthAgent, raw)
+	}
+	if t.Failed() {
+		t.Logf("script output: %+v", got)
+	}
+}

@@ -45,6 +45,9 @@ type oauthWorld struct {
 
 type oauthWorldOptions struct {
 	accessTokenTTL time.Duration // 0: the default (1h)
+	// cimdTransport, set, lets the gateway fetch Client ID Metadata
+	// Documents from loopback with these TLS settings (a test server's CA).
+	cimdTransport *http.Transport
 }
 
 // startOAuthWorld starts testidp, the demo notes backend and an in-process
@@ -83,6 +86,9 @@ func startOAuthWorld(t *testing.T, opts oauthWorldOptions) *oauthWorld {
 		fmt.Fprintf(&b, "  access_token_ttl: %s\n", opts.accessTokenTTL)
 	}
 	fmt.Fprintf(&b, "  registration: {rules: [{client_name: %s, agent: %s}]}\n", q(oauthClientPrefix+"*"), q(oauthAgent))
+	if opts.cimdTransport != nil {
+		b.WriteString("  client_metadata_documents: {allow_private_addresses: true}\n")
+	}
 
 	dir := t.TempDir()
 	configPath := filepath.Join(dir, "mcpgw.yaml")
@@ -95,8 +101,9 @@ func startOAuthWorld(t *testing.T, opts oauthWorldOptions) *oauthWorld {
 	}
 	logs := &tailBuffer{}
 	srv, err := gateway.Start(t.Context(), cfg, gateway.StartOptions{
-		Listener: ln,
-		Logger:   slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Listener:      ln,
+		Logger:        slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		CIMDTransport: opts.cimdTransport,
 	})
 	if err != nil {
 		t.Fatalf("start gateway: %v\nconfig:\n%s", err, b.String())

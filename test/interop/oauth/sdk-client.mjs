@@ -3,6 +3,7 @@
 // TestOAuthTypeScriptSDKClient (test/interop/oauth_sdk_test.go).
 //
 //   node sdk-client.mjs --mcp-url URL --username U --password P --client-name NAME --ttl-seconds N
+//                       [--client-metadata-url URL --redirect-port PORT] [--login-only]
 //
 // The client knows nothing but the MCP URL. Everything else is the SDK's own doing:
 //   1. connect → the gateway answers 401 → the SDK discovers (RFC 9728 protected resource
@@ -38,6 +39,12 @@ const { values: args } = parseArgs({
     password: { type: 'string' },
     'client-name': { type: 'string' },
     'ttl-seconds': { type: 'string' },
+    // A Client ID Metadata Document URL (SEP-991): the SDK then uses it as client_id and does
+    // not register. The document must list http://127.0.0.1:PORT/callback, PORT given here.
+    'client-metadata-url': { type: 'string' },
+    'redirect-port': { type: 'string', default: '0' },
+    // Stop after tools/list: no expiry, refresh or revocation.
+    'login-only': { type: 'boolean', default: false },
   },
   strict: true,
 });
@@ -90,7 +97,7 @@ async function recordingFetch(input, init = {}) {
   return res;
 }
 
-const redirect = await startRedirectServer({ port: 0, path: '/callback' });
+const redirect = await startRedirectServer({ port: Number(args['redirect-port']), path: '/callback' });
 let browser = null;
 
 // The OAuthClientProvider of a native client (RFC 8252): everything kept in memory, the
@@ -106,6 +113,7 @@ class BrowserProvider {
     this.invalidated = [];
   }
   get redirectUrl() { return redirect.url; }
+  get clientMetadataUrl() { return args['client-metadata-url']; }
   // A fresh state per authorization request, checked when the code comes back.
   state() {
     this._state = randomBytes(16).toString('base64url');
@@ -167,6 +175,9 @@ class BrowserProvider {
   }
 }
 
+// Done ends a --login-only run early.
+class Done extends Error {}
+
 const provider = new BrowserProvider();
 const connect = async () => {
   const transport = new StreamableHTTPClientTransport(mcpURL, { authProvider: provider, fetch: recordingFetch });
@@ -208,6 +219,7 @@ try {
   const before = provider.tokens();
   out.firstAccessToken = fp(before?.access_token);
   out.firstRefreshToken = fp(before?.refresh_token);
+  if (args['login-only']) throw new Done();
 
   // 3. Let the access token expire; the SDK refreshes on the 401 and retries.
   mark('wait-for-expiry', { waitMs: ttlMs + 1500 });
@@ -243,7 +255,7 @@ try {
   }
   out.invalidated = provider.invalidated;
 } catch (err) {
-  out.fatal = { ...errorOf(err), step, stack: String(err?.stack ?? '') };
+  if (!(err instanceof Done)) out.fatal = { ...errorOf(err), step, stack: String(err?.stack ?? '') };
 } finally {
   await session?.client.close().catch(() => {});
   await browser?.close();
