@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -48,6 +49,8 @@ type oauthWorldOptions struct {
 	// cimdTransport, set, lets the gateway fetch Client ID Metadata
 	// Documents from loopback with these TLS settings (a test server's CA).
 	cimdTransport *http.Transport
+	// corsOrigins is oauth.cors_origins.
+	corsOrigins []string
 }
 
 // startOAuthWorld starts testidp, the demo notes backend and an in-process
@@ -86,6 +89,13 @@ func startOAuthWorld(t *testing.T, opts oauthWorldOptions) *oauthWorld {
 		fmt.Fprintf(&b, "  access_token_ttl: %s\n", opts.accessTokenTTL)
 	}
 	fmt.Fprintf(&b, "  registration: {rules: [{client_name: %s, agent: %s}]}\n", q(oauthClientPrefix+"*"), q(oauthAgent))
+	if len(opts.corsOrigins) > 0 {
+		quoted := make([]string, len(opts.corsOrigins))
+		for i, o := range opts.corsOrigins {
+			quoted[i] = q(o)
+		}
+		fmt.Fprintf(&b, "  cors_origins: [%s]\n", strings.Join(quoted, ", "))
+	}
 	if opts.cimdTransport != nil {
 		b.WriteString("  client_metadata_documents: {allow_private_addresses: true}\n")
 	}
