@@ -160,6 +160,7 @@ class BrowserProvider {
     browser = browser ?? (await launchBrowser({ timeoutMs: 60_000 }));
     const { page } = browser;
     const back = waitForRedirect(page, redirect.url, { timeoutMs: 120_000 });
+    back.catch(() => {}); // awaited below; a failure before that must not become an unhandled rejection
     await page.goto(u.href);
     // The gateway's consent page, then testidp's login form.
     await page.waitForSelector('#approve');
