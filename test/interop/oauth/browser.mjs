@@ -58,7 +58,10 @@ const DEFAULT_TIMEOUT_MS = 30_000;
 // path passes the 107 bytes of a Unix socket address ("Socket path too long"): a Go test's
 // TMPDIR (t.TempDir(), named after the test) easily does. The profile then goes under /tmp,
 // and Chromium's TMPDIR is the profile itself, so everything it leaves is removed with it.
-const MAX_TMPDIR_CHARS = 48;
+// The socket is TMPDIR + "/mcpgw-chromium-XXXXXX" (22) + "/org.chromium.Chromium.XXXXXX"
+// (29) + "/SingletonSocket" (16): 67 bytes besides TMPDIR, so TMPDIR may have 40. (48 let
+// TestOAuthTypeScriptSDKClient's 47-byte TMPDIR through, and Chromium died at launch.)
+const MAX_TMPDIR_CHARS = 40;
 
 /**
  * launchBrowser starts Chromium with a new, empty profile in a temporary directory.
