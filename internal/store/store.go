@@ -144,7 +144,7 @@ func Open(ctx context.Context, dsn string) (Store, error) {
 	)
 	switch {
 	case dsn == "":
-		return nil, errors.New("store.dsn: empty; want file:mcpgw.db, :memory: or postgres://...")
+		return nil, errors.New("store.dsn: empty; want file:mcpgw.db, :memory: or a postgres:// URL")
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
 		s, err = openPostgres(ctx, dsn)
 	case keywordDSN.MatchString(dsn):
