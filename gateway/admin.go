@@ -24,6 +24,7 @@ import (
 	"github.com/mcpgw/mcpgw/internal/identity"
 	"github.com/mcpgw/mcpgw/internal/oauthserver"
 	"github.com/mcpgw/mcpgw/internal/policy"
+	"github.com/mcpgw/mcpgw/internal/secrets"
 	"github.com/mcpgw/mcpgw/internal/store"
 	"github.com/mcpgw/mcpgw/internal/store/configjson"
 	"github.com/mcpgw/mcpgw/internal/telemetry"
@@ -143,7 +144,7 @@ func (s *Server) mountAdmin(log *slog.Logger) {
 		get:       s.Store.GetAgent,
 		put:       s.Store.PutAgent,
 		remove:    s.Store.DeleteAgent,
-		redact:    audit.RedactAgent,
+		redact:    config.Agent.Redacted,
 		merge:     mergeAgent,
 		guard:     guardAgent,
 		entries:   func(cand *config.Config) map[string]config.Agent { return cand.Agents },
@@ -156,7 +157,7 @@ func (s *Server) mountAdmin(log *slog.Logger) {
 		get:       s.Store.GetBackend,
 		put:       s.Store.PutBackend,
 		remove:    s.Store.DeleteBackend,
-		redact:    audit.RedactBackend,
+		redact:    config.Backend.Redacted,
 		merge:     mergeBackend,
 		target:    backendTarget,
 		entries:   func(cand *config.Config) map[string]config.Backend { return cand.Backends },
@@ -739,12 +740,10 @@ func mergeAgent(path string, sent map[string]json.RawMessage, v, old *config.Age
 	} {
 		if _, present := sent[f.key]; !present {
 			*f.value = f.stored
-		} else if *f.value == audit.Redacted {
-			if f.stored == "" {
-				problems = append(problems, redactedWithoutSecret(path+"."+f.key))
-			} else {
-				*f.value = f.stored
-			}
+		} else if restored, problem := secrets.RestoreString(path+"."+f.key, *f.value, f.stored); problem != "" {
+			problems = append(problems, problem)
+		} else {
+			*f.value = restored
 		}
 		if isEnvReference(*f.value) && *f.value != f.stored {
 			problems = append(problems, envReferenceRefused(path+"."+f.key))
@@ -760,7 +759,7 @@ func mergeBackend(path string, sent map[string]json.RawMessage, v, old *config.B
 	var problems []string
 	var stored, shown config.Backend
 	if old != nil {
-		stored, shown = *old, audit.RedactBackend(*old)
+		stored, shown = *old, old.Redacted()
 	}
 	if v.URL == shown.URL && shown.URL != stored.URL {
 		v.URL = stored.URL
@@ -776,7 +775,8 @@ func mergeBackend(path string, sent map[string]json.RawMessage, v, old *config.B
 		}
 	} else {
 		for _, k := range slices.Sorted(maps.Keys(v.AuthConfig)) {
-			v.AuthConfig[k] = restoreSecrets(path+".auth_config."+k, v.AuthConfig[k], shown.AuthConfig[k], stored.AuthConfig[k], &problems, &kept)
+			value, keeps, refused := secrets.Restore(path+".auth_config."+k, v.AuthConfig[k], shown.AuthConfig[k], stored.AuthConfig[k])
+			v.AuthConfig[k], kept, problems = value, append(kept, keeps...), append(problems, refused...)
 		}
 	}
 	for _, k := range slices.Sorted(maps.Keys(v.AuthConfig)) {
@@ -838,39 +838,6 @@ func changedDestinations(path string, sent, stored map[string]any) []string {
 	return out
 }
 
-// restoreSecrets returns the stored value where sent is what GET showed for
-// it (the redacted form) and redaction had hidden something, and adds its
-// path to kept.
-func restoreSecrets(path string, sent, shown, stored any, problems, kept *[]string) any {
-	switch s := sent.(type) {
-	case string:
-		if sh, ok := shown.(string); ok && s == sh && !reflect.DeepEqual(shown, stored) {
-			*kept = append(*kept, path)
-			return stored
-		}
-		if s == audit.Redacted {
-			*problems = append(*problems, redactedWithoutSecret(path))
-		}
-	case map[string]any:
-		shownMap, _ := shown.(map[string]any)
-		storedMap, _ := stored.(map[string]any)
-		for _, k := range slices.Sorted(maps.Keys(s)) {
-			s[k] = restoreSecrets(path+"."+k, s[k], shownMap[k], storedMap[k], problems, kept)
-		}
-	case []any:
-		shownList, _ := shown.([]any)
-		storedList, _ := stored.([]any)
-		for i := range s {
-			var sh, st any
-			if i < len(shownList) && i < len(storedList) {
-				sh, st = shownList[i], storedList[i]
-			}
-			s[i] = restoreSecrets(fmt.Sprintf("%s[%d]", path, i), s[i], sh, st, problems, kept)
-		}
-	}
-	return sent
-}
-
 // refusedReferences reports "${NAME}" values and *_file keys that are not
 // already stored at the same place. The config file may use both, since
 // whoever writes it already controls the gateway's environment and files.
@@ -908,10 +875,6 @@ func refusedReferences(path, key string, sent, stored any, problems *[]string) {
 // isEnvReference matches the values config.ResolveSecret replaces by an
 // environment variable.
 func isEnvReference(s string) bool { return strings.HasPrefix(s, "${") && strings.HasSuffix(s, "}") }
-
-func redactedWithoutSecret(path string) string {
-	return path + ": " + audit.Redacted + " stands for a stored secret, but none is stored here; send the secret itself"
-}
 
 func envReferenceRefused(path string) string {
 	return path + ": ${...} environment references are resolved only in the config file; send the secret itself"

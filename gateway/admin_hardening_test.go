@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mcpgw/mcpgw/internal/audit"
+	"github.com/mcpgw/mcpgw/internal/secrets"
 )
 
 // catcher is a server an admin might re-point a backend at: it records every
@@ -73,21 +74,21 @@ func TestAdminRepointingABackendNeedsItsSecretAgain(t *testing.T) {
 		inBody        string
 	}{
 		{"url changed, api_key kept by the redaction marker", "vault", map[string]any{
-			"url": catch.URL, "auth_method": "pre-shared-key", "auth_config": map[string]any{"api_key": audit.Redacted, "header_name": "X-Vault-Key"},
+			"url": catch.URL, "auth_method": "pre-shared-key", "auth_config": map[string]any{"api_key": secrets.Placeholder, "header_name": "X-Vault-Key"},
 		}, 400, "backends.vault.auth_config.api_key: the destination changed (url); give the secret again"},
 		{"url changed, auth_config left out", "vault", map[string]any{
 			"url": catch.URL, "auth_method": "pre-shared-key",
 		}, 400, "backends.vault.auth_config.api_key: the destination changed (url); give the secret again"},
 		{"token endpoint changed, client_secret kept", "reports", map[string]any{
 			"url": w.notes.URL, "auth_method": "client-credentials",
-			"auth_config": map[string]any{"token_endpoint": catch.URL + "/token", "client_id": "mcpgw", "client_secret": audit.Redacted},
+			"auth_config": map[string]any{"token_endpoint": catch.URL + "/token", "client_id": "mcpgw", "client_secret": secrets.Placeholder},
 		}, 400, "backends.reports.auth_config.client_secret: the destination changed (auth_config.token_endpoint); give the secret again"},
 		{"token endpoint and url changed, auth_config left out", "reports", map[string]any{
 			"url": catch.URL, "auth_method": "client-credentials",
 		}, 400, "backends.reports.auth_config.client_secret: the destination changed (url); give the secret again"},
 		{"same destination, secret kept", "vault", map[string]any{
 			"url": w.notes.URL, "auth_method": "pre-shared-key", "description": "edited",
-			"auth_config": map[string]any{"api_key": audit.Redacted, "header_name": "X-Vault-Key"},
+			"auth_config": map[string]any{"api_key": secrets.Placeholder, "header_name": "X-Vault-Key"},
 		}, 200, `"description":"edited"`},
 		{"same destination, auth_config left out", "reports", map[string]any{
 			"url": w.notes.URL, "auth_method": "client-credentials", "description": "edited",
@@ -315,7 +316,7 @@ func TestBackendTarget(t *testing.T) {
 		mustNotContain   string
 	}{
 		{name: "metadata with secrets", body: `{"url":"http://u:pw@169.254.169.254/x?access_token=abc","auth_method":"none"}`,
-			url: "http://u:REDACTED@169.254.169.254/x?access_token=REDACTED", host: "169.254.169.254", class: classMetadata, mustNotContain: "abc"},
+			url: "http://REDACTED@169.254.169.254/x?access_token=REDACTED", host: "169.254.169.254", class: classMetadata, mustNotContain: "abc"},
 		{name: "the last of duplicate urls, as the write reads it", body: `{"url":"http://203.0.113.1/","url":"http://[fe80::2]/"}`,
 			url: "http://[fe80::2]/", host: "fe80::2", class: classLinkLocal},
 		{name: "no url", body: `{"auth_method":"none"}`, wantNil: true},

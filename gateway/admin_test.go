@@ -20,6 +20,7 @@ import (
 
 	"github.com/mcpgw/mcpgw/internal/audit"
 	"github.com/mcpgw/mcpgw/internal/demo"
+	"github.com/mcpgw/mcpgw/internal/secrets"
 )
 
 func TestAdminAuthentication(t *testing.T) {
@@ -316,7 +317,7 @@ func TestAdminSecretsAreWriteOnly(t *testing.T) {
 	t.Cleanup(func() { _ = vault.Close() })
 	// A real key: one that does not parse is refused at the write.
 	pem, pemBody := testPEMKey(t)
-	secrets := []string{"psk-123", "qs-123", "cs-123", pemBody}
+	leaks := []string{"psk-123", "qs-123", "cs-123", pemBody}
 	var seen []string // every admin API reply, checked for secrets at the end
 	call := func(want int, method, path, body string) []byte {
 		t.Helper()
@@ -341,10 +342,10 @@ func TestAdminSecretsAreWriteOnly(t *testing.T) {
 	var b, a apiEntry
 	decodeJSON(t, call(http.StatusOK, http.MethodGet, "/admin/v1/backends/vault", ""), &b)
 	decodeJSON(t, call(http.StatusOK, http.MethodGet, "/admin/v1/agents/vault-bot", ""), &a)
-	if b.Value["auth_config"].(map[string]any)["api_key"] != audit.Redacted || !strings.Contains(b.Value["url"].(string), "access_token=REDACTED") {
+	if b.Value["auth_config"].(map[string]any)["api_key"] != secrets.Placeholder || !strings.Contains(b.Value["url"].(string), "access_token=REDACTED") {
 		t.Fatalf("GET shows backend %v", b.Value)
 	}
-	if a.Value["client_secret"] != audit.Redacted || a.Value["private_key"] != audit.Redacted {
+	if a.Value["client_secret"] != secrets.Placeholder || a.Value["private_key"] != secrets.Placeholder {
 		t.Fatalf("GET shows agent %v", a.Value)
 	}
 	b.Value["description"] = "edited"
@@ -401,12 +402,12 @@ func TestAdminSecretsAreWriteOnly(t *testing.T) {
 	call(http.StatusOK, http.MethodGet, "/admin/v1/agents", "")
 	seen = append(seen, string(call(http.StatusOK, http.MethodGet, "/admin/v1/audit?kind=change&limit=1000", "")))
 	all := strings.Join(seen, "\n")
-	for _, s := range append(secrets, "psk-456") {
+	for _, s := range append(leaks, "psk-456") {
 		if strings.Contains(all, s) {
 			t.Errorf("secret %q appears in an admin API reply", s)
 		}
 	}
-	if !strings.Contains(all, `"before":{`) || !strings.Contains(all, audit.Redacted) {
+	if !strings.Contains(all, `"before":{`) || !strings.Contains(all, secrets.Placeholder) {
 		t.Fatal("the audit reply shows no redacted before/after snapshots")
 	}
 }
@@ -579,7 +580,7 @@ func TestAdminAuditTrail(t *testing.T) {
 		}
 	}
 	update := changes[2]
-	if !strings.Contains(string(update.Before), audit.Redacted) || !strings.Contains(string(update.After), audit.Redacted) ||
+	if !strings.Contains(string(update.Before), secrets.Placeholder) || !strings.Contains(string(update.After), secrets.Placeholder) ||
 		!strings.Contains(string(update.After), `"description":"HR"`) || strings.Contains(string(update.Before), "description") {
 		t.Fatalf("update before %s after %s", update.Before, update.After)
 	}

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mcpgw/mcpgw/internal/audit"
+	"github.com/mcpgw/mcpgw/internal/secrets"
 )
 
 // apiAs calls the admin API with a Content-Type of the caller's choosing.
@@ -140,7 +140,7 @@ func TestAdminAdapterRoutes(t *testing.T) {
 	// Create, shown as the adapter showed it, secrets hidden.
 	var created map[string]any
 	decodeJSON(t, w.must(http.StatusCreated, http.MethodPost, "/api/admin/agents", w.root, agent), &created)
-	if created["agent_name"] != "copilot" || created["client_id"] != "copilot-client" || created["client_secret"] != audit.Redacted {
+	if created["agent_name"] != "copilot" || created["client_id"] != "copilot-client" || created["client_secret"] != secrets.Placeholder {
 		t.Fatalf("created %v", created)
 	}
 	if status, _, body := w.api(http.MethodPost, "/api/admin/agents", w.root, agent); status != http.StatusConflict ||
@@ -196,7 +196,7 @@ func TestAdminAdapterRoutes(t *testing.T) {
 	var names []string
 	for _, a := range list.Agents {
 		names = append(names, a["agent_name"].(string))
-		if s, ok := a["client_secret"]; ok && s != audit.Redacted {
+		if s, ok := a["client_secret"]; ok && s != secrets.Placeholder {
 			t.Errorf("list shows a secret: %v", a)
 		}
 	}

@@ -9,9 +9,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mcpgw/mcpgw/internal/audit"
-	"github.com/mcpgw/mcpgw/internal/config"
 	"github.com/mcpgw/mcpgw/internal/policy"
+	"github.com/mcpgw/mcpgw/internal/secrets"
 )
 
 // Address classes of a backend write's target, as data.mcp.admin sees them
@@ -131,7 +130,7 @@ func backendTarget(ctx context.Context, body []byte) *policy.AdminTarget {
 	if json.Unmarshal(body, &sent) != nil || json.Unmarshal(sent["url"], &raw) != nil {
 		return nil
 	}
-	t := &policy.AdminTarget{URL: audit.RedactBackend(config.Backend{URL: raw}).URL, AddressClass: classUnresolved}
+	t := &policy.AdminTarget{URL: secrets.URL(raw), AddressClass: classUnresolved}
 	if u, err := url.Parse(raw); err == nil {
 		t.Host = u.Hostname()
 		t.AddressClass = classifyHost(ctx, net.DefaultResolver, t.Host)

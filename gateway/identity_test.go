@@ -357,28 +357,24 @@ func TestIssuerScopedRolesAndAudit(t *testing.T) {
 func policyWithIssuerGroups(t *testing.T, issuerGroups map[string]any) string {
 	t.Helper()
 	dir := t.TempDir()
-	entries, err := os.ReadDir("../policies")
+	if err := os.CopyFS(dir, os.DirFS("../policies")); err != nil {
+		t.Fatal(err)
+	}
+	dataFile := filepath.Join(dir, "data.json")
+	b, err := os.ReadFile(dataFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, e := range entries {
-		b, err := os.ReadFile(filepath.Join("../policies", e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if e.Name() == "data.json" {
-			var data map[string]any
-			if err := json.Unmarshal(b, &data); err != nil {
-				t.Fatal(err)
-			}
-			data["mcpgw"].(map[string]any)["roles"].(map[string]any)["issuer_groups"] = issuerGroups
-			if b, err = json.Marshal(data); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := os.WriteFile(filepath.Join(dir, e.Name()), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
+	var data map[string]any
+	if err := json.Unmarshal(b, &data); err != nil {
+		t.Fatal(err)
+	}
+	data["mcpgw"].(map[string]any)["roles"].(map[string]any)["issuer_groups"] = issuerGroups
+	if b, err = json.Marshal(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dataFile, b, 0o600); err != nil {
+		t.Fatal(err)
 	}
 	return dir
 }

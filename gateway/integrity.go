@@ -10,7 +10,7 @@ import (
 	"github.com/mcpgw/mcpgw/internal/integrity"
 	"github.com/mcpgw/mcpgw/internal/mcp"
 	"github.com/mcpgw/mcpgw/internal/policy"
-	"github.com/mcpgw/mcpgw/internal/redact"
+	"github.com/mcpgw/mcpgw/internal/secrets"
 	"github.com/mcpgw/mcpgw/internal/store"
 )
 
@@ -150,7 +150,7 @@ func (g *Gateway) classify(ctx context.Context, cl *call, list mcp.ListKey, item
 	}
 	memo, gen, err := g.pinsOf(ctx, b.Name)
 	if err != nil {
-		g.log.Warn("tool integrity: cannot read pins; every item counts as new", "request_id", cl.requestID, "backend", b.Name, "err", redact.Error(err))
+		g.log.Warn("tool integrity: cannot read pins; every item counts as new", "request_id", cl.requestID, "backend", b.Name, "err", secrets.Error(err))
 		memo = map[pinKey]pinMemo{}
 	}
 	var unrecorded []integrity.Definition
@@ -187,7 +187,7 @@ func (g *Gateway) record(ctx context.Context, cl *call, defs []integrity.Definit
 	trust := b.IntegrityMode() == config.IntegrityTrustOnFirstUse
 	sightings, recs, err := g.opts.Pins.ObserveDefinitions(ctx, b.Name, defs, trust, store.ChangeMeta{RequestID: cl.requestID})
 	if err != nil {
-		g.log.Warn("tool integrity: cannot record definitions", "request_id", cl.requestID, "backend", b.Name, "err", redact.Error(err))
+		g.log.Warn("tool integrity: cannot record definitions", "request_id", cl.requestID, "backend", b.Name, "err", secrets.Error(err))
 		return memo
 	}
 	for _, r := range recs {
@@ -235,7 +235,7 @@ func (g *Gateway) promptIntegrity(ctx context.Context, cl *call, name string) *p
 	pins, err := g.opts.Pins.ListPins(ctx, b.Name)
 	if err != nil {
 		// Fail closed: unclassified is held by an enforcing policy.
-		g.log.Warn("tool integrity: cannot read pins; the prompt counts as new", "request_id", cl.requestID, "backend", b.Name, "err", redact.Error(err))
+		g.log.Warn("tool integrity: cannot read pins; the prompt counts as new", "request_id", cl.requestID, "backend", b.Name, "err", secrets.Error(err))
 		return entry
 	}
 	for _, p := range pins {

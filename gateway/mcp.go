@@ -20,7 +20,7 @@ import (
 	"github.com/mcpgw/mcpgw/internal/identity"
 	"github.com/mcpgw/mcpgw/internal/mcp"
 	"github.com/mcpgw/mcpgw/internal/policy"
-	"github.com/mcpgw/mcpgw/internal/redact"
+	"github.com/mcpgw/mcpgw/internal/secrets"
 	"github.com/mcpgw/mcpgw/internal/telemetry"
 	"github.com/mcpgw/mcpgw/internal/upstream"
 )
@@ -253,7 +253,7 @@ func (g *Gateway) checkCall(ctx context.Context, cl *call, m *mcp.Message, in *p
 		return nil, &mcp.Error{Code: mcpgo.INVALID_PARAMS, Message: "invalid params: " + err.Error(), Status: fiber.StatusOK}
 	}
 	if err != nil {
-		g.log.Warn("could not list the backend's tools to decide a call", "request_id", cl.requestID, "backend", cl.route.backend.Name, "err", redact.Error(err))
+		g.log.Warn("could not list the backend's tools to decide a call", "request_id", cl.requestID, "backend", cl.route.backend.Name, "err", secrets.Error(err))
 		return nil, &mcp.Error{Code: mcp.CodeBackend, Message: fmt.Sprintf("backend %s: could not read its tool list to decide the call", cl.route.backend.Name), Status: fiber.StatusBadGateway}
 	}
 	if args, ok := m.ArgumentsValue(); ok {
@@ -532,7 +532,7 @@ func (g *Gateway) relay(c *fiber.Ctx, cl *call, method string, body []byte, pend
 	// (application/json-seq), and error statuses can carry results.
 	out, isJSON, err := g.filterReply(ctx, cl, payload, ct, pending, denied, batch)
 	if err != nil {
-		g.log.Warn("backend reply refused", "request_id", cl.requestID, "backend", r.backend.Name, "err", redact.Error(err))
+		g.log.Warn("backend reply refused", "request_id", cl.requestID, "backend", r.backend.Name, "err", secrets.Error(err))
 		cl.rec.outcome = telemetry.OutcomeBackendError
 		return g.failRequests(c, fiber.StatusBadGateway, pending, denied, batch, mcp.CodeBackend,
 			fmt.Sprintf("backend %s sent a reply the gateway cannot read unambiguously", r.backend.Name))
@@ -584,19 +584,19 @@ func (g *Gateway) backendFailure(c *fiber.Ctx, cl *call, err error, pending requ
 		// The causes print URLs (a token endpoint's, the backend's) with
 		// their query and userinfo: redacted in the log and in the 502
 		// body any caller reads.
-		g.log.Warn("backend credential failed", "request_id", cl.requestID, "backend", ce.Backend, "oauth_error", ce.Code, "err", redact.Error(ce.Err))
-		return g.failRequests(c, fiber.StatusBadGateway, pending, denied, batch, mcp.CodeCredential, redact.Text(ce.Error()))
+		g.log.Warn("backend credential failed", "request_id", cl.requestID, "backend", ce.Backend, "oauth_error", ce.Code, "err", secrets.Error(ce.Err))
+		return g.failRequests(c, fiber.StatusBadGateway, pending, denied, batch, mcp.CodeCredential, secrets.Text(ce.Error()))
 	case errors.As(err, &be):
 		cl.rec.outcome = telemetry.OutcomeBackendError
-		g.log.Warn("backend failed", "request_id", cl.requestID, "backend", be.Backend, "timeout", be.Timeout, "err", redact.Error(be.Err))
+		g.log.Warn("backend failed", "request_id", cl.requestID, "backend", be.Backend, "timeout", be.Timeout, "err", secrets.Error(be.Err))
 		status := fiber.StatusBadGateway
 		if be.Timeout {
 			status = fiber.StatusGatewayTimeout
 		}
-		return g.failRequests(c, status, pending, denied, batch, mcp.CodeBackend, redact.Text(be.Error()))
+		return g.failRequests(c, status, pending, denied, batch, mcp.CodeBackend, secrets.Text(be.Error()))
 	}
 	cl.rec.outcome = telemetry.OutcomeBackendError
-	g.log.Error("relay failed", "request_id", cl.requestID, "backend", cl.route.backend.Name, "err", redact.Error(err))
+	g.log.Error("relay failed", "request_id", cl.requestID, "backend", cl.route.backend.Name, "err", secrets.Error(err))
 	return g.failRequests(c, fiber.StatusBadGateway, pending, denied, batch, mcp.CodeBackend, fmt.Sprintf("backend %s failed", cl.route.backend.Name))
 }
 

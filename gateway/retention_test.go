@@ -49,7 +49,7 @@ func TestRequestDataOutlivesTheHandler(t *testing.T) {
 	for _, s := range exporter.GetSpans() {
 		a := map[string]string{}
 		for _, kv := range s.Attributes {
-			a[string(kv.Key)] = kv.Value.Emit()
+			a[string(kv.Key)] = kv.Value.String()
 		}
 		w, ok := want[a["mcpgw.backend"]]
 		if !ok || s.Name != "ping" {

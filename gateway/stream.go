@@ -15,7 +15,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/mcpgw/mcpgw/internal/mcp"
-	"github.com/mcpgw/mcpgw/internal/redact"
+	"github.com/mcpgw/mcpgw/internal/secrets"
 	"github.com/mcpgw/mcpgw/internal/upstream"
 )
 
@@ -195,7 +195,7 @@ func (g *Gateway) backendEnded(cl *call, err error, unanswered requests, answerP
 	}
 	attrs := []any{"request_id", cl.requestID, "backend", name, "unanswered", len(unanswered)}
 	if !errors.Is(err, io.EOF) {
-		attrs = append(attrs, "err", redact.Error(err))
+		attrs = append(attrs, "err", secrets.Error(err))
 	}
 	g.log.Warn("backend stream ended before answering every request", attrs...)
 	if o, ok := g.opts.Observer.(streamObserver); ok {

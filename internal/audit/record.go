@@ -1,8 +1,9 @@
 // Package audit defines the gateway's audit trail: one record per policy
-// decision, per configuration change, per tool change and per act of the
-// OAuth authorization server, the query over them, secret
-// redaction for configuration snapshots, and sinks that ship records to the
-// store, to stdout as JSON lines, or to an HTTP collector.
+// decision, per configuration change (snapshots are redacted copies:
+// config.Agent.Redacted, config.Backend.Redacted), per tool change and per
+// act of the OAuth authorization server, the query over them, and sinks
+// that ship records to the store, to stdout as JSON lines, or to an HTTP
+// collector.
 package audit
 
 import (
@@ -90,7 +91,7 @@ var ErrInvalidRecord = errors.New("invalid audit record")
 
 // Record is one entry of the audit trail. Decision records fill the request
 // fields; change records fill Action, ObjectKind, ObjectName, Before and After
-// (secrets already redacted: see RedactAgent and RedactBackend) and name the
+// (secrets already redacted: config.Agent.Redacted, config.Backend.Redacted) and name the
 // decision that allowed the change in DecisionID.
 type Record struct {
 	ID         string    `json:"id"`

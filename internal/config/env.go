@@ -237,11 +237,6 @@ func setDefault(raw map[string]any, val any, segs ...string) {
 	}
 }
 
-func hasItems(v any) bool {
-	l, ok := v.([]any)
-	return ok && len(l) > 0
-}
-
 // envMap turns environ into a lookup table; a later duplicate wins, as it
 // does for koanf's env provider.
 func envMap(environ []string) map[string]string {

@@ -4,49 +4,46 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"reflect"
-	"regexp"
-	"strings"
+	"slices"
 	"time"
 
-	"github.com/mcpgw/mcpgw/internal/redact"
+	"github.com/mcpgw/mcpgw/internal/secrets"
 )
-
-// redactedMark replaces a secret when a configuration is printed or logged.
-const redactedMark = "[REDACTED]"
 
 // Every type here that holds a secret implements fmt.Stringer,
 // fmt.GoStringer and slog.LogValuer on its redacted copy, so neither
 // fmt.Printf("%v"/"%+v"/"%#v") nor slog can print a secret by accident.
+// What is secret, and what stands in for it, is internal/secrets' rule.
 
-// Redacted returns a copy of c that is safe to print: agents'
-// client_secret and private_key, server.session_key, oauth.upstream.client_secret, every auth_config and
-// policy.opa key matching secret|password|key|token (case-insensitive; keys
-// ending in _file, _url, _uri or _endpoint name places, not secrets), and
-// the userinfo, query values and fragment of backend URLs, store.dsn,
-// ratelimit.redis_url and telemetry.otlp_endpoint (redact.URL: the one rule every log line, error
-// message and trace attribute follows) are masked. An empty secret stays
-// empty, so "not set" remains visible. The backends and agents maps are new;
-// other slices may share storage with c.
+// Redacted returns a copy of c that is safe to print: every place the
+// package secrets lists is masked (agents' client_secret and private_key,
+// server.session_key, oauth.upstream.client_secret, secrets in auth_config and policy.opa trees
+// (secrets.Tree), the userinfo, query values and fragment of backend URLs,
+// ratelimit.redis_url and telemetry.otlp_endpoint (secrets.URL), and
+// store.dsn (secrets.DSN)). An empty secret stays empty, so "not set"
+// remains visible. The backends and agents maps are new; other slices may
+// share storage with c.
 func (c Config) Redacted() Config {
 	r := c
 	r.Server = c.Server.redacted()
 	r.Store = c.Store.redacted()
 	r.Policy = c.Policy.redacted()
-	r.Telemetry.OTLPEndpoint = redact.URL(c.Telemetry.OTLPEndpoint)
+	r.Telemetry.OTLPEndpoint = secrets.URL(c.Telemetry.OTLPEndpoint)
 	// A Redis URL may carry its password (redis://:pw@host).
-	r.RateLimit.RedisURL = redact.URL(c.RateLimit.RedisURL)
-	r.OAuth.Upstream.ClientSecret = mask(c.OAuth.Upstream.ClientSecret)
+	r.RateLimit.RedisURL = secrets.URL(c.RateLimit.RedisURL)
+	r.OAuth.Upstream.ClientSecret = secrets.Mask(c.OAuth.Upstream.ClientSecret)
 	if c.Backends != nil {
 		r.Backends = make(map[string]Backend, len(c.Backends))
 		for k, b := range c.Backends {
-			r.Backends[k] = b.redacted()
+			r.Backends[k] = b.Redacted()
 		}
 	}
 	if c.Agents != nil {
 		r.Agents = make(map[string]Agent, len(c.Agents))
 		for k, a := range c.Agents {
-			r.Agents[k] = a.redacted()
+			r.Agents[k] = a.Redacted()
 		}
 	}
 	return r
@@ -58,7 +55,7 @@ func (c Config) GoString() string     { return c.String() }
 func (c Config) LogValue() slog.Value { return groupValue(c.Redacted(), "") }
 
 func (s Server) redacted() Server {
-	s.SessionKey = mask(s.SessionKey)
+	s.SessionKey = secrets.Mask(s.SessionKey)
 	return s
 }
 
@@ -67,7 +64,7 @@ func (s Server) GoString() string     { return s.String() }
 func (s Server) LogValue() slog.Value { return groupValue(s.redacted(), "") }
 
 func (s Store) redacted() Store {
-	s.DSN = redactDSN(s.DSN)
+	s.DSN = secrets.DSN(s.DSN)
 	return s
 }
 
@@ -76,7 +73,7 @@ func (s Store) GoString() string     { return s.String() }
 func (s Store) LogValue() slog.Value { return groupValue(s.redacted(), "") }
 
 func (p Policy) redacted() Policy {
-	p.OPA = redactTree(p.OPA)
+	p.OPA = secrets.Tree(p.OPA)
 	return p
 }
 
@@ -84,82 +81,44 @@ func (p Policy) String() string       { return printable(p.redacted(), "") }
 func (p Policy) GoString() string     { return p.String() }
 func (p Policy) LogValue() slog.Value { return groupValue(p.redacted(), "") }
 
-func (b Backend) redacted() Backend {
-	b.URL = redact.URL(b.URL)
-	b.AuthConfig = redactTree(b.AuthConfig)
+// Redacted returns a deep copy of b that is safe to show (printed, logged,
+// in an audit record or an admin API response): its URL through
+// secrets.URL and its auth_config through secrets.Tree. The copy shares
+// nothing mutable with b.
+func (b Backend) Redacted() Backend {
+	b.URL = secrets.URL(b.URL)
+	b.Paths = slices.Clone(b.Paths)
+	b.Labels = maps.Clone(b.Labels)
+	if b.Enabled != nil {
+		enabled := *b.Enabled
+		b.Enabled = &enabled
+	}
+	b.AuthConfig = secrets.Tree(b.AuthConfig)
 	return b
 }
 
-func (b Backend) String() string       { return printable(b.redacted(), b.Name) }
+func (b Backend) String() string       { return printable(b.Redacted(), b.Name) }
 func (b Backend) GoString() string     { return b.String() }
-func (b Backend) LogValue() slog.Value { return groupValue(b.redacted(), b.Name) }
+func (b Backend) LogValue() slog.Value { return groupValue(b.Redacted(), b.Name) }
 
-func (a Agent) redacted() Agent {
-	a.ClientSecret = mask(a.ClientSecret)
-	a.PrivateKey = mask(a.PrivateKey)
+// Redacted returns a deep copy of a that is safe to show, its client
+// secret and inline private key masked (secrets.Mask). PrivateKeyFile and
+// ClientSecretFile are paths, not secrets, and are kept.
+func (a Agent) Redacted() Agent {
+	a.ClientSecret = secrets.Mask(a.ClientSecret)
+	a.PrivateKey = secrets.Mask(a.PrivateKey)
+	a.Scopes = slices.Clone(a.Scopes)
+	a.BackendAccess = slices.Clone(a.BackendAccess)
+	if a.Enabled != nil {
+		enabled := *a.Enabled
+		a.Enabled = &enabled
+	}
 	return a
 }
 
-func (a Agent) String() string       { return printable(a.redacted(), a.Name) }
+func (a Agent) String() string       { return printable(a.Redacted(), a.Name) }
 func (a Agent) GoString() string     { return a.String() }
-func (a Agent) LogValue() slog.Value { return groupValue(a.redacted(), a.Name) }
-
-func mask(s string) string {
-	if s == "" {
-		return ""
-	}
-	return redactedMark
-}
-
-// redactTree copies an auth_config-like tree, masking the scalars (and
-// lists of scalars) held under secret keys.
-func redactTree(m map[string]any) map[string]any {
-	if m == nil {
-		return nil
-	}
-	out := make(map[string]any, len(m))
-	for k, v := range m {
-		out[k] = redactValue(v, isSecretKey(k))
-	}
-	return out
-}
-
-func redactValue(v any, secret bool) any {
-	switch t := v.(type) {
-	case map[string]any:
-		return redactTree(t)
-	case []any:
-		out := make([]any, len(t))
-		for i, item := range t {
-			out[i] = redactValue(item, secret)
-		}
-		return out
-	case nil:
-		return nil
-	}
-	if secret {
-		if s, ok := v.(string); ok && s == "" {
-			return ""
-		}
-		return redactedMark
-	}
-	// A value under any other key may still be a URL carrying credentials
-	// (target_authorization_server: https://user:pw@as/...?k=...).
-	if s, ok := v.(string); ok {
-		return redact.URL(s)
-	}
-	return v
-}
-
-var dsnPassword = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
-
-// redactDSN covers both PostgreSQL forms: a URL and "key=value" pairs.
-func redactDSN(dsn string) string {
-	if strings.Contains(dsn, "://") {
-		return redact.URL(dsn)
-	}
-	return dsnPassword.ReplaceAllString(dsn, "${1}"+redactedMark)
-}
+func (a Agent) LogValue() slog.Value { return groupValue(a.Redacted(), a.Name) }
 
 // printable renders v (already redacted) as JSON keyed by koanf tags.
 func printable(v any, name string) string {

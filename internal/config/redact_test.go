@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mcpgw/mcpgw/internal/redact"
+	"github.com/mcpgw/mcpgw/internal/secrets"
 )
 
 // Each secret is a distinct marker so a leak names itself.
@@ -87,7 +87,7 @@ func TestRedactionInEveryPrintPath(t *testing.T) {
 				t.Errorf("%s leaks %s:\n%s", name, s, out)
 			}
 		}
-		if !strings.Contains(out, redactedMark) && !strings.Contains(out, redact.Mark) {
+		if !strings.Contains(out, secrets.Placeholder) && !strings.Contains(out, secrets.Mark) {
 			t.Errorf("%s shows no redaction mark:\n%s", name, out)
 		}
 	}
@@ -119,46 +119,30 @@ func TestRedactedKeepsNonSecrets(t *testing.T) {
 		want any
 	}{
 		{[]string{"agents", "cursor", "client_id"}, "0oa-cursor"},
-		{[]string{"agents", "cursor", "client_secret"}, redactedMark},
-		{[]string{"agents", "cursor", "private_key"}, redactedMark},
-		{[]string{"server", "session_key"}, redactedMark},
+		{[]string{"agents", "cursor", "client_secret"}, secrets.Placeholder},
+		{[]string{"agents", "cursor", "private_key"}, secrets.Placeholder},
+		{[]string{"server", "session_key"}, secrets.Placeholder},
 		{[]string{"server", "listen"}, "127.0.0.1:8000"},
 		{[]string{"policy", "timeout"}, "50ms"},
 		{[]string{"backends", "psk", "auth_config", "header_name"}, "X-Api-Key"},
-		{[]string{"backends", "psk", "auth_config", "api_key"}, redactedMark},
-		{[]string{"backends", "psk", "auth_config", "API_KEY_2"}, redactedMark},
+		{[]string{"backends", "psk", "auth_config", "api_key"}, secrets.Placeholder},
+		{[]string{"backends", "psk", "auth_config", "API_KEY_2"}, secrets.Placeholder},
 		{[]string{"backends", "sa", "auth_config", "username"}, "svc-user"},
-		{[]string{"backends", "sa", "auth_config", "password"}, redactedMark},
+		{[]string{"backends", "sa", "auth_config", "password"}, secrets.Placeholder},
 		{[]string{"backends", "xaa", "auth_config", "target_audience"}, "https://xaa.example.com"},
 		{[]string{"backends", "xaa", "auth_config", "target_token_endpoint"}, "https://as.example.com/token"},
 		// An address, not a secret: shown, with only URL secrets masked.
 		{[]string{"backends", "xaa", "auth_config", "target_authorization_server"}, "https://REDACTED@as.example.com/oauth2/aus1?k=REDACTED"},
-		{[]string{"backends", "xaa", "auth_config", "target_client_secret"}, redactedMark},
-		{[]string{"backends", "xaa", "auth_config", "upstream", "refresh_token"}, redactedMark},
+		{[]string{"backends", "xaa", "auth_config", "target_client_secret"}, secrets.Placeholder},
+		{[]string{"backends", "xaa", "auth_config", "upstream", "refresh_token"}, secrets.Placeholder},
 		{[]string{"policy", "opa", "services", "bundles", "url"}, "https://bundles.example.com"},
-		{[]string{"policy", "opa", "services", "bundles", "credentials", "bearer", "token"}, redactedMark},
+		{[]string{"policy", "opa", "services", "bundles", "credentials", "bearer", "token"}, secrets.Placeholder},
 		{[]string{"store", "dsn"}, "postgres://REDACTED@db.example.com:5432/mcpgw?sslmode=REDACTED"},
 		{[]string{"backends", "signed", "url"}, "http://127.0.0.1:4/mcp?api_key=REDACTED&region=REDACTED"},
 	}
 	for _, tt := range tests {
 		if got := get(tt.path...); got != tt.want {
 			t.Errorf("%s = %#v, want %#v", strings.Join(tt.path, "."), got, tt.want)
-		}
-	}
-}
-
-func TestRedactDSN(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"file:mcpgw.db", "file:mcpgw.db"},
-		{":memory:", ":memory:"},
-		{"postgres://u:pw@h/db", "postgres://REDACTED@h/db"},
-		{"postgres://u@h/db?password=pw&sslmode=disable", "postgres://REDACTED@h/db?password=REDACTED&sslmode=REDACTED"},
-		{"host=h user=u password=pw dbname=d", "host=h user=u password=" + redactedMark + " dbname=d"},
-		{"host=h password='p w' dbname=d", "host=h password=" + redactedMark + " dbname=d"},
-	}
-	for _, tt := range tests {
-		if got := redactDSN(tt.in); got != tt.want {
-			t.Errorf("redactDSN(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"os"
 	"regexp"
 	"strings"
+
+	"github.com/mcpgw/mcpgw/internal/secrets"
 )
 
 // maxSecretFileBytes bounds a secret file read, so a mistaken path such as
@@ -14,24 +16,6 @@ import (
 const maxSecretFileBytes = 1 << 20
 
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-
-// secretKeyName matches the keys whose values are secrets, for both
-// redaction and *_file resolution.
-var secretKeyName = regexp.MustCompile(`(?i)secret|password|key|token`)
-
-// isSecretKey reports whether an auth_config (or OPA config) key holds a
-// secret. Keys that name where something lives (files, URLs, endpoints) do
-// not, even when they contain "token" or "key": target_token_endpoint is
-// a URL, api_key_file a path.
-func isSecretKey(key string) bool {
-	lower := strings.ToLower(key)
-	for _, suffix := range []string{"_file", "_url", "_uri", "_endpoint"} {
-		if strings.HasSuffix(lower, suffix) {
-			return false
-		}
-	}
-	return secretKeyName.MatchString(key)
-}
 
 // ResolveSecret returns a secret given either inline (value) or in a file
 // (file, read with trailing newlines trimmed); setting both is an error. An
@@ -140,7 +124,7 @@ func resolveTree(m map[string]any, path string, lookup func(string) (string, boo
 		p := path + "." + k
 		switch v := m[k].(type) {
 		case string:
-			if base, isFile := strings.CutSuffix(k, "_file"); isFile && isSecretKey(base) {
+			if base, isFile := strings.CutSuffix(k, "_file"); isFile && secrets.IsSecretKey(base) {
 				if existing, _ := m[base].(string); existing != "" {
 					errs = append(errs, fmt.Errorf("%s: set %s or %s, not both", p, base, k))
 					continue

@@ -46,15 +46,6 @@ func (a *authConfig) str(key string) string {
 	return strings.TrimSpace(s)
 }
 
-// required is str that must be set.
-func (a *authConfig) required(key, why string) string {
-	s := a.str(key)
-	if s == "" {
-		a.fail(key, "required %s", why)
-	}
-	return s
-}
-
 // oneOf is str restricted to allowed values; def when unset.
 func (a *authConfig) oneOf(key, def string, allowed ...string) string {
 	s := a.str(key)
@@ -201,7 +192,7 @@ func (a *authConfig) clientAuth(prefix string) clientConfig {
 
 // forAgent fills what the config left to the calling agent.
 func (cc clientConfig) forAgent(agent config.Agent, agentKey func() (jwk.Key, error)) (clientAuth, error) {
-	out := clientAuth{method: cc.method, clientID: cc.clientID, secret: cc.secret, key: cc.key}
+	out := clientAuth(cc)
 	if out.clientID == "" {
 		if agent.ClientID == "" {
 			return clientAuth{}, fmt.Errorf("agents.%s.client_id: required to authenticate as the agent", agent.Name)

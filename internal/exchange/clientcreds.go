@@ -34,7 +34,7 @@ func (x *Exchanger) newClientCredentials(b config.Backend) (upstream.Injector, e
 	if client.method == authPrivateKey && client.key == nil && a.str("private_key") == "" && a.str("private_key_file") == "" {
 		a.fail("client_secret", "required for client-credentials (or private_key with client_auth_method private_key_jwt)")
 	}
-	cc.auth = clientAuth{method: client.method, clientID: client.clientID, secret: client.secret, key: client.key}
+	cc.auth = clientAuth(client)
 	cc.audience = a.str("audience")
 	cc.resource = a.str("resource")
 	if cc.resource != "" {

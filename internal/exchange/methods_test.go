@@ -23,7 +23,6 @@ type singleAS struct {
 	backend    *demo.Backend
 	backendLog *backendLog
 	x          *exchange.Exchanger
-	users      *testidp.Server
 }
 
 func newSingleAS(t *testing.T) *singleAS {

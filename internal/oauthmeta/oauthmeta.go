@@ -21,6 +21,8 @@ import (
 	"strings"
 
 	"github.com/mark3labs/mcp-go/client/transport"
+
+	"github.com/mcpgw/mcpgw/internal/secrets"
 )
 
 // MaxDocumentBytes bounds a metadata document; a longer one is refused.
@@ -175,7 +177,7 @@ func splitIdentifier(id, name string) (origin, path string, err error) {
 		return "", "", fmt.Errorf("%s is not a URL", name)
 	}
 	if (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return "", "", fmt.Errorf("%s %q is not an absolute http(s) URL", name, u.Redacted())
+		return "", "", fmt.Errorf("%s %q is not an absolute http(s) URL", name, secrets.URL(id))
 	}
 	if u.User != nil || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
 		return "", "", fmt.Errorf("%s must not carry user info, a query or a fragment", name)
@@ -192,10 +194,10 @@ func checkEndpointURL(s string) error {
 		return errors.New("is not a URL")
 	}
 	if (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return fmt.Errorf("%q is not an absolute http(s) URL", u.Redacted())
+		return fmt.Errorf("%q is not an absolute http(s) URL", secrets.URL(s))
 	}
 	if u.User != nil || u.Fragment != "" {
-		return fmt.Errorf("%q must not carry user info or a fragment", u.Redacted())
+		return fmt.Errorf("%q must not carry user info or a fragment", secrets.URL(s))
 	}
 	return nil
 }

@@ -22,8 +22,6 @@ type tokenError struct {
 	code      string
 	desc      string
 	grantID   string // the grant the refusal revoked, if any
-	subject   string
-	agent     string
 	clientID  string
 	grantType string
 }

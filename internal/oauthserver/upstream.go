@@ -20,7 +20,7 @@ import (
 	"github.com/mcpgw/mcpgw/internal/exchange"
 	"github.com/mcpgw/mcpgw/internal/identity"
 	"github.com/mcpgw/mcpgw/internal/oauthmeta"
-	"github.com/mcpgw/mcpgw/internal/redact"
+	"github.com/mcpgw/mcpgw/internal/secrets"
 )
 
 // maxIdPResponse bounds what the gateway reads of the IdP's token endpoint.
@@ -73,7 +73,7 @@ func (u *upstream) metadata(ctx context.Context) (*oauthmeta.Metadata, error) {
 	}
 	md, err := oauthmeta.Fetch(ctx, u.httpc, u.cfg.Issuer, oauthmeta.AuthorizationEndpoint, oauthmeta.TokenEndpoint)
 	if err != nil {
-		return nil, fmt.Errorf("discover the IdP %s: %w", redact.URL(u.cfg.Issuer), err)
+		return nil, fmt.Errorf("discover the IdP %s: %w", secrets.URL(u.cfg.Issuer), err)
 	}
 	u.md = md
 	return md, nil

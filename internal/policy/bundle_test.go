@@ -3,7 +3,6 @@ package policy
 import (
 	"context"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -98,19 +97,11 @@ func TestDirectoryRevisionIsContentHash(t *testing.T) {
 	}
 
 	// The same files elsewhere have the same revision.
-	copied := map[string]string{}
-	entries, err := os.ReadDir(shippedPolicies)
-	if err != nil {
+	copied := t.TempDir()
+	if err := os.CopyFS(copied, os.DirFS(shippedPolicies)); err != nil {
 		t.Fatal(err)
 	}
-	for _, entry := range entries {
-		body, err := os.ReadFile(filepath.Join(shippedPolicies, entry.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		copied[entry.Name()] = string(body)
-	}
-	d, _ := newEngine(t, Options{Source: policyDir(t, copied), AllowUnsigned: true})
+	d, _ := newEngine(t, Options{Source: copied, AllowUnsigned: true})
 	if d.Revision() != a.Revision() {
 		t.Fatalf("a copy of the policies has revision %s, the original %s", d.Revision(), a.Revision())
 	}

@@ -84,9 +84,6 @@ func overLimit(key string, limit int64, format string, args ...any) error {
 	return &LimitError{Key: key, Limit: limit, What: fmt.Sprintf(format, args...)}
 }
 
-// errTooLarge is what a capped reader returns past its cap.
-var errTooLarge = errors.New("too large")
-
 // cappedReader reads at most cap bytes of r, then fails with tooLarge, so
 // that a stream larger than allowed is never read whole.
 type cappedReader struct {

@@ -43,7 +43,7 @@ func TestMakeBundleCommandLine(t *testing.T) {
 		names = append(names, f.Name)
 	}
 	if report.Revision != "v9.9.9-test" || strings.Join(report.Roots, ",") != "mcp,mcpgw,system/log" || report.KeyID != "default" ||
-		!strings.Contains(strings.Join(names, ","), "policies/gateway.rego") || strings.Contains(strings.Join(names, ","), "_test.rego") {
+		!strings.Contains(strings.Join(names, ","), "policies/mcp/gateway/gateway.rego") || strings.Contains(strings.Join(names, ","), "_test.rego") {
 		t.Fatalf("report %+v", report)
 	}
 

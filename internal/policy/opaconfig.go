@@ -16,6 +16,8 @@ import (
 	"github.com/open-policy-agent/opa/v1/keys"
 	"github.com/open-policy-agent/opa/v1/plugins"
 	bundleplugin "github.com/open-policy-agent/opa/v1/plugins/bundle"
+
+	"github.com/mcpgw/mcpgw/internal/secrets"
 )
 
 // sourceKind says where the engine's policy comes from.
@@ -152,7 +154,7 @@ func buildOPAConfig(o *Options, kind sourceKind) (*opaSetup, error) {
 func expandShorthand(o *Options, cfg map[string]any, configured map[string]*keys.Config) error {
 	u, err := url.Parse(o.Source)
 	if err != nil || u.Host == "" {
-		return fmt.Errorf("policy.bundle %s: not a valid URL", redactURL(o.Source))
+		return fmt.Errorf("policy.bundle %s: not a valid URL", secrets.URL(o.Source))
 	}
 	if u.User != nil {
 		return errors.New("policy.bundle: credentials in the URL are not accepted (they would be logged); configure the service under policy.opa.services")
@@ -200,7 +202,7 @@ func expandShorthand(o *Options, cfg map[string]any, configured map[string]*keys
 		}
 		source["signing"] = map[string]any{"keyid": o.KeyID}
 	case !o.AllowUnsigned:
-		return fmt.Errorf("policy.bundle %s: no verification_key or key_id configured and allow_unsigned is false: refusing an unverified policy", redactURL(o.Source))
+		return fmt.Errorf("policy.bundle %s: no verification_key or key_id configured and allow_unsigned is false: refusing an unverified policy", secrets.URL(o.Source))
 	}
 	cfg["bundles"] = map[string]any{bundleName: source}
 	return nil
@@ -279,25 +281,11 @@ func cloneTree(cfg map[string]any) (map[string]any, error) {
 	return out, nil
 }
 
-// redactURL drops credentials and the query (which may carry a token) from a
-// URL meant for logs and status.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
-		return raw
-	}
-	u.User = nil
-	if u.RawQuery != "" {
-		u.RawQuery = "redacted"
-	}
-	return u.String()
-}
-
 // describeSource names a policy source for logs and status.
 func describeSource(source string, kind sourceKind) string {
 	switch kind {
 	case sourceURL:
-		return redactURL(source)
+		return secrets.URL(source)
 	case sourceOPA:
 		return "policy.opa.bundles"
 	}

@@ -216,3 +216,36 @@ func TestStartupWaitBoundsNew(t *testing.T) {
 		t.Fatalf("Ready: %v", err)
 	}
 }
+
+// The mask shipped in policies/system/log hides the token's claims and the
+// tool arguments from OPA's decision logs but keeps who decided (sub, iss,
+// client_id) readable.
+func TestShippedDecisionLogMask(t *testing.T) {
+	var logs logBuffer
+	e, err := New(context.Background(), Options{
+		Source: shippedPolicies, AllowUnsigned: true, Logger: logs.logger(),
+		OPAConfig: map[string]any{"decision_logs": map[string]any{"console": true}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := caller([]string{"mcp-viewers"}, writeScopes, "employees", "get_employee", map[string]any{"employee_id": "ARG-SECRET-7"})
+	in.Token.Claims = map[string]any{"email": "CLAIM-SECRET-8@example.com"}
+	d := e.Decide(context.Background(), in)
+	stopEngine(t, e)
+
+	console := logs.String()
+	if !strings.Contains(console, d.ID) {
+		t.Fatalf("no console decision log for %s:\n%s", d.ID, console)
+	}
+	for _, leak := range []string{"ARG-SECRET-7", "CLAIM-SECRET-8"} {
+		if strings.Contains(console, leak) {
+			t.Errorf("the decision log shows masked %s:\n%s", leak, console)
+		}
+	}
+	for _, keep := range []string{in.Token.Sub, in.Token.Iss, in.Token.ClientID, "/input/token/claims", "/input/mcp/arguments"} {
+		if !strings.Contains(console, keep) {
+			t.Errorf("the decision log lacks %s:\n%s", keep, console)
+		}
+	}
+}

@@ -180,22 +180,8 @@ func TestVisibleCache(t *testing.T) {
 // A policy change must never be answered from the cache of the old one.
 func TestVisibleCacheFollowsPolicyChanges(t *testing.T) {
 	dir := t.TempDir()
-	files, err := os.ReadDir(shippedPolicies)
-	if err != nil {
+	if err := os.CopyFS(dir, os.DirFS(shippedPolicies)); err != nil {
 		t.Fatal(err)
-	}
-	for _, f := range files {
-		name := f.Name()
-		if f.IsDir() || !(strings.HasSuffix(name, ".rego") || strings.HasSuffix(name, ".json")) {
-			continue
-		}
-		body, err := os.ReadFile(filepath.Join(shippedPolicies, name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, name), body, 0o644); err != nil {
-			t.Fatal(err)
-		}
 	}
 	e, _ := newEngine(t, Options{Source: dir, AllowUnsigned: true})
 	ctx := context.Background()
@@ -245,7 +231,7 @@ func TestVisibleCacheFollowsPolicyChanges(t *testing.T) {
 	}
 
 	// A broken edit does not replace the working policy.
-	if err := os.WriteFile(filepath.Join(dir, "roles.rego"), []byte("package mcp.gateway\n\npermitted(x) if {"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "mcp", "gateway", "roles.rego"), []byte("package mcp.gateway\n\npermitted(x) if {"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.Reload(ctx); err == nil {
@@ -353,18 +339,8 @@ func TestVisibleCatalog(t *testing.T) {
 // the revision a decision names is the policy that made it.
 func TestDecisionsDuringReloadNameTheirPolicy(t *testing.T) {
 	dir := t.TempDir()
-	entries, err := os.ReadDir(shippedPolicies)
-	if err != nil {
+	if err := os.CopyFS(dir, os.DirFS(shippedPolicies)); err != nil {
 		t.Fatal(err)
-	}
-	for _, entry := range entries {
-		body, err := os.ReadFile(filepath.Join(shippedPolicies, entry.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, entry.Name()), body, 0o644); err != nil {
-			t.Fatal(err)
-		}
 	}
 	original, err := os.ReadFile(filepath.Join(dir, "data.json"))
 	if err != nil {

@@ -9,7 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/mcpgw/mcpgw/internal/redact"
+	"github.com/mcpgw/mcpgw/internal/secrets"
 )
 
 // slidingWindow decides and counts in one step, atomically: Redis runs a
@@ -80,7 +80,7 @@ func NewRedis(o RedisOptions) (*Redis, error) {
 	quietRedis.Do(func() { redis.SetLogger(discardLogger{}) })
 	opts, err := redis.ParseURL(o.URL)
 	if err != nil {
-		return nil, fmt.Errorf("ratelimit: redis url %s: %w", redact.URL(o.URL), err)
+		return nil, fmt.Errorf("ratelimit: redis url %s: %w", secrets.URL(o.URL), err)
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = time.Second
@@ -97,7 +97,7 @@ func NewRedis(o RedisOptions) (*Redis, error) {
 	opts.ContextTimeoutEnabled = true
 	opts.MaxRetries = 1
 	opts.DisableIdentity = true
-	return &Redis{client: redis.NewClient(opts), prefix: o.Prefix, timeout: o.Timeout, shown: redact.URL(o.URL)}, nil
+	return &Redis{client: redis.NewClient(opts), prefix: o.Prefix, timeout: o.Timeout, shown: secrets.URL(o.URL)}, nil
 }
 
 // Allow implements Limiter.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/mcpgw/mcpgw/internal/audit"
 	"github.com/mcpgw/mcpgw/internal/config"
+	"github.com/mcpgw/mcpgw/internal/secrets"
 )
 
 // Secrets the fixtures carry; no audit record may contain them.
@@ -234,7 +235,7 @@ func checkChange(t *testing.T, r audit.Record, action audit.Action, kind audit.O
 		t.Errorf("change record before/after present = %v/%v, want %v/%v", len(r.Before) > 0, len(r.After) > 0, before, after)
 	}
 	for _, raw := range []json.RawMessage{r.Before, r.After} {
-		if len(raw) > 0 && !strings.Contains(string(raw), audit.Redacted) {
+		if len(raw) > 0 && !strings.Contains(string(raw), secrets.Placeholder) {
 			t.Errorf("snapshot %s shows no redaction marker", raw)
 		}
 	}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mcpgw/mcpgw/internal/secrets"
+
 	// Registers the "pgx" database/sql driver.
 	_ "github.com/jackc/pgx/v5/stdlib"
 	// Registers the "sqlite" database/sql driver.
@@ -83,7 +85,7 @@ func openSQLite(ctx context.Context, dsn string) (*sqlStore, error) {
 	if strings.Contains(dsn, "?") {
 		sep = "&"
 	}
-	shown := redactDSN(dsn)
+	shown := secrets.DSN(dsn)
 	db, err := sql.Open("sqlite", dsn+sep+params)
 	if err != nil {
 		return nil, fmt.Errorf("store %s: open sqlite: %w", shown, err)
@@ -144,7 +146,7 @@ func enableWAL(ctx context.Context, db *sql.DB) error {
 }
 
 func openPostgres(ctx context.Context, dsn string) (*sqlStore, error) {
-	shown := redactDSN(dsn)
+	shown := secrets.DSN(dsn)
 	db, err := sql.Open("pgx", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("store %s: open postgres: %w", shown, err)

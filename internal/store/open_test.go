@@ -52,18 +52,3 @@ func TestSQLiteDSNForms(t *testing.T) {
 		})
 	}
 }
-
-func TestRedactDSN(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"postgres://u:secret@h:5432/db?sslmode=disable", "postgres://u:xxxxx@h:5432/db"},
-		{"postgres://u@h/db", "postgres://u@h/db"},
-		{"file:mcpgw.db?_pragma=x", "file:mcpgw.db"},
-		{"mcpgw.db?x=1", "mcpgw.db"},
-		{":memory:", ":memory:"},
-	}
-	for _, tc := range tests {
-		if got := redactDSN(tc.in); got != tc.want {
-			t.Errorf("redactDSN(%q) = %q, want %q", tc.in, got, tc.want)
-		}
-	}
-}

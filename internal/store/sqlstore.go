@@ -38,14 +38,14 @@ var (
 		kind:   audit.ObjectAgent,
 		name:   func(a config.Agent) string { return a.Name },
 		rename: func(a *config.Agent, n string) { a.Name = n },
-		redact: audit.RedactAgent,
+		redact: config.Agent.Redacted,
 	}
 	backendTable = objectTable[config.Backend]{
 		table:  "backends",
 		kind:   audit.ObjectBackend,
 		name:   func(b config.Backend) string { return b.Name },
 		rename: func(b *config.Backend, n string) { b.Name = n },
-		redact: audit.RedactBackend,
+		redact: config.Backend.Redacted,
 	}
 )
 

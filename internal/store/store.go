@@ -6,14 +6,13 @@
 //
 // Secrets in agents and backends are stored as given, since the gateway needs
 // them; the store never logs, and its change records carry only redacted
-// copies (audit.RedactAgent, audit.RedactBackend).
+// copies (config.Agent.Redacted, config.Backend.Redacted).
 package store
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"regexp"
 	"strings"
 	"time"
@@ -21,6 +20,7 @@ import (
 	"github.com/mcpgw/mcpgw/internal/audit"
 	"github.com/mcpgw/mcpgw/internal/config"
 	"github.com/mcpgw/mcpgw/internal/integrity"
+	"github.com/mcpgw/mcpgw/internal/secrets"
 )
 
 // ErrNotFound is returned (wrapped, with the name) for an agent or backend
@@ -155,7 +155,7 @@ func Open(ctx context.Context, dsn string) (Store, error) {
 	)
 	switch {
 	case dsn == "":
-		return nil, errors.New("store.dsn: empty; want file:mcpgw.db, :memory: or postgres://...")
+		return nil, errors.New("store.dsn: empty; want file:mcpgw.db, :memory: or a postgres:// URL")
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
 		s, err = openPostgres(ctx, dsn)
 	case keywordDSN.MatchString(dsn):
@@ -163,7 +163,7 @@ func Open(ctx context.Context, dsn string) (Store, error) {
 		// of that name.
 		return nil, errors.New("store.dsn: keyword=value DSNs are not supported; write PostgreSQL as postgres://user@host:5432/db")
 	case otherScheme.MatchString(dsn) && !strings.HasPrefix(dsn, "file:"):
-		return nil, fmt.Errorf("store.dsn: scheme of %q not supported; want file:, :memory: or postgres://", redactDSN(dsn))
+		return nil, fmt.Errorf("store.dsn: scheme of %q not supported; want file:, :memory: or postgres://", secrets.DSN(dsn))
 	default:
 		s, err = openSQLite(ctx, dsn)
 	}
@@ -181,20 +181,3 @@ var (
 	keywordDSN  = regexp.MustCompile(`^\s*[A-Za-z_]+\s*=`)
 	otherScheme = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]*://`)
 )
-
-// redactDSN hides a URL DSN's password and query (which may carry one) for
-// error messages.
-func redactDSN(dsn string) string {
-	u, err := url.Parse(dsn)
-	if err != nil || u.Scheme == "" {
-		if i := strings.IndexByte(dsn, '?'); i >= 0 {
-			return dsn[:i]
-		}
-		return dsn
-	}
-	if _, has := u.User.Password(); has {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
-	}
-	u.RawQuery = ""
-	return u.String()
-}

@@ -1,32 +1,27 @@
 package telemetry
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"reflect"
-	"strings"
 
-	"github.com/mcpgw/mcpgw/internal/redact"
+	"github.com/mcpgw/mcpgw/internal/secrets"
 )
 
-// Redacted replaces every value the redactor hides.
-const Redacted = "[REDACTED]"
+// Redacted replaces every value the redactor hides (secrets.Placeholder).
+const Redacted = secrets.Placeholder
 
 // maxRedactDepth bounds how deep maps and groups are walked.
 const maxRedactDepth = 6
 
 // NewRedactingHandler wraps next so that no record it handles shows a
 // secret, as a last line of defence behind code that should not log them:
-//   - an attribute (or group) whose key contains token, secret, password,
-//     passwd, authorization, cookie, private_key, client_secret, api_key,
-//     session_key or assertion (any case, '-' or no separator accepted) has
-//     its value replaced;
-//   - in the message and every string value, JWT-shaped text (eyJ… with two
-//     to four dots) and the credential after "Bearer " are replaced, and
-//     every URL loses its userinfo, query values and fragment
-//     (redact.Text: a backend URL's ?api_key=… or user:password@);
+//   - an attribute (or group) whose key names a secret (secrets.IsSecretKey:
+//     the configuration's own list) has its value replaced;
+//   - in the message and every string value, JWT-shaped text and the
+//     credential after "Bearer " are replaced, and every URL loses its
+//     userinfo, query values and fragment (secrets.Scrub);
 //   - errors, string slices and maps with string keys (http.Header,
 //     url.Values, map[string]any) are walked the same way.
 //
@@ -47,7 +42,7 @@ func (h *redactingHandler) Enabled(ctx context.Context, level slog.Level) bool {
 }
 
 func (h *redactingHandler) Handle(ctx context.Context, r slog.Record) error {
-	out := slog.NewRecord(r.Time, r.Level, redactString(r.Message), r.PC)
+	out := slog.NewRecord(r.Time, r.Level, secrets.Scrub(r.Message), r.PC)
 	r.Attrs(func(a slog.Attr) bool {
 		out.AddAttrs(h.redactAttr(a))
 		return true
@@ -64,7 +59,7 @@ func (h *redactingHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
 }
 
 func (h *redactingHandler) WithGroup(name string) slog.Handler {
-	return &redactingHandler{next: h.next.WithGroup(name), sensitive: h.sensitive || sensitiveKey(name)}
+	return &redactingHandler{next: h.next.WithGroup(name), sensitive: h.sensitive || secrets.IsSecretKey(name)}
 }
 
 func (h *redactingHandler) redactAttr(a slog.Attr) slog.Attr {
@@ -75,13 +70,13 @@ func (h *redactingHandler) redactAttr(a slog.Attr) slog.Attr {
 }
 
 func redactAttr(a slog.Attr, depth int) slog.Attr {
-	if sensitiveKey(a.Key) {
+	if secrets.IsSecretKey(a.Key) {
 		return slog.String(a.Key, Redacted)
 	}
 	v := a.Value.Resolve()
 	switch v.Kind() {
 	case slog.KindString:
-		return slog.String(a.Key, redactString(v.String()))
+		return slog.String(a.Key, secrets.Scrub(v.String()))
 	case slog.KindGroup:
 		if depth >= maxRedactDepth {
 			return slog.String(a.Key, Redacted)
@@ -104,10 +99,10 @@ func redactAny(v any, depth int) any {
 	case nil:
 		return nil
 	case string:
-		return redactString(x)
+		return secrets.Scrub(x)
 	case error:
 		s := x.Error()
-		if r := redactString(s); r != s {
+		if r := secrets.Scrub(s); r != s {
 			return r
 		}
 		return x
@@ -124,7 +119,7 @@ func redactAny(v any, depth int) any {
 		iter := rv.MapRange()
 		for iter.Next() {
 			k := iter.Key().String()
-			if sensitiveKey(k) {
+			if secrets.IsSecretKey(k) {
 				out[k] = Redacted
 				continue
 			}
@@ -136,7 +131,7 @@ func redactAny(v any, depth int) any {
 	case rv.Kind() == reflect.Slice && rv.Type().Elem().Kind() == reflect.String:
 		out := make([]string, rv.Len())
 		for i := range out {
-			out[i] = redactString(rv.Index(i).String())
+			out[i] = secrets.Scrub(rv.Index(i).String())
 		}
 		return out
 	case rv.Kind() == reflect.Slice && rv.Type().Elem().Kind() == reflect.Interface:
@@ -154,166 +149,9 @@ func redactAny(v any, depth int) any {
 func redactStrings(in []string) []string {
 	out := make([]string, len(in))
 	for i, s := range in {
-		out[i] = redactString(s)
+		out[i] = secrets.Scrub(s)
 	}
 	return out
-}
-
-// sensitiveKey reports whether an attribute key names a secret. A key that
-// names an address (…_url, …_uri, …_endpoint, …_server) holds a URL, not a
-// secret, whatever words it contains: target_authorization_server or
-// token_endpoint hidden whole leave an operator blind, and their values
-// still lose userinfo, query values and fragment (redactString).
-func sensitiveKey(key string) bool {
-	if namesAddress(key) {
-		return false
-	}
-	for _, needle := range [...]string{
-		"token", "secret", "password", "passwd", "authorization", "cookie", "assertion",
-		"private_key", "private-key", "privatekey",
-		"api_key", "api-key", "apikey",
-		"session_key", "session-key", "sessionkey",
-	} {
-		if containsFold(key, needle) {
-			return true
-		}
-	}
-	return false
-}
-
-// namesAddress reports whether key ends in a suffix of URL-valued keys.
-func namesAddress(key string) bool {
-	for _, suffix := range [...]string{"_url", "_uri", "_endpoint", "_server", "-url", "-uri", "-endpoint", "-server"} {
-		if len(key) >= len(suffix) && containsFold(key[len(key)-len(suffix):], suffix) {
-			return true
-		}
-	}
-	return false
-}
-
-// containsFold reports whether s contains needle (lower-case ASCII),
-// ignoring ASCII case, without allocating.
-func containsFold[T string | []byte](s T, needle string) bool {
-	n := len(needle)
-	for i := 0; i+n <= len(s); i++ {
-		j := 0
-		for j < n && lowerASCII(s[i+j]) == needle[j] {
-			j++
-		}
-		if j == n {
-			return true
-		}
-	}
-	return false
-}
-
-func lowerASCII(c byte) byte {
-	if 'A' <= c && c <= 'Z' {
-		return c + 'a' - 'A'
-	}
-	return c
-}
-
-// redactString hides JWT-shaped text, bearer credentials and the secrets
-// URLs carry in s. It is hand-written rather than a regexp so that it needs
-// no package state, makes one pass per kind, and returns s itself (no
-// allocation) when there is nothing to hide.
-func redactString(s string) string {
-	return redact.Text(redactCredentials(s))
-}
-
-// redactCredentials hides JWT-shaped text and bearer credentials in s.
-func redactCredentials(s string) string {
-	if !strings.Contains(s, "eyJ") && !containsFold(s, "bearer") {
-		return s
-	}
-	var b strings.Builder
-	last := 0 // s[last:i] is still to copy
-	for i := 0; i < len(s); {
-		if end := jwtEnd(s, i); end > i {
-			b.WriteString(s[last:i])
-			b.WriteString(Redacted)
-			i, last = end, end
-			continue
-		}
-		if start, end := bearerCredential(s, i); end > start {
-			b.WriteString(s[last:start])
-			b.WriteString(Redacted)
-			i, last = end, end
-			continue
-		}
-		i++
-	}
-	if last == 0 {
-		return s
-	}
-	b.WriteString(s[last:])
-	return b.String()
-}
-
-// jwtEnd returns the end of a JWS or JWE compact serialization starting at
-// i ("eyJ" header, then two or four more dot-separated base64url parts,
-// possibly empty, as in a detached or unsigned JWS), or i when there is none.
-func jwtEnd(s string, i int) int {
-	if !strings.HasPrefix(s[i:], "eyJ") {
-		return i
-	}
-	j := skipBase64URL(s, i+3)
-	dots := 0
-	for dots < 4 && j < len(s) && s[j] == '.' {
-		j = skipBase64URL(s, j+1)
-		dots++
-	}
-	if dots < 2 {
-		return i
-	}
-	return j
-}
-
-// minBearerCredential keeps `Bearer error="invalid_token"` and
-// `Bearer realm=...` (WWW-Authenticate) readable: credentials are longer.
-const minBearerCredential = 16
-
-// bearerCredential returns the span of the credential after "Bearer " at i
-// (RFC 6750 b64token), or i, i when there is none.
-func bearerCredential(s string, i int) (int, int) {
-	const word = "bearer"
-	if i+len(word) >= len(s) || !containsFold(s[i:i+len(word)], word) {
-		return i, i
-	}
-	j := i + len(word)
-	for j < len(s) && (s[j] == ' ' || s[j] == '\t') {
-		j++
-	}
-	if j == i+len(word) {
-		return i, i
-	}
-	start := j
-	for j < len(s) && isB64Token(s[j]) {
-		j++
-	}
-	for j < len(s) && s[j] == '=' {
-		j++
-	}
-	if j-start < minBearerCredential {
-		return i, i
-	}
-	return start, j
-}
-
-func skipBase64URL(s string, j int) int {
-	for j < len(s) && isBase64URL(s[j]) {
-		j++
-	}
-	return j
-}
-
-func isBase64URL(c byte) bool {
-	return 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_'
-}
-
-func isB64Token(c byte) bool {
-	return isBase64URL(c) || c == '.' || c == '~' || c == '+' || c == '/'
 }
 
 // scrubWriter hides JWT-shaped text, bearer credentials and URL secrets in
@@ -324,10 +162,10 @@ func isB64Token(c byte) bool {
 type scrubWriter struct{ w io.Writer }
 
 func (s scrubWriter) Write(p []byte) (int, error) {
-	if !bytes.Contains(p, []byte("eyJ")) && !containsFold(p, "bearer") && !bytes.Contains(p, []byte("://")) {
+	if !secrets.MayNeedScrub(p) {
 		return s.w.Write(p)
 	}
-	if _, err := io.WriteString(s.w, redactString(string(p))); err != nil {
+	if _, err := io.WriteString(s.w, secrets.Scrub(string(p))); err != nil {
 		return 0, err
 	}
 	return len(p), nil

@@ -19,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/mcpgw/mcpgw/internal/config"
+	"github.com/mcpgw/mcpgw/internal/secrets"
 )
 
 // TracerName names the gateway's tracer: tp.Tracer(TracerName).
@@ -175,7 +176,7 @@ func EndSpan(span trace.Span, err error) {
 		return
 	}
 	if err != nil {
-		span.SetStatus(codes.Error, redactString(err.Error()))
+		span.SetStatus(codes.Error, secrets.Scrub(err.Error()))
 	}
 	span.End()
 }

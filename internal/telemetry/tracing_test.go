@@ -86,7 +86,7 @@ func TestSpansNestAndTraceparentIsInjected(t *testing.T) {
 
 	res := map[attribute.Key]string{}
 	for _, kv := range r.Resource.Attributes() {
-		res[kv.Key] = kv.Value.Emit()
+		res[kv.Key] = kv.Value.String()
 	}
 	if res["service.name"] != ServiceName || res["service.version"] != "v-test" {
 		t.Errorf("resource service = %q %q", res["service.name"], res["service.version"])

@@ -20,7 +20,7 @@ import (
 
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/mcpgw/mcpgw/internal/redact"
+	"github.com/mcpgw/mcpgw/internal/secrets"
 )
 
 // Client forwards requests to backends over one pooled transport.
@@ -75,8 +75,8 @@ func (e *BackendError) Error() string {
 	}
 	// The cause names the URL the client dialled (net/http prints it with
 	// its query), and this text reaches callers' 502 bodies and logs: the
-	// URL's userinfo and query values are hidden (redact.Text).
-	return redact.Text(fmt.Sprintf("backend %s is unreachable: %v", e.Backend, e.Err))
+	// URL's userinfo and query values are hidden (secrets.Text).
+	return secrets.Text(fmt.Sprintf("backend %s is unreachable: %v", e.Backend, e.Err))
 }
 
 func (e *BackendError) Unwrap() error { return e.Err }

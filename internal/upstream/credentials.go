@@ -7,7 +7,7 @@ import (
 
 	"github.com/mcpgw/mcpgw/internal/config"
 	"github.com/mcpgw/mcpgw/internal/identity"
-	"github.com/mcpgw/mcpgw/internal/redact"
+	"github.com/mcpgw/mcpgw/internal/secrets"
 )
 
 // Caller is who a backend credential is obtained for.
@@ -47,11 +47,11 @@ type CredentialError struct {
 
 func (e *CredentialError) Error() string {
 	// Token endpoint URLs in the cause may carry secrets in their query or
-	// userinfo; this text reaches callers' 502 bodies (redact.Text).
+	// userinfo; this text reaches callers' 502 bodies (secrets.Text).
 	if e.Code != "" {
-		return redact.Text(fmt.Sprintf("credential for backend %s: %s: %v", e.Backend, e.Code, e.Err))
+		return secrets.Text(fmt.Sprintf("credential for backend %s: %s: %v", e.Backend, e.Code, e.Err))
 	}
-	return redact.Text(fmt.Sprintf("credential for backend %s: %v", e.Backend, e.Err))
+	return secrets.Text(fmt.Sprintf("credential for backend %s: %v", e.Backend, e.Err))
 }
 
 func (e *CredentialError) Unwrap() error { return e.Err }

@@ -1,4 +1,4 @@
-package mcp.screen_test
+package mcp.gateway_test
 
 import data.mcp.fixtures
 import data.mcp.gateway

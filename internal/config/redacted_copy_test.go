@@ -1,4 +1,4 @@
-package audit
+package config
 
 import (
 	"encoding/json"
@@ -6,12 +6,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mcpgw/mcpgw/internal/config"
+	"github.com/mcpgw/mcpgw/internal/secrets"
 )
 
-func TestRedactAgent(t *testing.T) {
+func TestAgentRedacted(t *testing.T) {
 	enabled := true
-	in := config.Agent{
+	in := Agent{
 		Name: "cursor", AgentID: "cursor-id", ClientID: "0oa1", ClientSecret: "cs-9f2",
 		ClientSecretFile: "/run/secrets/cs", PrivateKey: "-----BEGIN PRIVATE KEY-----\nMIIpk\n-----END PRIVATE KEY-----",
 		PrivateKeyFile: "/etc/mcpgw/cursor.pem", Scopes: []string{"mcp:read"}, BackendAccess: []string{"hr"},
@@ -19,31 +19,31 @@ func TestRedactAgent(t *testing.T) {
 	}
 	orig := in
 	orig.Scopes = append([]string(nil), in.Scopes...)
-	got := RedactAgent(in)
+	got := in.Redacted()
 
 	want := in
-	want.ClientSecret, want.PrivateKey = Redacted, Redacted
+	want.ClientSecret, want.PrivateKey = secrets.Placeholder, secrets.Placeholder
 	if !reflect.DeepEqual(got, want) {
-		t.Errorf("RedactAgent:\n got  %+v\n want %+v", got, want)
+		t.Errorf("Agent.Redacted:\n got  %+v\n want %+v", got, want)
 	}
 	// The caller's value is untouched, and the copy shares nothing mutable.
 	if in.ClientSecret != "cs-9f2" || !reflect.DeepEqual(in.Scopes, orig.Scopes) {
-		t.Error("RedactAgent changed its argument")
+		t.Error("Agent.Redacted changed its argument")
 	}
 	got.Scopes[0] = "changed"
 	*got.Enabled = false
 	if in.Scopes[0] != "mcp:read" || !*in.Enabled {
-		t.Error("RedactAgent's copy aliases the argument's slices or pointers")
+		t.Error("Agent.Redacted's copy aliases the argument's slices or pointers")
 	}
 	// Unset secrets stay visibly unset.
-	if e := RedactAgent(config.Agent{Name: "x"}); e.ClientSecret != "" || e.PrivateKey != "" {
+	if e := (Agent{Name: "x"}).Redacted(); e.ClientSecret != "" || e.PrivateKey != "" {
 		t.Errorf("empty secrets became %q / %q", e.ClientSecret, e.PrivateKey)
 	}
 }
 
-func TestRedactBackend(t *testing.T) {
-	secrets := []string{"sk-live-1", "hunter2", "tok-3", "pw-4", "cookie-5", "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.sig", "Bearer abc", "qtok-6", "listsecret-7", "nested-8"}
-	in := config.Backend{
+func TestBackendRedacted(t *testing.T) {
+	leaks := []string{"sk-live-1", "hunter2", "tok-3", "pw-4", "cookie-5", "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.sig", "Bearer abc", "qtok-6", "listsecret-7", "nested-8"}
+	in := Backend{
 		Name: "hr", URL: "https://svc:hunter2@hr.example.com/mcp?api_key=qtok-6&region=eu",
 		Paths: []string{"/hr"}, AuthMethod: "service-account",
 		AuthConfig: map[string]any{
@@ -70,13 +70,13 @@ func TestRedactBackend(t *testing.T) {
 		},
 		Labels: map[string]string{"team": "hr"},
 	}
-	got := RedactBackend(in)
+	got := in.Redacted()
 
 	b, err := json.Marshal(got)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range secrets {
+	for _, s := range leaks {
 		if strings.Contains(string(b), s) {
 			t.Errorf("redacted backend still holds %q: %s", s, b)
 		}
@@ -97,14 +97,16 @@ func TestRedactBackend(t *testing.T) {
 		}
 	}
 	for _, k := range []string{"api_key", "access_token", "Password", "session_cookie", "static", "extra_header"} {
-		if got.AuthConfig[k] != Redacted {
-			t.Errorf("auth_config.%s = %#v, want %q", k, got.AuthConfig[k], Redacted)
+		if got.AuthConfig[k] != secrets.Placeholder {
+			t.Errorf("auth_config.%s = %#v, want %q", k, got.AuthConfig[k], secrets.Placeholder)
 		}
 	}
-	if h := got.AuthConfig["headers"].(map[string]any); h["Authorization"] != Redacted || h["X-Trace"] != "on" {
+	if h := got.AuthConfig["headers"].(map[string]any); h["Authorization"] != secrets.Placeholder || h["X-Trace"] != "on" {
 		t.Errorf("nested headers = %#v", h)
 	}
-	if want := "https://svc:REDACTED@hr.example.com/mcp?api_key=REDACTED&region=eu"; got.URL != want {
+	// The whole userinfo and every query value: the stricter of the rules
+	// the audit copy and the printed configuration used to follow.
+	if want := "https://REDACTED@hr.example.com/mcp?api_key=REDACTED&region=REDACTED"; got.URL != want {
 		t.Errorf("URL = %q, want %q", got.URL, want)
 	}
 	if got.AuthConfig["token_url"] != "https://idp.example.com/oauth?client_token=REDACTED" {
@@ -112,25 +114,9 @@ func TestRedactBackend(t *testing.T) {
 	}
 	// Input untouched.
 	if in.AuthConfig["api_key"] != "sk-live-1" || in.AuthConfig["headers"].(map[string]any)["Authorization"] != "nested-8" || !strings.Contains(in.URL, "hunter2") {
-		t.Error("RedactBackend changed its argument")
+		t.Error("Backend.Redacted changed its argument")
 	}
-	if RedactBackend(config.Backend{}).AuthConfig != nil {
+	if (Backend{}).Redacted().AuthConfig != nil {
 		t.Error("nil auth_config became non-nil")
-	}
-}
-
-func TestRedactURL(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"", ""},
-		{"https://example.com/mcp", "https://example.com/mcp"},
-		{"https://user@example.com/", "https://user@example.com/"},
-		{"https://u:p@example.com/", "https://u:REDACTED@example.com/"},
-		{"https://example.com/?access_token=abc&x=1", "https://example.com/?access_token=REDACTED&x=1"},
-		{"http://[::1%zz]:80/a@b", Redacted}, // unparsable, holds '@': fail closed
-	}
-	for _, tc := range tests {
-		if got := redactURL(tc.in); got != tc.want {
-			t.Errorf("redactURL(%q) = %q, want %q", tc.in, got, tc.want)
-		}
 	}
 }

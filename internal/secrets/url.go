@@ -1,36 +1,30 @@
-// Package redact hides the secrets a URL can carry — its userinfo, its query
-// values and its fragment — wherever the URL is printed: error messages a
-// client receives, log lines, trace attributes and printed configuration.
-//
-// Backend URLs are configuration, and configuration carries secrets in
-// URLs (https://user:pw@host/mcp, ...?api_key=…, ...?sig=… for signed
-// URLs). Which query parameters are secret cannot be known from their
-// names, so every value is hidden and only the names are kept, which is
-// enough to tell two URLs apart when reading a log. Paths are kept: they
-// are what an operator needs to see, and a secret in a path is the one form
-// this package does not catch.
-//
-// It is a leaf package (no imports of the gateway's own) so that config,
-// telemetry, upstream and the gateway can all use the same rule.
-package redact
+package secrets
 
 import (
+	"net/url"
 	"strings"
 )
 
-// Mark replaces a hidden part of a URL. It has no brackets so that a
-// redacted URL is still a URL (brackets would be percent-encoded).
-const Mark = "REDACTED"
-
-// URL returns raw with its userinfo, every query value and its fragment
-// replaced by Mark; the scheme, host, path and query parameter names stay.
-// Text that holds no "scheme://" is returned unchanged.
+// URL returns raw with its userinfo (user and password alike), every query
+// value and its fragment replaced by Mark; the scheme, host, path and query
+// parameter names stay. Which query parameters are secret cannot be known
+// from their names, so every value is hidden; the names are enough to tell
+// two URLs apart in a log. Paths are kept: they are what an operator needs
+// to see, and a secret in a path is the one form this rule does not catch.
+// A URL that does not parse and holds an "@" (which could be userinfo this
+// rule failed to find) is replaced whole: it fails closed. Text that holds
+// no "scheme://" is returned unchanged.
 func URL(raw string) string {
 	k := strings.Index(raw, "://")
 	if k <= 0 || schemeStart(raw[:k]) != 0 {
 		return raw
 	}
 	red, _ := redactSpan(raw)
+	if strings.Contains(red, "@") {
+		if _, err := url.Parse(raw); err != nil {
+			return Placeholder
+		}
+	}
 	return red
 }
 

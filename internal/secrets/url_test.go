@@ -1,4 +1,4 @@
-package redact
+package secrets
 
 import (
 	"context"
@@ -25,6 +25,12 @@ func TestURL(t *testing.T) {
 		{"http://h/a@b", "http://h/a@b"}, // "@" in a path is not userinfo
 		{"not a url", "not a url"},
 		{"/relative?x=1", "/relative?x=1"},
+		// Where the audit copy kept the user name and the values of query
+		// parameters with innocent names, the stricter rule wins.
+		{"https://user@example.com/", "https://REDACTED@example.com/"},
+		{"https://example.com/?access_token=abc&x=1", "https://example.com/?access_token=REDACTED&x=REDACTED"},
+		// Unparsable and holding an "@": fails closed.
+		{"http://[::1%zz]:80/a@b", Placeholder},
 		{"", ""},
 	}
 	for _, tt := range tests {
