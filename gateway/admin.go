@@ -889,14 +889,19 @@ func fileRefused(path, key string) string {
 // paths belong to no backend.
 func (a *adminAPI) authenticate(c *fiber.Ctx) (*identity.Principal, bool) {
 	g := a.s.Gateway
-	if !g.sameSite(c) {
+	if r := g.sameSite(c); r != nil {
+		_ = g.reject(c, r)
 		return nil, false
 	}
 	// The IdPs' verifier only: a client's token of the gateway's own
 	// authorization server opens the backends it was issued for, never
 	// the administration.
-	p, _, ok := g.bearer(c, a.s.Verifier, strings.TrimRight(g.server.PublicURL, "/")+"/.well-known/oauth-protected-resource")
-	return p, ok
+	p, _, r := g.bearer(c, a.s.Verifier, strings.TrimRight(g.server.PublicURL, "/")+"/.well-known/oauth-protected-resource")
+	if r != nil {
+		_ = g.reject(c, r)
+		return nil, false
+	}
+	return p, true
 }
 
 // authorize asks data.mcp.admin.allow; a denial answers 403 with the

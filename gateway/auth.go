@@ -43,29 +43,27 @@ func (g *Gateway) resourceMetadataURL(path string) string {
 // authenticate verifies an MCP request's bearer token with the gateway's
 // verifier (the IdPs', and the gateway's own authorization server's when
 // it is on); the challenge points at the path's resource metadata.
-func (g *Gateway) authenticate(c *fiber.Ctx) (*identity.Principal, string, bool) {
+func (g *Gateway) authenticate(c *fiber.Ctx) (*identity.Principal, string, *rejection) {
 	return g.bearer(c, g.opts.Verifier, g.resourceMetadataURL(c.Path()))
 }
 
 // bearer is the one authentication of every route that takes a bearer token
-// (MCP and admin): it verifies the token with v, or answers as RFC 6750 and
+// (MCP and admin): it verifies the token with v, or refuses as RFC 6750 and
 // RFC 9728 ask: 401 with no error code when no token was sent at all,
 // invalid_token naming what is wrong otherwise, 503 when the issuer's keys
 // are what is missing. meta is the resource metadata the challenge names.
-func (g *Gateway) bearer(c *fiber.Ctx, v Authenticator, meta string) (*identity.Principal, string, bool) {
+func (g *Gateway) bearer(c *fiber.Ctx, v Authenticator, meta string) (*identity.Principal, string, *rejection) {
 	header := c.Get(fiber.HeaderAuthorization)
 	if header == "" {
-		c.Set(fiber.HeaderWWWAuthenticate, fmt.Sprintf(`Bearer resource_metadata=%q`, meta))
-		_ = writeOAuthError(c, fiber.StatusUnauthorized, "invalid_request", "missing bearer token in Authorization header", "")
-		return nil, "", false
+		return nil, "", &rejection{form: formNoToken, status: fiber.StatusUnauthorized, code: "invalid_request",
+			msg: "missing bearer token in Authorization header", meta: meta}
 	}
 	token, ok := bearerToken(header)
 	// Copied: the token is kept in the call (credential exchange, relay)
 	// past the handler, and Fiber's header string is reused.
 	token = strings.Clone(token)
 	if !ok {
-		g.challenge(c, meta, "Authorization header must be \"Bearer <token>\"")
-		return nil, "", false
+		return nil, "", challengeRefusal(meta, "Authorization header must be \"Bearer <token>\"")
 	}
 	ctx, span := telemetry.StartSpan(c.UserContext(), g.opts.Tracer, telemetry.SpanIdentity)
 	p, err := v.Verify(ctx, token)
@@ -73,9 +71,9 @@ func (g *Gateway) bearer(c *fiber.Ctx, v Authenticator, meta string) (*identity.
 	if errors.Is(err, identity.ErrKeysUnavailable) {
 		// The token may be fine; the issuer's keys are what is missing.
 		g.log.Warn("token keys unavailable", "err", err)
-		c.Set(fiber.HeaderRetryAfter, "5")
-		_ = writeOAuthError(c, fiber.StatusServiceUnavailable, "temporarily_unavailable", "the token issuer's signing keys could not be loaded; try again shortly", "")
-		return nil, "", false
+		r := oauthRefusal(fiber.StatusServiceUnavailable, "temporarily_unavailable", "the token issuer's signing keys could not be loaded; try again shortly")
+		r.headers = map[string]string{fiber.HeaderRetryAfter: "5"}
+		return nil, "", r
 	}
 	if err != nil {
 		desc := "token verification failed"
@@ -83,10 +81,9 @@ func (g *Gateway) bearer(c *fiber.Ctx, v Authenticator, meta string) (*identity.
 		if errors.As(err, &ie) && ie.Description != "" {
 			desc = ie.Description
 		}
-		g.challenge(c, meta, desc)
-		return nil, "", false
+		return nil, "", challengeRefusal(meta, desc)
 	}
-	return p, token, true
+	return p, token, nil
 }
 
 // corsMCP lets a browser client of an allowed origin (server.allowed_origins)
@@ -114,33 +111,14 @@ func (g *Gateway) corsMCP(c *fiber.Ctx) bool {
 // sameSite refuses a request whose Host this gateway does not serve or
 // whose Origin is not allowed (DNS rebinding, cross-site browsers): the
 // first check of every route that acts for a caller.
-func (g *Gateway) sameSite(c *fiber.Ctx) bool {
+func (g *Gateway) sameSite(c *fiber.Ctx) *rejection {
 	if host := string(c.Request().Host()); !g.hostAllowed(host) {
-		_ = writeOAuthError(c, fiber.StatusForbidden, "invalid_request", fmt.Sprintf("Host header %q is not one this gateway serves", host), "")
-		return false
+		return oauthRefusal(fiber.StatusForbidden, "invalid_request", fmt.Sprintf("Host header %q is not one this gateway serves", host))
 	}
 	if origin := c.Get(fiber.HeaderOrigin); origin != "" && !g.originAllowed(origin) {
-		_ = writeOAuthError(c, fiber.StatusForbidden, "invalid_request", fmt.Sprintf("Origin %q is not allowed (server.allowed_origins)", origin), "")
-		return false
+		return oauthRefusal(fiber.StatusForbidden, "invalid_request", fmt.Sprintf("Origin %q is not allowed (server.allowed_origins)", origin))
 	}
-	return true
-}
-
-func (g *Gateway) challenge(c *fiber.Ctx, meta, desc string) {
-	c.Set(fiber.HeaderWWWAuthenticate, fmt.Sprintf(`Bearer error="invalid_token", error_description=%q, resource_metadata=%q`, sanitizeQuoted(desc), meta))
-	_ = writeOAuthError(c, fiber.StatusUnauthorized, "invalid_token", desc, "")
-}
-
-// forbidScope answers a transport-level denial (RFC 6750 insufficient_scope).
-func (g *Gateway) forbidScope(c *fiber.Ctx, scope, desc, decisionID string) error {
-	parts := []string{`error="insufficient_scope"`}
-	if scope != "" {
-		parts = append(parts, fmt.Sprintf("scope=%q", sanitizeQuoted(scope)))
-	}
-	parts = append(parts, fmt.Sprintf("error_description=%q", sanitizeQuoted(desc)),
-		fmt.Sprintf("resource_metadata=%q", g.resourceMetadataURL(c.Path())))
-	c.Set(fiber.HeaderWWWAuthenticate, "Bearer "+strings.Join(parts, ", "))
-	return writeOAuthError(c, fiber.StatusForbidden, "insufficient_scope", desc, decisionID)
+	return nil
 }
 
 // sanitizeQuoted keeps a header's quoted-string well formed whatever a

@@ -43,7 +43,8 @@ func (r requests) errors(code int, msg string) [][]byte {
 	return out
 }
 
-func (g *Gateway) filterReply(ctx context.Context, cl *call, payload []byte, contentType string, pending requests, denied [][]byte, requestBatch bool) (out []byte, isJSON bool, err error) {
+func (g *Gateway) filterReply(ctx context.Context, cl *call, payload []byte, contentType string, fw *forwarded) (out []byte, isJSON bool, err error) {
+	pending, denied := fw.pending, fw.denied
 	if len(bytes.TrimSpace(payload)) == 0 && len(denied) == 0 {
 		return payload, false, nil
 	}
@@ -64,7 +65,7 @@ func (g *Gateway) filterReply(ctx context.Context, cl *call, payload []byte, con
 	parts = append(parts, denied...)
 	// The reply to a batch is an array (JSON-RPC 2.0, section 6), even when
 	// one member survived and went to the backend alone, as an object.
-	return mcp.EncodeMessages(parts, batch || requestBatch || len(parts) > 1), true, nil
+	return mcp.EncodeMessages(parts, batch || fw.batch || len(parts) > 1), true, nil
 }
 
 // filterEvent is filterReply for the data of one SSE event. answered lists

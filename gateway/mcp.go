@@ -85,20 +85,25 @@ func (g *Gateway) handleMCP(c *fiber.Ctx) error {
 	return err
 }
 
-// serveMCP is the request path of ARCHITECTURE.md, steps 1 to 4; the
-// method handlers do the rest.
+// serveMCP is the request path of ARCHITECTURE.md: admit the request,
+// then, by method, read and decide its messages (post) or decide the stream
+// or close (get, delete), obtain the backend's credential and relay. Every
+// refusal is a rejection answered by reject; handleMCP records the outcome.
 func (g *Gateway) serveMCP(c *fiber.Ctx, rec *requestRecord) error {
 	if served, err := g.oauthMetadata(c); served {
 		return err
 	}
-	if !g.sameSite(c) || g.corsMCP(c) {
+	if r := g.sameSite(c); r != nil {
+		return g.reject(c, r)
+	}
+	if g.corsMCP(c) {
 		return nil
 	}
 	// Fiber's strings point into buffers the next request reuses (the
 	// pooled Ctx, fasthttp's header buffer). What outlives the handler (span
 	// attributes exported later, the call an SSE writer reads, the policy
-	// input OPA's decision log encodes later) is copied here and in
-	// authenticate/post, where it is read: never a Fiber string itself.
+	// input OPA's decision log encodes later) is copied here and in the
+	// steps, where it is read: never a Fiber string itself.
 	method := strings.Clone(c.Method())
 	ctx, span := telemetry.StartSpan(telemetry.Extract(c.UserContext(), traceHeaders(c)), g.opts.Tracer, telemetry.SpanRequest,
 		attribute.String("http.request.method", method), attribute.String("url.path", strings.Clone(c.Path())))
@@ -107,66 +112,52 @@ func (g *Gateway) serveMCP(c *fiber.Ctx, rec *requestRecord) error {
 		span.End()
 	}()
 	c.SetUserContext(ctx)
-	p, token, ok := g.authenticate(c)
-	if !ok {
-		return nil
+	cl, r := g.admit(c, rec, method, span)
+	if r != nil {
+		return g.reject(c, r)
+	}
+	switch method {
+	case fiber.MethodPost:
+		return g.post(c, cl)
+	case fiber.MethodGet:
+		return g.get(c, cl)
+	case fiber.MethodDelete:
+		return g.delete(c, cl)
+	}
+	return g.reject(c, &rejection{form: formRPC, status: fiber.StatusMethodNotAllowed, rpc: mcpgo.INVALID_REQUEST,
+		msg: "method not allowed: use POST, GET or DELETE", headers: map[string]string{fiber.HeaderAllow: "GET, POST, DELETE"}})
+}
+
+// admit is the first step of every MCP request, in this order: who calls
+// (identity), within which budget (rate limits, before any other work),
+// to which backend (the raw path, then the route; a gateway token only at
+// its own resource), through which agent and within its hard boundary
+// (enabled flags, backend_access), in which session. It returns the call
+// with the policy input every message shares, or the refusal.
+func (g *Gateway) admit(c *fiber.Ctx, rec *requestRecord, method string, span trace.Span) (*call, *rejection) {
+	p, token, r := g.authenticate(c)
+	if r != nil {
+		return nil, r
 	}
 	rec.principal = p
 	span.SetAttributes(attribute.String("enduser.id", p.Subject))
-	requestID := rec.requestID
-	// Rate limits come first after identity: a caller over its budget
-	// costs no policy evaluation, audit record or backend call.
-	if done, err := g.admit(c, p, requestID); done {
-		return err
+	if r := g.chargeRequest(c, p, rec.requestID); r != nil {
+		return nil, r
 	}
 	path := string(c.Request().URI().PathOriginal())
-	if err := checkRequestPath(path); err != nil {
-		g.recordRefusal(ctx, refusal{rec: rec, principal: p, requestID: requestID, method: method, reason: err.Error()})
-		return writeOAuthError(c, fiber.StatusBadRequest, "invalid_request", err.Error(), "")
+	route, rest, r := g.routeFor(c, rec, p, method, path)
+	if r != nil {
+		return nil, r
 	}
 	topo := g.topo.Load()
-	r, rest := topo.match(path)
-	if r == nil {
-		return writeOAuthError(c, fiber.StatusNotFound, "not_found", "no backend serves path "+path, "")
+	agent, r := g.agentWithin(c, rec, topo, route, p)
+	if r != nil {
+		return nil, r
 	}
-	rec.backend = r.backend.Name
-	if !g.gatewayTokenAudience(p, r) {
-		g.challenge(c, g.resourceMetadataURL(path), "the token was issued for another resource of this gateway (aud)")
-		return nil
-	}
-	if rest != "" && rest != "/" && !r.backend.ForwardSubpaths {
-		return writeOAuthError(c, fiber.StatusNotFound, "not_found", fmt.Sprintf("backend %s serves %s only, not paths below it (backends.%s.forward_subpaths)", r.backend.Name, r.prefix, r.backend.Name), "")
-	}
-	if !r.backend.ForwardSubpaths {
-		rest = ""
-	}
-	agentID, header, err := agentHeader(c)
-	// The agent asked for, until the one that takes the token is known.
-	rec.agent = truncate(agentID, maxLoggedName)
-	if err != nil {
-		return writeOAuthError(c, fiber.StatusBadRequest, "invalid_request", err.Error(), "")
-	}
-	agent, err := topo.agentFor(agentID, header, p)
-	if err != nil {
-		return writeOAuthError(c, fiber.StatusForbidden, "access_denied", err.Error(), "")
-	}
-	rec.agent = agent.ID()
-	switch {
-	case !agent.IsEnabled():
-		return writeOAuthError(c, fiber.StatusForbidden, "access_denied", fmt.Sprintf("agent %q is disabled", agent.ID()), "")
-	case !r.backend.IsEnabled():
-		return g.forbidScope(c, "", fmt.Sprintf("backend %s is disabled", r.backend.Name), "")
-	case !hasAccess(agent, r.backend.Name):
-		return g.forbidScope(c, "", fmt.Sprintf("agent %q has no access to backend %s (backend_access)", agent.ID(), r.backend.Name), "")
-	}
-	span.SetAttributes(attribute.String("mcpgw.backend", r.backend.Name), attribute.String("mcpgw.agent", agent.ID()))
-	cl := &call{route: r, rest: rest, agent: agent, principal: p, token: token, requestID: requestID, rec: rec, oauth: g.oauth}
-	if id := c.Get(mcpgo.HeaderSessionID); id != "" {
-		s, ok := g.openSession(id, r.backend.Name, subjectKey(p), agent.ID())
-		if !ok {
-			return writeRPCError(c, fiber.StatusNotFound, nil, mcpgo.INVALID_REQUEST, "unknown or expired session (Mcp-Session-Id): start a new one with initialize", nil)
-		}
-		cl.session, cl.hasSession, cl.sessionID = s, true, strings.Clone(id)
+	span.SetAttributes(attribute.String("mcpgw.backend", route.backend.Name), attribute.String("mcpgw.agent", agent.ID()))
+	cl := &call{route: route, rest: rest, agent: agent, principal: p, token: token, requestID: rec.requestID, rec: rec, oauth: g.oauth}
+	if r := g.joinSession(c, cl); r != nil {
+		return nil, r
 	}
 	cl.base = policy.Input{
 		Version: policy.InputVersion,
@@ -179,19 +170,77 @@ func (g *Gateway) serveMCP(c *fiber.Ctx, rec *requestRecord) error {
 			Issuer: topo.agentIssuer(agent), AllowClientlessTokens: agent.AllowClientlessTokens,
 			Scopes: agent.Scopes, BackendAccess: agent.BackendAccess,
 		},
-		Backend: policy.BackendInput{Name: r.backend.Name, AuthType: r.backend.AuthMethod, Labels: r.backend.Labels, ToolIntegrity: r.backend.IntegrityMode()},
+		Backend: policy.BackendInput{Name: route.backend.Name, AuthType: route.backend.AuthMethod, Labels: route.backend.Labels, ToolIntegrity: route.backend.IntegrityMode()},
 		HTTP:    policy.HTTPInput{Method: method, Path: path, RemoteAddr: strings.Clone(c.IP())},
 	}
-	switch c.Method() {
-	case fiber.MethodPost:
-		return g.post(c, cl)
-	case fiber.MethodGet:
-		return g.get(c, cl)
-	case fiber.MethodDelete:
-		return g.delete(c, cl)
+	return cl, nil
+}
+
+// routeFor checks the raw path (a refusal is audited) and finds its
+// backend: the longest configured prefix, a path below it only with
+// forward_subpaths. A token of the gateway's own authorization server is
+// taken only at the resource it was issued for.
+func (g *Gateway) routeFor(c *fiber.Ctx, rec *requestRecord, p *identity.Principal, method, path string) (*route, string, *rejection) {
+	if err := checkRequestPath(path); err != nil {
+		g.recordRefusal(c.UserContext(), refusal{rec: rec, principal: p, requestID: rec.requestID, method: method, reason: err.Error()})
+		return nil, "", oauthRefusal(fiber.StatusBadRequest, "invalid_request", err.Error())
 	}
-	c.Set(fiber.HeaderAllow, "GET, POST, DELETE")
-	return writeRPCError(c, fiber.StatusMethodNotAllowed, nil, mcpgo.INVALID_REQUEST, "method not allowed: use POST, GET or DELETE", nil)
+	r, rest := g.topo.Load().match(path)
+	if r == nil {
+		return nil, "", oauthRefusal(fiber.StatusNotFound, "not_found", "no backend serves path "+path)
+	}
+	rec.backend = r.backend.Name
+	if !g.gatewayTokenAudience(p, r) {
+		return nil, "", challengeRefusal(g.resourceMetadataURL(path), "the token was issued for another resource of this gateway (aud)")
+	}
+	if rest != "" && rest != "/" && !r.backend.ForwardSubpaths {
+		return nil, "", oauthRefusal(fiber.StatusNotFound, "not_found", fmt.Sprintf("backend %s serves %s only, not paths below it (backends.%s.forward_subpaths)", r.backend.Name, r.prefix, r.backend.Name))
+	}
+	if !r.backend.ForwardSubpaths {
+		rest = ""
+	}
+	return r, rest, nil
+}
+
+// agentWithin resolves the calling agent (agentheader.go, topology.go) and
+// holds it to the hard boundary the policy cannot widen: the agent and the
+// backend enabled, the backend in the agent's backend_access.
+func (g *Gateway) agentWithin(c *fiber.Ctx, rec *requestRecord, topo *topology, r *route, p *identity.Principal) (config.Agent, *rejection) {
+	agentID, header, err := agentHeader(c)
+	// The agent asked for, until the one that takes the token is known.
+	rec.agent = truncate(agentID, maxLoggedName)
+	if err != nil {
+		return config.Agent{}, oauthRefusal(fiber.StatusBadRequest, "invalid_request", err.Error())
+	}
+	agent, err := topo.agentFor(agentID, header, p)
+	if err != nil {
+		return config.Agent{}, oauthRefusal(fiber.StatusForbidden, "access_denied", err.Error())
+	}
+	rec.agent = agent.ID()
+	switch {
+	case !agent.IsEnabled():
+		return agent, oauthRefusal(fiber.StatusForbidden, "access_denied", fmt.Sprintf("agent %q is disabled", agent.ID()))
+	case !r.backend.IsEnabled():
+		return agent, scopeRefusal("", fmt.Sprintf("backend %s is disabled", r.backend.Name), "")
+	case !hasAccess(agent, r.backend.Name):
+		return agent, scopeRefusal("", fmt.Sprintf("agent %q has no access to backend %s (backend_access)", agent.ID(), r.backend.Name), "")
+	}
+	return agent, nil
+}
+
+// joinSession opens the request's sealed Mcp-Session-Id, if it has one: it
+// must belong to this subject, agent and backend and be alive (session.go).
+func (g *Gateway) joinSession(c *fiber.Ctx, cl *call) *rejection {
+	id := c.Get(mcpgo.HeaderSessionID)
+	if id == "" {
+		return nil
+	}
+	s, ok := g.openSession(id, cl.route.backend.Name, subjectKey(cl.principal), cl.agent.ID())
+	if !ok {
+		return rpcRefusal(fiber.StatusNotFound, nil, mcpgo.INVALID_REQUEST, "unknown or expired session (Mcp-Session-Id): start a new one with initialize")
+	}
+	cl.session, cl.hasSession, cl.sessionID = s, true, strings.Clone(id)
+	return nil
 }
 
 func mediaType(v string) string {
@@ -271,16 +320,16 @@ func (g *Gateway) checkCall(ctx context.Context, cl *call, m *mcp.Message, in *p
 
 func (g *Gateway) post(c *fiber.Ctx, cl *call) error {
 	if mediaType(c.Get(fiber.HeaderContentType)) != fiber.MIMEApplicationJSON {
-		return writeRPCError(c, fiber.StatusUnsupportedMediaType, nil, mcpgo.INVALID_REQUEST, "Content-Type must be application/json", nil)
+		return g.reject(c, rpcRefusal(fiber.StatusUnsupportedMediaType, nil, mcpgo.INVALID_REQUEST, "Content-Type must be application/json"))
 	}
 	if accept := c.Get(fiber.HeaderAccept); !accepts(accept, "application/json") || !accepts(accept, "text/event-stream") {
-		return writeRPCError(c, fiber.StatusNotAcceptable, nil, mcpgo.INVALID_REQUEST, "Accept header must list both application/json and text/event-stream", nil)
+		return g.reject(c, rpcRefusal(fiber.StatusNotAcceptable, nil, mcpgo.INVALID_REQUEST, "Accept header must list both application/json and text/event-stream"))
 	}
 	ctx := c.UserContext()
 	msgs, batch, perr := mcp.ParseBody(c.Body(), g.server.MaxBatchMessages)
 	if perr != nil {
 		g.recordRefusal(ctx, cl.refusal(fiber.MethodPost, "", perr.Message))
-		return writeRPCError(c, perr.Status, perr.ID, perr.Code, perr.Message, nil)
+		return g.reject(c, rpcRefusal(perr.Status, perr.ID, perr.Code, perr.Message))
 	}
 	cl.rec.messages(msgs, batch)
 	// Trace context goes into params._meta now, before anything is decided,
@@ -291,16 +340,16 @@ func (g *Gateway) post(c *fiber.Ctx, cl *call) error {
 		}
 	}
 	// Each batch member counts as a request, each initialize as a session.
-	if done, err := g.admitMessages(c, cl, msgs, batch); done {
-		return err
+	if r := g.chargeMessages(c, cl, msgs, batch); r != nil {
+		return g.reject(c, r)
 	}
 	// Copied: it goes into the policy input and the request record.
 	version := strings.Clone(c.Get(mcpgo.HeaderProtocolVersion))
 	if version != "" && !mcpgo.IsValidProtocolVersion(version) {
-		return writeRPCError(c, fiber.StatusBadRequest, nil, mcpgo.INVALID_REQUEST, fmt.Sprintf("unsupported MCP-Protocol-Version %q", version), nil)
+		return g.reject(c, rpcRefusal(fiber.StatusBadRequest, nil, mcpgo.INVALID_REQUEST, fmt.Sprintf("unsupported MCP-Protocol-Version %q", version)))
 	}
 	if batch && version != "" && version != mcpgo.ProtocolVersion20250326 {
-		return writeRPCError(c, fiber.StatusBadRequest, nil, mcpgo.INVALID_REQUEST, "JSON-RPC batches are only allowed in protocol revision 2025-03-26", nil)
+		return g.reject(c, rpcRefusal(fiber.StatusBadRequest, nil, mcpgo.INVALID_REQUEST, "JSON-RPC batches are only allowed in protocol revision 2025-03-26"))
 	}
 	effective := version
 	if effective == "" {
@@ -319,7 +368,7 @@ func (g *Gateway) post(c *fiber.Ctx, cl *call) error {
 			id = &msgs[0].ID
 		}
 		g.recordRefusal(ctx, cl.refusal(msgs[0].Method, msgs[0].Target(), err.Error()))
-		return writeRPCError(c, fiber.StatusBadRequest, id, mcpgo.INVALID_REQUEST, err.Error(), nil)
+		return g.reject(c, rpcRefusal(fiber.StatusBadRequest, id, mcpgo.INVALID_REQUEST, err.Error()))
 	}
 
 	ctx, policySpan := telemetry.StartSpan(ctx, g.opts.Tracer, telemetry.SpanPolicy)
@@ -336,7 +385,7 @@ func (g *Gateway) post(c *fiber.Ctx, cl *call) error {
 			if err := hints.checkParams(version, m, tool); err != nil {
 				g.recordRefusal(ctx, cl.refusal(m.Method, m.Target(), err.Error()))
 				policySpan.End()
-				return writeRPCError(c, fiber.StatusBadRequest, &m.ID, mcpgo.INVALID_REQUEST, err.Error(), nil)
+				return g.reject(c, rpcRefusal(fiber.StatusBadRequest, &m.ID, mcpgo.INVALID_REQUEST, err.Error()))
 			}
 		}
 		if !batch {
@@ -346,7 +395,7 @@ func (g *Gateway) post(c *fiber.Ctx, cl *call) error {
 			g.recordRefusal(ctx, cl.refusal(m.Method, m.Target(), rerr.Message))
 			if !batch && rerr.Status != fiber.StatusOK {
 				policySpan.End()
-				return writeRPCError(c, rerr.Status, &m.ID, rerr.Code, rerr.Message, nil)
+				return g.reject(c, rpcRefusal(rerr.Status, &m.ID, rerr.Code, rerr.Message))
 			}
 			if m.Kind == mcp.KindRequest {
 				denied = append(denied, mcp.ErrorResponse(m.ID, rerr.Code, rerr.Message, nil))
@@ -358,7 +407,7 @@ func (g *Gateway) post(c *fiber.Ctx, cl *call) error {
 			reasons := strings.Join(d.Reasons, "; ")
 			if d.Status == fiber.StatusForbidden {
 				policySpan.End()
-				return g.forbidScope(c, d.Scope, reasons, d.ID)
+				return g.reject(c, scopeRefusal(d.Scope, reasons, d.ID))
 			}
 			if m.Kind == mcp.KindRequest {
 				denied = append(denied, mcp.ErrorResponse(m.ID, mcp.CodeForbidden, "forbidden by policy: "+reasons,
@@ -383,7 +432,7 @@ func (g *Gateway) post(c *fiber.Ctx, cl *call) error {
 	// A lone survivor of a batch goes alone: backends of later revisions
 	// reject arrays, and the reply is re-wrapped with the denials anyway.
 	body := mcp.EncodeMessages(forward, batch && (len(forward) > 1 || len(forward) == len(msgs)))
-	return g.relay(c, cl, http.MethodPost, body, pending, denied, batch)
+	return g.relay(c, cl, &forwarded{method: http.MethodPost, body: body, pending: pending, denied: denied, batch: batch})
 }
 
 func sendJSON(c *fiber.Ctx, status int, body []byte) error {
@@ -393,19 +442,19 @@ func sendJSON(c *fiber.Ctx, status int, body []byte) error {
 
 func (g *Gateway) get(c *fiber.Ctx, cl *call) error {
 	if !accepts(c.Get(fiber.HeaderAccept), "text/event-stream") {
-		return writeRPCError(c, fiber.StatusNotAcceptable, nil, mcpgo.INVALID_REQUEST, "Accept header must list text/event-stream", nil)
+		return g.reject(c, rpcRefusal(fiber.StatusNotAcceptable, nil, mcpgo.INVALID_REQUEST, "Accept header must list text/event-stream"))
 	}
 	if allowed, err := g.decideSession(c, cl, policy.KindStream, fiber.MethodGet); !allowed {
 		return err
 	}
-	return g.relay(c, cl, http.MethodGet, nil, nil, nil, false)
+	return g.relay(c, cl, &forwarded{method: http.MethodGet})
 }
 
 func (g *Gateway) delete(c *fiber.Ctx, cl *call) error {
 	if allowed, err := g.decideSession(c, cl, policy.KindClose, fiber.MethodDelete); !allowed {
 		return err
 	}
-	return g.relay(c, cl, http.MethodDelete, nil, nil, nil, false)
+	return g.relay(c, cl, &forwarded{method: http.MethodDelete})
 }
 
 // decideSession asks the policy about a GET stream or a DELETE and answers
@@ -420,9 +469,11 @@ func (g *Gateway) decideSession(c *fiber.Ctx, cl *call, kind, method string) (bo
 	}
 	reasons := strings.Join(d.Reasons, "; ")
 	if d.Status == fiber.StatusForbidden && d.Scope != "" {
-		return false, g.forbidScope(c, d.Scope, reasons, d.ID)
+		return false, g.reject(c, scopeRefusal(d.Scope, reasons, d.ID))
 	}
-	return false, writeOAuthError(c, fiber.StatusForbidden, "access_denied", "forbidden by policy: "+reasons, d.ID)
+	r := oauthRefusal(fiber.StatusForbidden, "access_denied", "forbidden by policy: "+reasons)
+	r.decisionID = d.ID
+	return false, g.reject(c, r)
 }
 
 // decide asks the policy about one message, GET or DELETE of cl.
@@ -460,9 +511,22 @@ func (g *Gateway) upstreamHeaders(c *fiber.Ctx, cl *call) http.Header {
 	return h
 }
 
+// forwarded is what one request sends to its backend, and what the answer
+// must account for.
+type forwarded struct {
+	method string // HTTP: POST, GET or DELETE
+	body   []byte // the canonical encoding of the allowed messages (POST)
+	// pending are the forwarded requests awaiting an answer, by id key.
+	pending requests
+	// denied are the errors of batch members the gateway refused itself:
+	// they join whatever the backend answers.
+	denied [][]byte
+	batch  bool // the client sent a batch: the answer is an array
+}
+
 // relay sends the request on and hands the response back: JSON whole, SSE
 // event by event, both with list results filtered.
-func (g *Gateway) relay(c *fiber.Ctx, cl *call, method string, body []byte, pending requests, denied [][]byte, batch bool) error {
+func (g *Gateway) relay(c *fiber.Ctx, cl *call, fw *forwarded) error {
 	start := time.Now()
 	r := cl.route
 	// fasthttp does not cancel a request's context when the client leaves,
@@ -479,14 +543,14 @@ func (g *Gateway) relay(c *fiber.Ctx, cl *call, method string, body []byte, pend
 	header := g.upstreamHeaders(c, cl)
 	telemetry.Inject(upCtx, header)
 	resp, err := g.client.Send(upCtx, r.injector, cl.caller(), upstream.Request{
-		Method: method, URL: r.forwardURL(cl.rest), Header: header, Body: body, Timeout: r.backend.Timeout(),
+		Method: fw.method, URL: r.forwardURL(cl.rest), Header: header, Body: fw.body, Timeout: r.backend.Timeout(),
 	})
 	telemetry.EndSpan(upSpan, err)
 	if g.opts.Observer != nil {
 		g.opts.Observer.Upstream(r.backend.Name, time.Since(start))
 	}
 	if err != nil {
-		return g.backendFailure(c, cl, err, pending, denied, batch)
+		return g.backendFailure(c, cl, err, fw)
 	}
 	if sid := resp.Header.Get(mcpgo.HeaderSessionID); sid != "" {
 		if cl.hasSession && sid == cl.session.Upstream {
@@ -505,41 +569,41 @@ func (g *Gateway) relay(c *fiber.Ctx, cl *call, method string, body []byte, pend
 		resp.Body.Close()
 		cl.rec.outcome = telemetry.OutcomeBackendRefused
 		msg := fmt.Sprintf("backend %s refused the gateway's credential (HTTP %d)", r.backend.Name, resp.StatusCode)
-		return g.failRequests(c, fiber.StatusBadGateway, pending, denied, batch, mcp.CodeCredential, msg)
+		return g.failRequests(c, fiber.StatusBadGateway, fw, mcp.CodeCredential, msg)
 	case resp.StatusCode == http.StatusAccepted || resp.StatusCode == http.StatusNoContent:
 		resp.Body.Close()
 		cl.rec.outcome = telemetry.OutcomeOK
-		if len(denied) > 0 {
-			return sendJSON(c, fiber.StatusOK, mcp.EncodeMessages(denied, batch))
+		if len(fw.denied) > 0 {
+			return sendJSON(c, fiber.StatusOK, mcp.EncodeMessages(fw.denied, fw.batch))
 		}
 		return c.SendStatus(resp.StatusCode)
 	case mediaType(resp.Header.Get("Content-Type")) == "text/event-stream":
 		streaming = true
 		cl.rec.outcome, cl.rec.stream = outcome(resp.StatusCode), true
-		return g.stream(c, cl, resp, pending, denied, ctx, cancel)
+		return g.stream(ctx, cancel, c, cl, resp, fw)
 	}
 	payload, err := readBody(resp)
 	if err != nil {
 		cl.rec.outcome = telemetry.OutcomeBackendError
 		if upstream.TimedOut(resp) {
-			return g.backendFailure(c, cl, &upstream.BackendError{Backend: r.backend.Name, Timeout: true, Err: err}, pending, denied, batch)
+			return g.backendFailure(c, cl, &upstream.BackendError{Backend: r.backend.Name, Timeout: true, Err: err}, fw)
 		}
-		return g.backendFailure(c, cl, &upstream.BackendError{Backend: r.backend.Name, Err: err}, pending, denied, batch)
+		return g.backendFailure(c, cl, &upstream.BackendError{Backend: r.backend.Name, Err: err}, fw)
 	}
 	ct := resp.Header.Get("Content-Type")
 	// Whatever the status and media type, a reply that is JSON is read and
 	// its lists filtered: clients read JSON under other labels too
 	// (application/json-seq), and error statuses can carry results.
-	out, isJSON, err := g.filterReply(ctx, cl, payload, ct, pending, denied, batch)
+	out, isJSON, err := g.filterReply(ctx, cl, payload, ct, fw)
 	if err != nil {
 		g.log.Warn("backend reply refused", "request_id", cl.requestID, "backend", r.backend.Name, "err", secrets.Error(err))
 		cl.rec.outcome = telemetry.OutcomeBackendError
-		return g.failRequests(c, fiber.StatusBadGateway, pending, denied, batch, mcp.CodeBackend,
+		return g.failRequests(c, fiber.StatusBadGateway, fw, mcp.CodeBackend,
 			fmt.Sprintf("backend %s sent a reply the gateway cannot read unambiguously", r.backend.Name))
 	}
 	cl.rec.outcome = outcome(resp.StatusCode)
 	if !isJSON && resp.StatusCode >= 400 {
-		return g.backendErrorPage(c, cl, resp, payload, pending, denied, batch)
+		return g.backendErrorPage(c, cl, resp, payload, fw)
 	}
 	switch {
 	case isJSON:
@@ -575,7 +639,7 @@ func outcome(status int) string {
 
 // backendFailure answers every request of the message with a JSON-RPC error
 // naming the backend: 504 for a timeout, 502 otherwise.
-func (g *Gateway) backendFailure(c *fiber.Ctx, cl *call, err error, pending requests, denied [][]byte, batch bool) error {
+func (g *Gateway) backendFailure(c *fiber.Ctx, cl *call, err error, fw *forwarded) error {
 	var be *upstream.BackendError
 	var ce *upstream.CredentialError
 	switch {
@@ -585,7 +649,7 @@ func (g *Gateway) backendFailure(c *fiber.Ctx, cl *call, err error, pending requ
 		// their query and userinfo: redacted in the log and in the 502
 		// body any caller reads.
 		g.log.Warn("backend credential failed", "request_id", cl.requestID, "backend", ce.Backend, "oauth_error", ce.Code, "err", secrets.Error(ce.Err))
-		return g.failRequests(c, fiber.StatusBadGateway, pending, denied, batch, mcp.CodeCredential, secrets.Text(ce.Error()))
+		return g.failRequests(c, fiber.StatusBadGateway, fw, mcp.CodeCredential, secrets.Text(ce.Error()))
 	case errors.As(err, &be):
 		cl.rec.outcome = telemetry.OutcomeBackendError
 		g.log.Warn("backend failed", "request_id", cl.requestID, "backend", be.Backend, "timeout", be.Timeout, "err", secrets.Error(be.Err))
@@ -593,11 +657,11 @@ func (g *Gateway) backendFailure(c *fiber.Ctx, cl *call, err error, pending requ
 		if be.Timeout {
 			status = fiber.StatusGatewayTimeout
 		}
-		return g.failRequests(c, status, pending, denied, batch, mcp.CodeBackend, secrets.Text(be.Error()))
+		return g.failRequests(c, status, fw, mcp.CodeBackend, secrets.Text(be.Error()))
 	}
 	cl.rec.outcome = telemetry.OutcomeBackendError
 	g.log.Error("relay failed", "request_id", cl.requestID, "backend", cl.route.backend.Name, "err", secrets.Error(err))
-	return g.failRequests(c, fiber.StatusBadGateway, pending, denied, batch, mcp.CodeBackend, fmt.Sprintf("backend %s failed", cl.route.backend.Name))
+	return g.failRequests(c, fiber.StatusBadGateway, fw, mcp.CodeBackend, fmt.Sprintf("backend %s failed", cl.route.backend.Name))
 }
 
 // backendErrorPage answers a backend's error that is not JSON-RPC (the
@@ -608,7 +672,7 @@ func (g *Gateway) backendFailure(c *fiber.Ctx, cl *call, err error, pending requ
 // failing, 502. The client learns only the status: the body is the
 // backend's, and may echo what the backend was sent (its credential). The
 // operator gets a short excerpt as the request log line's reason.
-func (g *Gateway) backendErrorPage(c *fiber.Ctx, cl *call, resp *http.Response, payload []byte, pending requests, denied [][]byte, batch bool) error {
+func (g *Gateway) backendErrorPage(c *fiber.Ctx, cl *call, resp *http.Response, payload []byte, fw *forwarded) error {
 	name := cl.route.backend.Name
 	cl.rec.reason = fmt.Sprintf("backend answered HTTP %d (%s), not JSON-RPC: %s",
 		resp.StatusCode, truncate(resp.Header.Get("Content-Type"), 64), excerpt(payload))
@@ -617,7 +681,7 @@ func (g *Gateway) backendErrorPage(c *fiber.Ctx, cl *call, resp *http.Response, 
 		status = fiber.StatusBadGateway
 	}
 	msg := fmt.Sprintf("backend %s answered HTTP %d %s", name, resp.StatusCode, http.StatusText(resp.StatusCode))
-	return g.failRequests(c, status, pending, denied, batch, mcp.CodeBackend, strings.TrimSpace(msg))
+	return g.failRequests(c, status, fw, mcp.CodeBackend, strings.TrimSpace(msg))
 }
 
 // maxExcerpt bounds what an operator sees of a backend's error page.
@@ -641,9 +705,9 @@ func excerpt(b []byte) string {
 // failRequests answers every pending request with one JSON-RPC error, and
 // the batch members the gateway denied with their own: a backend failing
 // does not excuse the gateway from answering what it refused itself.
-func (g *Gateway) failRequests(c *fiber.Ctx, status int, pending requests, denied [][]byte, batch bool, code int, msg string) error {
-	if len(pending) == 0 && len(denied) == 0 {
-		return writeRPCError(c, status, nil, code, msg, nil)
+func (g *Gateway) failRequests(c *fiber.Ctx, status int, fw *forwarded, code int, msg string) error {
+	if len(fw.pending) == 0 && len(fw.denied) == 0 {
+		return g.reject(c, rpcRefusal(status, nil, code, msg))
 	}
-	return sendJSON(c, status, mcp.EncodeMessages(append(pending.errors(code, msg), denied...), batch))
+	return sendJSON(c, status, mcp.EncodeMessages(append(fw.pending.errors(code, msg), fw.denied...), fw.batch))
 }

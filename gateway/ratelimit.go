@@ -97,17 +97,16 @@ func (rl *rateLimits) ready(ctx context.Context) error {
 	return rl.redis.Ping(ctx)
 }
 
-// admit charges one request to the caller (every MCP HTTP request, before
-// anything else is done for it). When the request is refused, the answer
-// has been written and done is true.
-func (g *Gateway) admit(c *fiber.Ctx, p *identity.Principal, requestID string) (done bool, err error) {
+// chargeRequest charges one request to the caller (every MCP HTTP request,
+// before anything else is done for it).
+func (g *Gateway) chargeRequest(c *fiber.Ctx, p *identity.Principal, requestID string) *rejection {
 	return g.charge(c, p, requestID, nil, 1, 0)
 }
 
-// admitMessages charges what a POST's body holds beyond the one request
-// admit charged: the other members of a batch, and each initialize (a
-// new session) against sessions_per_minute.
-func (g *Gateway) admitMessages(c *fiber.Ctx, cl *call, msgs []mcp.Message, batch bool) (done bool, err error) {
+// chargeMessages charges what a POST's body holds beyond the one request
+// chargeRequest charged: the other members of a batch, and each initialize
+// (a new session) against sessions_per_minute.
+func (g *Gateway) chargeMessages(c *fiber.Ctx, cl *call, msgs []mcp.Message, batch bool) *rejection {
 	sessions := 0
 	for i := range msgs {
 		if msgs[i].Kind == mcp.KindRequest && msgs[i].Method == string(mcpgo.MethodInitialize) {
@@ -121,10 +120,10 @@ func (g *Gateway) admitMessages(c *fiber.Ctx, cl *call, msgs []mcp.Message, batc
 	return g.charge(c, cl.principal, cl.requestID, id, len(msgs)-1, sessions)
 }
 
-func (g *Gateway) charge(c *fiber.Ctx, p *identity.Principal, requestID string, id *mcpgo.RequestId, requests, sessions int) (bool, error) {
+func (g *Gateway) charge(c *fiber.Ctx, p *identity.Principal, requestID string, id *mcpgo.RequestId, requests, sessions int) *rejection {
 	rl := g.rate
 	if rl == nil || rl.limiter == nil {
-		return false, nil
+		return nil
 	}
 	key := ratelimit.SubjectKey(p.Issuer, p.Subject)
 	for _, step := range []struct {
@@ -145,9 +144,10 @@ func (g *Gateway) charge(c *fiber.Ctx, p *identity.Principal, requestID string, 
 			if rl.failOpen {
 				continue
 			}
-			c.Set(fiber.HeaderRetryAfter, "1")
-			return true, writeRPCError(c, fiber.StatusServiceUnavailable, id, mcpgo.INTERNAL_ERROR,
-				"rate limiter unavailable: requests are refused until it answers (ratelimit.fail_open is off)", nil)
+			r := rpcRefusal(fiber.StatusServiceUnavailable, id, mcpgo.INTERNAL_ERROR,
+				"rate limiter unavailable: requests are refused until it answers (ratelimit.fail_open is off)")
+			r.headers = map[string]string{fiber.HeaderRetryAfter: "1"}
+			return r
 		}
 		if d.Allowed {
 			continue
@@ -164,12 +164,13 @@ func (g *Gateway) charge(c *fiber.Ctx, p *identity.Principal, requestID string, 
 				"limit", "ratelimit."+step.limit.Name, "max", step.limit.Max, "cost", step.cost, "retry_after_s", secs,
 				"refusals_not_logged", n)
 		}
-		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(secs))
-		return true, writeRPCError(c, fiber.StatusTooManyRequests, id, CodeRateLimited,
-			fmt.Sprintf("rate limit exceeded: ratelimit.%s is %d per caller; retry after %d s", step.limit.Name, step.limit.Max, secs),
-			map[string]any{"limit": step.limit.Name, "max": step.limit.Max, "retry_after": secs})
+		r := rpcRefusal(fiber.StatusTooManyRequests, id, CodeRateLimited,
+			fmt.Sprintf("rate limit exceeded: ratelimit.%s is %d per caller; retry after %d s", step.limit.Name, step.limit.Max, secs))
+		r.data = map[string]any{"limit": step.limit.Name, "max": step.limit.Max, "retry_after": secs}
+		r.headers = map[string]string{fiber.HeaderRetryAfter: strconv.Itoa(secs)}
+		return r
 	}
-	return false, nil
+	return nil
 }
 
 // refusalLogLimiter keeps a refusing gateway from flooding its own log: a

@@ -53,7 +53,8 @@ type streamObserver interface {
 // client that accepts no bytes for server.stream_write_timeout loses the
 // stream: fasthttp has no write deadline for a body stream writer, so the
 // deadline is set on the client's connection itself before each chunk.
-func (g *Gateway) stream(c *fiber.Ctx, cl *call, resp *http.Response, pending requests, denied [][]byte, ctx context.Context, cancel context.CancelFunc) error {
+func (g *Gateway) stream(ctx context.Context, cancel context.CancelFunc, c *fiber.Ctx, cl *call, resp *http.Response, fw *forwarded) error {
+	pending, denied := fw.pending, fw.denied
 	upstream.StopDeadline(resp)
 	c.Status(resp.StatusCode)
 	c.Set(fiber.HeaderContentType, "text/event-stream")
