@@ -29,12 +29,19 @@ func (a *adminAPI) candidate(ctx context.Context) (*config.Config, error) {
 	// The trusted issuers come along so that an agent's issuer is checked
 	// as in the config file (a client_id needs one when several are
 	// trusted). Cloned: Validate normalizes in place.
-	issuers := slices.Clone(a.s.Gateway.opts.Config.Identity.Issuers)
-	return &config.Config{Backends: backends, Agents: agents, Identity: config.Identity{Issuers: issuers}}, nil
+	// The oauth section comes along for what it says about them: the paths
+	// its endpoints own, and the agents its registration rules name.
+	cfg := a.s.Gateway.opts.Config
+	issuers := slices.Clone(cfg.Identity.Issuers)
+	return &config.Config{Backends: backends, Agents: agents, Identity: config.Identity{Issuers: issuers},
+		Server: config.Server{PublicURL: cfg.Server.PublicURL}, OAuth: cfg.OAuth}, nil
 }
 
 // topologyProblems validates a candidate's agents and backends exactly as
-// the config file's are validated, normalizing them in place. Validate
+// the config file's are validated (config.Validate is the one validator of
+// the topology: the file at start, every admin write here), normalizing
+// them in place; what other sections say about them (oauth's reserved
+// paths and registration rules) counts too. Validate
 // checks the whole file; a candidate holds only agents and backends, so what
 // it says about the other sections is not about this change.
 func topologyProblems(cand *config.Config) []string {
@@ -44,7 +51,7 @@ func topologyProblems(cand *config.Config) []string {
 	}
 	var out []string
 	for _, e := range unjoin(err) {
-		if msg := e.Error(); strings.HasPrefix(msg, "backends.") || strings.HasPrefix(msg, "agents.") {
+		if msg := e.Error(); strings.HasPrefix(msg, "backends.") || strings.HasPrefix(msg, "agents.") || strings.HasPrefix(msg, "oauth.registration.") {
 			out = append(out, msg)
 		}
 	}
@@ -54,7 +61,20 @@ func topologyProblems(cand *config.Config) []string {
 func agentConflicts(cand *config.Config, name string) []string {
 	a, ok := cand.Agents[name]
 	if !ok {
-		return nil
+		// Deleted: the authorization server's registration must not be
+		// left binding new clients to nothing.
+		var out []string
+		if cand.OAuth.Enabled {
+			for i, r := range cand.OAuth.Registration.Rules {
+				if r.Agent == name {
+					out = append(out, fmt.Sprintf("agents.%s: still named by oauth.registration.rules[%d].agent; change the config file first", name, i))
+				}
+			}
+			if cand.OAuth.Registration.DefaultAgent == name {
+				out = append(out, fmt.Sprintf("agents.%s: still oauth.registration.default_agent; change the config file first", name))
+			}
+		}
+		return out
 	}
 	var out []string
 	for _, other := range slices.Sorted(maps.Keys(cand.Agents)) {

@@ -742,6 +742,18 @@ func TestOAuthAdminAndCORS(t *testing.T) {
 		t.Fatalf("tools/list after an administrator revoked the login: HTTP %d", status)
 	}
 	w.must(http.StatusNoContent, "DELETE", "/admin/v1/oauth/consents/"+consents.Consents[0].ID, w.root, "")
+
+	// The admin API validates the topology as the config file is: no
+	// backend at the authorization server's paths, no agent a registration
+	// rule names deleted from under it.
+	body := w.must(http.StatusBadRequest, "PUT", "/admin/v1/backends/shadow", w.root, `{"url":"http://127.0.0.1:9/mcp","paths":["/oauth2/x"],"auth_method":"none"}`)
+	if !strings.Contains(string(body), "authorization server") {
+		t.Fatalf("backend at /oauth2/x: %s", body)
+	}
+	body = w.must(http.StatusConflict, "DELETE", "/admin/v1/agents/claude-code", w.root, "")
+	if !strings.Contains(string(body), "oauth.registration.rules[0].agent") {
+		t.Fatalf("deleting the agent a registration rule names: %s", body)
+	}
 	decodeJSON(t, w.must(http.StatusOK, "GET", "/admin/v1/oauth/consents", w.admin, ""), &consents)
 	if len(consents.Consents) != 0 {
 		t.Fatalf("consent still listed: %+v", consents)
