@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -122,4 +123,17 @@ func MetricFamilies(t testing.TB, base string) map[string]*dto.MetricFamily {
 		t.Fatalf("parse %s/metrics: %v", base, err)
 	}
 	return families
+}
+
+// Unreachable ends a test whose service (PostgreSQL, Redis) does not
+// answer: a failure in CI (the CI variable set, as .ci/run sets it), where
+// the service always runs and its absence is a broken machine; a skip that
+// says how to start it on a developer's machine, where it may simply not
+// be running.
+func Unreachable(t testing.TB, service string, err error, hint string) {
+	t.Helper()
+	if os.Getenv("CI") != "" {
+		t.Fatalf("%s is not reachable: %v\n%s", service, err, hint)
+	}
+	t.Skipf("%s is not reachable, so this test is skipped (in CI it fails): %v\n%s", service, err, hint)
 }

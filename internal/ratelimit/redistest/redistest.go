@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/mcpgw/mcpgw/internal/testutil"
 )
 
 // DefaultRedis is the server the machines this project runs on start
@@ -56,7 +58,7 @@ func URL(t testing.TB) (url string, ok bool) {
 		probe.err = c.Ping(ctx).Err()
 	})
 	if probe.err != nil {
-		t.Errorf("Redis is not reachable: %v\n%s", probe.err, StartHint)
+		testutil.Unreachable(t, "Redis", probe.err, StartHint)
 		return "", false
 	}
 	return url, true

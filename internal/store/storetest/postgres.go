@@ -15,6 +15,8 @@ import (
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // the pgx database/sql driver
+
+	"github.com/mcpgw/mcpgw/internal/testutil"
 )
 
 // DefaultPostgres is the server the machines this project runs on start
@@ -31,8 +33,8 @@ var probe struct {
 }
 
 // PostgresBase is the server DSN tests use (MCPGW_TEST_POSTGRES, else
-// DefaultPostgres); ok is false when MCPGW_TEST_POSTGRES=off. It fails t
-// when the server does not answer.
+// DefaultPostgres); ok is false when MCPGW_TEST_POSTGRES=off. It fails t when the server does not answer in CI (CI set), and skips the test, saying
+// why, on a developer's machine.
 func PostgresBase(t testing.TB) (dsn string, ok bool) {
 	t.Helper()
 	base := os.Getenv("MCPGW_TEST_POSTGRES")
@@ -54,7 +56,7 @@ func PostgresBase(t testing.TB) (dsn string, ok bool) {
 		probe.err = err
 	})
 	if probe.err != nil {
-		t.Errorf("PostgreSQL is not reachable: %v\n%s", probe.err, StartHint)
+		testutil.Unreachable(t, "PostgreSQL", probe.err, StartHint)
 		return "", false
 	}
 	return base, true
