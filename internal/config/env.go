@@ -17,9 +17,6 @@ const (
 	envConfigPath = "MCPGW_CONFIG"
 	// envSessionKey is the documented shortcut for server.session_key.
 	envSessionKey = "MCPGW_SESSION_KEY"
-	// envTestPrefix is left to test harnesses (MCPGW_TEST_POSTGRES, ...): a
-	// CI environment that sets them must still load a configuration.
-	envTestPrefix = "MCPGW_TEST_"
 )
 
 // envOverride is one MCPGW_* variable turned into a key path.
@@ -49,9 +46,6 @@ func envOverrides(environ []string) ([]envOverride, []error) {
 	)
 	for _, name := range sortedKeys(flat) {
 		value, _ := flat[name].(string)
-		if strings.HasPrefix(name, envTestPrefix) {
-			continue
-		}
 		switch name {
 		case envConfigPath:
 			continue

@@ -79,8 +79,9 @@ func defaultPublicURL(listen string) string {
 // OKTA_AUTHORIZATION_SERVER_ID, OKTA_AUDIENCE], GATEWAY_BASE_URL,
 // GATEWAY_HOST, GATEWAY_PORT, LOG_LEVEL), then MCPGW_* variables, where a
 // double underscore nests (MCPGW_SERVER__LISTEN is server.listen), list
-// values are comma-separated, MCPGW_SESSION_KEY is server.session_key and
-// MCPGW_TEST_* is ignored (test harnesses own it). A variable that names no
+// values are comma-separated and MCPGW_SESSION_KEY is server.session_key.
+// Every MCPGW_* variable is the gateway's (the test harnesses' are
+// TEST_POSTGRES and TEST_REDIS). A variable that names no
 // key is an error, like an unknown key in the file, and so is an adapter
 // variable mcpgw does not honour. Defaults fill whatever no layer set.
 //

@@ -294,7 +294,7 @@ log:
 			func(c *Config) (any, any) { return c.Log.Level, "warn" }},
 		{"adapter LOG_LEVEL CRITICAL", []string{"LOG_LEVEL=CRITICAL"},
 			func(c *Config) (any, any) { return c.Log.Level, "error" }},
-		{"MCPGW_TEST_* belongs to test harnesses", []string{"MCPGW_TEST_POSTGRES=off", "MCPGW_TEST_X__Y=1"},
+		{"the test harnesses' variables are not the gateway's", []string{"TEST_POSTGRES=off", "TEST_REDIS=off"},
 			func(c *Config) (any, any) { return c.Log.Level, "warn" }},
 		{"later duplicate variable wins", []string{"MCPGW_LOG__LEVEL=debug", "MCPGW_LOG__LEVEL=error"},
 			func(c *Config) (any, any) { return c.Log.Level, "error" }},

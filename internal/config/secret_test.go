@@ -160,7 +160,7 @@ func TestResolveSecret(t *testing.T) {
 		{name: "literal", value: "abc", want: "abc"},
 		{name: "nothing", want: ""},
 		{name: "env", value: "${PATH}", want: path},
-		{name: "unset env", value: "${MCPGW_TEST_SURELY_UNSET_VARIABLE}", wantErr: "MCPGW_TEST_SURELY_UNSET_VARIABLE is not set"},
+		{name: "unset env", value: "${MCPGW_SURELY_UNSET_VARIABLE}", wantErr: "MCPGW_SURELY_UNSET_VARIABLE is not set"},
 		{name: "file", file: file, want: "from-file"},
 		{name: "empty file", file: empty, wantErr: "is empty"},
 		{name: "missing file", file: file + ".missing", wantErr: "no such file"},

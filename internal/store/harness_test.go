@@ -21,7 +21,7 @@ type dbUnderTest struct {
 
 // testBackends lists SQLite in memory, SQLite in a file and PostgreSQL.
 // PostgreSQL is required: when it is unreachable the calling test fails and
-// says how to start it, unless MCPGW_TEST_POSTGRES=off.
+// says how to start it, unless TEST_POSTGRES=off.
 func testBackends(t *testing.T) []dbUnderTest {
 	t.Helper()
 	bs := []dbUnderTest{
@@ -30,7 +30,7 @@ func testBackends(t *testing.T) []dbUnderTest {
 			return "file:" + filepath.Join(t.TempDir(), "mcpgw.db")
 		}},
 	}
-	if os.Getenv("MCPGW_TEST_POSTGRES") == "off" {
+	if os.Getenv("TEST_POSTGRES") == "off" {
 		return bs
 	}
 	// Asked for in each case, so that an unreachable server skips (or, in

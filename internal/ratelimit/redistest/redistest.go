@@ -25,21 +25,21 @@ const DefaultRedis = "redis://127.0.0.1:6379/0"
 
 // StartHint says how to bring Redis up.
 const StartHint = "start it with: redis-server --daemonize yes --bind 127.0.0.1" +
-	" (or set MCPGW_TEST_REDIS=redis://... to use another server, or MCPGW_TEST_REDIS=off to skip Redis tests)"
+	" (or set TEST_REDIS=redis://... to use another server, or TEST_REDIS=off to skip Redis tests)"
 
 var probe struct {
 	once sync.Once
 	err  error
 }
 
-// URL is the server tests use (MCPGW_TEST_REDIS, else DefaultRedis); ok is
-// false when MCPGW_TEST_REDIS=off. It fails t when the server does not
+// URL is the server tests use (TEST_REDIS, else DefaultRedis); ok is
+// false when TEST_REDIS=off. It fails t when the server does not
 // answer.
 func URL(t testing.TB) (url string, ok bool) {
 	t.Helper()
-	url = os.Getenv("MCPGW_TEST_REDIS")
+	url = os.Getenv("TEST_REDIS")
 	if url == "off" {
-		t.Log("MCPGW_TEST_REDIS=off: Redis is not tested")
+		t.Log("TEST_REDIS=off: Redis is not tested")
 		return "", false
 	}
 	if url == "" {

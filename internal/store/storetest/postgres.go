@@ -25,21 +25,21 @@ const DefaultPostgres = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 
 // StartHint says how to bring PostgreSQL up.
 const StartHint = "start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start" +
-	" (or set MCPGW_TEST_POSTGRES=postgres://... to use another server, or MCPGW_TEST_POSTGRES=off to test SQLite only)"
+	" (or set TEST_POSTGRES=postgres://... to use another server, or TEST_POSTGRES=off to test SQLite only)"
 
 var probe struct {
 	once sync.Once
 	err  error
 }
 
-// PostgresBase is the server DSN tests use (MCPGW_TEST_POSTGRES, else
-// DefaultPostgres); ok is false when MCPGW_TEST_POSTGRES=off. It fails t when the server does not answer in CI (CI set), and skips the test, saying
+// PostgresBase is the server DSN tests use (TEST_POSTGRES, else
+// DefaultPostgres); ok is false when TEST_POSTGRES=off. It fails t when the server does not answer in CI (CI set), and skips the test, saying
 // why, on a developer's machine.
 func PostgresBase(t testing.TB) (dsn string, ok bool) {
 	t.Helper()
-	base := os.Getenv("MCPGW_TEST_POSTGRES")
+	base := os.Getenv("TEST_POSTGRES")
 	if base == "off" {
-		t.Log("MCPGW_TEST_POSTGRES=off: PostgreSQL is not tested")
+		t.Log("TEST_POSTGRES=off: PostgreSQL is not tested")
 		return "", false
 	}
 	if base == "" {
