@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -79,7 +80,20 @@ func runPolicyEval(ctx context.Context, args []string, stdout, stderr io.Writer)
 		KeyID:           *keyID,
 		Explain:         explain.mode,
 	}
-	if err := policy.EvalCommand(ctx, o, input, stdout); err != nil {
+	res, explanation, err := policy.Evaluate(ctx, o, input)
+	if err != nil {
+		fmt.Fprintf(stderr, "mcpgw policy eval: %v\n", err)
+		return 1
+	}
+	// The result as indented JSON first (scripts read it), then the
+	// explanation a person reads.
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(res); err != nil {
+		fmt.Fprintf(stderr, "mcpgw policy eval: write result: %v\n", err)
+		return 1
+	}
+	if _, err := io.WriteString(stdout, explanation); err != nil {
 		fmt.Fprintf(stderr, "mcpgw policy eval: %v\n", err)
 		return 1
 	}

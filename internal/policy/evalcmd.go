@@ -58,17 +58,17 @@ type EvalDecision struct {
 	ElapsedMicros int64 `json:"elapsed_us"`
 }
 
-// EvalCommand evaluates the gateway policy over one input document, as the
-// gateway would, and writes the result as indented JSON to stdout,
-// followed by an explanation when one is asked for. It returns an error
-// for a bad input or policy; a denial is a result, not an error.
-func EvalCommand(ctx context.Context, o EvalOptions, input io.Reader, stdout io.Writer) error {
+// Evaluate evaluates the gateway policy over one input document, as the
+// gateway would, and returns the result and, when one is asked for, the
+// explanation as text (`mcpgw policy eval` prints both). It returns an
+// error for a bad input or policy; a denial is a result, not an error.
+func Evaluate(ctx context.Context, o EvalOptions, input io.Reader) (EvalResult, string, error) {
 	if o.Explain != ExplainNone && !slices.Contains(ExplainModes(), o.Explain) {
-		return fmt.Errorf("--explain %q: want one of %s", o.Explain, strings.Join(ExplainModes(), ", "))
+		return EvalResult{}, "", fmt.Errorf("--explain %q: want one of %s", o.Explain, strings.Join(ExplainModes(), ", "))
 	}
 	in, err := decodeInput(input)
 	if err != nil {
-		return err
+		return EvalResult{}, "", err
 	}
 	e, err := New(ctx, Options{
 		Source:          o.Source,
@@ -82,11 +82,11 @@ func EvalCommand(ctx context.Context, o EvalOptions, input io.Reader, stdout io.
 		ListTimeout: defaultCLITimeout,
 	})
 	if err != nil {
-		return err
+		return EvalResult{}, "", err
 	}
 	defer e.Stop(context.WithoutCancel(ctx))
 	if err := e.Ready(); err != nil {
-		return err
+		return EvalResult{}, "", err
 	}
 
 	d := e.Decide(ctx, in)
@@ -106,7 +106,7 @@ func EvalCommand(ctx context.Context, o EvalOptions, input io.Reader, stdout io.
 		}
 		names, err := e.Visible(ctx, in, l.kind)
 		if err != nil {
-			return err
+			return EvalResult{}, "", err
 		}
 		*l.out = sortedNames(names)
 		if *l.out == nil {
@@ -114,20 +114,14 @@ func EvalCommand(ctx context.Context, o EvalOptions, input io.Reader, stdout io.
 		}
 	}
 
-	enc := json.NewEncoder(stdout)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(res); err != nil {
-		return fmt.Errorf("write result: %w", err)
-	}
 	if o.Explain == ExplainNone {
-		return nil
+		return res, "", nil
 	}
 	text, err := e.explain(ctx, in, o.Explain)
 	if err != nil {
-		return err
+		return EvalResult{}, "", err
 	}
-	_, err = io.WriteString(stdout, text)
-	return err
+	return res, text, nil
 }
 
 const defaultCLITimeout = 10 * DefaultListTimeout

@@ -86,8 +86,15 @@ func TestEvalCommand(t *testing.T) {
 			if tc.o.Source == "" {
 				tc.o.Source = shippedPolicies
 			}
+			// What the command prints: the result as JSON, then the
+			// explanation (cmd/mcpgw prints exactly these).
 			var out bytes.Buffer
-			err := EvalCommand(context.Background(), tc.o, bytes.NewReader(input), &out)
+			evaluated, text, err := Evaluate(context.Background(), tc.o, bytes.NewReader(input))
+			if err == nil {
+				b, _ := json.MarshalIndent(evaluated, "", "  ")
+				out.Write(append(b, '\n'))
+				out.WriteString(text)
+			}
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
 					t.Fatalf("error %v, want %q", err, tc.err)
