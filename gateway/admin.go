@@ -37,7 +37,8 @@ import (
 //	PUT    /admin/v1/agents/{name}     PUT    /admin/v1/backends/{name}
 //	PATCH  /admin/v1/agents/{name}     PATCH  /admin/v1/backends/{name}
 //	DELETE /admin/v1/agents/{name}     DELETE /admin/v1/backends/{name}
-//	GET    /admin/v1/audit?kind=&subject=&agent=&backend=&decision=&since=&until=&limit=&cursor=
+//	GET    /admin/v1/audit?kind=&subject=&agent=&backend=&decision=&since=&until=&limit=&cursor=&include=input
+//	POST   /admin/v1/policy/replay?since=&until=&backend=&agent=&subject=&tool=&baseline=active (body: candidate bundle)
 //
 // {name} is the entry's key in config.yaml's agents: or backends: map
 // (letters, digits, '.', '_', '-', starting with a letter or digit). An
@@ -167,6 +168,8 @@ func (s *Server) mountAdmin(log *slog.Logger) {
 	mountResource(r, backends)
 	r.Get("/audit", a.handleAudit)
 	r.All("/audit", a.methodNotAllowed("GET"))
+	r.Post("/policy/replay", a.handleReplay)
+	r.All("/policy/replay", a.methodNotAllowed("POST"))
 	a.mountIntegrity(r)
 	a.mountOAuth(r, s.OAuth)
 	// Without these, unknown admin paths would fall through to the MCP
@@ -1034,7 +1037,7 @@ func (a *adminAPI) apply(c *fiber.Ctx, rec audit.Record) bool {
 }
 
 // auditParams are the query parameters of GET /admin/v1/audit.
-var auditParams = []string{"kind", "subject", "agent", "backend", "decision", "since", "until", "limit", "cursor"}
+var auditParams = []string{"kind", "subject", "agent", "backend", "decision", "since", "until", "limit", "cursor", "include"}
 
 func (a *adminAPI) handleAudit(c *fiber.Ctx) error {
 	p, ok := a.authenticate(c)
@@ -1047,6 +1050,14 @@ func (a *adminAPI) handleAudit(c *fiber.Ctx) error {
 	q, problems := parseAuditQuery(c)
 	if len(problems) > 0 {
 		return invalid(c, problems)
+	}
+	// Recorded policy inputs are returned only when asked for, and asking
+	// is its own decision (kind audit_input), so that a policy can keep
+	// them from roles that may read the rest of the trail.
+	if q.IncludeInput {
+		if _, ok := a.authorize(c, p, actionList, "audit_input", "", nil); !ok {
+			return nil
+		}
 	}
 	recs, next, err := a.s.Store.QueryAudit(c.UserContext(), q)
 	if errors.Is(err, audit.ErrInvalidQuery) {
@@ -1092,6 +1103,12 @@ func parseAuditQuery(c *fiber.Ctx) (audit.Query, []string) {
 			q.Decision = val
 		case "cursor":
 			q.Cursor = val
+		case "include":
+			if val != "input" {
+				problems = append(problems, fmt.Sprintf("query parameter include: want input, got %q", truncate(val, 32)))
+				return
+			}
+			q.IncludeInput = true
 		case "since":
 			q.Since, err = time.Parse(time.RFC3339Nano, val)
 		case "until":
