@@ -5,8 +5,37 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/mcpgw/mcpgw/internal/audit"
 	"github.com/mcpgw/mcpgw/internal/store"
 )
+
+// withoutInputs hands records to an extra audit sink (stdout, an HTTP
+// collector) without the policy inputs that audit.record_inputs keeps:
+// those are for replay from the store, which returns them only when
+// asked and clears them after audit.input_retention; a log line or a
+// collector would keep them for ever.
+type withoutInputs struct{ audit.Sink }
+
+func (w withoutInputs) Write(ctx context.Context, r audit.Record) {
+	r.Input, r.InputMasked = nil, nil
+	w.Sink.Write(ctx, r)
+}
+
+// Dropped and LastDrop pass the wrapped sink's losses on (audit.Multi and
+// /readyz ask for them).
+func (w withoutInputs) Dropped() uint64 {
+	if d, ok := w.Sink.(audit.DropReporter); ok {
+		return d.Dropped()
+	}
+	return 0
+}
+
+func (w withoutInputs) LastDrop() time.Time {
+	if d, ok := w.Sink.(audit.DropReporter); ok {
+		return d.LastDrop()
+	}
+	return time.Time{}
+}
 
 // auditInputPurgeEvery is how often the recorded inputs older than
 // audit.input_retention are cleared; an input may outlive its retention by

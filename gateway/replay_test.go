@@ -355,6 +355,12 @@ func TestReplayAdminAPI(t *testing.T) {
 			t.Fatalf("input returned without include=input: %+v", rec)
 		}
 	}
+	// The extra sinks (stdout, an HTTP collector) never get the inputs.
+	for _, rec := range w.sink.all() {
+		if rec.Input != nil || rec.InputMasked != nil {
+			t.Fatalf("an extra audit sink got an input: %+v", rec)
+		}
+	}
 	raw := w.must(http.StatusOK, http.MethodGet, "/admin/v1/audit?kind=decision&limit=1000", w.root, "")
 	if bytes.Contains(raw, []byte(`"input`)) {
 		t.Fatalf("audit page names inputs: %s", raw)

@@ -115,7 +115,10 @@ func Start(ctx context.Context, cfg *config.Config, o StartOptions) (srv *Server
 	if err = s.Store.SeedFromConfig(ctx, cfg); err != nil {
 		return nil, fmt.Errorf("store: seed from config: %w", err)
 	}
-	sinks := append([]audit.Sink{audit.NewStoreSink(s.Store, AuditBatchOptions(cfg, log, s.Metrics, "store"))}, o.AuditSinks...)
+	sinks := []audit.Sink{audit.NewStoreSink(s.Store, AuditBatchOptions(cfg, log, s.Metrics, "store"))}
+	for _, sink := range o.AuditSinks {
+		sinks = append(sinks, withoutInputs{sink})
+	}
 	s.Audit = audit.Multi(sinks...)
 	s.closers = append(s.closers, s.Audit.Close)
 	decisionLog := func(ctx context.Context, r policy.Record) {
