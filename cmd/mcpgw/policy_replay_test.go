@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mcpgw/mcpgw/internal/audit"
+	"github.com/mcpgw/mcpgw/internal/policy/policytest"
 	"github.com/mcpgw/mcpgw/internal/replay"
 	"github.com/mcpgw/mcpgw/internal/store"
 )
@@ -148,5 +149,27 @@ func TestPolicyReplayCommand(t *testing.T) {
 	if rep.Records != 3 || rep.Counts.Unchanged != 2 || rep.Counts.AllowToDeny != 1 || len(rep.Changes) != 1 ||
 		rep.Changes[0].DecisionID != "dec-list_employees" || !rep.Changes[0].Before.Allow || rep.Changes[0].After.Allow {
 		t.Fatalf("--json report: %s", stdout.String())
+	}
+}
+
+// A signed candidate bundle replays with --verification-key, and is
+// refused with another key (exit 1), as `policy eval` checks it.
+func TestPolicyReplaySignedBundle(t *testing.T) {
+	f := newReplayFixture(t)
+	private, public := policytest.KeyPair(t)
+	_, otherPublic := policytest.KeyPair(t)
+	bundle := policytest.BuildBundle(t, policytest.Build{Dir: f.candidate, Revision: "candidate-7", SigningKey: private})
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"policy", "replay", "--bundle", bundle, "--verification-key", public,
+		"--decisions", f.jsonl, "--fail-on", "allow-to-deny"}, &stdout, &stderr)
+	if code != 3 || !strings.Contains(stdout.String(), "candidate-7") {
+		t.Fatalf("signed: exit %d\n%s\n%s", code, stdout.String(), stderr.String())
+	}
+	stdout.Reset()
+	stderr.Reset()
+	code = run(context.Background(), []string{"policy", "replay", "--bundle", bundle, "--verification-key", otherPublic,
+		"--decisions", f.jsonl}, &stdout, &stderr)
+	if code != 1 || !strings.Contains(stderr.String(), "--bundle") {
+		t.Fatalf("wrong key: exit %d\n%s", code, stderr.String())
 	}
 }
