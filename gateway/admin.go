@@ -29,7 +29,8 @@ import (
 //	PUT    /admin/v1/agents/{name}     PUT    /admin/v1/backends/{name}
 //	PATCH  /admin/v1/agents/{name}     PATCH  /admin/v1/backends/{name}
 //	DELETE /admin/v1/agents/{name}     DELETE /admin/v1/backends/{name}
-//	GET    /admin/v1/audit?kind=&subject=&agent=&backend=&decision=&since=&until=&limit=&cursor=
+//	GET    /admin/v1/audit?kind=&subject=&agent=&backend=&decision=&since=&until=&limit=&cursor=&include=input
+//	POST   /admin/v1/policy/replay?since=&until=&backend=&agent=&subject=&tool=&baseline=active (body: candidate bundle)
 //
 // {name} is the entry's key in config.yaml's agents: or backends: map
 // (letters, digits, '.', '_', '-', starting with a letter or digit). An
@@ -159,6 +160,8 @@ func (s *Server) mountAdmin(log *slog.Logger) {
 	mountResource(r, backends)
 	r.Get("/audit", a.handleAudit)
 	r.All("/audit", a.methodNotAllowed("GET"))
+	r.Post("/policy/replay", a.handleReplay)
+	r.All("/policy/replay", a.methodNotAllowed("POST"))
 	a.mountIntegrity(r)
 	a.mountOAuth(r, s.OAuth)
 	// Without these, unknown admin paths would fall through to the MCP
@@ -266,9 +269,6 @@ func (a *adminAPI) apply(c *fiber.Ctx, rec audit.Record) bool {
 	}
 	return true
 }
-
-// auditParams are the query parameters of GET /admin/v1/audit.
-var auditParams = []string{"kind", "subject", "agent", "backend", "decision", "since", "until", "limit", "cursor"}
 
 func (a *adminAPI) methodNotAllowed(allow string) fiber.Handler {
 	return func(c *fiber.Ctx) error {

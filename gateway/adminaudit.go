@@ -14,6 +14,10 @@ import (
 )
 
 // GET /admin/v1/audit: one page of the audit trail, filtered.
+
+// auditParams are the query parameters of GET /admin/v1/audit.
+var auditParams = []string{"kind", "subject", "agent", "backend", "decision", "since", "until", "limit", "cursor", "include"}
+
 func (a *adminAPI) handleAudit(c *fiber.Ctx) error {
 	p, ok := a.authenticate(c)
 	if !ok {
@@ -25,6 +29,14 @@ func (a *adminAPI) handleAudit(c *fiber.Ctx) error {
 	q, problems := parseAuditQuery(c)
 	if len(problems) > 0 {
 		return invalid(c, problems)
+	}
+	// Recorded policy inputs are returned only when asked for, and asking
+	// is its own decision (kind audit_input), so that a policy can keep
+	// them from roles that may read the rest of the trail.
+	if q.IncludeInput {
+		if _, ok := a.authorize(c, p, actionList, "audit_input", "", nil); !ok {
+			return nil
+		}
 	}
 	recs, next, err := a.s.Store.QueryAudit(c.UserContext(), q)
 	if errors.Is(err, audit.ErrInvalidQuery) {
@@ -70,6 +82,12 @@ func parseAuditQuery(c *fiber.Ctx) (audit.Query, []string) {
 			q.Decision = val
 		case "cursor":
 			q.Cursor = val
+		case "include":
+			if val != "input" {
+				problems = append(problems, fmt.Sprintf("query parameter include: want input, got %q", truncate(val, 32)))
+				return
+			}
+			q.IncludeInput = true
 		case "since":
 			q.Since, err = time.Parse(time.RFC3339Nano, val)
 		case "until":

@@ -37,6 +37,9 @@ type Server struct {
 	// Audit receives decision and change records (the store, plus any
 	// extra sinks).
 	Audit audit.Sink
+	// policyConfig is policy.*: POST /admin/v1/policy/replay checks a
+	// candidate bundle as the gateway checks its own.
+	policyConfig config.Policy
 	// URL is where the gateway listens, http://host:port.
 	URL string
 	// MetricsURL is where /metrics and the detailed /readyz are served
@@ -112,7 +115,10 @@ func Start(ctx context.Context, cfg *config.Config, o StartOptions) (srv *Server
 	if err = s.Store.SeedFromConfig(ctx, cfg); err != nil {
 		return nil, fmt.Errorf("store: seed from config: %w", err)
 	}
-	sinks := append([]audit.Sink{audit.NewStoreSink(s.Store, AuditBatchOptions(cfg, log, s.Metrics, "store"))}, o.AuditSinks...)
+	sinks := []audit.Sink{audit.NewStoreSink(s.Store, AuditBatchOptions(cfg, log, s.Metrics, "store"))}
+	for _, sink := range o.AuditSinks {
+		sinks = append(sinks, withoutInputs{sink})
+	}
 	s.Audit = audit.Multi(sinks...)
 	s.closers = append(s.closers, s.Audit.Close)
 	decisionLog := func(ctx context.Context, r policy.Record) {
@@ -132,6 +138,7 @@ func Start(ctx context.Context, cfg *config.Config, o StartOptions) (srv *Server
 		OPAConfig:         cfg.Policy.OPA,
 		PollInterval:      cfg.Policy.PollInterval,
 		DecisionCacheSize: cfg.Policy.DecisionCacheSize,
+		RecordInputs:      cfg.Audit.RecordInputs,
 		BundleLimits:      policy.BundleLimits{Bytes: cfg.Policy.MaxBundleBytes, UncompressedBytes: cfg.Policy.MaxBundleUncompressedBytes, Files: cfg.Policy.MaxBundleFiles, FileBytes: cfg.Policy.MaxBundleFileBytes},
 		PersistDir:        cfg.Policy.PersistDir,
 		Shadow:            cfg.Policy.Shadow,
@@ -149,6 +156,9 @@ func Start(ctx context.Context, cfg *config.Config, o StartOptions) (srv *Server
 		return nil, fmt.Errorf("policy: %w", err)
 	}
 	s.closers = append(s.closers, func(ctx context.Context) error { s.Engine.Stop(ctx); return nil })
+	if stop := purgeAuditInputs(s.Store, cfg.Audit.InputRetention, log); stop != nil {
+		s.closers = append(s.closers, stop)
+	}
 
 	key, shared, err := upstream.LoadSessionKey(cfg.Server.SessionKey, cfg.Server.SessionKeyFile)
 	if err != nil {
@@ -216,6 +226,7 @@ func Start(ctx context.Context, cfg *config.Config, o StartOptions) (srv *Server
 	if err != nil {
 		return nil, err
 	}
+	s.policyConfig = cfg.Policy
 	s.mountAdmin(log)
 	if cfg.Server.MetricsListen == "" {
 		// Metrics and the detailed readiness name backends, issuers, the
@@ -351,6 +362,7 @@ func decisionRecord(r policy.Record) audit.Record {
 		Time: r.Time, Kind: audit.KindDecision, DecisionID: r.DecisionID,
 		Subject: r.Subject, Issuer: r.Issuer, Agent: r.Agent, Backend: r.Backend, Method: r.Method, Tool: r.Tool,
 		Allow: r.Allow, Reasons: r.Reasons, Revision: r.Revision, EvalMicros: r.Elapsed.Microseconds(),
+		Input: r.Input, InputMasked: r.InputMasked,
 	}
 }
 

@@ -4,6 +4,7 @@
 //	mcpgw config check             validate a configuration without starting
 //	mcpgw demo                     gateway + demo IdP + demo backends + shipped policies
 //	mcpgw policy eval --input F    evaluate the policy offline
+//	mcpgw policy replay --bundle B re-decide recorded decisions with a candidate policy
 //	mcpgw bundle verify FILE       check a signed policy bundle
 //	mcpgw version
 package main
@@ -28,6 +29,8 @@ commands:
   policy eval --input FILE [--policies DIR | --bundle FILE] [--explain[=MODE]]
                                        print the decision a policy makes for an input
                                        (--explain alone: MODE rules; or notes, fails, full)
+  policy replay --bundle CANDIDATE (--store DSN | --config FILE | --decisions FILE.jsonl) [--since 24h] [--json] [--fail-on KINDS]
+                                       which recorded decisions a candidate policy decides differently
   bundle verify FILE --key PUB.pem [--key-id ID]
                                        check a signed policy bundle (revision, roots, files, signer)
   version                              print the version
@@ -55,7 +58,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if len(args) > 1 && args[1] == "eval" {
 			return runPolicyEval(ctx, args[2:], stdout, stderr)
 		}
-		fmt.Fprint(stderr, "usage: mcpgw policy eval --input FILE [--policies DIR | --bundle FILE] [--explain[=MODE]] (see mcpgw policy eval -h)\n")
+		if len(args) > 1 && args[1] == "replay" {
+			return runPolicyReplay(ctx, args[2:], stdout, stderr)
+		}
+		fmt.Fprint(stderr, "usage: mcpgw policy eval --input FILE [--policies DIR | --bundle FILE] [--explain[=MODE]] (see mcpgw policy eval -h)\n"+
+			"       mcpgw policy replay --bundle CANDIDATE (--store DSN | --config FILE | --decisions FILE.jsonl) (see mcpgw policy replay -h)\n")
 		return 2
 	case "bundle":
 		return runBundle(ctx, args[1:], stdout, stderr)

@@ -3,6 +3,7 @@ package audit
 import (
 	"fmt"
 	"strings"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -200,4 +201,37 @@ func jsonNeedsEscape(raw []byte) bool {
 		}
 	}
 	return false
+}
+
+// ASCIIJSON rewrites every non-ASCII character of a JSON text as a \u
+// escape (a surrogate pair beyond U+FFFF). The text decodes to the same
+// value, and no terminal or log viewer can be made to show forged lines
+// or reordered text by it. Invalid UTF-8 becomes U+FFFD, as encoding/json
+// writes it. A text that is already ASCII is returned as it is.
+func ASCIIJSON(raw []byte) []byte {
+	i := 0
+	for i < len(raw) && raw[i] < utf8.RuneSelf {
+		i++
+	}
+	if i == len(raw) {
+		return raw
+	}
+	out := make([]byte, 0, len(raw)+32)
+	out = append(out, raw[:i]...)
+	for i < len(raw) {
+		c := raw[i]
+		if c < utf8.RuneSelf {
+			out = append(out, c)
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRune(raw[i:])
+		i += n
+		if r1, r2 := utf16.EncodeRune(r); r1 != utf8.RuneError || r2 != utf8.RuneError {
+			out = fmt.Appendf(out, `\u%04x\u%04x`, r1, r2)
+			continue
+		}
+		out = fmt.Appendf(out, `\u%04x`, r)
+	}
+	return out
 }

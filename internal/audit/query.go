@@ -68,6 +68,11 @@ type Query struct {
 	Limit int
 	// Cursor is the opaque next value of the previous page.
 	Cursor string
+	// Tool matches decision records naming that tool, prompt or resource.
+	Tool string
+	// IncludeInput returns the policy inputs decision records kept
+	// (Record.Input, InputMasked); without it they are never read.
+	IncludeInput bool
 }
 
 // Normalize applies defaults and reports every malformed field at once
@@ -109,6 +114,6 @@ func (q Query) Normalize() (Query, error) {
 	}
 	// Filters match stored text, which Record.Normalize escaped: a filter
 	// naming a subject with a control character is escaped the same way.
-	q.Subject, q.Agent, q.Backend = EscapeText(q.Subject), EscapeText(q.Agent), EscapeText(q.Backend)
+	q.Subject, q.Agent, q.Backend, q.Tool = EscapeText(q.Subject), EscapeText(q.Agent), EscapeText(q.Backend), EscapeText(q.Tool)
 	return q, nil
 }

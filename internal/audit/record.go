@@ -125,6 +125,15 @@ type Record struct {
 	ObjectName string          `json:"object_name,omitempty"`
 	Before     json.RawMessage `json:"before,omitempty"`
 	After      json.RawMessage `json:"after,omitempty"`
+	// Input is the policy input a decision record was made on, when
+	// audit.record_inputs kept it: masked by the bundle's system.log.mask
+	// rules, as OPA's decision logs would show it, and encoded as ASCII-only
+	// JSON (see ASCIIJSON) so that it decodes to exactly what the policy
+	// read. InputMasked lists the JSON pointers the mask erased or
+	// replaced. Only decision records carry them; the store returns them
+	// only when a Query asks (IncludeInput).
+	Input       json.RawMessage `json:"input,omitempty"`
+	InputMasked []string        `json:"input_masked,omitempty"`
 }
 
 // NewID returns a fresh record id. UUIDv7 ids grow with time, which keeps the
@@ -164,6 +173,10 @@ func (r Record) Normalize() Record {
 	r.Reasons = escapeList(r.Reasons)
 	r.Before = escapeJSON(r.Before)
 	r.After = escapeJSON(r.After)
+	// The input is not escaped like Before and After: replay must decide
+	// on the values the policy read. ASCII-only JSON is as safe to show.
+	r.Input = ASCIIJSON(r.Input)
+	r.InputMasked = escapeList(r.InputMasked)
 	return r
 }
 
@@ -233,6 +246,12 @@ func (r Record) Validate() error {
 	}
 	if len(r.After) > 0 && !json.Valid(r.After) {
 		return bad("after is not valid JSON")
+	}
+	if (len(r.Input) > 0 || len(r.InputMasked) > 0) && r.Kind != KindDecision {
+		return bad("only a decision record keeps an input")
+	}
+	if len(r.Input) > 0 && !json.Valid(r.Input) {
+		return bad("input is not valid JSON")
 	}
 	return nil
 }

@@ -52,7 +52,18 @@ type Audit struct {
 	// BlockTimeout bounds one wait for queue space; a record still waiting
 	// then is dropped and counted like any other (default 5s).
 	BlockTimeout time.Duration `koanf:"block_timeout"`
+	// RecordInputs keeps each call decision's policy input in its record,
+	// masked by the policy's system.log.mask rules, for `mcpgw policy
+	// replay` (default false).
+	RecordInputs bool `koanf:"record_inputs"`
+	// InputRetention is how long a recorded input is kept; the store then
+	// clears it and keeps the record. 0 keeps it as long as the record.
+	// Default DefaultAuditInputRetention.
+	InputRetention time.Duration `koanf:"input_retention"`
 }
+
+// DefaultAuditInputRetention is audit.input_retention when unset.
+const DefaultAuditInputRetention = 168 * time.Hour
 
 // Audit overflow modes.
 const (
@@ -124,5 +135,10 @@ func (c *Config) validateLimits(v *validator) {
 	}
 	if c.Audit.BlockTimeout < 0 {
 		v.addf("audit.block_timeout", "must be > 0 (0 means the default, %s)", DefaultAuditBlockTimeout)
+	}
+	if c.Audit.InputRetention < 0 {
+		v.addf("audit.input_retention", "must be >= 0 (0 keeps recorded inputs as long as their records)")
+	} else if c.Audit.InputRetention > 0 && c.Audit.InputRetention < time.Minute {
+		v.addf("audit.input_retention", "must be at least 1m or 0 (keep as long as the record), got %s", c.Audit.InputRetention)
 	}
 }

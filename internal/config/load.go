@@ -33,6 +33,7 @@ func applyDefaults(raw map[string]any) {
 	setDefault(raw, DefaultClockSkew.String(), "identity", "clock_skew")
 	setDefault(raw, DefaultJWKSRefreshInterval.String(), "identity", "jwks_refresh_interval")
 	setDefault(raw, 10000, "identity", "claims_cache_max_cost")
+	setDefault(raw, DefaultAuditInputRetention.String(), "audit", "input_retention")
 	setDefault(raw, "policies", "policy", "bundle")
 	setDefault(raw, "50ms", "policy", "timeout")
 	setDefault(raw, "10s", "policy", "poll_interval")

@@ -118,6 +118,9 @@ type Options struct {
 	// policy whose decision calls no time, network, random or runtime
 	// builtin is cached.
 	DecisionCacheSize int
+	// RecordInputs adds each call decision's input to its Record, masked
+	// by the active policy's data.system.log.mask (audit.record_inputs).
+	RecordInputs bool
 
 	// PollInterval is how often a bundle file or directory is checked for
 	// changes and, for a policy.bundle URL, the shortest delay between two
@@ -220,6 +223,9 @@ type snapshot struct {
 	// decisions remembers this activation's decisions; nil when the policy
 	// may decide differently on the same input.
 	decisions *decisionCache
+	// mask is data.system.log.mask, prepared only when Options.RecordInputs
+	// asks for recorded inputs (recordinput.go).
+	mask *preparedQuery
 }
 
 // preparedQuery is one of the gateway's queries, prepared for an activation.
@@ -489,6 +495,10 @@ func (e *Engine) prepareSnapshot(ctx context.Context, compiler *ast.Compiler, tx
 	}
 	snap.decision = prepare(decisionRule)
 	snap.admin = prepare(adminQuery)
+	if e.opts.RecordInputs {
+		mask := prepare(maskRule)
+		snap.mask = &mask
+	}
 	defined := func(rule string) bool { return len(compiler.GetRulesExact(ast.MustParseRef(rule))) > 0 }
 	if !defined(decisionRule) {
 		snap.missing = append(snap.missing, decisionRule)
@@ -670,7 +680,13 @@ func (e *Engine) Decide(ctx context.Context, in *Input) Decision {
 		d.Reasons = []string{}
 	}
 	d.Elapsed = time.Since(start)
-	e.emit(ctx, "decision", in, d, 0, 0)
+	if e != nil && e.record != nil {
+		rec := e.newRecord("decision", in, d, 0, 0)
+		if e.opts.RecordInputs {
+			rec.Input, rec.InputMasked = e.recordedInput(ctx, in, v, d)
+		}
+		e.record(ctx, rec)
+	}
 	e.afterDecide(ctx, in, v, d)
 	return d
 }
@@ -975,7 +991,12 @@ func (e *Engine) emit(ctx context.Context, query string, in *Input, d Decision, 
 	if e == nil || e.record == nil {
 		return
 	}
-	e.record(ctx, Record{
+	e.record(ctx, e.newRecord(query, in, d, listed, visible))
+}
+
+// newRecord is the decision log's record of one evaluation.
+func (e *Engine) newRecord(query string, in *Input, d Decision, listed, visible int) Record {
+	return Record{
 		DecisionID: d.ID,
 		Time:       time.Now().UTC(),
 		Query:      query,
@@ -993,7 +1014,7 @@ func (e *Engine) emit(ctx context.Context, query string, in *Input, d Decision, 
 		Visible:    visible,
 		Revision:   d.Revision,
 		Elapsed:    d.Elapsed,
-	})
+	}
 }
 
 func listedCount(in *Input, kind ListKind) int {

@@ -2,13 +2,15 @@ package policy
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"time"
 )
 
 // Record is what the engine reports about one policy evaluation. It names
 // who asked and what was decided; it never holds a token, the token's raw
-// claims or a tool's arguments.
+// claims or a tool's arguments, except in Input, which only
+// Options.RecordInputs fills, masked by the policy's system.log.mask.
 type Record struct {
 	DecisionID string    `json:"decision_id"`
 	Time       time.Time `json:"time"`
@@ -36,6 +38,12 @@ type Record struct {
 	Visible  int           `json:"visible,omitempty"`
 	Revision string        `json:"revision"`
 	Elapsed  time.Duration `json:"eval_ns"`
+	// Input is the call's policy input as OPA's decision log would show it
+	// (masked by data.system.log.mask), for `mcpgw policy replay`: only
+	// for Query "decision" and only with Options.RecordInputs. InputMasked
+	// lists the JSON pointers (/input/...) the mask erased or replaced.
+	Input       json.RawMessage `json:"input,omitempty"`
+	InputMasked []string        `json:"input_masked,omitempty"`
 }
 
 // slogRecorder is the default DecisionLog: one JSON line per record when

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -13,10 +14,19 @@ import (
 	"github.com/mcpgw/mcpgw/internal/audit"
 )
 
-const auditColumns = "id, at_us, kind, decision_id, request_id, subject, agent, backend, method, tool, allow," +
+// auditBaseColumns are the columns of every record; auditColumns adds the
+// recorded policy input of a decision (migration 0006).
+const auditBaseColumns = "id, at_us, kind, decision_id, request_id, subject, agent, backend, method, tool, allow," +
 	" reasons, revision, latency_ms, eval_us, source, action, object_kind, object_name, before_json, after_json, issuer"
 
-const auditColumnCount = 22
+const (
+	auditBaseColumnCount = 22
+	auditColumns         = auditBaseColumns + ", input_json, input_masked"
+	auditColumnCount     = auditBaseColumnCount + 2
+	// auditColumnsNoInput is what a query selects when it does not ask for
+	// the recorded inputs: they are never read, let alone returned.
+	auditColumnsNoInput = auditBaseColumns + ", NULL, NULL"
+)
 
 // auditChunk rows per INSERT keeps the statement under SQLite's and
 // PostgreSQL's bound-parameter limits (32766 and 65535).
@@ -52,29 +62,43 @@ func (s *sqlStore) AppendAudit(ctx context.Context, recs ...audit.Record) error 
 func insertAudit(ctx context.Context, tx *sql.Tx, d dialect, recs []audit.Record) error {
 	for start := 0; start < len(recs); start += auditChunk {
 		chunk := recs[start:min(start+auditChunk, len(recs))]
+		// The input columns are named only when a record has an input:
+		// most chunks have none, and the statement is then the one the
+		// schema before 0006 took.
+		columns, count := auditBaseColumns, auditBaseColumnCount
+		if slices.ContainsFunc(chunk, func(r audit.Record) bool { return len(r.Input) > 0 || len(r.InputMasked) > 0 }) {
+			columns, count = auditColumns, auditColumnCount
+		}
 		var sb strings.Builder
-		sb.WriteString("INSERT INTO audit_records (" + auditColumns + ") VALUES ")
-		args := make([]any, 0, len(chunk)*auditColumnCount)
+		sb.WriteString("INSERT INTO audit_records (" + columns + ") VALUES ")
+		args := make([]any, 0, len(chunk)*count)
 		for i, r := range chunk {
 			if i > 0 {
 				sb.WriteString(", ")
 			}
 			sb.WriteByte('(')
-			for c := range auditColumnCount {
+			for c := range count {
 				if c > 0 {
 					sb.WriteString(", ")
 				}
-				sb.WriteString(d.param(i*auditColumnCount + c + 1))
+				sb.WriteString(d.param(i*count + c + 1))
 			}
 			sb.WriteByte(')')
 			reasons, err := nullJSON(r.Reasons)
 			if err != nil {
 				return fmt.Errorf("encode reasons of %s: %w", r.ID, err)
 			}
+			masked, err := nullJSON(r.InputMasked)
+			if err != nil {
+				return fmt.Errorf("encode input_masked of %s: %w", r.ID, err)
+			}
 			args = append(args, r.ID, r.Time.UnixMicro(), string(r.Kind), r.DecisionID, r.RequestID,
 				r.Subject, r.Agent, r.Backend, r.Method, r.Tool, r.Allow,
 				reasons, r.Revision, r.LatencyMS, r.EvalMicros, r.Source, string(r.Action),
 				string(r.ObjectKind), r.ObjectName, nullRaw(r.Before), nullRaw(r.After), r.Issuer)
+			if count == auditColumnCount {
+				args = append(args, nullRaw(r.Input), masked)
+			}
 		}
 		sb.WriteString(" ON CONFLICT (id) DO NOTHING")
 		if _, err := tx.ExecContext(ctx, sb.String(), args...); err != nil {
@@ -129,6 +153,9 @@ func (s *sqlStore) QueryAudit(ctx context.Context, q audit.Query) ([]audit.Recor
 		p := arg(q.Backend)
 		where = append(where, "(backend = "+p+" OR (object_kind = 'backend' AND object_name = "+p+"))")
 	}
+	if q.Tool != "" {
+		where = append(where, "tool = "+arg(q.Tool))
+	}
 	if q.Decision != "" {
 		where = append(where, "allow = "+arg(q.Decision == audit.DecisionAllow))
 	}
@@ -145,7 +172,11 @@ func (s *sqlStore) QueryAudit(ctx context.Context, q audit.Query) ([]audit.Recor
 		}
 		where = append(where, "(at_us, id) < ("+arg(at)+", "+arg(id)+")")
 	}
-	stmt := "SELECT " + auditColumns + " FROM audit_records"
+	columns := auditColumnsNoInput
+	if q.IncludeInput {
+		columns = auditColumns
+	}
+	stmt := "SELECT " + columns + " FROM audit_records"
 	if len(where) > 0 {
 		stmt += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -182,10 +213,11 @@ func scanAudit(rows *sql.Rows) (audit.Record, error) {
 		at                     int64
 		kind, action, objKind  string
 		reasons, before, after []byte
+		input, masked          []byte
 	)
 	err := rows.Scan(&r.ID, &at, &kind, &r.DecisionID, &r.RequestID, &r.Subject, &r.Agent, &r.Backend,
 		&r.Method, &r.Tool, &r.Allow, &reasons, &r.Revision, &r.LatencyMS, &r.EvalMicros, &r.Source,
-		&action, &objKind, &r.ObjectName, &before, &after, &r.Issuer)
+		&action, &objKind, &r.ObjectName, &before, &after, &r.Issuer, &input, &masked)
 	if err != nil {
 		return r, err
 	}
@@ -204,7 +236,33 @@ func scanAudit(rows *sql.Rows) (audit.Record, error) {
 	if r.After, err = compactJSON(after); err != nil {
 		return r, fmt.Errorf("decode after of %s: %w", r.ID, err)
 	}
+	if len(input) > 0 {
+		// Kept byte for byte (a TEXT column): the driver may reuse the buffer.
+		r.Input = json.RawMessage(bytes.Clone(input))
+	}
+	if len(masked) > 0 {
+		if err := json.Unmarshal(masked, &r.InputMasked); err != nil {
+			return r, fmt.Errorf("decode input_masked of %s: %w", r.ID, err)
+		}
+	}
 	return r, nil
+}
+
+// PurgeAuditInputs clears the inputs that decision records kept, for the
+// records made before cutoff; the records stay. It returns how many were
+// cleared.
+func (s *sqlStore) PurgeAuditInputs(ctx context.Context, cutoff time.Time) (int64, error) {
+	res, err := s.db.ExecContext(ctx,
+		"UPDATE audit_records SET input_json = NULL, input_masked = NULL WHERE at_us < $1 AND (input_json IS NOT NULL OR input_masked IS NOT NULL)",
+		cutoff.UnixMicro())
+	if err != nil {
+		return 0, fmt.Errorf("store: purge audit inputs: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("store: purge audit inputs: %w", err)
+	}
+	return n, nil
 }
 
 // compactJSON undoes PostgreSQL's jsonb pretty spacing, and copies: the

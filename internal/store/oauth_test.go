@@ -931,7 +931,7 @@ func testOAuthMigration(t *testing.T, b dbUnderTest) {
 		idx = append(idx, n)
 	}
 	slices.Sort(idx)
-	wantIdx := []string{"audit_records_agent_at", "audit_records_at", "audit_records_backend_at", "audit_records_issuer_subject_at",
+	wantIdx := []string{"audit_records_agent_at", "audit_records_at", "audit_records_backend_at", "audit_records_input_at", "audit_records_issuer_subject_at",
 		"audit_records_object_at", "audit_records_subject_at"}
 	if !slices.Equal(idx, wantIdx) {
 		t.Errorf("audit_records indexes = %v, want %v", idx, wantIdx)

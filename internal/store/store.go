@@ -117,6 +117,9 @@ type Store interface {
 	// id), and the cursor of the next page ("" on the last). Paging is by
 	// keyset, so records appended meanwhile never shift or repeat a page.
 	QueryAudit(ctx context.Context, q audit.Query) ([]audit.Record, string, error)
+	// PurgeAuditInputs clears the policy inputs of the decision records
+	// made before cutoff (audit.input_retention); the records stay.
+	PurgeAuditInputs(ctx context.Context, cutoff time.Time) (int64, error)
 
 	// LockAdmin serializes admin writers across every process sharing the
 	// database, so that each one's read-validate-write step sees the
