@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -16,7 +15,6 @@ import (
 	"github.com/mcpgw/mcpgw/internal/audit"
 	"github.com/mcpgw/mcpgw/internal/config"
 	"github.com/mcpgw/mcpgw/internal/demo"
-	"github.com/mcpgw/mcpgw/internal/testidp"
 )
 
 // adminWorld is a whole gateway assembled by Start: a real identity
@@ -35,62 +33,28 @@ type adminWorld struct {
 
 func newAdminWorld(t *testing.T, mutate ...func(*config.Config)) *adminWorld {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	idp, err := testidp.Start(ctx, testidp.Options{Audience: "api://mcpgw"})
-	if err != nil {
-		t.Fatalf("start testidp: %v", err)
-	}
-	t.Cleanup(func() { _ = idp.Close() })
-	notes, err := demo.StartNotes(demo.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = notes.Close() })
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	base := "http://" + ln.Addr().String()
-	cfg := &config.Config{
-		Server: config.Server{Listen: ln.Addr().String(), PublicURL: base, MaxBodyBytes: 64 << 10,
-			ReadTimeout: 10 * time.Second, IdleTimeout: 30 * time.Second, ShutdownTimeout: 5 * time.Second},
-		Identity: config.Identity{
-			Issuers:   []config.Issuer{{Issuer: idp.Issuer(), Audiences: []string{"api://mcpgw"}}},
-			ClockSkew: 30 * time.Second, JWKSRefreshInterval: 15 * time.Minute, ClaimsCacheMaxCost: 1000,
-		},
-		Backends: map[string]config.Backend{
-			"notes": {URL: notes.URL, Paths: []string{"/notes"}, AuthMethod: "none", TimeoutSeconds: 5},
-		},
-		Agents: map[string]config.Agent{
-			"claude-code": {AgentID: "claude-code", ClientID: "claude-client", Scopes: []string{"mcp:read", "mcp:write"}, BackendAccess: []string{"notes"}},
-			// The admins' own OAuth client, so changes name an agent.
-			"admin-console": {ClientID: "admin-cli", Scopes: []string{"mcp:read"}},
-		},
-		// A generous policy timeout: the machine's two cores are shared, and
-		// a slow evaluation must not turn into a flaky denial.
-		Policy: config.Policy{Bundle: "../policies", AllowUnsigned: true, Timeout: 5 * time.Second},
-		Store:  config.Store{DSN: ":memory:", PollInterval: time.Hour},
-	}
+	idp := startIdP(t)
+	notes := startNotes(t, demo.Options{})
+	ln := listenLoopback(t)
+	cfg := baseConfig(ln, idp.Issuer())
+	cfg.Server.MaxBodyBytes = 64 << 10
+	cfg.Server.ShutdownTimeout = 5 * time.Second
+	cfg.Backends["notes"] = notesBackend(notes.URL)
+	cfg.Agents["claude-code"] = claudeCodeAgent([]string{"mcp:read", "mcp:write"}, "notes")
+	cfg.Agents["admin-console"] = adminConsoleAgent()
+	cfg.Policy = policyConfig(shippedPolicy)
+	cfg.Store = storeConfig(":memory:", time.Hour)
 	for _, m := range mutate {
 		m(cfg)
 	}
 	sink := &recordingSink{}
-	srv, err := Start(ctx, cfg, StartOptions{Listener: ln, Logger: quietLogger(), AuditSinks: []audit.Sink{sink}})
-	if err != nil {
-		t.Fatalf("start gateway: %v", err)
-	}
-	t.Cleanup(func() {
-		sctx, c := context.WithTimeout(context.Background(), 5*time.Second)
-		defer c()
-		_ = srv.Close(sctx)
-	})
+	srv := startServer(t, cfg, StartOptions{Listener: ln, AuditSinks: []audit.Sink{sink}}, 5*time.Second)
 	w := &adminWorld{harness: &harness{t: t, idp: idp, cfg: cfg, gw: srv.Gateway, url: srv.URL, notes: notes}, srv: srv, sink: sink}
 	scopes := []string{"mcp:read", "mcp:write"}
-	w.root = w.token("root", scopes, []string{"mcp-super-admins"}, "admin-cli")
-	w.admin = w.token("bob", scopes, []string{"mcp-admins"}, "admin-cli")
-	w.viewer = w.token("vera", scopes, []string{"mcp-viewers"}, "admin-cli")
-	w.nobody = w.token("nina", scopes, nil, "admin-cli")
+	w.root = w.token("root", scopes, []string{"mcp-super-admins"}, adminClient)
+	w.admin = w.token("bob", scopes, []string{"mcp-admins"}, adminClient)
+	w.viewer = w.token("vera", scopes, []string{"mcp-viewers"}, adminClient)
+	w.nobody = w.token("nina", scopes, nil, adminClient)
 	return w
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"testing"
 	"time"
@@ -58,47 +57,22 @@ func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 
 func newHarness(t testing.TB, o harnessOptions) *harness {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
+	ctx := worldContext(t)
 	h := &harness{t: t}
 	if o.share != nil {
 		h.idp, h.employees, h.notes = o.share.idp, o.share.employees, o.share.notes
 	} else {
-		idp, err := testidp.Start(ctx, testidp.Options{Audience: "api://mcpgw"})
-		if err != nil {
-			t.Fatalf("start testidp: %v", err)
-		}
-		t.Cleanup(func() { _ = idp.Close() })
-		h.idp = idp
-		if h.employees, err = demo.StartEmployees(demo.Options{}); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = h.employees.Close() })
-		if h.notes, err = demo.StartNotes(demo.Options{Wrap: o.wrapNotes}); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = h.notes.Close() })
+		h.idp = startIdP(t)
+		h.employees = startEmployees(t, demo.Options{})
+		h.notes = startNotes(t, demo.Options{Wrap: o.wrapNotes})
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	base := "http://" + ln.Addr().String()
-	cfg := &config.Config{
-		Server: config.Server{Listen: ln.Addr().String(), PublicURL: base, MaxBodyBytes: 1 << 20, ReadTimeout: 10 * time.Second, IdleTimeout: 30 * time.Second},
-		Identity: config.Identity{
-			Issuers:   []config.Issuer{{Issuer: h.idp.Issuer(), Audiences: []string{"api://mcpgw"}}},
-			ClockSkew: 30 * time.Second, JWKSRefreshInterval: 15 * time.Minute, ClaimsCacheMaxCost: 1000,
-		},
-		Backends: map[string]config.Backend{
-			"employees": {URL: h.employees.URL, Paths: []string{"/employees"}, AuthMethod: "none", TimeoutSeconds: 5},
-			"notes":     {URL: h.notes.URL, Paths: []string{"/notes"}, AuthMethod: "none", TimeoutSeconds: 5},
-		},
-		Agents: map[string]config.Agent{
-			"claude-code": {AgentID: "claude-code", ClientID: "claude-client", Scopes: []string{"mcp:read", "mcp:write"}, BackendAccess: []string{"employees", "notes"}},
-			"cursor":      {AgentID: "cursor", ClientID: "cursor-client", Scopes: []string{"mcp:read"}, BackendAccess: []string{"notes"}},
-		},
-	}
+	ln := listenLoopback(t)
+	cfg := baseConfig(ln, h.idp.Issuer())
+	base := cfg.Server.PublicURL
+	cfg.Backends["employees"] = employeesBackend(h.employees.URL)
+	cfg.Backends["notes"] = notesBackend(h.notes.URL)
+	cfg.Agents["claude-code"] = claudeCodeAgent([]string{"mcp:read", "mcp:write"}, "employees", "notes")
+	cfg.Agents["cursor"] = cursorAgent()
 	if o.mutate != nil {
 		o.mutate(cfg)
 	}
@@ -144,11 +118,7 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 
 func (h *harness) token(sub string, scopes, groups []string, clientID string) string {
 	h.t.Helper()
-	tok, err := h.idp.MintUser(sub, scopes, groups, map[string]any{"cid": clientID})
-	if err != nil {
-		h.t.Fatalf("mint: %v", err)
-	}
-	return tok
+	return mintToken(h.t, h.idp, sub, scopes, groups, clientID)
 }
 
 // client is an mcp-go Streamable HTTP client through the gateway.

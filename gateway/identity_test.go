@@ -27,17 +27,7 @@ import (
 // Identity at the gateway's door: which tokens may act as which agent, what a
 // token must look like, how long it may be, and whose groups count. Every
 // token comes from a real testidp; the second issuer plays a partner IdP (or
-// an attacker holding one) that the gateway also trusts.
-
-func startSecondIdP(t *testing.T) *testidp.Server {
-	t.Helper()
-	idp, err := testidp.Start(t.Context(), testidp.Options{Audience: "api://mcpgw"})
-	if err != nil {
-		t.Fatalf("start testidp: %v", err)
-	}
-	t.Cleanup(func() { _ = idp.Close() })
-	return idp
-}
+// an attacker holding one) that the gateway also trusts (startIdP).
 
 func mintUser(t *testing.T, idp *testidp.Server, sub string, groups []string, extra map[string]any) string {
 	t.Helper()
@@ -60,14 +50,14 @@ func TestAgentBinding(t *testing.T) {
 }
 
 func testAgentBinding(t *testing.T, shipped bool) {
-	b := startSecondIdP(t)
+	b := startIdP(t)
 	var authz policy.Authorizer
 	if shipped {
 		authz = shippedEngine(t)
 	}
 	h := newHarness(t, harnessOptions{authorizer: authz, mutate: func(c *config.Config) {
 		a := c.Identity.Issuers[0].Issuer
-		c.Identity.Issuers = append(c.Identity.Issuers, config.Issuer{Issuer: b.Issuer(), Audiences: []string{"api://mcpgw"}})
+		c.Identity.Issuers = append(c.Identity.Issuers, config.Issuer{Issuer: b.Issuer(), Audiences: []string{testAudience}})
 		notes := []string{"notes"}
 		scopes := []string{"mcp:read", "mcp:write"}
 		c.Agents = map[string]config.Agent{
@@ -240,10 +230,10 @@ func TestHeaderLimit(t *testing.T) {
 // super-admin: not on the admin API, not on tools. Every record names the
 // issuer, so two users called alice are not one.
 func TestIssuerScopedRolesAndAudit(t *testing.T) {
-	b := startSecondIdP(t)
+	b := startIdP(t)
 	w := newAdminWorld(t, func(c *config.Config) {
 		a := c.Identity.Issuers[0].Issuer
-		c.Identity.Issuers = append(c.Identity.Issuers, config.Issuer{Issuer: b.Issuer(), Audiences: []string{"api://mcpgw"}})
+		c.Identity.Issuers = append(c.Identity.Issuers, config.Issuer{Issuer: b.Issuer(), Audiences: []string{testAudience}})
 		for name, ag := range c.Agents {
 			ag.Issuer = a
 			c.Agents[name] = ag

@@ -232,56 +232,28 @@ func TestRateLimitRedisUnreachable(t *testing.T) {
 // gateways started with startGateway.
 func startWorld(t *testing.T) (*testidp.Server, *demo.Backend) {
 	t.Helper()
-	idp, err := testidp.Start(t.Context(), testidp.Options{Audience: "api://mcpgw"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = idp.Close() })
-	notes, err := demo.StartNotes(demo.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = notes.Close() })
-	return idp, notes
+	return startIdP(t), startNotes(t, demo.Options{})
 }
 
 // startGateway runs a whole gateway (Start) with its own in-memory store
 // and the permissive test policy; replicas share what mutate gives them.
 func startGateway(t *testing.T, idp *testidp.Server, notesURL string, mutate func(*config.Config), opts ...func(*StartOptions)) *Server {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := &config.Config{
-		Server: config.Server{Listen: ln.Addr().String(), PublicURL: "http://" + ln.Addr().String(), MaxBodyBytes: 1 << 20,
-			ReadTimeout: 5 * time.Second, IdleTimeout: 30 * time.Second, MetricsListen: "127.0.0.1:0"},
-		Identity: config.Identity{Issuers: []config.Issuer{{Issuer: idp.Issuer(), Audiences: []string{"api://mcpgw"}}},
-			ClockSkew: 30 * time.Second, JWKSRefreshInterval: time.Hour, ClaimsCacheMaxCost: 100},
-		Backends: map[string]config.Backend{"notes": {URL: notesURL, Paths: []string{"/notes"}, AuthMethod: "none"}},
-		Agents: map[string]config.Agent{
-			"claude-code": {AgentID: "claude-code", ClientID: "claude-client", Scopes: []string{"mcp:read"}, BackendAccess: []string{"notes"}},
-		},
-		Policy: config.Policy{Bundle: "../testdata/policy/allow-all", AllowUnsigned: true, Timeout: 5 * time.Second},
-		Store:  config.Store{DSN: ":memory:", PollInterval: time.Hour},
-	}
+	ln := listenLoopback(t)
+	cfg := baseConfig(ln, idp.Issuer())
+	cfg.Server.MetricsListen = "127.0.0.1:0"
+	cfg.Backends["notes"] = notesBackend(notesURL)
+	cfg.Agents["claude-code"] = claudeCodeAgent([]string{"mcp:read"}, "notes")
+	cfg.Policy = policyConfig(allowAllPolicy)
+	cfg.Store = storeConfig(":memory:", time.Hour)
 	if mutate != nil {
 		mutate(cfg)
 	}
-	so := StartOptions{Listener: ln, Logger: quietLogger()}
+	so := StartOptions{Listener: ln}
 	for _, o := range opts {
 		o(&so)
 	}
-	srv, err := Start(t.Context(), cfg, so)
-	if err != nil {
-		t.Fatalf("start gateway: %v", err)
-	}
-	t.Cleanup(func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Close(sctx)
-	})
-	return srv
+	return startServer(t, cfg, so, 5*time.Second)
 }
 
 // stuckWriter is an audit destination that stops answering until released:

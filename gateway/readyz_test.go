@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"net"
@@ -9,8 +8,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/mcpgw/mcpgw/internal/config"
 )
 
 func readyz(t *testing.T, url string) (int, map[string]any) {
@@ -72,25 +69,15 @@ func TestReadyzSaysWhatIsNotReady(t *testing.T) {
 	}
 	issuer := "http://" + dead.Addr().String()
 	dead.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := &config.Config{
-		Server:   config.Server{Listen: ln.Addr().String(), PublicURL: "http://" + ln.Addr().String(), MaxBodyBytes: 1 << 20, ReadTimeout: 5 * time.Second, MetricsListen: "127.0.0.1:0"},
-		Identity: config.Identity{Issuers: []config.Issuer{{Issuer: issuer, Audiences: []string{"api://mcpgw"}}}, ClockSkew: time.Second, JWKSRefreshInterval: time.Hour, ClaimsCacheMaxCost: 100},
-		Policy:   config.Policy{Bundle: "../policies", AllowUnsigned: true, Timeout: time.Second},
-		Store:    config.Store{DSN: ":memory:", PollInterval: time.Hour},
-	}
-	srv, err := Start(context.Background(), cfg, StartOptions{Listener: ln, Logger: quietLogger()})
-	if err != nil {
-		t.Fatalf("a gateway whose IdP is down must still start: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		_ = srv.Close(ctx)
-	})
+	ln := listenLoopback(t)
+	cfg := baseConfig(ln, issuer)
+	cfg.Server.MetricsListen = "127.0.0.1:0"
+	cfg.Identity.ClockSkew, cfg.Identity.JWKSRefreshInterval = time.Second, time.Hour
+	cfg.Policy = policyConfig(shippedPolicy)
+	cfg.Policy.Timeout = time.Second
+	cfg.Store = storeConfig(":memory:", time.Hour)
+	// A gateway whose IdP is down must still start.
+	srv := startServer(t, cfg, StartOptions{Listener: ln}, 3*time.Second)
 	if code, ready := mainReadyz(t, srv.URL, dead.Addr().String(), "identity"); code != http.StatusServiceUnavailable || ready {
 		t.Fatalf("main /readyz with the IdP down = %d %v, want 503 false", code, ready)
 	}

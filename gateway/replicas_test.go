@@ -1,9 +1,7 @@
 package gateway
 
 import (
-	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"sync"
 	"testing"
@@ -27,7 +25,7 @@ func TestReplicasShareAdminChangesThroughPostgres(t *testing.T) {
 	one, two := startReplica(t, dsn, idp, notes.URL), startReplica(t, dsn, idp, notes.URL)
 	h1 := &harness{t: t, idp: idp, url: one.URL}
 	h2 := &harness{t: t, idp: idp, url: two.URL}
-	root := h1.token("root", []string{"mcp:read", "mcp:write"}, []string{"mcp-super-admins"}, "admin-cli")
+	root := h1.token("root", []string{"mcp:read", "mcp:write"}, []string{"mcp-super-admins"}, adminClient)
 	user := h1.token("alice", []string{"mcp:read", "mcp:write"}, []string{"mcp-super-admins"}, "bot-client")
 
 	// Unknown on both replicas at first.
@@ -61,15 +59,7 @@ func replicaWorld(t *testing.T) (dsn string, idp *testidp.Server, notes *demo.Ba
 		return "", nil, nil, false
 	}
 	dsn = storetest.SchemaDSN(t, base)
-	idp, err := testidp.Start(t.Context(), testidp.Options{Audience: "api://mcpgw"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = idp.Close() })
-	if notes, err = demo.StartNotes(demo.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = notes.Close() })
+	idp, notes = startIdP(t), startNotes(t, demo.Options{})
 	return dsn, idp, notes, true
 }
 
@@ -81,33 +71,17 @@ func startReplica(t *testing.T, dsn string, idp *testidp.Server, notesURL string
 	for i := range key {
 		key[i] = byte(i)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := &config.Config{
-		Server: config.Server{Listen: ln.Addr().String(), PublicURL: "http://" + ln.Addr().String(), MaxBodyBytes: 1 << 20,
-			ReadTimeout: 5 * time.Second, SessionKey: string(key)},
-		Identity: config.Identity{Issuers: []config.Issuer{{Issuer: idp.Issuer(), Audiences: []string{"api://mcpgw"}}},
-			ClockSkew: 30 * time.Second, JWKSRefreshInterval: time.Hour, ClaimsCacheMaxCost: 100},
-		Backends: map[string]config.Backend{"notes": {URL: notesURL, Paths: []string{"/notes"}, AuthMethod: "none"}},
-		Agents:   map[string]config.Agent{"admin-console": {ClientID: "admin-cli", Scopes: []string{"mcp:read"}}},
-		Policy:   config.Policy{Bundle: "../policies", AllowUnsigned: true, Timeout: 5 * time.Second},
-		Store:    config.Store{DSN: dsn, PollInterval: 100 * time.Millisecond},
-	}
+	ln := listenLoopback(t)
+	cfg := baseConfig(ln, idp.Issuer())
+	cfg.Server.SessionKey = string(key)
+	cfg.Backends["notes"] = notesBackend(notesURL)
+	cfg.Agents["admin-console"] = adminConsoleAgent()
+	cfg.Policy = policyConfig(shippedPolicy)
+	cfg.Store = storeConfig(dsn, 100*time.Millisecond)
 	for _, m := range mutate {
 		m(cfg)
 	}
-	srv, err := Start(t.Context(), cfg, StartOptions{Listener: ln, Logger: quietLogger()})
-	if err != nil {
-		t.Fatalf("start replica: %v", err)
-	}
-	t.Cleanup(func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		_ = srv.Close(sctx)
-	})
-	return srv
+	return startServer(t, cfg, StartOptions{Listener: ln}, 3*time.Second)
 }
 
 // Admin writes on two replicas at once never store a topology that does
@@ -119,14 +93,10 @@ func TestReplicaAdminWritesAreSerialized(t *testing.T) {
 		return
 	}
 	dsn := storetest.SchemaDSN(t, base)
-	idp, err := testidp.Start(t.Context(), testidp.Options{Audience: "api://mcpgw"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = idp.Close() })
+	idp := startIdP(t)
 	one, two := startReplica(t, dsn, idp, "http://127.0.0.1:9/mcp"), startReplica(t, dsn, idp, "http://127.0.0.1:9/mcp")
 	h1, h2 := &harness{t: t, idp: idp, url: one.URL}, &harness{t: t, idp: idp, url: two.URL}
-	root := h1.token("root", []string{"mcp:read", "mcp:write"}, []string{"mcp-super-admins"}, "admin-cli")
+	root := h1.token("root", []string{"mcp:read", "mcp:write"}, []string{"mcp-super-admins"}, adminClient)
 	jsonHeader := map[string]string{"Content-Type": "application/json"}
 	for round := range 15 {
 		backend := fmt.Sprintf("extra%d", round)
