@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -75,6 +76,10 @@ type requestRecord struct {
 	// reason overrides the one read from the answer (a backend's page,
 	// which the client never sees).
 	reason string
+	// records are the decisions' records the policy engine left to the
+	// gateway (policy.Options.CallerRecordsDecisions): written when the
+	// request is answered, with its latency and outcome.
+	records []*policy.Record
 }
 
 // answeredKey marks a request whose log line is written (c.Locals).
@@ -131,6 +136,9 @@ func (r *requestRecord) messages(msgs []mcp.Message, batch bool) {
 
 // decision notes one policy decision about the request.
 func (r *requestRecord) decision(d policy.Decision) {
+	if d.Record != nil {
+		r.records = append(r.records, d.Record)
+	}
 	r.decided++
 	if len(r.decisions) < maxLoggedDecisions {
 		r.decisions = append(r.decisions, d.ID)
@@ -222,6 +230,7 @@ func (g *Gateway) answered(c *fiber.Ctx, r *requestRecord, err error, panicked b
 	if g.opts.Observer != nil {
 		g.opts.Observer.Request(r.backend, r.methodLabel(), outcome, elapsed)
 	}
+	g.recordDecisions(c, r, elapsed, outcome)
 	attrs := make([]slog.Attr, 0, 24)
 	attrs = append(attrs, slog.String("request_id", r.requestID), slog.String("http_method", r.httpMethod),
 		slog.Int("status", status), slog.String("outcome", outcome), slog.Duration("duration", elapsed))
@@ -286,6 +295,31 @@ func (g *Gateway) answeredByFiber(c *fiber.Ctx) {
 	}
 	setRequestID(c)
 	g.answered(c, newRequestRecord(c), nil, false)
+}
+
+// decisionRecorder is the policy engine's side of CallerRecordsDecisions.
+type decisionRecorder interface {
+	Record(ctx context.Context, r policy.Record)
+}
+
+// recordDecisions writes the request's decision records now that its
+// latency and outcome are known: every decision is recorded, whichever
+// step answered.
+func (g *Gateway) recordDecisions(c *fiber.Ctx, r *requestRecord, elapsed time.Duration, outcome string) {
+	if len(r.records) == 0 {
+		return
+	}
+	rec, ok := g.opts.Authorizer.(decisionRecorder)
+	if !ok {
+		g.log.Error("the authorizer returned decision records but cannot record them; they are lost", "request_id", r.requestID, "records", len(r.records))
+		return
+	}
+	ctx := context.WithoutCancel(c.UserContext())
+	for _, d := range r.records {
+		d.Latency, d.Outcome = elapsed, outcome
+		rec.Record(ctx, *d)
+	}
+	r.records = nil
 }
 
 func appendNonEmpty(attrs []slog.Attr, key, value string) []slog.Attr {

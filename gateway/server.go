@@ -130,23 +130,26 @@ func Start(ctx context.Context, cfg *config.Config, o StartOptions) (srv *Server
 	}
 
 	s.Engine, err = policy.New(ctx, policy.Options{
-		Source:            cfg.Policy.Bundle,
-		AllowUnsigned:     cfg.Policy.AllowUnsigned,
-		VerificationKey:   cfg.Policy.VerificationKey,
-		KeyID:             cfg.Policy.KeyID,
-		Timeout:           cfg.Policy.Timeout,
-		OPAConfig:         cfg.Policy.OPA,
-		PollInterval:      cfg.Policy.PollInterval,
-		DecisionCacheSize: cfg.Policy.DecisionCacheSize,
-		RecordInputs:      cfg.Audit.RecordInputs,
-		BundleLimits:      policy.BundleLimits{Bytes: cfg.Policy.MaxBundleBytes, UncompressedBytes: cfg.Policy.MaxBundleUncompressedBytes, Files: cfg.Policy.MaxBundleFiles, FileBytes: cfg.Policy.MaxBundleFileBytes},
-		PersistDir:        cfg.Policy.PersistDir,
-		Shadow:            cfg.Policy.Shadow,
-		Logger:            log,
-		DecisionLog:       decisionLog,
-		OnActivate:        s.Metrics.SetBundle,
-		OnVisibleCache:    s.Metrics.FilterCache,
-		OnReject:          s.Metrics.BundleRejected,
+		// The gateway writes a call's decision records itself, after the
+		// relay, with the request's latency and outcome (requestlog.go).
+		CallerRecordsDecisions: true,
+		Source:                 cfg.Policy.Bundle,
+		AllowUnsigned:          cfg.Policy.AllowUnsigned,
+		VerificationKey:        cfg.Policy.VerificationKey,
+		KeyID:                  cfg.Policy.KeyID,
+		Timeout:                cfg.Policy.Timeout,
+		OPAConfig:              cfg.Policy.OPA,
+		PollInterval:           cfg.Policy.PollInterval,
+		DecisionCacheSize:      cfg.Policy.DecisionCacheSize,
+		RecordInputs:           cfg.Audit.RecordInputs,
+		BundleLimits:           policy.BundleLimits{Bytes: cfg.Policy.MaxBundleBytes, UncompressedBytes: cfg.Policy.MaxBundleUncompressedBytes, Files: cfg.Policy.MaxBundleFiles, FileBytes: cfg.Policy.MaxBundleFileBytes},
+		PersistDir:             cfg.Policy.PersistDir,
+		Shadow:                 cfg.Policy.Shadow,
+		Logger:                 log,
+		DecisionLog:            decisionLog,
+		OnActivate:             s.Metrics.SetBundle,
+		OnVisibleCache:         s.Metrics.FilterCache,
+		OnReject:               s.Metrics.BundleRejected,
 		OnShadowDisagreement: func(ctx context.Context, d policy.ShadowDisagreement) {
 			s.Metrics.ShadowDisagreement(d.Backend, d.Method)
 			s.Audit.Write(ctx, shadowRecord(d))
@@ -362,6 +365,7 @@ func decisionRecord(r policy.Record) audit.Record {
 		Time: r.Time, Kind: audit.KindDecision, DecisionID: r.DecisionID,
 		Subject: r.Subject, Issuer: r.Issuer, Agent: r.Agent, Backend: r.Backend, Method: r.Method, Tool: r.Tool,
 		Allow: r.Allow, Reasons: r.Reasons, Revision: r.Revision, EvalMicros: r.Elapsed.Microseconds(),
+		LatencyMS: float64(r.Latency.Microseconds()) / 1000, Outcome: r.Outcome,
 		Input: r.Input, InputMasked: r.InputMasked,
 	}
 }

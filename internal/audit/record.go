@@ -111,12 +111,13 @@ type Record struct {
 	Reasons []string `json:"reasons,omitempty"`
 	// Revision is the policy bundle revision that made the decision.
 	Revision string `json:"revision,omitempty"`
-	// LatencyMS is not set by the gateway yet: decision records are written
-	// when the policy decides, before the relay, so the request's latency
-	// is not known then (issue 15 moves the write after the relay). Until
-	// then eval_us is the decision's time and the request log line and
-	// mcpgw_request_duration_seconds carry the request's.
+	// LatencyMS and Outcome are the request's: the time from its arrival
+	// to its answer (for a stream, to the stream's start) and how it ended
+	// (ok, denied, backend_error, ...: the request log's outcome). The
+	// gateway writes a call's decision records after the relay, so they
+	// carry both; eval_us is the policy's own time.
 	LatencyMS  float64 `json:"latency_ms,omitempty"`
+	Outcome    string  `json:"outcome,omitempty"`
 	EvalMicros int64   `json:"eval_us,omitempty"`
 
 	Source     string          `json:"source,omitempty"` // change records: SourceConfig or SourceAdmin
@@ -164,7 +165,7 @@ func (r Record) Normalize() Record {
 	}
 	r.Time = r.Time.UTC().Truncate(time.Microsecond)
 	for _, f := range []*string{&r.ID, &r.DecisionID, &r.RequestID, &r.Subject, &r.Issuer, &r.Agent, &r.Backend,
-		&r.Method, &r.Tool, &r.Revision, &r.Source, &r.ObjectName} {
+		&r.Method, &r.Tool, &r.Revision, &r.Source, &r.ObjectName, &r.Outcome} {
 		*f = EscapeText(*f)
 	}
 	r.Kind = Kind(EscapeText(string(r.Kind)))

@@ -105,6 +105,11 @@ type Options struct {
 	// DecisionLog receives one Record per evaluation; default: a "policy
 	// decision" line on Logger.
 	DecisionLog func(context.Context, Record)
+	// CallerRecordsDecisions: Decide returns a call decision's record in
+	// Decision.Record instead of logging it, and the caller (the gateway,
+	// after the relay, with the request's latency and outcome) passes it
+	// to Record. Visibility, admin and failed decisions are logged here.
+	CallerRecordsDecisions bool
 	// VisibleCacheTTL bounds how long a visibility answer is reused.
 	// Default 30 s; a policy change invalidates earlier answers at once.
 	VisibleCacheTTL time.Duration
@@ -685,7 +690,11 @@ func (e *Engine) Decide(ctx context.Context, in *Input) Decision {
 		if e.opts.RecordInputs {
 			rec.Input, rec.InputMasked = e.recordedInput(ctx, in, v, d)
 		}
-		e.record(ctx, rec)
+		if e.opts.CallerRecordsDecisions {
+			d.Record = &rec
+		} else {
+			e.record(ctx, rec)
+		}
 	}
 	e.afterDecide(ctx, in, v, d)
 	return d
@@ -984,6 +993,14 @@ func (e *Engine) evaluateWithin(ctx context.Context, timeout time.Duration, pick
 		}
 	}
 	return rs, snap, err
+}
+
+// Record sends a decision's record, completed by the caller, to the
+// decision log (Options.CallerRecordsDecisions).
+func (e *Engine) Record(ctx context.Context, r Record) {
+	if e != nil && e.record != nil {
+		e.record(ctx, r)
+	}
 }
 
 // emit sends the record of one evaluation to the decision log.

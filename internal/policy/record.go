@@ -38,6 +38,12 @@ type Record struct {
 	Visible  int           `json:"visible,omitempty"`
 	Revision string        `json:"revision"`
 	Elapsed  time.Duration `json:"eval_ns"`
+	// Latency and Outcome are the request's (its answer's time since the
+	// request arrived, and telemetry's outcome label), filled by the
+	// gateway when it records the decision after the relay; zero and ""
+	// for records the engine sends itself.
+	Latency time.Duration `json:"latency_ns,omitempty"`
+	Outcome string        `json:"outcome,omitempty"`
 	// Input is the call's policy input as OPA's decision log would show it
 	// (masked by data.system.log.mask), for `mcpgw policy replay`: only
 	// for Query "decision" and only with Options.RecordInputs. InputMasked

@@ -171,6 +171,10 @@ type Decision struct {
 	// Printed decisions carry it in microseconds (EvalDecision), the unit of
 	// the audit trail's eval_us.
 	Elapsed time.Duration `json:"-"`
+	// Record is the decision's record, not yet sent to the decision log,
+	// when Options.CallerRecordsDecisions: the caller completes it with
+	// what happened next (latency, outcome) and hands it to Engine.Record.
+	Record *Record `json:"-"`
 }
 
 // ListKind names which catalog a visibility query filters.

@@ -14,18 +14,20 @@ import (
 	"github.com/mcpgw/mcpgw/internal/audit"
 )
 
-// auditBaseColumns are the columns of every record; auditColumns adds the
-// recorded policy input of a decision (migration 0006).
+// auditBaseColumns are the columns of every record. Later migrations add
+// a decision's request outcome (0007) and its recorded policy input (0006);
+// an insert names them only when a record of the chunk has them, so that
+// the statement is one an older schema takes too.
 const auditBaseColumns = "id, at_us, kind, decision_id, request_id, subject, agent, backend, method, tool, allow," +
 	" reasons, revision, latency_ms, eval_us, source, action, object_kind, object_name, before_json, after_json, issuer"
 
 const (
 	auditBaseColumnCount = 22
-	auditColumns         = auditBaseColumns + ", input_json, input_masked"
-	auditColumnCount     = auditBaseColumnCount + 2
+	// auditColumns is what a query selects with the recorded inputs.
+	auditColumns = auditBaseColumns + ", outcome, input_json, input_masked"
 	// auditColumnsNoInput is what a query selects when it does not ask for
 	// the recorded inputs: they are never read, let alone returned.
-	auditColumnsNoInput = auditBaseColumns + ", NULL, NULL"
+	auditColumnsNoInput = auditBaseColumns + ", outcome, NULL, NULL"
 )
 
 // auditChunk rows per INSERT keeps the statement under SQLite's and
@@ -66,8 +68,13 @@ func insertAudit(ctx context.Context, tx *sql.Tx, d dialect, recs []audit.Record
 		// most chunks have none, and the statement is then the one the
 		// schema before 0006 took.
 		columns, count := auditBaseColumns, auditBaseColumnCount
-		if slices.ContainsFunc(chunk, func(r audit.Record) bool { return len(r.Input) > 0 || len(r.InputMasked) > 0 }) {
-			columns, count = auditColumns, auditColumnCount
+		withOutcome := slices.ContainsFunc(chunk, func(r audit.Record) bool { return r.Outcome != "" })
+		withInput := slices.ContainsFunc(chunk, func(r audit.Record) bool { return len(r.Input) > 0 || len(r.InputMasked) > 0 })
+		if withOutcome {
+			columns, count = columns+", outcome", count+1
+		}
+		if withInput {
+			columns, count = columns+", input_json, input_masked", count+2
 		}
 		var sb strings.Builder
 		sb.WriteString("INSERT INTO audit_records (" + columns + ") VALUES ")
@@ -96,7 +103,10 @@ func insertAudit(ctx context.Context, tx *sql.Tx, d dialect, recs []audit.Record
 				r.Subject, r.Agent, r.Backend, r.Method, r.Tool, r.Allow,
 				reasons, r.Revision, r.LatencyMS, r.EvalMicros, r.Source, string(r.Action),
 				string(r.ObjectKind), r.ObjectName, nullRaw(r.Before), nullRaw(r.After), r.Issuer)
-			if count == auditColumnCount {
+			if withOutcome {
+				args = append(args, r.Outcome)
+			}
+			if withInput {
 				args = append(args, nullRaw(r.Input), masked)
 			}
 		}
@@ -217,7 +227,7 @@ func scanAudit(rows *sql.Rows) (audit.Record, error) {
 	)
 	err := rows.Scan(&r.ID, &at, &kind, &r.DecisionID, &r.RequestID, &r.Subject, &r.Agent, &r.Backend,
 		&r.Method, &r.Tool, &r.Allow, &reasons, &r.Revision, &r.LatencyMS, &r.EvalMicros, &r.Source,
-		&action, &objKind, &r.ObjectName, &before, &after, &r.Issuer, &input, &masked)
+		&action, &objKind, &r.ObjectName, &before, &after, &r.Issuer, &r.Outcome, &input, &masked)
 	if err != nil {
 		return r, err
 	}

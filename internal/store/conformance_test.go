@@ -625,7 +625,7 @@ func testAuditRoundTrip(t *testing.T, b dbUnderTest) {
 		{ID: "d1", Time: time.Date(2026, 3, 1, 12, 0, 0, 123456789, time.FixedZone("X", 3600)), Kind: audit.KindDecision,
 			DecisionID: "dec-9", RequestID: "req-9", Subject: "alice", Issuer: "https://idp-b.example.com", Agent: "cursor", Backend: "employees",
 			Method: "tools/call", Tool: "get_employee", Allow: false, Reasons: []string{"tool not allowed", "ünïcode"},
-			Revision: "rev-3", LatencyMS: 12.5, EvalMicros: 37},
+			Revision: "rev-3", LatencyMS: 12.5, Outcome: "ok", EvalMicros: 37},
 		{ID: "c1", Time: time.Date(2026, 3, 1, 12, 0, 1, 0, time.UTC), Kind: audit.KindChange, Subject: "admin", Issuer: "https://idp-a.example.com",
 			Allow: true, Source: audit.SourceAdmin, Action: audit.ActionUpdate, ObjectKind: audit.ObjectBackend,
 			ObjectName: "employees", Before: json.RawMessage(`{"url": "https://a", "paths": ["/a"]}`),
