@@ -1,9 +1,16 @@
 package gateway
 
 import (
+	"encoding/json"
 	"net/http"
+	"net/http/httptest"
+	"slices"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/mcpgw/mcpgw/internal/audit"
+	"github.com/mcpgw/mcpgw/internal/config"
 )
 
 // TestDecisionRecordsCarryLatencyAndOutcome: the gateway writes a call's
@@ -37,4 +44,44 @@ func TestDecisionRecordsCarryLatencyAndOutcome(t *testing.T) {
 		}
 		return outcomes["ok/allow"] && outcomes["denied/deny"]
 	})
+}
+
+// TestAuditHTTPCollector: audit.http posts the trail to a collector with
+// its credential header, decisions included.
+func TestAuditHTTPCollector(t *testing.T) {
+	var (
+		mu   sync.Mutex
+		got  []audit.Record
+		auth []string
+	)
+	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var batch []audit.Record
+		if err := json.NewDecoder(r.Body).Decode(&batch); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		got, auth = append(got, batch...), append(auth, r.Header.Get("Authorization"))
+		mu.Unlock()
+	}))
+	t.Cleanup(collector.Close)
+	w := newAdminWorld(t, func(cfg *config.Config) {
+		cfg.Audit.HTTP = config.AuditHTTP{URL: collector.URL + "/audit", Headers: map[string]string{"Authorization": "Bearer collector-secret"}}
+	})
+	viewer := w.token("vicky", []string{"mcp:read"}, []string{"mcp-viewers"}, "claude-client")
+	if _, err := mcpEchoOnce(w.url, "/notes", viewer, "claude-code", "hello"); err != nil {
+		t.Fatalf("echo: %v", err)
+	}
+	eventually(t, 30*time.Second, "vicky's decisions at the collector", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.ContainsFunc(got, func(r audit.Record) bool {
+			return r.Kind == audit.KindDecision && r.Subject == "vicky" && r.Allow && r.Outcome == "ok"
+		})
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if auth[0] != "Bearer collector-secret" {
+		t.Fatalf("collector got Authorization %q", auth[0])
+	}
 }

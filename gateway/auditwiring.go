@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/mcpgw/mcpgw/internal/audit"
@@ -23,6 +24,24 @@ func AuditBatchOptions(cfg *config.Config, log *slog.Logger, m *telemetry.Metric
 	}
 	o.OnDrop = func(reason string, n int) { m.AuditDropped(sink, reason, n) }
 	return o
+}
+
+// configuredAuditSinks are the sinks audit.stdout and audit.http ask for,
+// besides the store; each batches, blocks or drops, and counts its losses
+// under its own name. (Start keeps recorded inputs out of them.)
+func configuredAuditSinks(cfg *config.Config, log *slog.Logger, m *telemetry.Metrics) ([]audit.Sink, error) {
+	var sinks []audit.Sink
+	if cfg.Audit.Stdout {
+		sinks = append(sinks, audit.NewJSONLinesSink(os.Stdout, AuditBatchOptions(cfg, log, m, "stdout")))
+	}
+	if h := cfg.Audit.HTTP; h.URL != "" {
+		s, err := audit.NewHTTPSink(audit.HTTPOptions{URL: h.URL, Headers: h.Headers, Gzip: h.Gzip, Batch: AuditBatchOptions(cfg, log, m, "http")})
+		if err != nil {
+			return nil, fmt.Errorf("audit.http: %w", err)
+		}
+		sinks = append(sinks, s)
+	}
+	return sinks, nil
 }
 
 // auditDropWindow is how long /readyz reports a lost audit record.

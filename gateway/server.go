@@ -116,7 +116,11 @@ func Start(ctx context.Context, cfg *config.Config, o StartOptions) (srv *Server
 		return nil, fmt.Errorf("store: seed from config: %w", err)
 	}
 	sinks := []audit.Sink{audit.NewStoreSink(s.Store, AuditBatchOptions(cfg, log, s.Metrics, "store"))}
-	for _, sink := range o.AuditSinks {
+	extra, err := configuredAuditSinks(cfg, log, s.Metrics)
+	if err != nil {
+		return nil, err
+	}
+	for _, sink := range append(extra, o.AuditSinks...) {
 		sinks = append(sinks, withoutInputs{sink})
 	}
 	s.Audit = audit.Multi(sinks...)

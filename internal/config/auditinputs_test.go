@@ -31,3 +31,25 @@ func TestAuditInputKeys(t *testing.T) {
 		}
 	}
 }
+
+// audit.stdout and audit.http: loaded, validated with their paths, and
+// the collector's headers never printed.
+func TestAuditSinkKeys(t *testing.T) {
+	c := mustLoad(t, writeConfig(t, minimal+"audit: {stdout: true, http: {url: \"https://siem.example.com/in?k=q\", headers: {Authorization: \"Bearer s3cret\"}, gzip: true}}\n"))
+	if !c.Audit.Stdout || c.Audit.HTTP.URL == "" || !c.Audit.HTTP.Gzip || c.Audit.HTTP.Headers["Authorization"] != "Bearer s3cret" {
+		t.Fatalf("audit sinks: %+v", c.Audit)
+	}
+	if printed := c.String(); strings.Contains(printed, "s3cret") || strings.Contains(printed, "k=q") {
+		t.Fatalf("printed configuration shows the collector's secrets:\n%s", printed)
+	}
+	for yaml, want := range map[string]string{
+		"audit: {http: {url: \"siem.example.com\"}}":          "audit.http.url: must be an absolute http(s) URL",
+		"audit: {http: {headers: {Authorization: \"x\"}}}":    "audit.http.url: required when audit.http.headers or gzip is set",
+		"audit: {http: {url: \"ftp://siem.example.com/in\"}}": "audit.http.url: must be an absolute http(s) URL",
+	} {
+		_, err := Load(writeConfig(t, minimal+yaml+"\n"), nil)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: got %v, want %q", yaml, err, want)
+		}
+	}
+}

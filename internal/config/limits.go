@@ -60,6 +60,23 @@ type Audit struct {
 	// clears it and keeps the record. 0 keeps it as long as the record.
 	// Default DefaultAuditInputRetention.
 	InputRetention time.Duration `koanf:"input_retention"`
+	// Stdout also writes every record as one JSON line to standard output
+	// (a container's log collector ships it), besides the store.
+	Stdout bool `koanf:"stdout"`
+	// HTTP also posts records, in batches, to a collector (a SIEM).
+	HTTP AuditHTTP `koanf:"http"`
+}
+
+// AuditHTTP is an HTTP collector of audit records: batches are POSTed as a
+// JSON array, as OPA's decision-log plugin posts its events, and retried
+// with backoff on 408, 429, 5xx and network errors.
+type AuditHTTP struct {
+	// URL is empty: no collector.
+	URL string `koanf:"url"`
+	// Headers are added to every POST (Authorization for the collector);
+	// their values are secrets, never printed or logged.
+	Headers map[string]string `koanf:"headers"`
+	Gzip    bool              `koanf:"gzip"`
 }
 
 // DefaultAuditInputRetention is audit.input_retention when unset.
@@ -135,6 +152,13 @@ func (c *Config) validateLimits(v *validator) {
 	}
 	if c.Audit.BlockTimeout < 0 {
 		v.addf("audit.block_timeout", "must be > 0 (0 means the default, %s)", DefaultAuditBlockTimeout)
+	}
+	if u := c.Audit.HTTP.URL; u != "" {
+		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "https" && pu.Scheme != "http") || pu.Host == "" {
+			v.addf("audit.http.url", "must be an absolute http(s) URL")
+		}
+	} else if len(c.Audit.HTTP.Headers) > 0 || c.Audit.HTTP.Gzip {
+		v.addf("audit.http.url", "required when audit.http.headers or gzip is set")
 	}
 	if c.Audit.InputRetention < 0 {
 		v.addf("audit.input_retention", "must be >= 0 (0 keeps recorded inputs as long as their records)")

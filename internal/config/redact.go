@@ -34,6 +34,14 @@ func (c Config) Redacted() Config {
 	// A Redis URL may carry its password (redis://:pw@host).
 	r.RateLimit.RedisURL = secrets.URL(c.RateLimit.RedisURL)
 	r.OAuth.Upstream.ClientSecret = secrets.Mask(c.OAuth.Upstream.ClientSecret)
+	// A collector's headers are its credentials, whatever their names.
+	r.Audit.HTTP.URL = secrets.URL(c.Audit.HTTP.URL)
+	if c.Audit.HTTP.Headers != nil {
+		r.Audit.HTTP.Headers = make(map[string]string, len(c.Audit.HTTP.Headers))
+		for k, v := range c.Audit.HTTP.Headers {
+			r.Audit.HTTP.Headers[k] = secrets.Mask(v)
+		}
+	}
 	if c.Backends != nil {
 		r.Backends = make(map[string]Backend, len(c.Backends))
 		for k, b := range c.Backends {
