@@ -68,8 +68,8 @@ visible_tools contains tool.name if {
 	some tool in input.tools
 	permitted(caller_grants.tools, tool.name)
 	tool_scope(tool, read_only_glob) in effective_scopes
-	not held(tool)
-	not screened(tool)
+	not held(input.backend, tool)
+	not screened(input.backend, tool)
 }
 
 # A caller holding every scope a tool can need passes tool_scope for every
@@ -79,8 +79,8 @@ visible_tools contains tool.name if {
 	every_tool_scope_held
 	some tool in input.tools
 	permitted(caller_grants.tools, tool.name)
-	not held(tool)
-	not screened(tool)
+	not held(input.backend, tool)
+	not screened(input.backend, tool)
 }
 
 # METADATA
@@ -94,7 +94,7 @@ visible_resources contains resource.uri if {
 	method_scope("resources/read") in effective_scopes
 	some resource in input.resources
 	permitted(caller_grants.resources, resource.uri)
-	not resource_held(resource)
+	not resource_held(input.backend, resource)
 }
 
 # METADATA
@@ -108,7 +108,7 @@ visible_prompts contains prompt.name if {
 	method_scope("prompts/get") in effective_scopes
 	some prompt in input.prompts
 	permitted(caller_grants.prompts, prompt.name)
-	not held(prompt)
+	not held(input.backend, prompt)
 }
 
 # METADATA
