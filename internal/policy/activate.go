@@ -112,9 +112,9 @@ func (e *Engine) Reload(ctx context.Context) error {
 // prepareSnapshot prepares the gateway's queries for a new activation of
 // compiler, reading the data the transaction txn is about to commit. The
 // store's Commit (revisionGuard) runs it before committing, while decisions
-// go on with the active snapshot: compiling the queries and folding data
-// rules takes milliseconds, and inside the commit every decision would wait
-// for it. Nothing here may write to the store.
+// go on with the active snapshot: compiling the queries takes milliseconds,
+// and inside the commit every decision would wait for it. Nothing here may
+// write to the store.
 func (e *Engine) prepareSnapshot(ctx context.Context, compiler *ast.Compiler, txn storage.Transaction) *snapshot {
 	snap := &snapshot{
 		compiler: compiler,
@@ -126,12 +126,11 @@ func (e *Engine) prepareSnapshot(ctx context.Context, compiler *ast.Compiler, tx
 	}
 	snap.revision = rev
 
-	queryCompiler := e.queryCompiler(ctx, compiler, txn, rev)
 	snap.decisions = e.decisionCacheFor(compiler, rev)
 	prepare := func(query string) preparedQuery {
 		pq, err := rego.New(
 			rego.Query(query),
-			rego.Compiler(queryCompiler),
+			rego.Compiler(compiler),
 			rego.Store(e.store),
 			rego.Transaction(txn),
 		).PrepareForEval(ctx)

@@ -82,7 +82,7 @@ func writeVersion(t testing.TB, dir, rego, version string) {
 	}
 }
 
-// Preparing a new revision (compiling its queries, folding its data rules,
+// Preparing a new revision (compiling its queries,
 // logging about it) happens before it is committed, off the decision path:
 // while a swap is held up in preparation, decisions keep being made by the
 // active revision. Today's engine prepared inside the store commit, so a

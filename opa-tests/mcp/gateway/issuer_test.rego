@@ -3,6 +3,7 @@ package mcp.gateway_test
 import data.mcp.admin
 import data.mcp.fixtures
 import data.mcp.gateway
+import data.mcp.roles
 
 # Whose tokens an agent takes, and whose groups count: client and issuer
 # bindings, tokens without a client, per-issuer group mappings.
@@ -64,18 +65,19 @@ test_roles_come_from_the_issuers_group_mapping if {
 	# B has its own mapping: A's group names mean nothing in B's tokens.
 	d := gateway.decision with input as from_b(req) with data.mcpgw.roles.issuer_groups as issuer_groups
 	d.reasons == ["tool delete_employee requires role super-admin on backend employees"]
-	gateway.caller_roles == set() with input as from_b(req) with data.mcpgw.roles.issuer_groups as issuer_groups
-	gateway.caller_roles == {"viewer"} with input as from_b(object.union(req, {"token": {"groups": ["partner-admins"]}})) with data.mcpgw.roles.issuer_groups as issuer_groups
+	roles.caller_roles == set() with input as from_b(req) with data.mcpgw.roles.issuer_groups as issuer_groups
+	roles.caller_roles == {"viewer"} with input as from_b(object.union(req, {"token": {"groups": ["partner-admins"]}})) with data.mcpgw.roles.issuer_groups as issuer_groups
 	gateway.decision.allow with input as req with data.mcpgw.roles.issuer_groups as issuer_groups
 
 	# An empty entry gives that issuer's tokens no role at all.
-	gateway.caller_roles == set() with input as from_b(req) with data.mcpgw.roles.issuer_groups as {issuer_b: {}}
-	gateway.caller_roles == {"viewer", "admin", "super-admin"} with input as req with data.mcpgw.roles.issuer_groups as {issuer_b: {}}
+	roles.caller_roles == set() with input as from_b(req) with data.mcpgw.roles.issuer_groups as {issuer_b: {}}
+	roles.caller_roles == {"viewer", "admin", "super-admin"} with input as req with data.mcpgw.roles.issuer_groups as {issuer_b: {}}
 }
 
-test_roles_of_every_mapping_are_indexed if {
-	gateway.role_includes.auditor == {"auditor"} with data.mcpgw.roles.issuer_groups as {issuer_b: {"auditors": "auditor"}}
-	gateway.mapped_roles == {"viewer", "admin", "super-admin", "auditor"} with data.mcpgw.roles.issuer_groups as {issuer_b: {"auditors": "auditor"}}
+test_roles_of_every_mapping_count if {
+	auditor := from_b(object.union(fixtures.base, {"token": {"groups": ["auditors"]}}))
+	roles.caller_roles == {"auditor"} with input as auditor with data.mcpgw.roles.issuer_groups as {issuer_b: {"auditors": "auditor"}}
+	roles.caller_roles == {"viewer", "admin", "super-admin"} with input as from_b(object.union(fixtures.base, {"token": {"groups": fixtures.super_admins}})) with data.mcpgw.roles.issuer_groups as {issuer_b: {"auditors": "auditor", "mcp-super-admins": "super-admin"}}
 }
 
 test_backend_groups_are_the_issuers if {

@@ -4,12 +4,12 @@
 #   Decides calls to the gateway's admin API over input
 #   {token, http, admin: {action, kind, name, target?}}. A PUT is the action
 #   "write" whether it creates or updates; a backend PUT carries
-#   admin.target {url, host, address_class}. Roles come from the same group
-#   mapping and hierarchy as the gateway policy (data.mcpgw.roles); the admin
-#   settings are in data.mcpgw.admin.
+#   admin.target {url, host, address_class}. The caller's roles are the
+#   gateway policy's: data.mcp.roles.caller_roles (policies/mcp/roles/); the
+#   admin settings are in data.mcpgw.admin.
 package mcp.admin
 
-import data.mcp.gateway.caller_roles
+import data.mcp.roles.caller_roles
 
 # METADATA
 # title: Admin API decision

@@ -50,26 +50,17 @@ message_denials contains message_denial(sprintf(
 # METADATA
 # title: Argument rules for this call
 # description: >-
-#   The entries of each data.mcpgw.argument_rules list whose backends and
-#   tools patterns match this tools/call; worked out once per decision.
+#   The entries of each data.mcpgw.argument_rules list whose backends (all,
+#   ["*"], when an entry names none) and tools patterns match this
+#   tools/call; worked out once per decision.
 active_argument_rules := {list: active |
 	method == "tools/call"
-	some list, rules in argument_rules_with_backends
+	some list, rules in data.mcpgw.argument_rules
 	active := {rule |
 		some rule in rules
-		glob_any(rule.backends, backend_name)
+		glob_any(object.get(rule, "backends", ["*"]), backend_name)
 		glob_any(rule.tools, tool_name)
 	}
-}
-
-# METADATA
-# title: Argument rules with their backends
-# description: >-
-#   data.mcpgw.argument_rules with every entry's backends set, ["*"] when it
-#   names none. It reads data only, so the gateway works it out once per
-#   policy activation.
-argument_rules_with_backends := {list: [object.union({"backends": ["*"]}, rule) | some rule in rules; is_object(rule)] |
-	some list, rules in data.mcpgw.argument_rules
 }
 
 # METADATA

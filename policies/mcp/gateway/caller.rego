@@ -1,5 +1,8 @@
 package mcp.gateway
 
+import data.mcp.roles.caller_groups
+import data.mcp.roles.token_issuer
+
 # METADATA
 # title: Input contract version
 # description: >-
@@ -105,7 +108,7 @@ caller_denials contains transport_denial(sprintf(
 	backend_name in restricted_backends
 	allowed := backend_admitting_groups
 	count(allowed) > 0
-	not member_of_any(allowed)
+	not member_of_any(caller_groups, allowed)
 }
 
 caller_denials contains transport_denial(sprintf(
@@ -138,10 +141,10 @@ backend_admitting_groups := object.get(entry, backend_name, []) if {
 
 # METADATA
 # title: Member of one of the groups
-# description: The caller's token lists one of groups.
-member_of_any(groups) if {
+# description: member_groups (a caller's groups) lists one of groups.
+member_of_any(member_groups, groups) if {
 	some group in groups
-	group in caller_groups
+	group in member_groups
 }
 
 # METADATA
@@ -199,24 +202,8 @@ agent_issuer := input.agent.issuer
 agent_takes_clientless_tokens if input.agent.allow_clientless_tokens == true
 
 # METADATA
-# title: Token's issuer
-# description: >-
-#   The token's iss, as verified by the gateway, or "". Groups, roles and
-#   client ids mean something only within the issuer that asserted them.
-default token_issuer := ""
-
-token_issuer := input.token.iss
-
-# METADATA
 # title: Backend name
 # description: The backend the request is routed to.
 default backend_name := ""
 
 backend_name := input.backend.name
-
-# METADATA
-# title: Caller groups
-# description: The groups of the token's subject, as verified by the gateway.
-default caller_groups := []
-
-caller_groups := input.token.groups

@@ -33,10 +33,12 @@ decision := {"allow": true, "reasons": [], "status": 0} if {
 # METADATA
 # title: Missing scope field
 # description: The scope(s) the caller lacks, space-separated as in OAuth; absent when no scope is missing.
+default missing_scope_field := {}
+
 missing_scope_field := {"scope": concat(" ", sort(missing))} if {
 	missing := {d.scope | some d in deny; d.scope}
 	count(missing) > 0
-} else := {}
+}
 
 # METADATA
 # title: All denials
@@ -64,10 +66,10 @@ visible_tools contains tool.name if {
 	caller_passes
 	not every_tool_scope_held
 	some tool in input.tools
-	permitted("tools", tool.name)
-	scope_held(tool_scope(tool))
-	not held(tool)
-	not screened(tool)
+	permitted(caller_grants.tools, tool.name)
+	tool_scope(tool, read_only_glob) in effective_scopes
+	not held(input.backend, tool)
+	not screened(input.backend, tool)
 }
 
 # A caller holding every scope a tool can need passes tool_scope for every
@@ -76,9 +78,9 @@ visible_tools contains tool.name if {
 	caller_passes
 	every_tool_scope_held
 	some tool in input.tools
-	permitted("tools", tool.name)
-	not held(tool)
-	not screened(tool)
+	permitted(caller_grants.tools, tool.name)
+	not held(input.backend, tool)
+	not screened(input.backend, tool)
 }
 
 # METADATA
@@ -89,10 +91,10 @@ visible_tools contains tool.name if {
 # entrypoint: true
 visible_resources contains resource.uri if {
 	caller_passes
-	scope_held(method_scope("resources/read"))
+	method_scope("resources/read") in effective_scopes
 	some resource in input.resources
-	permitted("resources", resource.uri)
-	not resource_held(resource)
+	permitted(caller_grants.resources, resource.uri)
+	not resource_held(input.backend, resource)
 }
 
 # METADATA
@@ -103,10 +105,10 @@ visible_resources contains resource.uri if {
 # entrypoint: true
 visible_prompts contains prompt.name if {
 	caller_passes
-	scope_held(method_scope("prompts/get"))
+	method_scope("prompts/get") in effective_scopes
 	some prompt in input.prompts
-	permitted("prompts", prompt.name)
-	not held(prompt)
+	permitted(caller_grants.prompts, prompt.name)
+	not held(input.backend, prompt)
 }
 
 # METADATA

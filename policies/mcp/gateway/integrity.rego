@@ -14,17 +14,18 @@ package mcp.gateway
 #   The backend's tool_integrity holds back what is not approved: enforce, and
 #   trust_on_first_use (which approved the first list it saw). observe and off
 #   hold nothing.
-integrity_enforced if input.backend.tool_integrity in {"enforce", "trust_on_first_use"}
+integrity_enforced(backend) if backend.tool_integrity in {"enforce", "trust_on_first_use"}
 
 # METADATA
 # title: Held by tool integrity
 # description: >-
-#   A tool or prompt of an enforcing backend whose definition is not accepted.
+#   A tool or prompt of backend (input.backend), when it enforces, whose
+#   definition is not accepted.
 #   An entry without a classification is held too: nothing says it was
 #   approved.
-held(item) if {
-	integrity_enforced
-	not integrity_accepted(item)
+held(backend, item) if {
+	integrity_enforced(backend)
+	not integrity_accepted(backend, item)
 }
 
 # METADATA
@@ -32,29 +33,30 @@ held(item) if {
 # description: >-
 #   A resource template of an enforcing backend whose definition is not
 #   accepted. Plain resources carry no classification and are never held.
-resource_held(resource) if {
-	integrity_enforced
+resource_held(backend, resource) if {
+	integrity_enforced(backend)
 	resource.integrity
-	not integrity_accepted(resource)
+	not integrity_accepted(backend, resource)
 }
 
 # METADATA
 # title: Approved definition
 # description: The definition is the one an administrator (or trust on first use) approved.
-integrity_accepted(item) if item.integrity.status == "approved"
+integrity_accepted(_, item) if item.integrity.status == "approved"
 
 # METADATA
 # title: Change accepted without review
 # description: >-
 #   A changed definition whose every changed field is one a rule of
 #   data.mcpgw.tool_integrity.auto_approve accepts for this backend (e.g.
-#   description-only changes of an internal backend). A rejected definition
+#   description-only changes of an internal backend: rule.backends matches
+#   the backend's name). A rejected definition
 #   is never accepted.
-integrity_accepted(item) if {
+integrity_accepted(backend, item) if {
 	item.integrity.status == "changed"
 	not item.integrity.rejected
 	some rule in object.get(data.mcpgw, ["tool_integrity", "auto_approve"], [])
-	glob_any(rule.backends, backend_name)
+	glob_any(rule.backends, object.get(backend, "name", ""))
 	every field in item.integrity.changed {
 		field in rule.fields
 	}
@@ -71,7 +73,7 @@ message_denials contains message_denial(sprintf(
 )) if {
 	method == "tools/call"
 	tool_name != ""
-	held(called_tool)
+	held(input.backend, called_tool)
 }
 
 # METADATA
@@ -87,7 +89,7 @@ message_denials contains message_denial(sprintf(
 	method == "prompts/get"
 	some requested in input.prompts
 	requested.name == tool_name
-	held(requested)
+	held(input.backend, requested)
 }
 
 # METADATA

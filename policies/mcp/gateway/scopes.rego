@@ -12,7 +12,7 @@ message_denials contains {
 	"scope": scope,
 } if {
 	scope := required_scope
-	not scope_held(scope)
+	not scope in effective_scopes
 }
 
 # METADATA
@@ -32,30 +32,20 @@ message_denials contains message_denial(sprintf("method %s is not allowed by pol
 #   The scopes the caller may use on this request: those in the token that the
 #   agent is also allowed to use (token scopes intersected with agent scopes;
 #   the token's scopes alone when the agent sets none).
-effective_scopes := {s | some s in input.token.scopes; scope_held(s)}
-
-# METADATA
-# title: Scope held
-# description: >-
-#   True when scope is one of the effective scopes: the token has it and the
-#   agent may use it. Asked for one scope, this does not build the whole set.
-scope_held(scope) if {
-	scope in input.token.scopes
-	agent_allows_scope(scope)
-}
+effective_scopes := {s | some s in input.token.scopes; agent_allows_scope(input.agent, s)}
 
 # METADATA
 # title: Agent without scopes
 # description: >-
-#   An agent whose record sets no scopes (input.agent.scopes absent or null, as
-#   in every Okta MCP adapter example) leaves the decision to the token's
+#   An agent whose record sets no scopes (its scopes absent or null, as in
+#   every Okta MCP adapter example) leaves the decision to the token's
 #   scopes. An empty list is different: the agent may use none.
-agent_allows_scope(_) if object.get(input.agent, "scopes", null) == null
+agent_allows_scope(agent, _) if object.get(agent, "scopes", null) == null
 
 # METADATA
 # title: Agent scope
 # description: An agent that lists scopes may use only those.
-agent_allows_scope(scope) if scope in input.agent.scopes
+agent_allows_scope(agent, scope) if scope in agent.scopes
 
 # METADATA
 # title: Method of the message
@@ -70,7 +60,7 @@ method := input.mcp.method if message_traffic
 # METADATA
 # title: Scope required by a JSON-RPC message
 # description: tools/call is decided per tool (tool_scope); every other method by its class (method_scope).
-required_scope := tool_scope(called_tool) if {
+required_scope := tool_scope(called_tool, read_only_glob) if {
 	method == "tools/call"
 } else := method_scope(method) if {
 	message_traffic
@@ -87,51 +77,24 @@ required_scope := method_scope(session_method) if {
 
 # METADATA
 # title: Scope of a method
-# description: The read scope for read_methods, the write scope for write_methods; undefined for any other method.
+# description: >-
+#   The read scope for a method matching one of data.mcpgw.scopes.read_methods,
+#   the write scope for one matching write_methods (glob patterns, see
+#   glob_any); undefined for any other method.
 method_scope(m) := data.mcpgw.scopes.read if {
-	method_matches(method_patterns.read, m)
+	glob_any(data.mcpgw.scopes.read_methods, m)
 } else := data.mcpgw.scopes.write if {
-	method_matches(method_patterns.write, m)
-}
-
-# METADATA
-# title: Method matches a class
-# description: >-
-#   True when m is one of the class's plain names or matches one of its
-#   glob patterns: the same as matching every entry as a glob.
-method_matches(patterns, m) if m in patterns.names
-
-method_matches(patterns, m) if glob_any(patterns.globs, m)
-
-# METADATA
-# title: Method patterns
-# description: >-
-#   data.mcpgw.scopes.read_methods and write_methods, each split into plain
-#   names (no glob characters: they match only themselves, so they are looked
-#   up) and glob patterns. It reads data only, so the gateway works it out
-#   once per policy activation rather than once per decision.
-method_patterns := {class: {
-	"names": {p | some p in patterns; plain_name(p)},
-	"globs": [p | some p in patterns; not plain_name(p)],
-} |
-	some class, patterns in {"read": data.mcpgw.scopes.read_methods, "write": data.mcpgw.scopes.write_methods}
-}
-
-# METADATA
-# title: Plain name
-# description: A string with none of the glob characters * ? [ ] { } and backslash.
-plain_name(p) if {
-	is_string(p)
-	not regex.match(`[*?\[\]{}\\]`, p)
+	glob_any(data.mcpgw.scopes.write_methods, m)
 }
 
 # METADATA
 # title: Scope of a tool call
 # description: >-
-#   A read-only tool needs only the read scope; any other tool needs what
-#   tools/call needs (call_scope).
-tool_scope(tool) := data.mcpgw.scopes.read if {
-	tool_read_only(tool)
+#   A read-only tool (tool_read_only, given this backend's read_only glob)
+#   needs only the read scope; any other tool needs what tools/call needs
+#   (call_scope).
+tool_scope(tool, read_only) := data.mcpgw.scopes.read if {
+	tool_read_only(tool, read_only)
 } else := call_scope
 
 # METADATA
@@ -143,8 +106,8 @@ call_scope := method_scope("tools/call")
 # title: Every tool scope held
 # description: The caller holds both the read scope and the scope tools/call needs.
 every_tool_scope_held if {
-	scope_held(data.mcpgw.scopes.read)
-	scope_held(call_scope)
+	data.mcpgw.scopes.read in effective_scopes
+	call_scope in effective_scopes
 }
 
 # METADATA
@@ -152,7 +115,7 @@ every_tool_scope_held if {
 # description: >-
 #   The backend's own readOnlyHint annotation marks a tool read-only when
 #   data.mcpgw.trust_read_only_hint is true.
-tool_read_only(tool) if {
+tool_read_only(tool, _) if {
 	tool.annotations.readOnlyHint == true
 	data.mcpgw.trust_read_only_hint == true
 }
@@ -160,27 +123,17 @@ tool_read_only(tool) if {
 # METADATA
 # title: Read-only tool by data
 # description: >-
-#   data.mcpgw.read_only_tools lists tool name patterns that are read-only on
-#   every backend ("*") or on one backend, whatever the backend claims.
-tool_read_only(tool) if glob.match(read_only_glob, null, tool.name)
+#   The tool's name matches read_only, the glob of the read-only patterns of
+#   its backend (read_only_glob).
+tool_read_only(tool, read_only) if glob.match(read_only, null, tool.name)
 
 # METADATA
-# title: Read-only patterns for this backend
-# description: The patterns of data.mcpgw.read_only_tools for "*" and this backend, as one glob.
-read_only_glob := object.get(read_only_globs, backend_name, read_only_globs_elsewhere)
-
-# METADATA
-# title: Read-only globs per backend
+# title: Read-only glob of this backend
 # description: >-
-#   read_only_patterns as one glob for each backend data.mcpgw.read_only_tools
-#   names. It reads data only, so the gateway works it out once per policy
-#   activation rather than once per decision.
-read_only_globs := {backend: any_of(read_only_patterns(backend)) | some backend, _ in data.mcpgw.read_only_tools}
-
-# METADATA
-# title: Read-only glob of other backends
-# description: The "*" patterns alone, as one glob, for a backend data.mcpgw.read_only_tools does not name.
-read_only_globs_elsewhere := any_of([p | some p in object.get(data.mcpgw.read_only_tools, "*", [])])
+#   The patterns data.mcpgw.read_only_tools lists for every backend ("*")
+#   and for this backend, as one glob (any_of): read-only whatever the
+#   backend claims.
+read_only_glob := any_of(read_only_patterns(backend_name))
 
 # METADATA
 # title: Read-only patterns of a backend

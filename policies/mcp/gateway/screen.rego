@@ -9,13 +9,13 @@ package mcp.gateway
 # METADATA
 # title: Screen applies
 # description: The backend's tool_integrity is one of data.mcpgw.tool_screen.modes.
-screen_applies if input.backend.tool_integrity in object.get(data.mcpgw, ["tool_screen", "modes"], [])
+screen_applies(backend) if backend.tool_integrity in object.get(data.mcpgw, ["tool_screen", "modes"], [])
 
 # METADATA
 # title: Screened tool
 # description: A tool of a backend the screen applies to that matches a screening pattern.
-screened(tool) if {
-	screen_applies
+screened(backend, tool) if {
+	screen_applies(backend)
 	count(screen_hits(tool)) > 0
 }
 
@@ -28,7 +28,7 @@ message_denials contains message_denial(sprintf(
 )) if {
 	method == "tools/call"
 	tool_name != ""
-	screened(called_tool)
+	screened(input.backend, called_tool)
 }
 
 # METADATA

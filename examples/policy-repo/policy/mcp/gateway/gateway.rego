@@ -8,6 +8,8 @@
 #   most changes are data changes.
 package mcp.gateway
 
+import data.mcp.roles.caller_roles
+
 # METADATA
 # title: Decision
 # description: >-
@@ -26,10 +28,12 @@ decision := {"allow": true, "reasons": [], "status": 0} if {
 	scope_field,
 )
 
+default scope_field := {}
+
 scope_field := {"scope": concat(" ", sort(missing))} if {
 	missing := {d.scope | some d in deny; d.scope}
 	count(missing) > 0
-} else := {}
+}
 
 # METADATA
 # title: Caller denials
@@ -40,7 +44,7 @@ deny contains {"reason": sprintf("agent %s may not use backend %s", [input.agent
 	not input.backend.name in input.agent.backend_access
 }
 
-deny contains {"reason": "no role: the token's groups map to none", "status": 403} if count(roles) == 0
+deny contains {"reason": "no role: the token's groups map to none", "status": 403} if count(caller_roles) == 0
 
 # METADATA
 # title: Message denials
@@ -57,15 +61,10 @@ deny contains {"reason": sprintf("no role may call %s on %s", [input.mcp.tool, i
 }
 
 # METADATA
-# title: Roles
-# description: The caller's roles, from the token's groups.
-roles contains data.company.roles.groups[group] if some group in input.token.groups
-
-# METADATA
 # title: Granted tool
 # description: Some role of the caller grants the tool on this backend (or on every backend, "*").
 granted(tool) if {
-	some role in roles
+	some role in caller_roles
 	some backend in [input.backend.name, "*"]
 	some pattern in object.get(data.company.roles.grants, [role, backend], [])
 	glob.match(pattern, null, tool)
@@ -95,7 +94,7 @@ read_tool(name) if {
 caller_passes if {
 	input.version == 1
 	input.backend.name in input.agent.backend_access
-	count(roles) > 0
+	count(caller_roles) > 0
 }
 
 # METADATA
