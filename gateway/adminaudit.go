@@ -52,22 +52,8 @@ func (a *adminAPI) handleAudit(c *fiber.Ctx) error {
 }
 
 func parseAuditQuery(c *fiber.Ctx) (audit.Query, []string) {
-	var (
-		q        audit.Query
-		problems []string
-		seen     = map[string]bool{}
-	)
-	c.Context().QueryArgs().VisitAll(func(k, v []byte) {
-		key, val := string(k), string(v)
-		switch {
-		case !slices.Contains(auditParams, key):
-			problems = append(problems, fmt.Sprintf("query parameter %q: unknown (want %s)", key, strings.Join(auditParams, ", ")))
-			return
-		case seen[key]:
-			problems = append(problems, fmt.Sprintf("query parameter %s: given more than once", key))
-			return
-		}
-		seen[key] = true
+	var q audit.Query
+	problems := visitQuery(c, auditParams, func(key, val string) string {
 		var err error
 		switch key {
 		case "kind":
@@ -84,8 +70,7 @@ func parseAuditQuery(c *fiber.Ctx) (audit.Query, []string) {
 			q.Cursor = val
 		case "include":
 			if val != "input" {
-				problems = append(problems, fmt.Sprintf("query parameter include: want input, got %q", truncate(val, 32)))
-				return
+				return fmt.Sprintf("query parameter include: want input, got %q", truncate(val, 32))
 			}
 			q.IncludeInput = true
 		case "since":
@@ -97,14 +82,14 @@ func parseAuditQuery(c *fiber.Ctx) (audit.Query, []string) {
 			// API says what it serves instead of silently serving less.
 			if n, err := strconv.Atoi(val); err == nil && n >= 1 && n <= audit.MaxLimit {
 				q.Limit = n
-				return
+				return ""
 			}
-			problems = append(problems, fmt.Sprintf("query parameter limit: want an integer from 1 to %d, got %q", audit.MaxLimit, truncate(val, 32)))
-			return
+			return fmt.Sprintf("query parameter limit: want an integer from 1 to %d, got %q", audit.MaxLimit, truncate(val, 32))
 		}
 		if err != nil {
-			problems = append(problems, fmt.Sprintf("query parameter %s: want an RFC 3339 time such as 2026-01-02T15:04:05Z", key))
+			return fmt.Sprintf("query parameter %s: want an RFC 3339 time such as 2026-01-02T15:04:05Z", key)
 		}
+		return ""
 	})
 	// Every bad parameter in one answer: the filters that parsed are
 	// checked too, whatever else was wrong.
@@ -114,4 +99,28 @@ func parseAuditQuery(c *fiber.Ctx) (audit.Query, []string) {
 		}
 	}
 	return q, problems
+}
+
+// visitQuery calls each with every query parameter of the request, in
+// order, and returns the problems: a parameter not in allowed or given
+// twice (a filter read once and ignored the second time would be a guess),
+// and what each said of a value. Every problem is returned, not the first.
+func visitQuery(c *fiber.Ctx, allowed []string, each func(key, val string) string) []string {
+	var problems []string
+	seen := map[string]bool{}
+	c.Context().QueryArgs().VisitAll(func(k, v []byte) {
+		key, val := string(k), string(v)
+		switch {
+		case !slices.Contains(allowed, key):
+			problems = append(problems, fmt.Sprintf("query parameter %q: unknown (want %s)", key, strings.Join(allowed, ", ")))
+		case seen[key]:
+			problems = append(problems, fmt.Sprintf("query parameter %s: given more than once", key))
+		default:
+			seen[key] = true
+			if p := each(key, val); p != "" {
+				problems = append(problems, p)
+			}
+		}
+	})
+	return problems
 }

@@ -7,7 +7,6 @@ import (
 	"mime"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -93,19 +92,9 @@ func (a *adminAPI) handleReplay(c *fiber.Ctx) error {
 }
 
 func parseReplayQuery(c *fiber.Ctx) (f replay.Filter, baseline bool, top int, problems []string) {
-	seen := map[string]bool{}
 	top = 10
-	c.Context().QueryArgs().VisitAll(func(k, v []byte) {
-		key, val := string(k), string(v)
-		switch {
-		case !slices.Contains(replayParams, key):
-			problems = append(problems, fmt.Sprintf("query parameter %q: unknown (want %s)", key, strings.Join(replayParams, ", ")))
-			return
-		case seen[key]:
-			problems = append(problems, fmt.Sprintf("query parameter %s: given more than once", key))
-			return
-		}
-		seen[key] = true
+	sinceGiven := false
+	problems = visitQuery(c, replayParams, func(key, val string) string {
 		switch key {
 		case "backend":
 			f.Backend = val
@@ -116,29 +105,30 @@ func parseReplayQuery(c *fiber.Ctx) (f replay.Filter, baseline bool, top int, pr
 		case "tool":
 			f.Tool = val
 		case "baseline":
-			if val != "active" {
-				problems = append(problems, fmt.Sprintf("query parameter baseline: want active, got %q", truncate(val, 32)))
-			}
 			baseline = true
+			if val != "active" {
+				return fmt.Sprintf("query parameter baseline: want active, got %q", truncate(val, 32))
+			}
 		case "top":
 			var n int
 			if _, err := fmt.Sscan(val, &n); err != nil || n < 1 || n > 1000 {
-				problems = append(problems, fmt.Sprintf("query parameter top: want an integer from 1 to 1000, got %q", truncate(val, 32)))
+				return fmt.Sprintf("query parameter top: want an integer from 1 to 1000, got %q", truncate(val, 32))
 			}
 			top = n
 		case "since", "until":
 			t, err := replayTime(val)
-			if err != nil {
-				problems = append(problems, "query parameter "+key+": "+err.Error())
-			}
 			if key == "since" {
-				f.Since = t
+				f.Since, sinceGiven = t, true
 			} else {
 				f.Until = t
 			}
+			if err != nil {
+				return "query parameter " + key + ": " + err.Error()
+			}
 		}
+		return ""
 	})
-	if !seen["since"] {
+	if !sinceGiven {
 		f.Since = time.Now().Add(-24 * time.Hour)
 	}
 	if !f.Since.IsZero() && !f.Until.IsZero() && !f.Since.Before(f.Until) {

@@ -33,25 +33,7 @@ func (e *Engine) Decide(ctx context.Context, in *Input) Decision {
 	if snap != nil {
 		d.Revision = snap.revision
 	}
-	if err == nil {
-		var verdict verdict
-		verdict, err = parseVerdict(v)
-		if err == nil {
-			d.Allow, d.Reasons, d.Status, d.Scope = verdict.allow, verdict.reasons, verdict.status, verdict.scope
-			if !d.Allow && len(d.Reasons) == 0 {
-				d.Reasons = []string{"denied by policy (no reason given)"}
-			}
-		} else {
-			err = fmt.Errorf("malformed decision: %w", err)
-		}
-	}
-	if err != nil {
-		d.Allow, d.Status, d.Scope = false, 0, ""
-		d.Reasons = []string{"policy engine error: " + err.Error()}
-	}
-	if d.Reasons == nil {
-		d.Reasons = []string{}
-	}
+	applyVerdict(&d, v, err)
 	d.Elapsed = time.Since(start)
 	if e != nil && e.record != nil {
 		rec := e.newRecord("decision", in, d, 0, 0)
@@ -278,5 +260,29 @@ func (e *Engine) newRecord(query string, in *Input, d Decision, listed, visible 
 		Visible:    visible,
 		Revision:   d.Revision,
 		Elapsed:    d.Elapsed,
+	}
+}
+
+// applyVerdict fills d from the decision rule's value v, or from err: every
+// failure (evaluation, a malformed value) is a deny whose reason starts
+// with "policy engine error", and a deny always says why.
+func applyVerdict(d *Decision, v ast.Value, err error) {
+	if err == nil {
+		var vd verdict
+		if vd, err = parseVerdict(v); err == nil {
+			d.Allow, d.Reasons, d.Status, d.Scope = vd.allow, vd.reasons, vd.status, vd.scope
+			if !d.Allow && len(d.Reasons) == 0 {
+				d.Reasons = []string{"denied by policy (no reason given)"}
+			}
+		} else {
+			err = fmt.Errorf("malformed decision: %w", err)
+		}
+	}
+	if err != nil {
+		d.Allow, d.Status, d.Scope = false, 0, ""
+		d.Reasons = []string{engineErrorPrefix + err.Error()}
+	}
+	if d.Reasons == nil {
+		d.Reasons = []string{}
 	}
 }

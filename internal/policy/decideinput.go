@@ -33,26 +33,11 @@ func (e *Engine) DecideInput(ctx context.Context, input json.RawMessage) Decisio
 			if errors.Is(err, errUndefined) {
 				err = errors.New(decisionRule + " is undefined")
 			}
-			if err == nil {
-				var vd verdict
-				if vd, err = parseVerdict(value); err == nil {
-					d.Allow, d.Reasons, d.Status, d.Scope = vd.allow, vd.reasons, vd.status, vd.scope
-					if !d.Allow && len(d.Reasons) == 0 {
-						d.Reasons = []string{"denied by policy (no reason given)"}
-					}
-				} else {
-					err = fmt.Errorf("malformed decision: %w", err)
-				}
-			}
+			applyVerdict(&d, value, err)
+			return d
 		}
 	}
-	if err != nil {
-		d.Allow, d.Status, d.Scope = false, 0, ""
-		d.Reasons = []string{engineErrorPrefix + err.Error()}
-	}
-	if d.Reasons == nil {
-		d.Reasons = []string{}
-	}
+	applyVerdict(&d, nil, err)
 	return d
 }
 
