@@ -182,7 +182,7 @@ const mimeMergePatch = "application/merge-patch+json"
 // destinationKey matches the auth_config keys that say where requests (and
 // with them secrets) go: URLs, endpoints, servers, issuers, hosts and the
 // cross-app mode, which moves the token endpoint to one the backend names.
-var destinationKey = regexp.MustCompile(`(?i)(^|_)(url|uri|endpoint|server|issuer|host|domain)$|^id_jag_mode$`)
+var destinationKey = regexp.MustCompile(`(?i)(^|_)(url|uri|endpoint|server|issuer|host|hostname|domain|address|port)$|^id_jag_mode$`)
 
 // authenticate verifies the bearer token as the MCP route does. The
 // challenge points at the gateway's own protected resource metadata: admin

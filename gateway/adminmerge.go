@@ -115,9 +115,13 @@ func changedDestinations(path string, sent, stored map[string]any) []string {
 			}
 			continue
 		}
+		// A section on either side is compared key by key with what stands
+		// on the other (nothing, when it was removed or is no longer a
+		// section): dropping a nested issuer or address must count as a
+		// change, or a kept secret would follow the connector's fallback.
 		am, aok := a.(map[string]any)
 		bm, bok := b.(map[string]any)
-		if aok && bok {
+		if aok || bok {
 			out = append(out, changedDestinations(path+"."+k, am, bm)...)
 		}
 	}

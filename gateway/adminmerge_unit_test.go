@@ -244,6 +244,10 @@ func TestChangedDestinationsUnit(t *testing.T) {
 		{"a destination that is a map", map[string]any{"server": map[string]any{"x": 1}}, map[string]any{"server": map[string]any{"x": 2}}, []string{"p.server"}},
 		{"number vs string", map[string]any{"url": "1"}, map[string]any{"url": 1}, []string{"p.url"}},
 		{"both empty", nil, nil, nil},
+		{"a section holding a destination removed", map[string]any{}, map[string]any{"oauth": map[string]any{"issuer": "a"}}, []string{"p.oauth.issuer"}},
+		{"a section replaced by a plain value", map[string]any{"oauth": "none"}, map[string]any{"oauth": map[string]any{"token_url": "a"}}, []string{"p.oauth.token_url"}},
+		{"a section holding a destination added", map[string]any{"proxy": map[string]any{"hostname": "b"}}, map[string]any{}, []string{"p.proxy.hostname"}},
+		{"more address words", map[string]any{"hostname": 1, "address": 1, "port": 1}, map[string]any{}, []string{"p.address", "p.hostname", "p.port"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := changedDestinations("p", tc.sent, tc.stored); !reflect.DeepEqual(got, tc.want) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -251,14 +252,41 @@ func mediaType(v string) string {
 	return mt
 }
 
-// accepts reports whether an Accept header admits mediaType.
+// accepts reports whether an Accept header admits mediaType: the most
+// specific range that names it (type/subtype, then type/*, then */*)
+// decides, and q=0 there says the client cannot take it (RFC 9110
+// §12.4.2). Other q-values are not weighed: this refuses clients that
+// cannot read the answer; it is not content negotiation.
 func accepts(header, mediaType string) bool {
 	major, _, _ := strings.Cut(mediaType, "/")
+	best, accepted := 0, false
 	for _, part := range strings.Split(header, ",") {
-		mt, _, _ := strings.Cut(strings.TrimSpace(part), ";")
+		mt, params, _ := strings.Cut(strings.TrimSpace(part), ";")
 		mt = strings.ToLower(strings.TrimSpace(mt))
-		if mt == mediaType || mt == "*/*" || mt == major+"/*" {
-			return true
+		rank := 0
+		switch mt {
+		case mediaType:
+			rank = 3
+		case major + "/*":
+			rank = 2
+		case "*/*":
+			rank = 1
+		}
+		if rank > best {
+			best, accepted = rank, !zeroQuality(params)
+		}
+	}
+	return accepted
+}
+
+// zeroQuality reports a media range's parameters saying q=0.
+func zeroQuality(params string) bool {
+	for _, p := range strings.Split(params, ";") {
+		k, v, _ := strings.Cut(strings.TrimSpace(p), "=")
+		if strings.EqualFold(strings.TrimSpace(k), "q") {
+			if q, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil && q == 0 {
+				return true
+			}
 		}
 	}
 	return false

@@ -38,10 +38,15 @@ func TestAcceptsUnit(t *testing.T) {
 		{"application", "application/json", false},
 		{"*", "application/json", false},
 		{"json", "application/json", false},
-		// q-values are not weighed: q=0 still counts as accepting. Lenient
-		// on purpose: the check refuses clients that cannot read the
-		// answer, it is not content negotiation.
-		{"application/json;q=0", "application/json", true},
+		// q-values are not weighed, except q=0, which says the client
+		// cannot take that type (RFC 9110 §12.4.2): the answer would be one
+		// it refused.
+		{"application/json;q=0", "application/json", false},
+		{"application/json; Q=0.000", "application/json", false},
+		{"application/json;q=0, */*", "application/json", false},
+		{"*/*;q=0, application/json", "application/json", true},
+		{"text/*;q=0, text/event-stream", "text/event-stream", true},
+		{"text/event-stream;q=0.001", "text/event-stream", true},
 	} {
 		if got := accepts(tc.header, tc.mt); got != tc.want {
 			t.Errorf("accepts(%q, %q) = %v, want %v", tc.header, tc.mt, got, tc.want)
