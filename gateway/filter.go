@@ -31,6 +31,8 @@ type requests map[string]request
 type request struct {
 	method string
 	id     mcpgo.RequestId
+	// redact is the policy's redaction of this call's result, if any.
+	redact *policy.Redaction
 }
 
 // errors are one JSON-RPC error response for each request, in a stable order.
@@ -98,6 +100,10 @@ func (g *Gateway) filterMessage(ctx context.Context, cl *call, m *mcp.Message, p
 	result, ok := m.Result()
 	if !ok {
 		return m.Encode()
+	}
+	if r := pending[m.IDKey].redact; r != nil && m.Kind == mcp.KindResponse {
+		result = r.Apply(result)
+		m.SetResult(result)
 	}
 	lists, err := mcp.FindLists(result, pending[m.IDKey].method)
 	if err != nil {

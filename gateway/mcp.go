@@ -443,8 +443,20 @@ func (g *Gateway) post(c *fiber.Ctx, cl *call) error {
 			}
 			continue
 		}
+		// The policy's rate limit counts the call now; a call over it is
+		// answered like a denial, the others go on.
+		if r := g.obligedRateLimit(ctx, cl, m, d); r != nil {
+			if !batch {
+				policySpan.End()
+				return g.reject(c, r)
+			}
+			if m.Kind == mcp.KindRequest {
+				denied = append(denied, mcp.ErrorResponse(m.ID, r.rpc, r.msg, r.data))
+			}
+			continue
+		}
 		if m.Kind == mcp.KindRequest {
-			pending[m.IDKey] = request{method: m.Method, id: m.ID}
+			pending[m.IDKey] = request{method: m.Method, id: m.ID, redact: d.Obligations.Redaction()}
 		}
 		// What is forwarded is the encoding of what was decided, never the
 		// bytes that came in.

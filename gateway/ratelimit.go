@@ -65,8 +65,11 @@ func newRateLimits(c config.RateLimit, limiter ratelimit.Limiter, log *slog.Logg
 		failOpen: c.FailOpen,
 		log:      log,
 	}
-	if rl.requests.Max <= 0 && rl.sessions.Max <= 0 {
-		return rl, nil // both off: no limiter, no Redis connection
+	if rl.requests.Max <= 0 && rl.sessions.Max <= 0 && c.RedisURL == "" && limiter == nil {
+		// Both budgets off and no Redis: only the policy's rate_limit
+		// obligations count, in this replica's memory.
+		rl.limiter, rl.owned = ratelimit.NewMemory(nil), true
+		return rl, nil
 	}
 	if limiter == nil {
 		var err error
@@ -81,6 +84,11 @@ func newRateLimits(c config.RateLimit, limiter ratelimit.Limiter, log *slog.Logg
 }
 
 // close releases a limiter New made (a Redis connection pool).
+// obligationLimiter counts the policy's rate_limit obligations: the
+// configured limiter (Redis when ratelimit.redis_url is set, else this
+// replica's memory).
+func (rl *rateLimits) obligationLimiter() ratelimit.Limiter { return rl.limiter }
+
 func (rl *rateLimits) close() error {
 	if rl == nil || !rl.owned || rl.limiter == nil {
 		return nil

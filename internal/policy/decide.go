@@ -270,7 +270,7 @@ func applyVerdict(d *Decision, v ast.Value, err error) {
 	if err == nil {
 		var vd verdict
 		if vd, err = parseVerdict(v); err == nil {
-			d.Allow, d.Reasons, d.Status, d.Scope = vd.allow, vd.reasons, vd.status, vd.scope
+			d.Allow, d.Reasons, d.Status, d.Scope, d.Obligations = vd.allow, vd.reasons, vd.status, vd.scope, vd.obligations
 			if !d.Allow && len(d.Reasons) == 0 {
 				d.Reasons = []string{"denied by policy (no reason given)"}
 			}
@@ -279,7 +279,7 @@ func applyVerdict(d *Decision, v ast.Value, err error) {
 		}
 	}
 	if err != nil {
-		d.Allow, d.Status, d.Scope = false, 0, ""
+		d.Allow, d.Status, d.Scope, d.Obligations = false, 0, "", nil
 		d.Reasons = []string{engineErrorPrefix + err.Error()}
 	}
 	if d.Reasons == nil {

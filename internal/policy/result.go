@@ -10,10 +10,11 @@ import (
 
 // verdict is a well-formed data.mcp.gateway.decision.
 type verdict struct {
-	allow   bool
-	reasons []string
-	status  int
-	scope   string
+	allow       bool
+	reasons     []string
+	status      int
+	scope       string
+	obligations *Obligations
 }
 
 // errUndefined marks a query whose rule produced no value.
@@ -93,6 +94,15 @@ func parseVerdict(v ast.Value) (verdict, error) {
 			return verdict{}, fmt.Errorf("decision scope is %s, not a string", ast.ValueName(s.Value))
 		}
 		out.scope = string(str)
+	}
+
+	// Obligations bind only an allow: a deny forwards nothing to oblige.
+	if o := obj.Get(ast.InternedTerm("obligations")); o != nil && out.allow {
+		obl, err := parseObligations(o.Value)
+		if err != nil {
+			return verdict{}, err
+		}
+		out.obligations = obl
 	}
 	return out, nil
 }

@@ -171,6 +171,9 @@ type Decision struct {
 	// Printed decisions carry it in microseconds (EvalDecision), the unit of
 	// the audit trail's eval_us.
 	Elapsed time.Duration `json:"-"`
+	// Obligations are what an allow requires besides forwarding (redact
+	// the result, count a rate limit); nil when the policy names none.
+	Obligations *Obligations `json:"obligations,omitempty"`
 	// Record is the decision's record, not yet sent to the decision log,
 	// when Options.CallerRecordsDecisions: the caller completes it with
 	// what happened next (latency, outcome) and hands it to Engine.Record.

@@ -17,9 +17,10 @@ package mcp.gateway
 #   only when no denial fired. status 403 marks a transport-level denial (HTTP
 #   403, with error="insufficient_scope" when a scope is missing); 0 marks a
 #   per-message denial (JSON-RPC error -32003). scope, present only when a
-#   scope is missing, names it for the WWW-Authenticate header.
+#   scope is missing, names it for the WWW-Authenticate header. An allow may
+#   carry obligations (obligations.rego): redact the result, count a budget.
 # entrypoint: true
-decision := {"allow": true, "reasons": [], "status": 0} if {
+decision := object.union({"allow": true, "reasons": [], "status": 0}, obligations_field) if {
 	count(deny) == 0
 } else := object.union(
 	{
