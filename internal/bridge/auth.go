@@ -354,7 +354,8 @@ func (a *Auth) login(ctx context.Context) error {
 
 	a.Log.Info("log in through the gateway in your browser", "url", authorizeURL)
 	openErr := make(chan error, 1)
-	if a.Open != nil {
+	opening := a.Open != nil
+	if opening {
 		go func() { openErr <- a.Open(ctx, authorizeURL) }()
 	}
 	var res result
@@ -363,11 +364,21 @@ func (a *Auth) login(ctx context.Context) error {
 		case res = <-got:
 			waiting = false
 		case err := <-openErr:
+			opening = false
 			if err != nil {
 				a.Log.Warn("could not open the browser; open the URL yourself", "error", err, "url", authorizeURL)
 			}
 		case <-ctx.Done():
 			return fmt.Errorf("no login within %s: %w", timeout, ctx.Err())
+		}
+	}
+	if opening {
+		// A login handler still running (it lets the browser show the
+		// redirect's page, then closes it) gets a moment to end on its own
+		// rather than being killed with its browser left behind.
+		select {
+		case <-openErr:
+		case <-time.After(30 * time.Second):
 		}
 	}
 	if res.err != nil {
