@@ -244,9 +244,11 @@ func (b *Bridge) write(msg []byte) {
 	msg = bytes.TrimSpace(msg)
 	if bytes.ContainsAny(msg, "\r\n") {
 		var c bytes.Buffer
-		if json.Compact(&c, msg) == nil {
-			msg = c.Bytes()
+		if json.Compact(&c, msg) != nil {
+			b.Log.Warn("dropped a message that is not JSON and spans lines", "bytes", len(msg))
+			return
 		}
+		msg = c.Bytes()
 	}
 	b.noteVersion(msg)
 	b.outMu.Lock()
