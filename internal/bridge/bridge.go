@@ -65,16 +65,42 @@ func (b *Bridge) Run(ctx context.Context, in io.Reader, out io.Writer) error {
 	b.out = out
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	sc := bufio.NewScanner(in)
-	sc.Buffer(make([]byte, 64<<10), maxLine)
-	for sc.Scan() {
-		line := bytes.TrimSpace(sc.Bytes())
-		if len(line) == 0 {
+	// stdin is read on its own goroutine so that a signal (ctx) ends the
+	// bridge even while the client keeps stdin open.
+	lines := make(chan []byte)
+	readErr := make(chan error, 1)
+	go func() {
+		sc := bufio.NewScanner(in)
+		sc.Buffer(make([]byte, 64<<10), maxLine)
+		for sc.Scan() {
+			select {
+			case lines <- bytes.Clone(sc.Bytes()):
+			case <-ctx.Done():
+				return
+			}
+		}
+		readErr <- sc.Err()
+		close(lines)
+	}()
+	var err error
+	for reading := true; reading; {
+		var msg []byte
+		select {
+		case <-ctx.Done():
+			err, reading = ctx.Err(), false
+			continue
+		case line, ok := <-lines:
+			if !ok {
+				err, reading = <-readErr, false
+				continue
+			}
+			msg = bytes.TrimSpace(line)
+		}
+		if len(msg) == 0 {
 			continue
 		}
-		msg := bytes.Clone(line)
 		var env envelope
-		if line[0] != '[' {
+		if msg[0] != '[' {
 			if err := json.Unmarshal(msg, &env); err != nil {
 				b.writeError(json.RawMessage("null"), -32700, "mcpgw connect: not JSON: "+err.Error())
 				continue
@@ -90,9 +116,13 @@ func (b *Bridge) Run(ctx context.Context, in io.Reader, out io.Writer) error {
 			b.post(ctx, msg, env)
 		}()
 	}
-	err := sc.Err()
-	b.wg.Wait()
+	if ctx.Err() != nil {
+		err = nil // a signal: a normal end, answers in flight abandoned
+	} else {
+		b.wg.Wait() // stdin ended: the answers in flight still come back
+	}
 	cancel()
+	b.wg.Wait()
 	b.closeSession()
 	return err
 }
@@ -295,8 +325,9 @@ func (b *Bridge) startGET(ctx context.Context) {
 				if id != "" {
 					lastID = id
 				}
-				if status == http.StatusMethodNotAllowed || status == http.StatusNotFound {
-					return
+				if status >= 400 && status < 500 && status != http.StatusUnauthorized && status != http.StatusRequestTimeout && status != http.StatusTooManyRequests {
+					b.Log.Debug("no GET stream", "status", status)
+					return // none offered (405), refused (403), or the session ended (404)
 				}
 				if err != nil && ctx.Err() == nil {
 					b.Log.Debug("GET stream ended", "status", status, "error", err)

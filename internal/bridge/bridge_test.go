@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -23,6 +24,11 @@ type fakeGateway struct {
 	mu      sync.Mutex
 	bodies  []string
 	headers []http.Header
+	// stream: GET answers one SSE event and ends (else 405); gets records
+	// each GET's Last-Event-ID, deletes each DELETE's session.
+	stream  bool
+	gets    []string
+	deletes []string
 }
 
 func (f *fakeGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -42,13 +48,30 @@ func (f *fakeGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	if r.Method != http.MethodPost {
-		w.WriteHeader(http.StatusMethodNotAllowed)
-		return
-	}
 	if r.Header.Get("Authorization") != "Bearer good" {
 		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token", resource_metadata="http://`+r.Host+`/.well-known/oauth-protected-resource/mcp"`)
 		w.WriteHeader(http.StatusUnauthorized)
+		return
+	}
+	f.mu.Lock()
+	stream := f.stream
+	switch r.Method {
+	case http.MethodGet:
+		f.gets = append(f.gets, r.Header.Get("Last-Event-ID"))
+	case http.MethodDelete:
+		f.deletes = append(f.deletes, r.Header.Get("Mcp-Session-Id"))
+	}
+	f.mu.Unlock()
+	switch {
+	case r.Method == http.MethodGet && stream && r.Header.Get("Mcp-Session-Id") == "s-1":
+		w.Header().Set("Content-Type", "text/event-stream")
+		_, _ = io.WriteString(w, "id: g1\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n")
+		return
+	case r.Method == http.MethodDelete:
+		w.WriteHeader(http.StatusOK)
+		return
+	case r.Method != http.MethodPost:
+		w.WriteHeader(http.StatusMethodNotAllowed)
 		return
 	}
 	body, _ := io.ReadAll(r.Body)
@@ -135,6 +158,51 @@ func TestBridgeRelaysAndRefreshes(t *testing.T) {
 	}
 }
 
+func TestBridgeGETStreamAndDelete(t *testing.T) {
+	f := &fakeGateway{stream: true}
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	tokenFile := filepath.Join(t.TempDir(), "t.json")
+	if err := (&State{Gateway: srv.URL + "/mcp", AccessToken: "good"}).Save(tokenFile); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	auth := &Auth{GatewayURL: srv.URL + "/mcp", TokenFile: tokenFile, HTTP: srv.Client(), Log: log}
+	b := &Bridge{URL: srv.URL + "/mcp", Auth: auth, HTTP: srv.Client(), Log: log}
+	pr, pw := io.Pipe()
+	out := &syncWriter{w: &bytes.Buffer{}}
+	done := make(chan error, 1)
+	go func() { done <- b.Run(t.Context(), pr, out) }()
+	_, _ = io.WriteString(pw, `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}`+"\n")
+	// The stream ends after its event; the bridge opens it again (after a
+	// second) with the last event id.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		f.mu.Lock()
+		reopened := len(f.gets) >= 2
+		f.mu.Unlock()
+		if reopened || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	pw.Close()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), `{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}`+"\n") {
+		t.Errorf("stdout lacks the stream's notification:\n%s", out.String())
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.gets) < 2 || f.gets[0] != "" || f.gets[1] != "g1" {
+		t.Errorf("GETs with Last-Event-ID %q, want \"\" then g1", f.gets)
+	}
+	if len(f.deletes) != 1 || f.deletes[0] != "s-1" {
+		t.Errorf("DELETEs %q, want the session ended once", f.deletes)
+	}
+}
+
 func TestBridgeAnswersRequestsWhenTheGatewayIsDown(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -185,11 +253,35 @@ func TestBridgeAnswersRequestsWhenTheGatewayIsDown(t *testing.T) {
 
 type syncWriter struct {
 	mu sync.Mutex
-	w  io.Writer
+	w  *bytes.Buffer
+}
+
+func (s *syncWriter) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.String()
 }
 
 func (s *syncWriter) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.w.Write(p)
+}
+
+func TestBridgeEndsOnSignalWithStdinOpen(t *testing.T) {
+	b := &Bridge{URL: "http://127.0.0.1:1/mcp", HTTP: http.DefaultClient, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx, pr, &syncWriter{w: &bytes.Buffer{}}) }()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run: %v, want a normal end", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not end on its context while stdin stayed open")
+	}
 }
