@@ -35,7 +35,7 @@ commands:
   bundle verify FILE --key PUB.pem [--key-id ID]
                                        check a signed policy bundle (revision, roots, files, signer)
   connect [--print-config] [--no-browser] URL
-                                       MCP over stdio to a local client, Streamable HTTP to the gateway (OAuth login in the browser)
+                                       MCP over stdio for a desktop client, Streamable HTTP to the gateway
   version                              print the version
 `
 
