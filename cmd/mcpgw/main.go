@@ -6,6 +6,7 @@
 //	mcpgw policy eval --input F    evaluate the policy offline
 //	mcpgw policy replay --bundle B re-decide recorded decisions with a candidate policy
 //	mcpgw bundle verify FILE       check a signed policy bundle
+//	mcpgw connect URL              stdio bridge for desktop clients
 //	mcpgw version
 package main
 
@@ -33,6 +34,8 @@ commands:
                                        which recorded decisions a candidate policy decides differently
   bundle verify FILE --key PUB.pem [--key-id ID]
                                        check a signed policy bundle (revision, roots, files, signer)
+  connect [--print-config] [--no-browser] URL
+                                       MCP over stdio for a desktop client, Streamable HTTP to the gateway
   version                              print the version
 `
 
@@ -66,6 +69,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	case "bundle":
 		return runBundle(ctx, args[1:], stdout, stderr)
+	case "connect":
+		return runConnect(ctx, args[1:], os.Stdin, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "mcpgw", version())
 		return 0
