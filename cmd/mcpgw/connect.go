@@ -28,7 +28,9 @@ flags:
 `
 
 // loginHandlerEnv names a login handler when --login-handler is not given.
-const loginHandlerEnv = "MCPGW_CONNECT_LOGIN_HANDLER"
+// Not MCPGW_*: every MCPGW_* variable is a configuration key of `serve`,
+// which would refuse to start in an environment that sets this one.
+const loginHandlerEnv = "MCP_CONNECT_LOGIN_HANDLER"
 
 func runConnect(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("connect", flag.ContinueOnError)

@@ -65,7 +65,7 @@ const transport = new StdioClientTransport({
   args: ['connect', '--token-file', args['token-file'], '--client-name', args['client-name'], args.url],
   env: {
     ...process.env,
-    MCPGW_CONNECT_LOGIN_HANDLER: `${process.execPath} ${loginScript}`,
+    MCP_CONNECT_LOGIN_HANDLER: `${process.execPath} ${loginScript}`,
     CONNECT_LOGIN_USERNAME: args.username,
     CONNECT_LOGIN_PASSWORD: args.password,
   },

@@ -1,6 +1,6 @@
 // The login handler of `mcpgw connect` in TestConnectStdioBridge: the bridge runs it with the
 // authorization URL as its last argument instead of opening a browser (--login-handler, or
-// MCPGW_CONNECT_LOGIN_HANDLER). A person in Chromium approves the gateway's consent page when
+// MCP_CONNECT_LOGIN_HANDLER). A person in Chromium approves the gateway's consent page when
 // it shows and logs in at testidp; the browser then reaches the bridge's loopback redirect URI
 // (the redirect_uri of the URL), which the bridge itself serves.
 //
