@@ -114,6 +114,8 @@ type Gateway struct {
 	shutdownOnce sync.Once
 	// oauth is the gateway's own authorization server; nil when off.
 	oauth OAuthFacade
+	// confirms are the confirmations this replica asked for (confirm.go).
+	confirms confirmations
 }
 
 // New builds the gateway from its parts.

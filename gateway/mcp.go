@@ -52,6 +52,9 @@ type call struct {
 	// oauth, when the caller's token is the gateway's own, finds the IdP's
 	// ID token of the login for Cross App Access.
 	oauth OAuthFacade
+	// elicits: the initialize this request carries declares the
+	// elicitation capability (sealed into the session it opens).
+	elicits bool
 	// rec collects what the request log line and the request metric say.
 	rec *requestRecord
 	// hints are the Mcp-Method/Mcp-Name/Mcp-Param-* headers the backend
@@ -360,6 +363,16 @@ func (g *Gateway) post(c *fiber.Ctx, cl *call) error {
 		return g.reject(c, rpcRefusal(perr.Status, perr.ID, perr.Code, perr.Message))
 	}
 	cl.rec.messages(msgs, batch)
+	// Answers to the gateway's own questions (confirm obligations) end
+	// here: they are the person's, not the backend's to see.
+	if cl.hasSession {
+		if msgs = g.takeConfirmAnswers(ctx, cl, msgs); len(msgs) == 0 {
+			return c.SendStatus(fiber.StatusAccepted)
+		}
+	}
+	if !batch && msgs[0].Kind == mcp.KindRequest {
+		cl.elicits = msgs[0].DeclaresCapability("elicitation")
+	}
 	// Trace context goes into params._meta now, before anything is decided,
 	// so the reading the policy sees is the one the backend gets.
 	if carrier := telemetry.TraceCarrier(ctx); carrier != nil {
@@ -454,6 +467,21 @@ func (g *Gateway) post(c *fiber.Ctx, cl *call) error {
 				denied = append(denied, mcp.ErrorResponse(m.ID, r.rpc, r.msg, r.data))
 			}
 			continue
+		}
+		if d.Obligations != nil && d.Obligations.Confirm != nil {
+			if r := g.confirmable(cl, m, batch); r != nil {
+				if !batch {
+					policySpan.End()
+					return g.reject(c, r)
+				}
+				if m.Kind == mcp.KindRequest {
+					denied = append(denied, mcp.ErrorResponse(m.ID, r.rpc, r.msg, r.data))
+				}
+				continue
+			}
+			policySpan.End()
+			pending[m.IDKey] = request{method: m.Method, id: m.ID, redact: d.Obligations.Redaction()}
+			return g.confirmThenRelay(c, cl, m, d, m.Encode(), pending)
 		}
 		if m.Kind == mcp.KindRequest {
 			pending[m.IDKey] = request{method: m.Method, id: m.ID, redact: d.Obligations.Redaction()}
@@ -596,7 +624,7 @@ func (g *Gateway) relay(c *fiber.Ctx, cl *call, fw *forwarded) error {
 		if cl.hasSession && sid == cl.session.Upstream {
 			c.Set(mcpgo.HeaderSessionID, cl.sessionID)
 		} else {
-			sealed, err := g.sealSession(r.backend.Name, subjectKey(cl.principal), cl.agent.ID(), sid)
+			sealed, err := g.sealSession(r.backend.Name, subjectKey(cl.principal), cl.agent.ID(), sid, cl.elicits)
 			if err != nil {
 				resp.Body.Close()
 				return fmt.Errorf("seal session for backend %s: %w", r.backend.Name, err)

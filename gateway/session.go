@@ -34,12 +34,13 @@ func (g *Gateway) openSession(id, backend, subject, agent string) (upstream.Sess
 
 // sealSession hands out a new session for the backend's session id, and
 // counts its issue as its first use on this replica.
-func (g *Gateway) sealSession(backend, subject, agent, upstreamID string) (string, error) {
+func (g *Gateway) sealSession(backend, subject, agent, upstreamID string, elicits bool) (string, error) {
 	now := g.now()
 	s, err := upstream.NewSession(backend, subject, agent, upstreamID, now)
 	if err != nil {
 		return "", err
 	}
+	s.Elicit = elicits
 	sealed, err := g.opts.Sealer.Seal(s)
 	if err != nil {
 		return "", err

@@ -122,6 +122,20 @@ func (m *Message) ProtocolVersion() string {
 	return v.Str
 }
 
+// DeclaresCapability reports whether an initialize request's
+// params.capabilities names name (elicitation, sampling, roots) as an object.
+func (m *Message) DeclaresCapability(name string) bool {
+	if m.Method != string(mcpgo.MethodInitialize) {
+		return false
+	}
+	caps, ok := m.Params.Get("capabilities")
+	if !ok || caps.Kind != ijson.Object {
+		return false
+	}
+	v, ok := caps.Get(name)
+	return ok && v.Kind == ijson.Object
+}
+
 // Error is a message the gateway refuses before any backend sees it, with
 // the JSON-RPC code and HTTP status the spec asks for. ID is set when the
 // refused message's id could be read.

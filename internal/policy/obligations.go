@@ -22,7 +22,19 @@ type Obligations struct {
 	Redact *Redaction `json:"redact,omitempty"`
 	// RateLimit counts the call against a budget the policy names.
 	RateLimit *RateLimit `json:"rate_limit,omitempty"`
+	// Confirm asks the person, through MCP elicitation, before the call
+	// is forwarded.
+	Confirm *Confirmation `json:"confirm,omitempty"`
 }
+
+// Confirmation is the question the client shows its person; only an
+// explicit accept lets the call through.
+type Confirmation struct {
+	Message string `json:"message"`
+}
+
+// maxConfirmMessage bounds the text a client is asked to show.
+const maxConfirmMessage = 1000
 
 // Redaction masks, in a result (JSON or each SSE event, structured content
 // and text alike): the value of every object member named in Fields,
@@ -73,8 +85,10 @@ func parseObligations(v ast.Value) (*Obligations, error) {
 			out.Redact, err = parseRedaction(val.Value)
 		case "rate_limit":
 			out.RateLimit, err = parseRateLimit(val.Value)
+		case "confirm":
+			out.Confirm, err = parseConfirmation(val.Value)
 		default:
-			err = fmt.Errorf("obligation %q is not one this gateway carries out (redact, rate_limit)", string(name))
+			err = fmt.Errorf("obligation %q is not one this gateway carries out (redact, rate_limit, confirm)", string(name))
 		}
 		if err != nil {
 			errs = append(errs, err)
@@ -190,6 +204,36 @@ func parseRateLimit(v ast.Value) (*RateLimit, error) {
 	return rl, nil
 }
 
+func parseConfirmation(v ast.Value) (*Confirmation, error) {
+	obj, ok := v.(ast.Object)
+	if !ok {
+		return nil, fmt.Errorf("obligations.confirm is %s, not an object", ast.ValueName(v))
+	}
+	c := &Confirmation{}
+	var errs []error
+	obj.Foreach(func(k, val *ast.Term) {
+		key, _ := k.Value.(ast.String)
+		switch string(key) {
+		case "message":
+			s, ok := val.Value.(ast.String)
+			if !ok || strings.TrimSpace(string(s)) == "" || len(s) > maxConfirmMessage {
+				errs = append(errs, fmt.Errorf("obligations.confirm.message: want a non-empty string of at most %d bytes", maxConfirmMessage))
+				return
+			}
+			c.Message = string(s)
+		default:
+			errs = append(errs, fmt.Errorf("obligations.confirm.%s: unknown (message)", string(key)))
+		}
+	})
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if c.Message == "" {
+		return nil, errors.New("obligations.confirm: message is required")
+	}
+	return c, nil
+}
+
 // Apply returns v with the redaction done; v itself is not changed.
 func (r *Redaction) Apply(v ijson.Value) ijson.Value {
 	switch v.Kind {
@@ -244,6 +288,9 @@ func (o *Obligations) String() string {
 	}
 	if o.RateLimit != nil {
 		parts = append(parts, fmt.Sprintf("rate_limit(%s: %d per %s)", o.RateLimit.Key, o.RateLimit.Limit, o.RateLimit.Window))
+	}
+	if o.Confirm != nil {
+		parts = append(parts, "confirm")
 	}
 	return strings.Join(parts, ", ")
 }

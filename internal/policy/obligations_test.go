@@ -20,7 +20,11 @@ func TestParseObligations(t *testing.T) {
 		{"redact fields and replacement", `{"redact": {"fields": ["ssn"], "replacement": "***"}}`, ""},
 		{"rate limit", `{"rate_limit": {"key": "k", "limit": 3, "window": "1m"}}`, ""},
 		{"both", `{"redact": {"fields": ["a"]}, "rate_limit": {"key": "k", "limit": 1, "window": "1s"}}`, ""},
-		{"unknown obligation", `{"confirm": {"message": "sure?"}}`, `obligation "confirm" is not one this gateway carries out`},
+		{"confirm", `{"confirm": {"message": "Delete employee e-1?"}}`, ""},
+		{"confirm without message", `{"confirm": {}}`, "message is required"},
+		{"confirm empty message", `{"confirm": {"message": " "}}`, "confirm.message"},
+		{"confirm unknown key", `{"confirm": {"message": "x", "timeout": 3}}`, "confirm.timeout: unknown"},
+		{"unknown obligation", `{"notify": {"to": "secops"}}`, `obligation "notify" is not one this gateway carries out`},
 		{"not an object", `["redact"]`, "not an object"},
 		{"redact nothing", `{"redact": {}}`, "names no fields and no patterns"},
 		{"bad pattern", `{"redact": {"patterns": ["("]}}`, "patterns[0]"},
@@ -53,14 +57,14 @@ func TestParseObligations(t *testing.T) {
 
 // A decision whose obligations cannot be carried out denies.
 func TestUnknownObligationDenies(t *testing.T) {
-	v := ast.MustParseTerm(`{"allow": true, "obligations": {"confirm": {}}}`).Value
+	v := ast.MustParseTerm(`{"allow": true, "obligations": {"notify": {}}}`).Value
 	var d Decision
 	applyVerdict(&d, v, nil)
 	if d.Allow || !strings.HasPrefix(d.Reasons[0], engineErrorPrefix) {
 		t.Fatalf("decision = %+v", d)
 	}
 	// On a deny obligations are not read (nothing is forwarded).
-	v = ast.MustParseTerm(`{"allow": false, "reasons": ["no"], "obligations": {"confirm": {}}}`).Value
+	v = ast.MustParseTerm(`{"allow": false, "reasons": ["no"], "obligations": {"notify": {}}}`).Value
 	d = Decision{}
 	applyVerdict(&d, v, nil)
 	if d.Allow || d.Reasons[0] != "no" || d.Obligations != nil {

@@ -34,6 +34,9 @@ type Session struct {
 	// IssuedAt is when the gateway sealed the session (Unix seconds): the
 	// start of server.session_max_age, which every replica can check.
 	IssuedAt int64 `json:"t"`
+	// Elicit: the client declared the elicitation capability at
+	// initialize, so the gateway may ask its person to confirm a call.
+	Elicit bool `json:"e,omitempty"`
 }
 
 // NewSession is a session the gateway is about to hand out at now, with a

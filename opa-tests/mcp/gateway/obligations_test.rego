@@ -50,3 +50,15 @@ test_denials_carry_no_obligations if {
 	d.allow == false
 	not d.obligations
 }
+
+test_deletes_ask_for_confirmation if {
+	req := object.union(fixtures.base, {"token": {"groups": ["mcp-super-admins"]}, "mcp": {"tool": "delete_employee", "arguments": {"employee_id": "e-7"}}})
+	d := gateway.decision with input as req
+	d.allow
+	d.obligations.confirm.message == `Allow delete_employee on employees with {"employee_id":"e-7"}?`
+}
+
+test_reads_ask_nothing if {
+	d := gateway.decision with input as fixtures.base
+	not d.obligations.confirm
+}

@@ -7,13 +7,16 @@ package mcp.gateway
 #   policy allows (decision.obligations): redact what the result shows to
 #   callers whose highest role is at most data.mcpgw.obligations.redact.up_to_role,
 #   and count every caller's calls of each tool against
-#   data.mcpgw.obligations.tool_budget (per subject and tool). Both are data:
+#   data.mcpgw.obligations.tool_budget (per subject and tool), and ask the
+#   person first for the tools data.mcpgw.obligations.confirm.tools names
+#   (globs such as delete_*). All of it is data:
 #   remove an entry to turn it off. The gateway refuses an obligation it does
 #   not know, so a policy can never ask for more than is enforced.
 call_obligations[name] := obligation if {
 	some name, obligation in {
 		"redact": redact_obligation,
 		"rate_limit": budget_obligation,
+		"confirm": confirm_obligation,
 	}
 	obligation != null
 }
@@ -55,6 +58,20 @@ budget_obligation := {
 } if {
 	method == "tools/call"
 	b := data.mcpgw.obligations.tool_budget
+}
+
+# METADATA
+# title: Confirmation for the call
+# description: >-
+#   The confirm obligation (a question naming the tool, its backend and its
+#   arguments) when the called tool matches one of
+#   data.mcpgw.obligations.confirm.tools; null otherwise.
+default confirm_obligation := null
+
+confirm_obligation := {"message": sprintf("Allow %s on %s with %s?", [input.mcp.tool, input.backend.name, json.marshal(object.get(input.mcp, "arguments", {}))])} if {
+	method == "tools/call"
+	some pattern in data.mcpgw.obligations.confirm.tools
+	glob.match(pattern, [], input.mcp.tool)
 }
 
 # METADATA
