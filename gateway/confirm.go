@@ -36,9 +36,10 @@ const confirmIDPrefix = "mcpgw-confirm-"
 // confirmTimeout bounds the wait for the person's answer.
 const confirmTimeout = 2 * time.Minute
 
-// confirmations are this replica's questions waiting for an answer. The
-// answer must reach the replica that asked (it holds the call's stream);
-// elsewhere it is refused and the call, unanswered, times out refused.
+// confirmations are this replica's questions waiting for an answer. An
+// answer that reaches this replica is handed over at once; one that
+// reaches another goes through the store (Options.Confirmations), which
+// the asking replica polls.
 type confirmations struct {
 	mu      sync.Mutex
 	waiting map[string]*pendingConfirm
@@ -97,6 +98,10 @@ func isConfirmAnswer(m *mcp.Message) bool {
 	return ok && strings.HasPrefix(s, confirmIDPrefix)
 }
 
+// confirmPoll is how often an asking replica looks in the store for an
+// answer another replica received.
+const confirmPoll = 250 * time.Millisecond
+
 // takeConfirmAnswers delivers the answers among msgs and returns the rest,
 // which go on as usual.
 func (g *Gateway) takeConfirmAnswers(ctx context.Context, cl *call, msgs []mcp.Message) []mcp.Message {
@@ -114,8 +119,18 @@ func (g *Gateway) takeConfirmAnswers(ctx context.Context, cl *call, msgs []mcp.M
 			}
 		}
 		id, _ := m.ID.Value().(string)
-		if !g.confirms.deliver(id, confirmOwner(cl), action) {
-			g.log.Warn("a confirmation answer for no question this replica asked of this session", "request_id", cl.requestID)
+		if g.confirms.deliver(id, confirmOwner(cl), action) {
+			continue
+		}
+		delivered := false
+		if cs := g.opts.Confirmations; cs != nil {
+			var err error
+			if delivered, err = cs.AnswerConfirmation(ctx, id, confirmOwner(cl), action, g.now()); err != nil {
+				g.log.Error("store a confirmation answer", "request_id", cl.requestID, "err", err)
+			}
+		}
+		if !delivered {
+			g.log.Warn("a confirmation answer for no open question of this session", "request_id", cl.requestID)
 		}
 	}
 	return rest
@@ -140,6 +155,13 @@ func (g *Gateway) confirmable(cl *call, m *mcp.Message, batch bool) *rejection {
 // answer is), else a refusal. The person's answer is audited.
 func (g *Gateway) confirmThenRelay(c *fiber.Ctx, cl *call, m *mcp.Message, d policy.Decision, body []byte, pending requests) error {
 	id, p := g.confirms.ask(confirmOwner(cl))
+	if cs := g.opts.Confirmations; cs != nil {
+		if err := cs.AskConfirmation(c.UserContext(), id, confirmOwner(cl), g.now().Add(confirmTimeout)); err != nil {
+			g.confirms.forget(id)
+			g.log.Error("store a confirmation question", "request_id", cl.requestID, "err", err)
+			return g.reject(c, rpcRefusal(fiber.StatusOK, &m.ID, mcp.CodeBackend, "the confirmation the policy asks for cannot be asked right now"))
+		}
+	}
 	question, _ := json.Marshal(map[string]any{
 		"jsonrpc": "2.0", "id": id, "method": "elicitation/create",
 		"params": map[string]any{
@@ -164,6 +186,9 @@ func (g *Gateway) confirmThenRelay(c *fiber.Ctx, cl *call, m *mcp.Message, d pol
 		defer g.streams.Done()
 		defer cancel()
 		defer g.confirms.forget(id)
+		if cs := g.opts.Confirmations; cs != nil {
+			defer func() { _ = cs.ForgetConfirmation(context.WithoutCancel(ctx), id, g.now()) }()
+		}
 		write := func(data []byte) bool {
 			if _, err := w.Write(mcp.EncodeEvent(data)); err != nil {
 				return false
@@ -176,16 +201,7 @@ func (g *Gateway) confirmThenRelay(c *fiber.Ctx, cl *call, m *mcp.Message, d pol
 		if !write(question) {
 			return
 		}
-		var action string
-		timer := time.NewTimer(confirmTimeout)
-		defer timer.Stop()
-		select {
-		case action = <-p.answer:
-		case <-timer.C:
-			action = "timeout"
-		case <-g.draining:
-			action = "cancel"
-		}
+		action := g.awaitConfirmation(ctx, id, p)
 		g.auditConfirmation(ctx, cl, tool, d, action)
 		if action != "accept" {
 			refuse(fmt.Sprintf("the person did not confirm the call (%s)", action))
@@ -230,6 +246,33 @@ func (g *Gateway) confirmThenRelay(c *fiber.Ctx, cl *call, m *mcp.Message, d pol
 		write(out)
 	})
 	return nil
+}
+
+// awaitConfirmation waits for the person's answer: handed over on this
+// replica, or found in the store when another replica received it.
+func (g *Gateway) awaitConfirmation(ctx context.Context, id string, p *pendingConfirm) string {
+	timer := time.NewTimer(confirmTimeout)
+	defer timer.Stop()
+	var poll <-chan time.Time
+	if g.opts.Confirmations != nil {
+		t := time.NewTicker(confirmPoll)
+		defer t.Stop()
+		poll = t.C
+	}
+	for {
+		select {
+		case action := <-p.answer:
+			return action
+		case <-timer.C:
+			return "timeout"
+		case <-g.draining:
+			return "cancel"
+		case <-poll:
+			if a, err := g.opts.Confirmations.ConfirmationAnswer(ctx, id); err == nil && a != "" {
+				return a
+			}
+		}
+	}
 }
 
 // auditConfirmation records the person's answer under the call's decision.

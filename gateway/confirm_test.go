@@ -1,9 +1,16 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,6 +19,8 @@ import (
 	mcpgo "github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/mcpgw/mcpgw/internal/audit"
+	"github.com/mcpgw/mcpgw/internal/config"
+	"github.com/mcpgw/mcpgw/internal/demo"
 )
 
 // person answers the gateway's questions as told, and remembers them.
@@ -114,5 +123,64 @@ func TestConfirmObligation(t *testing.T) {
 	}
 	if strings.Join(answers, ",") != "confirm_decline,confirm_accept" {
 		t.Fatalf("audited answers: %v", answers)
+	}
+}
+
+// TestConfirmAnsweredAtAnotherReplica: the person's answer lands on another
+// replica than the one holding the call's stream; it meets the question in
+// the store, and the call goes on.
+func TestConfirmAnsweredAtAnotherReplica(t *testing.T) {
+	dsn, idp, notes, ok := replicaWorld(t)
+	if !ok {
+		return
+	}
+	employees := startEmployees(t, demo.Options{})
+	withEmployees := func(cfg *config.Config) {
+		cfg.Backends["employees"] = config.Backend{URL: employees.URL, Paths: []string{"/employees"}, AuthMethod: "none", TimeoutSeconds: 5}
+		cfg.Agents["claude-code"] = config.Agent{AgentID: "claude-code", ClientID: "claude-client", Scopes: []string{"mcp:read", "mcp:write"}, BackendAccess: []string{"employees"}}
+	}
+	one, two := startReplica(t, dsn, idp, notes.URL, withEmployees), startReplica(t, dsn, idp, notes.URL, withEmployees)
+	// The load balancer: answers to the gateway's questions go to the
+	// second replica, everything else to the first.
+	to := func(raw string) *httputil.ReverseProxy {
+		u, _ := url.Parse(raw)
+		p := httputil.NewSingleHostReverseProxy(u)
+		p.FlushInterval = -1
+		return p
+	}
+	first, second := to(one.URL), to(two.URL)
+	var toSecond atomic.Int32
+	lb := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		if bytes.Contains(body, []byte(`"mcpgw-confirm-`)) {
+			toSecond.Add(1)
+			second.ServeHTTP(w, r)
+			return
+		}
+		first.ServeHTTP(w, r)
+	}))
+	t.Cleanup(lb.Close)
+
+	token := mintToken(t, idp, "carol", []string{"mcp:read", "mcp:write"}, []string{"mcp-super-admins"}, "claude-client")
+	tr, err := transport.NewStreamableHTTP(lb.URL+"/employees", transport.WithHTTPHeaders(map[string]string{"Authorization": "Bearer " + token, "X-Agent-ID": "claude-code"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepts := &person{answer: mcpgo.ElicitationResponseActionAccept}
+	c := client.NewClient(tr, client.WithElicitationHandler(accepts))
+	t.Cleanup(func() { _ = c.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	initialize(ctx, t, c)
+	req := mcpgo.CallToolRequest{}
+	req.Params.Name = "delete_employee"
+	req.Params.Arguments = map[string]any{"id": "e2"}
+	res, err := c.CallTool(ctx, req)
+	if err != nil || res.IsError || len(accepts.questions) != 1 || toSecond.Load() != 1 {
+		t.Fatalf("delete confirmed through the other replica: %+v %v (questions %q, answers at the second replica %d)", res, err, accepts.questions, toSecond.Load())
 	}
 }

@@ -67,6 +67,19 @@ type Options struct {
 	// ever approved, so a backend with tool_integrity on has every item
 	// new (held by an enforcing policy).
 	Pins PinStore
+	// Confirmations (the store) carries a confirm obligation's answer to
+	// the replica that asked; nil: only this replica's own questions are
+	// answered.
+	Confirmations ConfirmationStore
+}
+
+// ConfirmationStore is where questions of the confirm obligation meet their
+// answers across replicas; store.Store is one.
+type ConfirmationStore interface {
+	AskConfirmation(ctx context.Context, id, owner string, expires time.Time) error
+	AnswerConfirmation(ctx context.Context, id, owner, answer string, now time.Time) (bool, error)
+	ConfirmationAnswer(ctx context.Context, id string) (string, error)
+	ForgetConfirmation(ctx context.Context, id string, now time.Time) error
 }
 
 // Observer is told about each request answered on a backend's path, refused

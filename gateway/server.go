@@ -219,7 +219,7 @@ func Start(ctx context.Context, cfg *config.Config, o StartOptions) (srv *Server
 	}
 	s.Gateway, err = New(Options{
 		Config: &live, Verifier: verifier, Authorizer: s.Engine, Sealer: sealer, Injectors: injectors, Logger: log,
-		Observer: s.Metrics, Tracer: tp.Tracer(telemetry.TracerName), Audit: s.Audit.Write, Pins: s.Store,
+		Observer: s.Metrics, Tracer: tp.Tracer(telemetry.TracerName), Audit: s.Audit.Write, Pins: s.Store, Confirmations: s.Store,
 		ReadyChecks: map[string]func(context.Context) error{
 			"identity": func(context.Context) error { return s.Verifier.Ready() },
 			"policy":   func(context.Context) error { return s.Engine.Ready() },

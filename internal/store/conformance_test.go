@@ -110,6 +110,7 @@ func TestConformance(t *testing.T) {
 		{name: "audit limit", run: testAuditLimit},
 		{name: "no secret in audit", run: testNoSecretInAudit},
 		{name: "audit store sink", run: testStoreSink},
+		{name: "confirmations", run: testConfirmations},
 		{name: "reopen is idempotent", sharedOnly: true, run: testReopen},
 		{name: "second handle sees changes", sharedOnly: true, run: testSecondHandle},
 		{name: "concurrent opens", sharedOnly: true, run: testConcurrentOpen},

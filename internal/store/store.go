@@ -140,6 +140,7 @@ type Store interface {
 	// The OAuth authorization server's clients, requests, codes, grants
 	// and consents (oauth.go).
 	OAuthStore
+	Confirmations
 
 	Ping(ctx context.Context) error
 	Close() error
