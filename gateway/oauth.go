@@ -1,7 +1,10 @@
 package gateway
 
 import (
+	"time"
+
 	"context"
+	"github.com/mcpgw/mcpgw/internal/ratelimit"
 	"slices"
 	"strings"
 
@@ -77,4 +80,19 @@ func (g *Gateway) Resources() []string {
 func (g *Gateway) EnabledAgent(name string) (config.Agent, bool) {
 	a, ok := g.topo.Load().agents[name]
 	return a, ok && a.IsEnabled()
+}
+
+// countRegistration counts one OAuth client registration from source
+// against perMinute, with the limiter the rate limits use (Redis when
+// shared): registration needs no credential, so one address must not fill
+// oauth.registration.max_clients.
+func (g *Gateway) countRegistration(ctx context.Context, source string, perMinute int) (bool, time.Duration, error) {
+	if perMinute <= 0 {
+		return true, 0, nil
+	}
+	d, err := g.rate.sharedLimiter().Allow(ctx, "oauth-register:"+source, ratelimit.Limit{Name: "oauth_registrations", Max: perMinute, Window: time.Minute}, 1)
+	if err != nil {
+		return false, 0, err
+	}
+	return d.Allowed, d.RetryAfter, nil
 }

@@ -798,3 +798,20 @@ func TestOAuthAdminAndCORS(t *testing.T) {
 		}
 	}
 }
+
+// TestOAuthRegistrationsPerAddress: registration needs no credential, so
+// one address may register only oauth.registration.per_minute clients a
+// minute.
+func TestOAuthRegistrationsPerAddress(t *testing.T) {
+	w := newOAuthWorld(t, func(cfg *config.Config) { cfg.OAuth.Registration.PerMinute = 2 })
+	meta := map[string]any{"client_name": "Claude Code", "redirect_uris": []string{oauthRedirect}}
+	for i := range 2 {
+		if status, out := w.register(t, meta); status != http.StatusCreated {
+			t.Fatalf("registration %d: HTTP %d %v", i+1, status, out)
+		}
+	}
+	status, out := w.register(t, meta)
+	if status != http.StatusTooManyRequests || !strings.Contains(fmt.Sprint(out["error_description"]), "per_minute") {
+		t.Fatalf("third registration in a minute: HTTP %d %v", status, out)
+	}
+}

@@ -24,7 +24,7 @@ func (g *Gateway) obligedRateLimit(ctx context.Context, cl *call, m *mcp.Message
 	}
 	ol := d.Obligations.RateLimit
 	id := &m.ID
-	limiter := g.rate.obligationLimiter()
+	limiter := g.rate.sharedLimiter()
 	// The policy's key is its own namespace: it cannot spend or read the
 	// gateway's per-caller budgets.
 	res, err := limiter.Allow(ctx, "policy:"+ol.Key, ratelimit.Limit{Name: "policy", Max: ol.Limit, Window: ol.Window}, 1)

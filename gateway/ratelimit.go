@@ -84,10 +84,10 @@ func newRateLimits(c config.RateLimit, limiter ratelimit.Limiter, log *slog.Logg
 }
 
 // close releases a limiter New made (a Redis connection pool).
-// obligationLimiter counts the policy's rate_limit obligations: the
-// configured limiter (Redis when ratelimit.redis_url is set, else this
-// replica's memory).
-func (rl *rateLimits) obligationLimiter() ratelimit.Limiter { return rl.limiter }
+// sharedLimiter counts what is not a per-caller budget (the policy's
+// rate_limit obligations, OAuth registrations per address): the configured
+// limiter, Redis when ratelimit.redis_url is set, else this replica's memory.
+func (rl *rateLimits) sharedLimiter() ratelimit.Limiter { return rl.limiter }
 
 func (rl *rateLimits) close() error {
 	if rl == nil || !rl.owned || rl.limiter == nil {

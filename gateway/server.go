@@ -211,6 +211,9 @@ func Start(ctx context.Context, cfg *config.Config, o StartOptions) (srv *Server
 			Agent:     func(name string) (config.Agent, bool) { return s.Gateway.EnabledAgent(name) },
 			Resources: func() []string { return s.Gateway.Resources() },
 			Audit:     s.Audit.Write, Logger: log, ClockSkew: cfg.Identity.ClockSkew, CIMDTransport: o.CIMDTransport,
+			Registrations: func(ctx context.Context, source string, perMinute int) (bool, time.Duration, error) {
+				return s.Gateway.countRegistration(ctx, source, perMinute)
+			},
 		}); err != nil {
 			return nil, err
 		}

@@ -62,6 +62,10 @@ type OAuthRegistration struct {
 	// MaxClients bounds the registered clients (registration needs no
 	// credentials, so the store must not grow without end); default 10000.
 	MaxClients int `koanf:"max_clients"`
+	// PerMinute bounds the registrations from one address per minute, so
+	// one source cannot fill max_clients; default 20, counted like the
+	// ratelimit section's budgets (in Redis when ratelimit.redis_url is set).
+	PerMinute int `koanf:"per_minute"`
 }
 
 // OAuthRegistrationRule matches a registration by glob patterns ('*' and
@@ -89,11 +93,12 @@ type OAuthCIMD struct {
 
 // Defaults of the oauth section.
 const (
-	DefaultOAuthAccessTokenTTL  = time.Hour
-	DefaultOAuthRefreshTokenTTL = 720 * time.Hour
-	DefaultOAuthConsentTTL      = 24 * time.Hour
-	DefaultOAuthMaxClients      = 10000
-	DefaultOAuthCIMDCacheTTL    = time.Hour
+	DefaultOAuthAccessTokenTTL         = time.Hour
+	DefaultOAuthRefreshTokenTTL        = 720 * time.Hour
+	DefaultOAuthConsentTTL             = 24 * time.Hour
+	DefaultOAuthMaxClients             = 10000
+	DefaultOAuthRegistrationsPerMinute = 20
+	DefaultOAuthCIMDCacheTTL           = time.Hour
 )
 
 // WithDefaults returns o with every zero value that has a default filled.
@@ -112,6 +117,9 @@ func (o OAuth) WithDefaults() OAuth {
 	}
 	if o.Registration.MaxClients == 0 {
 		o.Registration.MaxClients = DefaultOAuthMaxClients
+	}
+	if o.Registration.PerMinute == 0 {
+		o.Registration.PerMinute = DefaultOAuthRegistrationsPerMinute
 	}
 	if o.CIMD.CacheTTL == 0 {
 		o.CIMD.CacheTTL = DefaultOAuthCIMDCacheTTL
@@ -164,6 +172,9 @@ func (c *Config) validateOAuth(v *validator) {
 	}
 	if o.AccessTokenTTL > 24*time.Hour {
 		v.addf("oauth.access_token_ttl", "must be at most 24h: access tokens are not checked against the IdP while they live")
+	}
+	if o.Registration.PerMinute < 0 {
+		v.addf("oauth.registration.per_minute", "must be >= 0 (0 means %d)", DefaultOAuthRegistrationsPerMinute)
 	}
 	if o.Registration.MaxClients < 0 {
 		v.addf("oauth.registration.max_clients", "must be >= 0 (0 means %d)", DefaultOAuthMaxClients)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"path"
+	"strconv"
 	"strings"
 
 	"github.com/gofiber/fiber/v2"
@@ -181,6 +182,18 @@ func (s *Server) handleRegister(c *fiber.Ctx) error {
 	agentHeader := ""
 	if c.Path() == PathCompatRegistr {
 		agentHeader = strings.Clone(strings.TrimSpace(c.Get("X-MCP-Agent")))
+	}
+	if s.regLimit != nil {
+		ok, retry, err := s.regLimit(ctx, strings.Clone(c.IP()), s.cfg.Registration.PerMinute)
+		if err != nil {
+			s.log.Error("count a registration", "err", err)
+			return s.refuseRegistration(c, fiber.StatusServiceUnavailable, &registrationError{"temporarily_unavailable", "registrations cannot be counted right now; try again shortly"}, nil)
+		}
+		if !ok {
+			c.Set(fiber.HeaderRetryAfter, strconv.Itoa(max(int(retry.Seconds()+0.999), 1)))
+			return s.refuseRegistration(c, fiber.StatusTooManyRequests, &registrationError{"temporarily_unavailable",
+				fmt.Sprintf("too many registrations from this address (oauth.registration.per_minute is %d); retry later", s.cfg.Registration.PerMinute)}, nil)
+		}
 	}
 	body := c.Body()
 	if len(body) > maxRegistrationBytes {

@@ -104,6 +104,10 @@ type Options struct {
 	// checks) of Client ID Metadata Document fetches: tests trust their
 	// own certificate authority with it.
 	CIMDTransport *http.Transport
+	// Registrations counts registrations per source address (the gateway
+	// passes its rate limiter); nil: not counted. It returns whether one
+	// more is allowed and, if not, when to retry.
+	Registrations func(ctx context.Context, source string, perMinute int) (bool, time.Duration, error)
 	ClockSkew     time.Duration
 	Now           func() time.Time
 }
@@ -115,6 +119,7 @@ type Server struct {
 	st        Store
 	agent     func(string) (config.Agent, bool)
 	resources func() []string
+	regLimit  func(ctx context.Context, source string, perMinute int) (bool, time.Duration, error)
 	audit     func(context.Context, audit.Record)
 	log       *slog.Logger
 	now       func() time.Time
@@ -197,7 +202,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		cfg: cfg, issuer: strings.TrimRight(opts.Issuer, "/"), st: opts.Store, agent: opts.Agent, resources: opts.Resources,
 		audit: opts.Audit, log: log, now: opts.Now, skew: opts.ClockSkew,
 		keys: keys, sealer: seal, macKey: macKey, secure: iss.Scheme == "https",
-		idp: idp, cimd: newCIMDFetcher(cfg.CIMD, opts.CIMDTransport), grants: grants,
+		idp: idp, cimd: newCIMDFetcher(cfg.CIMD, opts.CIMDTransport), grants: grants, regLimit: opts.Registrations,
 		purgeStop: make(chan struct{}),
 	}
 	s.purgeDone.Go(s.purgeLoop)
