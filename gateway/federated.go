@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"cmp"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -69,6 +70,29 @@ type fedCall struct {
 	requestID string
 	sessions  federatedSession
 	sessionID string
+	// from is what each backend-path request copies of the client's:
+	// read once, since those requests run at once and a Fiber context is
+	// not safe for concurrent reads (fasthttp's header lookups write).
+	from requestOrigin
+}
+
+// requestOrigin is the client request as backend-path requests need it.
+type requestOrigin struct {
+	ctx           context.Context
+	host          string
+	headers       [][2]string // federatedHeaders the client sent
+	local, remote net.Addr
+}
+
+func originOf(c *fiber.Ctx) requestOrigin {
+	o := requestOrigin{ctx: c.UserContext(), host: string(c.Request().Host()),
+		local: c.Context().LocalAddr(), remote: c.Context().RemoteAddr()}
+	for _, h := range federatedHeaders {
+		if v := c.Get(h); v != "" {
+			o.headers = append(o.headers, [2]string{h, strings.Clone(v)})
+		}
+	}
+	return o
 }
 
 func (g *Gateway) handleFederated(c *fiber.Ctx) error {
@@ -114,7 +138,7 @@ func (g *Gateway) serveFederated(c *fiber.Ctx, rec *requestRecord) error {
 	if !agent.IsEnabled() {
 		return g.reject(c, oauthRefusal(fiber.StatusForbidden, "access_denied", fmt.Sprintf("agent %q is disabled", agent.ID())))
 	}
-	fc := &fedCall{principal: p, agent: agent, requestID: rec.requestID}
+	fc := &fedCall{principal: p, agent: agent, requestID: rec.requestID, from: originOf(c)}
 	if id := c.Get(mcpgo.HeaderSessionID); id != "" {
 		if !g.joinFederated(fc, id) {
 			return g.reject(c, rpcRefusal(fiber.StatusNotFound, nil, mcpgo.INVALID_REQUEST, "unknown or expired session (Mcp-Session-Id): start a new one with initialize"))
@@ -172,6 +196,10 @@ func (g *Gateway) federatedPost(c *fiber.Ctx, fc *fedCall, rec *requestRecord) e
 		return g.reject(c, rpcRefusal(fiber.StatusBadRequest, nil, mcpgo.INVALID_REQUEST, "the federated endpoint takes one message per POST, not JSON-RPC batches"))
 	}
 	m := &msgs[0]
+	if v := c.Get(mcpgo.HeaderProtocolVersion); mcpgo.IsModernProtocol(v) {
+		return g.reject(c, rpcRefusal(fiber.StatusBadRequest, idOf(m), mcpgo.INVALID_REQUEST,
+			fmt.Sprintf("the federated endpoint serves protocol revisions up to %s, not %s (it keeps sessions)", mcpgo.LATEST_LEGACY_PROTOCOL_VERSION, truncate(v, maxLoggedName))))
+	}
 	switch {
 	case m.Kind == mcp.KindResponse:
 		return g.reject(c, rpcRefusal(fiber.StatusBadRequest, nil, mcpgo.INVALID_REQUEST, "the federated endpoint sends no requests to clients, so it takes no responses"))
@@ -181,7 +209,7 @@ func (g *Gateway) federatedPost(c *fiber.Ctx, fc *fedCall, rec *requestRecord) e
 		return g.reject(c, rpcRefusal(fiber.StatusBadRequest, idOf(m), mcpgo.INVALID_REQUEST, "Mcp-Session-Id required: the federated session holds one session per backend; start it with initialize"))
 	case m.Kind == mcp.KindNotification:
 		if m.Method == string(mcpgo.MethodNotificationInitialized) {
-			g.fanOut(c, fc, slices.Sorted(maps.Keys(fc.sessions)), func(string) (string, []byte) { return http.MethodPost, m.Encode() })
+			g.fanOut(fc, slices.Sorted(maps.Keys(fc.sessions)), func(string) (string, []byte) { return http.MethodPost, m.Encode() })
 		}
 		// Other notifications (cancelled, progress, roots changed) name
 		// nothing that says which backend they are for: dropped.
@@ -217,12 +245,19 @@ func (g *Gateway) federatedInitialize(c *fiber.Ctx, fc *fedCall, m *mcp.Message)
 		return sendJSON(c, fiber.StatusOK, mcp.ErrorResponse(m.ID, mcpgo.INVALID_PARAMS, "invalid params: "+err.Error(), nil))
 	}
 	params["capabilities"] = json.RawMessage(`{}`)
+	// Revisions from 2026-07-28 are stateless and want hint headers the
+	// backend requests do not carry: the backends are offered the latest
+	// revision with sessions instead, as a server may answer.
+	var asked string
+	if json.Unmarshal(params["protocolVersion"], &asked) == nil && mcpgo.IsModernProtocol(asked) {
+		params["protocolVersion"], _ = json.Marshal(mcpgo.LATEST_LEGACY_PROTOCOL_VERSION)
+	}
 	body := requestBody(m.ID, m.Method, params)
 	reachable := g.reachable(fc.agent)
 	if len(reachable) == 0 {
 		return sendJSON(c, fiber.StatusOK, mcp.ErrorResponse(m.ID, mcp.CodeForbidden, fmt.Sprintf("agent %q may reach no enabled backend (backend_access)", fc.agent.ID()), nil))
 	}
-	answers := g.fanOut(c, fc, reachable, func(string) (string, []byte) { return http.MethodPost, body })
+	answers := g.fanOut(fc, reachable, func(string) (string, []byte) { return http.MethodPost, body })
 	sessions := federatedSession{}
 	var versions []string
 	tools := false
@@ -236,9 +271,17 @@ func (g *Gateway) federatedInitialize(c *fiber.Ctx, fc *fedCall, m *mcp.Message)
 			continue
 		}
 		sessions[a.backend] = a.sessionID
-		versions = append(versions, res.ProtocolVersion)
+		if res.ProtocolVersion != "" {
+			versions = append(versions, res.ProtocolVersion)
+		}
 		_, has := res.Capabilities["tools"]
 		tools = tools || has
+	}
+	if len(versions) == 0 {
+		// A backend that named no revision agreed to the one offered.
+		var offered string
+		_ = json.Unmarshal(params["protocolVersion"], &offered)
+		versions = append(versions, offered)
 	}
 	if len(sessions) == 0 {
 		return sendJSON(c, fiber.StatusBadGateway, mcp.ErrorResponse(m.ID, mcp.CodeBackend, "no backend the agent may reach answered initialize", nil))
@@ -298,7 +341,7 @@ func (g *Gateway) federatedToolsList(c *fiber.Ctx, fc *fedCall, m *mcp.Message) 
 	var wg sync.WaitGroup
 	for i, b := range names {
 		wg.Go(func() {
-			tools, err := g.backendTools(c, fc, b, m)
+			tools, err := g.backendTools(fc, b, m)
 			if err != nil {
 				g.log.Warn("federated tools/list: backend left out of the list", "request_id", fc.requestID, "backend", b, "err", err)
 			}
@@ -337,7 +380,7 @@ func (g *Gateway) federatedToolsList(c *fiber.Ctx, fc *fedCall, m *mcp.Message) 
 
 // backendTools is backend b's tools/list through its own path, its pages
 // followed up to maxFederatedPages.
-func (g *Gateway) backendTools(c *fiber.Ctx, fc *fedCall, b string, m *mcp.Message) ([]json.RawMessage, error) {
+func (g *Gateway) backendTools(fc *fedCall, b string, m *mcp.Message) ([]json.RawMessage, error) {
 	var out []json.RawMessage
 	var cursor string
 	for range maxFederatedPages {
@@ -345,7 +388,7 @@ func (g *Gateway) backendTools(c *fiber.Ctx, fc *fedCall, b string, m *mcp.Messa
 		if cursor != "" {
 			params["cursor"] = cursor
 		}
-		a := g.viaBackend(c, fc, b, http.MethodPost, requestBody(m.ID, m.Method, params))
+		a := g.viaBackend(fc, b, http.MethodPost, requestBody(m.ID, m.Method, params))
 		var res struct {
 			Tools      []json.RawMessage `json:"tools"`
 			NextCursor string            `json:"nextCursor"`
@@ -377,7 +420,7 @@ func (g *Gateway) federatedToolsCall(c *fiber.Ctx, fc *fedCall, m *mcp.Message) 
 		return sendJSON(c, fiber.StatusOK, mcp.ErrorResponse(m.ID, mcpgo.INVALID_PARAMS, "invalid params: "+err.Error(), nil))
 	}
 	params["name"], _ = json.Marshal(tool)
-	a := g.viaBackend(c, fc, backend, http.MethodPost, requestBody(m.ID, m.Method, params))
+	a := g.viaBackend(fc, backend, http.MethodPost, requestBody(m.ID, m.Method, params))
 	for _, h := range []string{fiber.HeaderWWWAuthenticate, fiber.HeaderRetryAfter} {
 		if v := a.header.Get(h); v != "" {
 			c.Set(h, v)
@@ -414,7 +457,7 @@ func (g *Gateway) federatedDelete(c *fiber.Ctx, fc *fedCall) error {
 		}
 	}
 	slices.Sort(names)
-	for _, a := range g.fanOut(c, fc, names, func(string) (string, []byte) { return http.MethodDelete, nil }) {
+	for _, a := range g.fanOut(fc, names, func(string) (string, []byte) { return http.MethodDelete, nil }) {
 		if a.status >= 300 {
 			g.log.Warn("federated DELETE: backend did not end its session", "request_id", fc.requestID, "backend", a.backend, "status", a.status)
 		}
@@ -424,12 +467,12 @@ func (g *Gateway) federatedDelete(c *fiber.Ctx, fc *fedCall) error {
 
 // fanOut sends one request to each backend's path at once; answers are in
 // the order of backends.
-func (g *Gateway) fanOut(c *fiber.Ctx, fc *fedCall, backends []string, req func(backend string) (method string, body []byte)) []subAnswer {
+func (g *Gateway) fanOut(fc *fedCall, backends []string, req func(backend string) (method string, body []byte)) []subAnswer {
 	out := make([]subAnswer, len(backends))
 	var wg sync.WaitGroup
 	for i, b := range backends {
 		method, body := req(b)
-		wg.Go(func() { out[i] = g.viaBackend(c, fc, b, method, body) })
+		wg.Go(func() { out[i] = g.viaBackend(fc, b, method, body) })
 	}
 	wg.Wait()
 	return out
@@ -459,7 +502,7 @@ var federatedHeaders = []string{
 
 // viaBackend sends one request to backend's own path in process and
 // returns its answer: handleMCP serves it as it serves a client there.
-func (g *Gateway) viaBackend(c *fiber.Ctx, fc *fedCall, backend, method string, body []byte) subAnswer {
+func (g *Gateway) viaBackend(fc *fedCall, backend, method string, body []byte) subAnswer {
 	a := subAnswer{backend: backend}
 	r := g.topo.Load().backends[backend]
 	if r == nil {
@@ -468,15 +511,13 @@ func (g *Gateway) viaBackend(c *fiber.Ctx, fc *fedCall, backend, method string, 
 		return a
 	}
 	fctx := &fasthttp.RequestCtx{}
-	fctx.Init2(&subConn{local: c.Context().LocalAddr(), remote: c.Context().RemoteAddr()}, quietFasthttp{}, false)
+	fctx.Init2(&subConn{local: fc.from.local, remote: fc.from.remote}, quietFasthttp{}, false)
 	req := &fctx.Request
 	req.Header.SetMethod(method)
 	req.SetRequestURI(r.prefix)
-	req.Header.SetHost(string(c.Request().Host()))
-	for _, h := range federatedHeaders {
-		if v := c.Get(h); v != "" {
-			req.Header.Set(h, v)
-		}
+	req.Header.SetHost(fc.from.host)
+	for _, h := range fc.from.headers {
+		req.Header.Set(h[0], h[1])
 	}
 	req.Header.Set(fiber.HeaderAccept, "application/json, text/event-stream")
 	if body != nil {
@@ -491,7 +532,7 @@ func (g *Gateway) viaBackend(c *fiber.Ctx, fc *fedCall, backend, method string, 
 	req.Header.Set(fiber.HeaderXRequestID, fc.requestID+":"+backend)
 	sub := g.app.AcquireCtx(fctx)
 	defer g.app.ReleaseCtx(sub)
-	sub.SetUserContext(c.UserContext())
+	sub.SetUserContext(fc.from.ctx)
 	setRequestID(sub)
 	if err := g.handleMCP(sub); err != nil {
 		_ = g.errorHandler(sub, err)

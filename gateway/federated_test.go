@@ -120,9 +120,24 @@ func TestFederatedEndpoint(t *testing.T) {
 		}
 	}
 
-	// A tool hidden on its own path: refused on both, by the same decision.
+	// The redact obligation holds as on the backend's own path: a viewer
+	// sees no email address, through either.
 	own := h.client("/employees", viewer, "claude-code")
 	initialize(ctx, t, own)
+	ownRes, err := callTool(ctx, own, "get_employee", map[string]any{"id": "e1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fedRes, err := callTool(ctx, fed, "employees__get_employee", map[string]any{"id": "e1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ownText, fedText := ownRes.Content[0].(mcpgo.TextContent).Text, fedRes.Content[0].(mcpgo.TextContent).Text
+	if ownText != fedText || strings.Contains(fedText, "ada@example.com") {
+		t.Fatalf("get_employee for a viewer: own path %q, federated %q; want the same, redacted", ownText, fedText)
+	}
+
+	// A tool hidden on its own path: refused on both, by the same decision.
 	args := map[string]any{"id": "e2", "title": "CTO"}
 	_, ownErr := callTool(ctx, own, "update_employee", args)
 	_, fedErr := callTool(ctx, fed, "employees__update_employee", args)
@@ -143,7 +158,7 @@ func TestFederatedEndpoint(t *testing.T) {
 	}
 
 	// Unknown prefix: invalid params.
-	_, err := callTool(ctx, fed, "payroll__run", nil)
+	_, err = callTool(ctx, fed, "payroll__run", nil)
 	if err == nil || !strings.Contains(err.Error(), "names no backend of this session") {
 		t.Fatalf("unknown prefix: %v", err)
 	}
@@ -228,12 +243,16 @@ func TestFederatedEdges(t *testing.T) {
 		{"unknown prefix", rawRequest{session: sid, body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}`}, http.StatusOK, mcpgo.INVALID_PARAMS, "names no backend"},
 		{"GET stream", rawRequest{method: http.MethodGet, session: sid}, http.StatusMethodNotAllowed, mcpgo.INVALID_REQUEST, "does not serve GET streams"},
 		{"no token", rawRequest{session: sid, token: "-", body: `{"jsonrpc":"2.0","id":1,"method":"ping"}`}, http.StatusUnauthorized, 0, "missing bearer token"},
+		{"revision 2026-07-28", rawRequest{session: sid, body: `{"jsonrpc":"2.0","id":1,"method":"ping"}`, headers: map[string]string{"Mcp-Protocol-Version": "2026-07-28"}}, http.StatusBadRequest, mcpgo.INVALID_REQUEST, "serves protocol revisions up to"},
 		{"DELETE", rawRequest{method: http.MethodDelete, session: sid}, http.StatusNoContent, 0, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := tc.req
 			r.path = cmp.Or(r.path, "/mcp")
-			r.agent, r.headers = "claude-code", pv
+			r.agent = "claude-code"
+			if r.headers == nil {
+				r.headers = pv
+			}
 			switch r.token {
 			case "":
 				r.token = viewer
@@ -255,5 +274,41 @@ func TestFederatedEdges(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestFederatedConfirmRefused: the confirm obligation asks through
+// elicitation, which the federated endpoint does not relay: the call is
+// refused, as on a backend path whose client did not declare it, and never
+// reaches the backend.
+func TestFederatedConfirmRefused(t *testing.T) {
+	h, _ := federatedHarness(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	super := h.token("carol", []string{"mcp:read", "mcp:write"}, []string{"mcp-super-admins"}, claudeClient)
+	fed := h.client("/mcp", super, "claude-code")
+	initialize(ctx, t, fed)
+	if _, err := callTool(ctx, fed, "employees__delete_employee", map[string]any{"id": "e1"}); err == nil || !strings.Contains(err.Error(), "elicitation") {
+		t.Fatalf("delete_employee through /mcp: %v, want refused for want of elicitation", err)
+	}
+	res, err := callTool(ctx, fed, "employees__get_employee", map[string]any{"id": "e1"})
+	if err != nil || res.IsError {
+		t.Fatalf("e1 after the refused delete: %+v %v", res, err)
+	}
+}
+
+// TestFederatedStatelessRevision: a client asking for a stateless revision
+// (2026-07-28) at initialize gets the latest revision with sessions.
+func TestFederatedStatelessRevision(t *testing.T) {
+	h, _ := federatedHarness(t)
+	viewer := h.token("alice", []string{"mcp:read", "mcp:write"}, []string{"mcp-viewers"}, claudeClient)
+	resp := h.do(rawRequest{path: "/mcp", token: viewer, agent: "claude-code",
+		body: `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2026-07-28","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`})
+	msgs := rpcMessages(t, resp)
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Mcp-Session-Id") == "" || len(msgs) != 1 {
+		t.Fatalf("initialize: HTTP %d, %v", resp.StatusCode, msgs)
+	}
+	if got := msgs[0]["result"].(map[string]any)["protocolVersion"]; got != mcpgo.LATEST_LEGACY_PROTOCOL_VERSION {
+		t.Fatalf("protocolVersion %v, want %s", got, mcpgo.LATEST_LEGACY_PROTOCOL_VERSION)
 	}
 }
