@@ -69,7 +69,6 @@ type fedCall struct {
 	agent     config.Agent
 	requestID string
 	sessions  federatedSession
-	sessionID string
 	// from is what each backend-path request copies of the client's:
 	// read once, since those requests run at once and a Fiber context is
 	// not safe for concurrent reads (fasthttp's header lookups write).
@@ -176,7 +175,7 @@ func (g *Gateway) joinFederated(fc *fedCall, id string) bool {
 			g.idle.Use(bs.ID, now)
 		}
 	}
-	fc.sessions, fc.sessionID = sessions, strings.Clone(id)
+	fc.sessions = sessions
 	return true
 }
 
@@ -414,6 +413,9 @@ func (g *Gateway) federatedToolsCall(c *fiber.Ctx, fc *fedCall, m *mcp.Message) 
 	if !ok {
 		return sendJSON(c, fiber.StatusOK, mcp.ErrorResponse(m.ID, mcpgo.INVALID_PARAMS,
 			fmt.Sprintf("invalid params: tool %q names no backend of this session (<backend>%s<tool>)", truncate(m.Target(), maxLoggedName), federatedSeparator), nil))
+	}
+	if g.topo.Load().backends[backend] == nil {
+		return sendJSON(c, fiber.StatusBadGateway, mcp.ErrorResponse(m.ID, mcp.CodeBackend, fmt.Sprintf("backend %s is no longer configured", backend), nil))
 	}
 	params := map[string]json.RawMessage{}
 	if err := json.Unmarshal(m.ParamsJSON(), &params); err != nil {

@@ -1,9 +1,11 @@
 package gateway
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
@@ -21,7 +23,7 @@ import (
 // federatedHarness is the two demo backends behind the shipped policy, with
 // the federated endpoint at /mcp; records returns the policy's decision
 // records so far.
-func federatedHarness(t *testing.T) (*harness, func() []policy.Record) {
+func federatedHarness(t *testing.T, logger ...*slog.Logger) (*harness, func() []policy.Record) {
 	t.Helper()
 	var mu sync.Mutex
 	var records []policy.Record
@@ -35,7 +37,12 @@ func federatedHarness(t *testing.T) (*harness, func() []policy.Record) {
 		t.Fatalf("policy engine: %v", err)
 	}
 	t.Cleanup(func() { engine.Stop(context.Background()) })
+	var log *slog.Logger
+	if len(logger) > 0 {
+		log = logger[0]
+	}
 	h := newHarness(t, harnessOptions{
+		logger:     log,
 		authorizer: engine,
 		mutate:     func(c *config.Config) { c.Server.FederatedPath = "/mcp" },
 	})
@@ -171,7 +178,8 @@ func TestFederatedEndpoint(t *testing.T) {
 // TestFederatedBackendDown: with one backend stopped, the list still has
 // the other's tools, and calls to it still work.
 func TestFederatedBackendDown(t *testing.T) {
-	h, _ := federatedHarness(t)
+	var logs lockedBuffer
+	h, _ := federatedHarness(t, slog.New(slog.NewTextHandler(&logs, nil)))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	viewer := h.token("alice", []string{"mcp:read", "mcp:write"}, []string{"mcp-viewers"}, claudeClient)
@@ -183,6 +191,9 @@ func TestFederatedBackendDown(t *testing.T) {
 	got := listedNames(t, ctx, fed, "")
 	if !slices.Contains(got, "employees__get_employee") || slices.ContainsFunc(got, func(n string) bool { return strings.HasPrefix(n, "notes__") }) {
 		t.Fatalf("list with notes down: %v", got)
+	}
+	if line := logs.String(); !strings.Contains(line, "federated tools/list: backend left out of the list") || !strings.Contains(line, "backend=notes") {
+		t.Errorf("no warning naming notes in the log:\n%s", line)
 	}
 	if res, err := callTool(ctx, fed, "employees__get_employee", map[string]any{"id": "e1"}); err != nil || res.IsError {
 		t.Fatalf("call with notes down: %+v %v", res, err)
@@ -311,4 +322,22 @@ func TestFederatedStatelessRevision(t *testing.T) {
 	if got := msgs[0]["result"].(map[string]any)["protocolVersion"]; got != mcpgo.LATEST_LEGACY_PROTOCOL_VERSION {
 		t.Fatalf("protocolVersion %v, want %s", got, mcpgo.LATEST_LEGACY_PROTOCOL_VERSION)
 	}
+}
+
+// lockedBuffer is a log sink the gateway's goroutines may write at once.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
