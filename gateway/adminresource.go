@@ -285,6 +285,7 @@ func (r *resource[T]) save(c *fiber.Ctx, p *identity.Principal, d policy.Decisio
 				problems = append(problems, e.Error())
 			}
 		}
+		problems = append(problems, r.api.s.Gateway.federatedProblems(cand.Backends)...)
 	}
 	if len(problems) > 0 {
 		return ae, false, refused(invalid(c, problems))

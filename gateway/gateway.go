@@ -198,6 +198,9 @@ func (g *Gateway) SetTopology(backends map[string]config.Backend, agents map[str
 	if err != nil {
 		return err
 	}
+	if problems := g.federatedProblems(backends); len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
+	}
 	t.issuers = g.issuers
 	// An agent_audiences issuer's tokens are accepted by the agents'
 	// client_ids; the verifier must know them before the table serves.
@@ -233,6 +236,9 @@ func (g *Gateway) routes() {
 // MountMCP registers the catch-all MCP route; call it after every other
 // route is mounted.
 func (g *Gateway) MountMCP() {
+	if fp := g.server.FederatedPath; fp != "" {
+		g.app.All(fp, g.handleFederated)
+	}
 	g.app.All("/*", g.handleMCP)
 }
 

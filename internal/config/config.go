@@ -54,6 +54,9 @@ type Server struct {
 	// token. 0 means DefaultMaxHeaderBytes.
 	MaxHeaderBytes int      `koanf:"max_header_bytes"`
 	AllowedOrigins []string `koanf:"allowed_origins"`
+	// FederatedPath is the one MCP endpoint that aggregates every backend
+	// the caller's agent may reach (federated.go); "" turns it off.
+	FederatedPath string `koanf:"federated_path"`
 	// AllowedHosts are Host header values accepted besides public_url's host
 	// (and loopback names when listening on loopback): DNS rebinding protection.
 	AllowedHosts    []string      `koanf:"allowed_hosts"`

@@ -58,6 +58,7 @@ func (c *Config) validate() []error {
 	c.validateServer(&v)
 	c.validateIdentity(&v)
 	c.validateBackends(&v)
+	c.validateFederated(&v)
 	c.validateAgents(&v)
 	c.validatePolicy(&v)
 	c.validateOperations(&v)
