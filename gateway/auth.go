@@ -155,7 +155,9 @@ func writeRPCError(c *fiber.Ctx, status int, id *mcpgo.RequestId, code int, msg 
 func (g *Gateway) protectedResource(c *fiber.Ctx) error {
 	base := strings.TrimRight(g.server.PublicURL, "/")
 	resource := base
-	if rest := c.Params("*"); rest != "" {
+	if rest := c.Params("*"); rest != "" && "/"+rest == g.server.FederatedPath {
+		resource = base + g.server.FederatedPath
+	} else if rest != "" {
 		r, _ := g.topo.Load().match("/" + rest)
 		if r == nil {
 			return c.Status(fiber.StatusNotFound).JSON(fiber.Map{"error": "not_found", "error_description": "no backend serves /" + rest})

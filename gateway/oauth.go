@@ -62,7 +62,10 @@ func (g *Gateway) gatewayTokenAudience(p *identity.Principal, r *route) bool {
 		return true
 	}
 	base := strings.TrimRight(g.server.PublicURL, "/")
-	return slices.Contains(p.Audience, base) || slices.Contains(p.Audience, base+r.prefix)
+	// A token for the federated endpoint is for every backend the caller
+	// reaches through it, as a token for the whole gateway is.
+	fed := g.server.FederatedPath != "" && slices.Contains(p.Audience, base+g.server.FederatedPath)
+	return fed || slices.Contains(p.Audience, base) || slices.Contains(p.Audience, base+r.prefix)
 }
 
 // Resources are the resource identifiers the gateway serves: its public URL
@@ -70,6 +73,9 @@ func (g *Gateway) gatewayTokenAudience(p *identity.Principal, r *route) bool {
 func (g *Gateway) Resources() []string {
 	base := strings.TrimRight(g.server.PublicURL, "/")
 	out := []string{base}
+	if g.server.FederatedPath != "" {
+		out = append(out, base+g.server.FederatedPath)
+	}
 	for _, p := range g.topo.Load().prefixes {
 		out = append(out, base+p.path)
 	}

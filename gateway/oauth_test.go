@@ -815,3 +815,27 @@ func TestOAuthRegistrationsPerAddress(t *testing.T) {
 		t.Fatalf("third registration in a minute: HTTP %d %v", status, out)
 	}
 }
+
+// TestOAuthFederatedResource: the federated endpoint is a resource of its
+// own (protected resource metadata, RFC 8707 resource), and a token issued
+// for it serves every backend behind it.
+func TestOAuthFederatedResource(t *testing.T) {
+	w := newOAuthWorld(t, func(cfg *config.Config) { cfg.Server.FederatedPath = "/mcp" })
+	var prm struct {
+		Resource string   `json:"resource"`
+		AS       []string `json:"authorization_servers"`
+	}
+	getJSON(t, w.url+"/.well-known/oauth-protected-resource/mcp", &prm)
+	if prm.Resource != w.url+"/mcp" || len(prm.AS) != 1 || prm.AS[0] != w.url {
+		t.Fatalf("federated resource metadata: %+v", prm)
+	}
+	_, tok := w.fullLogin(t, w.url+"/mcp")
+	sid, err := mcpSession(w.url, "/mcp", tok["access_token"].(string), "")
+	if err != nil {
+		t.Fatalf("initialize on /mcp with a token for it: %v", err)
+	}
+	status, _, body, err := mcpPost(w.url, "/mcp", tok["access_token"].(string), "", sid, `{"jsonrpc":"2.0","id":2,"method":"tools/list"}`)
+	if err != nil || status != http.StatusOK || !strings.Contains(body, `"notes__`) {
+		t.Fatalf("federated tools/list: %d %s %v", status, body, err)
+	}
+}
