@@ -269,3 +269,24 @@ func TestIDTokenOfAnotherClientRefused(t *testing.T) {
 		t.Fatal("an ID token of another login (nonce) was accepted")
 	}
 }
+
+// isOurs routes by the JOSE header's key id alone: the gateway's own
+// tokens to its verifier, every other token (an IdP's, garbage) onward.
+func TestIsOurs(t *testing.T) {
+	s, idp := newTestServer(t, nil)
+	now := time.Now()
+	ours, _, err := s.mintAccess(store.OAuthGrant{ID: "g", ClientID: "c", Agent: "claude-code", Subject: "alice", Issuer: "https://idp",
+		ExpiresAt: now.Add(time.Hour)}, "https://gw.example.com/notes", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	theirs, err := idp.MintUser("alice", []string{"mcp:read"}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for tok, want := range map[string]bool{ours: true, theirs: false, "not.a.jwt": false, "": false, strings.Repeat("a", 5000) + ".x.y": false} {
+		if got := s.isOurs(tok); got != want {
+			t.Errorf("isOurs(%.30q…) = %v, want %v", tok, got, want)
+		}
+	}
+}

@@ -135,6 +135,8 @@ type Server struct {
 
 	// grants caches "this grant is active" for grantCheckTTL.
 	grants *ristretto.Cache[string, time.Time]
+	// verified remembers verified access tokens until they expire.
+	verified *ristretto.Cache[string, *accessToken]
 
 	purgeStop chan struct{}
 	purgeDone sync.WaitGroup
@@ -198,11 +200,15 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("oauth: grant cache: %w", err)
 	}
+	verified, err := ristretto.NewCache(&ristretto.Config[string, *accessToken]{NumCounters: 100_000, MaxCost: 10_000, BufferItems: 64})
+	if err != nil {
+		return nil, fmt.Errorf("oauth: token cache: %w", err)
+	}
 	s := &Server{
 		cfg: cfg, issuer: strings.TrimRight(opts.Issuer, "/"), st: opts.Store, agent: opts.Agent, resources: opts.Resources,
 		audit: opts.Audit, log: log, now: opts.Now, skew: opts.ClockSkew,
 		keys: keys, sealer: seal, macKey: macKey, secure: iss.Scheme == "https",
-		idp: idp, cimd: newCIMDFetcher(cfg.CIMD, opts.CIMDTransport), grants: grants, regLimit: opts.Registrations,
+		idp: idp, cimd: newCIMDFetcher(cfg.CIMD, opts.CIMDTransport), grants: grants, verified: verified, regLimit: opts.Registrations,
 		purgeStop: make(chan struct{}),
 	}
 	s.purgeDone.Go(s.purgeLoop)
@@ -219,6 +225,7 @@ func (s *Server) Close() {
 	s.purgeDone.Wait()
 	s.idp.close()
 	s.grants.Close()
+	s.verified.Close()
 }
 
 // Issuer is the iss of the gateway's tokens.

@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -37,6 +38,7 @@ type signingKeys struct {
 	private jwk.Key
 	alg     jwa.SignatureAlgorithm
 	public  jwk.Set
+	kid     string // the key's thumbprint: what isOurs looks for
 }
 
 // CheckSigningKey reads oauth.signing_key_file as New would (mcpgw config
@@ -100,7 +102,8 @@ func loadSigningKeys(file string) (*signingKeys, error) {
 	if err := set.AddKey(pub); err != nil {
 		return nil, err
 	}
-	return &signingKeys{private: key, alg: alg, public: set}, nil
+	kid, _ := key.KeyID()
+	return &signingKeys{private: key, alg: alg, public: set, kid: kid}, nil
 }
 
 // mintAccess signs an RFC 9068 access token for grant g, valid at resource.
@@ -260,9 +263,19 @@ func (c chain) Verify(ctx context.Context, raw string) (*identity.Principal, err
 	if !c.s.isOurs(raw) {
 		return c.next.Verify(ctx, raw)
 	}
-	at, err := c.s.parseAccess(raw)
-	if err != nil {
-		return nil, err
+	// A verified token is remembered until it expires, as identity's
+	// verifier does for the IdPs' tokens: the signature is checked once,
+	// not on every request. Its grant is checked every time (checkGrant
+	// remembers an active grant for grantCheckTTL only).
+	at, ok := c.s.verified.Get(raw)
+	if !ok || !c.s.now().Before(at.principal.ExpiresAt) {
+		var err error
+		if at, err = c.s.parseAccess(raw); err != nil {
+			return nil, err
+		}
+		if ttl := at.principal.ExpiresAt.Sub(c.s.now()); ttl > 0 {
+			c.s.verified.SetWithTTL(raw, at, 1, ttl)
+		}
 	}
 	if err := c.s.checkGrant(ctx, at.grantID); err != nil {
 		return nil, err
@@ -270,13 +283,23 @@ func (c chain) Verify(ctx context.Context, raw string) (*identity.Principal, err
 	return at.principal, nil
 }
 
-// isOurs peeks at the unverified iss: which verifier to ask, never whether
-// to trust.
+// maxPeekedHeader bounds the JOSE header isOurs decodes.
+const maxPeekedHeader = 2048
+
+// isOurs says which verifier to ask, never whether to trust: a token whose
+// JOSE header names the gateway's own key id. Only the header is decoded
+// (every request passes here, IdP tokens included, before any cache).
 func (s *Server) isOurs(raw string) bool {
-	tok, err := jwt.ParseInsecure([]byte(raw))
+	head, _, ok := strings.Cut(raw, ".")
+	if !ok || len(head) > maxPeekedHeader {
+		return false
+	}
+	b, err := base64.RawURLEncoding.DecodeString(head)
 	if err != nil {
 		return false
 	}
-	iss, _ := tok.Issuer()
-	return iss == s.issuer
+	var h struct {
+		Kid string `json:"kid"`
+	}
+	return json.Unmarshal(b, &h) == nil && h.Kid != "" && h.Kid == s.keys.kid
 }
