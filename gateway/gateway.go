@@ -330,14 +330,6 @@ func hostOnly(hostport string) string {
 	return strings.Trim(hostport, "[]")
 }
 
-func isLoopbackName(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
 // hostAllowed is DNS rebinding protection: a browser tricked into sending
 // requests to the gateway carries the attacker's Host.
 func (g *Gateway) hostAllowed(hostport string) bool {
@@ -353,7 +345,7 @@ func (g *Gateway) hostAllowed(hostport string) bool {
 			return true
 		}
 	}
-	return g.loopback.Load() && isLoopbackName(host)
+	return g.loopback.Load() && config.IsLoopbackHost(host)
 }
 
 // originAllowed: a browser Origin must be listed, or name a host the

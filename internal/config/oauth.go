@@ -210,7 +210,7 @@ func (c *Config) validateOAuth(v *validator) {
 			v.addf(fmt.Sprintf("oauth.cors_origins[%d]", i), `must be "*" or an origin such as "http://localhost:6274"`)
 		}
 	}
-	if pu, err := url.Parse(c.Server.PublicURL); err == nil && pu.Scheme == "http" && !isLoopbackHost(pu.Hostname()) {
+	if pu, err := url.Parse(c.Server.PublicURL); err == nil && pu.Scheme == "http" && !IsLoopbackHost(pu.Hostname()) {
 		v.addf("server.public_url", "must be https when oauth is enabled (tokens and login cookies would cross the network in clear); http is accepted only for loopback")
 	}
 }
@@ -222,8 +222,11 @@ func isOrigin(s string) bool {
 		u.Path == "" && u.RawQuery == "" && u.Fragment == "" && u.User == nil && !strings.HasSuffix(s, "/")
 }
 
-func isLoopbackHost(h string) bool {
-	if h == "localhost" {
+// IsLoopbackHost reports a host name or address that stays on this
+// machine: localhost, 127.0.0.0/8, ::1. The one rule for DNS-rebinding
+// checks, loopback redirect URIs (RFC 8252) and http public URLs.
+func IsLoopbackHost(h string) bool {
+	if strings.EqualFold(h, "localhost") {
 		return true
 	}
 	ip := net.ParseIP(h)

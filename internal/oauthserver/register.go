@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"path"
 	"strconv"
@@ -14,6 +13,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/mcpgw/mcpgw/internal/audit"
+	"github.com/mcpgw/mcpgw/internal/config"
 	"github.com/mcpgw/mcpgw/internal/store"
 )
 
@@ -108,18 +108,10 @@ func checkRedirectURI(s string) error {
 	switch {
 	case u.Scheme == "https":
 		return nil
-	case u.Scheme == "http" && isLoopback(u.Hostname()):
+	case u.Scheme == "http" && config.IsLoopbackHost(u.Hostname()):
 		return nil
 	}
 	return errors.New("must be https, or http on a loopback address (127.0.0.1, [::1], localhost)")
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // redirectMatches compares a requested redirect URI with a registered one:
@@ -131,7 +123,7 @@ func redirectMatches(registered, requested string) bool {
 	}
 	ru, err1 := url.Parse(registered)
 	qu, err2 := url.Parse(requested)
-	if err1 != nil || err2 != nil || ru.Scheme != "http" || qu.Scheme != "http" || !isLoopback(ru.Hostname()) {
+	if err1 != nil || err2 != nil || ru.Scheme != "http" || qu.Scheme != "http" || !config.IsLoopbackHost(ru.Hostname()) {
 		return false
 	}
 	return ru.Hostname() == qu.Hostname() && ru.EscapedPath() == qu.EscapedPath() && ru.RawQuery == qu.RawQuery &&
