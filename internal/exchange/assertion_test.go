@@ -21,6 +21,7 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwt"
 
 	"github.com/mcpgw/mcpgw/internal/config"
+	"github.com/mcpgw/mcpgw/internal/secrets"
 )
 
 func pemOf(t *testing.T, typ string, der []byte) string {
@@ -235,10 +236,10 @@ func TestCacheKeyHasNoCollisions(t *testing.T) {
 }
 
 func TestSafeTextAndEchoes(t *testing.T) {
-	if got := safeText("bad\n\"grant\"\\ é", 64); got != "badgrant" {
+	if got := secrets.Foreign("bad\n\"grant\"\\ é", 64); got != "badgrant" {
 		t.Errorf("safeText = %q", got)
 	}
-	if got := safeText(strings.Repeat("x", 300), maxDescription); len(got) != maxDescription+3 {
+	if got := secrets.Foreign(strings.Repeat("x", 300), maxDescription); len(got) != maxDescription+3 {
 		t.Errorf("safeText did not cut: %d bytes", len(got))
 	}
 	tok := "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl"

@@ -12,6 +12,7 @@ import (
 
 	"github.com/mcpgw/mcpgw/internal/config"
 	"github.com/mcpgw/mcpgw/internal/oauthmeta"
+	"github.com/mcpgw/mcpgw/internal/secrets"
 	"github.com/mcpgw/mcpgw/internal/upstream"
 )
 
@@ -181,7 +182,7 @@ func (ca *crossApp) exchangeIDJAG(ctx context.Context, c upstream.Caller, idpEnd
 		return token{}, err
 	}
 	if issued := extraString(grant, "issued_token_type"); issued != TokenTypeIDJAG {
-		return token{}, fmt.Errorf("%s: issued_token_type is %q, not %s", stepIDJAG, safeText(issued, 80), TokenTypeIDJAG)
+		return token{}, fmt.Errorf("%s: issued_token_type is %q, not %s", stepIDJAG, secrets.Foreign(issued, 80), TokenTypeIDJAG)
 	}
 
 	// Step 2: the ID-JAG for the backend's access token.

@@ -3,7 +3,6 @@ package exchange
 import (
 	"errors"
 	"slices"
-	"strings"
 
 	"github.com/mcpgw/mcpgw/internal/upstream"
 )
@@ -62,18 +61,3 @@ func outcome(ce *upstream.CredentialError) string {
 
 // maxDescription bounds a server's error_description in our messages.
 const maxDescription = 200
-
-// safeText keeps the characters RFC 6749 §5.2 allows in error and
-// error_description (printable ASCII without " and \), cut to n bytes.
-func safeText(s string, n int) string {
-	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r > 0x7e || r == '"' || r == '\\' {
-			return -1
-		}
-		return r
-	}, s)
-	if len(s) > n {
-		s = s[:n] + "..."
-	}
-	return strings.TrimSpace(s)
-}

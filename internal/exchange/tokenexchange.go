@@ -10,6 +10,7 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwk"
 
 	"github.com/mcpgw/mcpgw/internal/config"
+	"github.com/mcpgw/mcpgw/internal/secrets"
 	"github.com/mcpgw/mcpgw/internal/upstream"
 )
 
@@ -126,7 +127,7 @@ func (pe *plainExchange) fetch(ctx context.Context, c upstream.Caller) (token, e
 	// RFC 8693 §2.2.1 makes issued_token_type required; a server that
 	// issued something else than asked for is refused.
 	if issued := extraString(tok, "issued_token_type"); issued != "" && issued != pe.requestedTokenType {
-		return token{}, fmt.Errorf("%s: issued_token_type is %q, not %s", stepTokenExchange, safeText(issued, 80), pe.requestedTokenType)
+		return token{}, fmt.Errorf("%s: issued_token_type is %q, not %s", stepTokenExchange, secrets.Foreign(issued, 80), pe.requestedTokenType)
 	}
 	if err := checkBearer(stepTokenExchange, tok); err != nil {
 		return token{}, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/mcpgw/mcpgw/internal/secrets"
 	"net"
 	"net/url"
 	"strconv"
@@ -96,8 +97,8 @@ func (x *Exchanger) tokenError(backend string, call tokenCall, sent url.Values, 
 		if rerr.Response != nil {
 			status = rerr.Response.StatusCode
 		}
-		code := safeText(rerr.ErrorCode, 64)
-		desc := safeText(rerr.ErrorDescription, maxDescription)
+		code := secrets.Foreign(rerr.ErrorCode, 64)
+		desc := secrets.Foreign(rerr.ErrorDescription, maxDescription)
 		if echoes(desc, sent) {
 			desc = "(description withheld: it repeats a credential)"
 		}
@@ -164,7 +165,7 @@ func extraString(tok *oauth2.Token, name string) string {
 // (DPoP-bound, N_A); an absent token_type is taken as Bearer.
 func checkBearer(step string, tok *oauth2.Token) error {
 	if t := tok.TokenType; t != "" && !strings.EqualFold(t, "bearer") {
-		return fmt.Errorf("%s: token_type %q is not Bearer", step, safeText(t, 32))
+		return fmt.Errorf("%s: token_type %q is not Bearer", step, secrets.Foreign(t, 32))
 	}
 	return nil
 }

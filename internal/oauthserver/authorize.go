@@ -14,6 +14,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/mcpgw/mcpgw/internal/audit"
+	"github.com/mcpgw/mcpgw/internal/secrets"
 	"github.com/mcpgw/mcpgw/internal/store"
 )
 
@@ -143,7 +144,7 @@ func (s *Server) checkResource(r string) (string, error) {
 			return want, nil
 		}
 	}
-	return "", fmt.Errorf("resource %q is not served by this gateway", safeText(r, 200))
+	return "", fmt.Errorf("resource %q is not served by this gateway", secrets.Foreign(r, 200))
 }
 
 // clientRedirect adds params (and the state and RFC 9207 iss) to the
@@ -304,7 +305,7 @@ func (s *Server) handleConsent(c *fiber.Ctx) error {
 	// The form is posted by the gateway's own page: another origin posting
 	// it is a forgery even before the CSRF token is looked at.
 	if o := c.Get(fiber.HeaderOrigin); o != "" && o != "null" && o != originOf(s.issuer) {
-		return s.errorPage(c, fiber.StatusForbidden, "The consent form was posted from another site.", &audit.Record{Reasons: []string{"consent: foreign Origin " + safeText(o, 100)}})
+		return s.errorPage(c, fiber.StatusForbidden, "The consent form was posted from another site.", &audit.Record{Reasons: []string{"consent: foreign Origin " + secrets.Foreign(o, 100)}})
 	}
 	blob, mac, decision := c.FormValue("request"), c.FormValue("csrf"), c.FormValue("decision")
 	cookie := c.Cookies(s.cookieName(cookieCSRF))

@@ -10,6 +10,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/mcpgw/mcpgw/internal/audit"
+	"github.com/mcpgw/mcpgw/internal/secrets"
 	"github.com/mcpgw/mcpgw/internal/store"
 )
 
@@ -47,7 +48,7 @@ func (s *Server) handleCallback(c *fiber.Ctx) error {
 		if idpErrors[e] {
 			code = strings.Clone(e)
 		}
-		return fail(code, "the identity provider refused the login: "+safeText(c.Query("error_description"), 200))
+		return fail(code, "the identity provider refused the login: "+secrets.Foreign(c.Query("error_description"), 200))
 	}
 	plain, err := s.sealer.open(p.Secret, "pending:"+p.ID)
 	var sec pendingSecret

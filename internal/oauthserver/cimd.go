@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/mcpgw/mcpgw/internal/config"
+	"github.com/mcpgw/mcpgw/internal/secrets"
 	"github.com/mcpgw/mcpgw/internal/store"
 )
 
@@ -114,14 +115,14 @@ func (s *Server) cimdClient(ctx context.Context, id string) (store.OAuthClient, 
 	}
 	m, ttl, err := s.cimd.fetch(ctx, id)
 	if err != nil {
-		return store.OAuthClient{}, fmt.Errorf("client metadata document %s: %w", safeText(id, 200), err)
+		return store.OAuthClient{}, fmt.Errorf("client metadata document %s: %w", secrets.Foreign(id, 200), err)
 	}
 	if err := m.check(); err != nil {
-		return store.OAuthClient{}, fmt.Errorf("client metadata document %s: %w", safeText(id, 200), err)
+		return store.OAuthClient{}, fmt.Errorf("client metadata document %s: %w", secrets.Foreign(id, 200), err)
 	}
 	agent, err := s.agentFor(m, "")
 	if err != nil {
-		return store.OAuthClient{}, fmt.Errorf("client metadata document %s: %w", safeText(id, 200), err)
+		return store.OAuthClient{}, fmt.Errorf("client metadata document %s: %w", secrets.Foreign(id, 200), err)
 	}
 	doc, _ := json.Marshal(m)
 	cl := store.OAuthClient{ID: id, Name: m.ClientName, SoftwareID: m.SoftwareID, SoftwareVersion: m.SoftwareVersion,
@@ -147,7 +148,7 @@ func (f *cimdFetcher) fetch(ctx context.Context, id string) (clientMetadata, tim
 		return clientMetadata{}, 0, fmt.Errorf("fetch: HTTP %d", resp.StatusCode)
 	}
 	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != "application/json" {
-		return clientMetadata{}, 0, fmt.Errorf("fetch: Content-Type %q, want application/json", safeText(mt, 60))
+		return clientMetadata{}, 0, fmt.Errorf("fetch: Content-Type %q, want application/json", secrets.Foreign(mt, 60))
 	}
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxCIMDBytes+1))
 	if err != nil {
@@ -161,7 +162,7 @@ func (f *cimdFetcher) fetch(ctx context.Context, id string) (clientMetadata, tim
 		return clientMetadata{}, 0, errors.New("document is not a JSON object of client metadata")
 	}
 	if m.ClientID != id {
-		return clientMetadata{}, 0, fmt.Errorf("document names client_id %q, not its own URL", safeText(m.ClientID, 200))
+		return clientMetadata{}, 0, fmt.Errorf("document names client_id %q, not its own URL", secrets.Foreign(m.ClientID, 200))
 	}
 	return m, f.ttl(resp.Header.Get("Cache-Control")), nil
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/mcpgw/mcpgw/internal/audit"
 	"github.com/mcpgw/mcpgw/internal/config"
+	"github.com/mcpgw/mcpgw/internal/secrets"
 	"github.com/mcpgw/mcpgw/internal/store"
 )
 
@@ -66,14 +67,14 @@ func (m *clientMetadata) check() error {
 	case "", "none":
 		m.TokenEndpointAuthMethod = "none"
 	default:
-		return badMetadata("token_endpoint_auth_method: %q is not supported; register a public client (none) and use PKCE", safeText(m.TokenEndpointAuthMethod, 40))
+		return badMetadata("token_endpoint_auth_method: %q is not supported; register a public client (none) and use PKCE", secrets.Foreign(m.TokenEndpointAuthMethod, 40))
 	}
 	if len(m.GrantTypes) == 0 {
 		m.GrantTypes = []string{"authorization_code"}
 	}
 	for _, g := range m.GrantTypes {
 		if g != "authorization_code" && g != "refresh_token" {
-			return badMetadata("grant_types: %q is not supported (authorization_code, refresh_token)", safeText(g, 60))
+			return badMetadata("grant_types: %q is not supported (authorization_code, refresh_token)", secrets.Foreign(g, 60))
 		}
 	}
 	if len(m.ResponseTypes) == 0 {
@@ -81,7 +82,7 @@ func (m *clientMetadata) check() error {
 	}
 	for _, r := range m.ResponseTypes {
 		if r != "code" {
-			return badMetadata("response_types: %q is not supported (code)", safeText(r, 40))
+			return badMetadata("response_types: %q is not supported (code)", secrets.Foreign(r, 40))
 		}
 	}
 	for name, v := range map[string]string{"client_name": m.ClientName, "software_id": m.SoftwareID, "software_version": m.SoftwareVersion} {
@@ -151,10 +152,10 @@ func (s *Server) agentFor(m clientMetadata, header string) (string, error) {
 	}
 	if name == "" {
 		return "", &registrationError{"invalid_client_metadata", fmt.Sprintf(
-			"no oauth.registration rule matches client_name %q, software_id %q, and there is no default_agent", safeText(m.ClientName, 80), safeText(m.SoftwareID, 80))}
+			"no oauth.registration rule matches client_name %q, software_id %q, and there is no default_agent", secrets.Foreign(m.ClientName, 80), secrets.Foreign(m.SoftwareID, 80))}
 	}
 	if _, ok := s.agent(name); !ok {
-		return "", &registrationError{"invalid_client_metadata", fmt.Sprintf("agent %q does not exist or is disabled", safeText(name, 80))}
+		return "", &registrationError{"invalid_client_metadata", fmt.Sprintf("agent %q does not exist or is disabled", secrets.Foreign(name, 80))}
 	}
 	return name, nil
 }
@@ -288,13 +289,13 @@ func (s *Server) client(ctx context.Context, id string) (store.OAuthClient, erro
 	}
 	cl, err := s.st.GetOAuthClient(ctx, id, s.now())
 	if errors.Is(err, store.ErrNotFound) {
-		return cl, fmt.Errorf("client_id %q is not registered here", safeText(id, 80))
+		return cl, fmt.Errorf("client_id %q is not registered here", secrets.Foreign(id, 80))
 	}
 	if err != nil {
 		return cl, fmt.Errorf("look up client: %w", err)
 	}
 	if !cl.ExpiresAt.IsZero() && !s.now().Before(cl.ExpiresAt) {
-		return cl, fmt.Errorf("client_id %q expired", safeText(id, 80))
+		return cl, fmt.Errorf("client_id %q expired", secrets.Foreign(id, 80))
 	}
 	return cl, nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/mcpgw/mcpgw/internal/audit"
+	"github.com/mcpgw/mcpgw/internal/secrets"
 	"github.com/mcpgw/mcpgw/internal/store"
 )
 
@@ -55,7 +56,7 @@ func (s *Server) handleToken(c *fiber.Ctx) error {
 	case "":
 		terr = &tokenError{status: fiber.StatusBadRequest, code: "invalid_request", desc: "grant_type is required"}
 	default:
-		terr = &tokenError{status: fiber.StatusBadRequest, code: "unsupported_grant_type", desc: fmt.Sprintf("grant_type %q is not supported", safeText(gt, 80))}
+		terr = &tokenError{status: fiber.StatusBadRequest, code: "unsupported_grant_type", desc: fmt.Sprintf("grant_type %q is not supported", secrets.Foreign(gt, 80))}
 	}
 	if terr != nil {
 		terr.clientID, terr.grantType = clientID, form.Get("grant_type")
@@ -181,7 +182,7 @@ func (s *Server) refreshGrant(ctx context.Context, form url.Values) (map[string]
 	if sc := form.Get("scope"); sc != "" {
 		for _, want := range strings.Fields(sc) {
 			if !slices.Contains(g.Scopes, want) {
-				return nil, &tokenError{status: fiber.StatusBadRequest, code: "invalid_scope", desc: fmt.Sprintf("scope %q was not granted", safeText(want, 60))}
+				return nil, &tokenError{status: fiber.StatusBadRequest, code: "invalid_scope", desc: fmt.Sprintf("scope %q was not granted", secrets.Foreign(want, 60))}
 			}
 		}
 	}

@@ -181,7 +181,7 @@ func (u *upstream) tokenCall(ctx context.Context, form url.Values) (idpTokens, e
 			Description string `json:"error_description"`
 		}
 		_ = json.Unmarshal(raw, &e)
-		return idpTokens{}, &idpError{Code: safeText(e.Error, 64), Description: safeText(e.Description, 200), Status: resp.StatusCode}
+		return idpTokens{}, &idpError{Code: secrets.Foreign(e.Error, 64), Description: secrets.Foreign(e.Description, 200), Status: resp.StatusCode}
 	}
 	var t idpTokens
 	if err := json.Unmarshal(raw, &t); err != nil {
@@ -206,7 +206,7 @@ func (u *upstream) verifyIDToken(ctx context.Context, raw, nonce string) (person
 		return person{}, fmt.Errorf("ID token: %w", err)
 	}
 	if p.ClientID != "" && p.ClientID != u.cfg.ClientID {
-		return person{}, fmt.Errorf("ID token was issued to client %q, not the gateway's", safeText(p.ClientID, 80))
+		return person{}, fmt.Errorf("ID token was issued to client %q, not the gateway's", secrets.Foreign(p.ClientID, 80))
 	}
 	if nonce != "" {
 		if got, _ := p.Claims["nonce"].(string); got != nonce {
@@ -220,19 +220,4 @@ func (u *upstream) verifyIDToken(ctx context.Context, raw, nonce string) (person
 		}
 	}
 	return person{Subject: p.Subject, Issuer: p.Issuer, Groups: slices.Clone(p.Groups), Profile: profile}, nil
-}
-
-// safeText bounds and flattens text another server sent before it reaches
-// an error, a log line or a page.
-func safeText(s string, max int) string {
-	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, s)
-	if len(s) > max {
-		s = s[:max] + "…"
-	}
-	return s
 }

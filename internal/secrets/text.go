@@ -134,3 +134,20 @@ func isBase64URL(c byte) bool {
 func isB64Token(c byte) bool {
 	return isBase64URL(c) || c == '.' || c == '~' || c == '+' || c == '/'
 }
+
+// Foreign makes text another party chose (a server's error_description, a
+// client's name, a URL it sent) safe to quote in an error, a log line or a
+// page: the characters RFC 6749 §5.2 allows in error and error_description
+// (printable ASCII without " and \), cut to n bytes, trimmed.
+func Foreign(s string, n int) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r > 0x7e || r == '"' || r == '\\' {
+			return -1
+		}
+		return r
+	}, s)
+	if len(s) > n {
+		s = s[:n] + "..."
+	}
+	return strings.TrimSpace(s)
+}

@@ -71,3 +71,23 @@ func FuzzScrub(f *testing.F) {
 		}
 	})
 }
+
+func TestForeign(t *testing.T) {
+	tests := []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"invalid_grant", 40, "invalid_grant"},
+		{`bad "quote" \ back`, 40, "bad quote  back"},
+		{"line\nbreak\x1b[31m", 40, "linebreak[31m"},
+		{"Zoë", 40, "Zo"},
+		{"  padded  ", 40, "padded"},
+		{"aaaaaaaaaaaa", 10, "aaaaaaaaaa..."},
+	}
+	for _, tc := range tests {
+		if got := Foreign(tc.in, tc.n); got != tc.want {
+			t.Errorf("Foreign(%q, %d) = %q, want %q", tc.in, tc.n, got, tc.want)
+		}
+	}
+}
