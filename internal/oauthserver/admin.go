@@ -98,7 +98,7 @@ func (s *Server) LoginIDToken(ctx context.Context, p *identity.Principal) (strin
 	if err != nil {
 		return "", fmt.Errorf("look up the login: %w", err)
 	}
-	plain, err := s.sealer.open(g.Upstream, "grant:"+g.ID)
+	plain, err := s.open(g.Upstream, "grant:"+g.ID)
 	if err != nil {
 		return "", err
 	}

@@ -353,9 +353,13 @@ func (s *Server) toIdP(c *fiber.Ctx, req authRequest, con store.OAuthConsent) er
 	verifier, nonce := randomToken(), randomToken()
 	id := randomToken()
 	secret, _ := json.Marshal(pendingSecret{Verifier: verifier, Nonce: nonce})
+	sealed, err := s.seal(secret, "pending:"+id)
+	if err != nil {
+		return err
+	}
 	p := store.OAuthPending{ID: id, ClientID: req.ClientID, RedirectURI: req.RedirectURI, State: req.State,
 		CodeChallenge: req.Challenge, Resource: req.Resource, Scope: req.Scope, ConsentID: con.ID,
-		Secret: s.sealer.seal(secret, "pending:"+id), ExpiresAt: s.now().Add(pendingTTL)}
+		Secret: sealed, ExpiresAt: s.now().Add(pendingTTL)}
 	if err := s.st.PutOAuthPending(ctx, p); err != nil {
 		return fmt.Errorf("store pending login: %w", err)
 	}

@@ -50,7 +50,7 @@ func (s *Server) handleCallback(c *fiber.Ctx) error {
 		}
 		return fail(code, "the identity provider refused the login: "+secrets.Foreign(c.Query("error_description"), 200))
 	}
-	plain, err := s.sealer.open(p.Secret, "pending:"+p.ID)
+	plain, err := s.open(p.Secret, "pending:"+p.ID)
 	var sec pendingSecret
 	if err != nil || json.Unmarshal(plain, &sec) != nil {
 		return fail("server_error", "the pending login cannot be read")
@@ -94,7 +94,9 @@ func (s *Server) handleCallback(c *fiber.Ctx) error {
 	g := store.OAuthGrant{ID: randomToken(), ClientID: cl.ID, Agent: agent, Subject: who.Subject, Issuer: who.Issuer,
 		Groups: who.Groups, Scopes: s.grantScopes(agent, p.Scope), Resource: p.Resource, Claims: profile,
 		CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(s.cfg.RefreshTokenTTL)}
-	g.Upstream = s.sealer.seal(upstreamJSON, "grant:"+g.ID)
+	if g.Upstream, err = s.seal(upstreamJSON, "grant:"+g.ID); err != nil {
+		return err
+	}
 	code := randomToken()
 	if err := s.st.PutOAuthGrant(ctx, g, hashOf("code-seed", code)); err != nil {
 		return fmt.Errorf("store grant: %w", err)

@@ -1,8 +1,6 @@
 package oauthserver
 
 import (
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -10,43 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
-	"fmt"
 )
-
-// sealer encrypts the IdP's tokens before they reach the store
-// (AES-256-GCM; the associated data binds a ciphertext to its grant, so
-// one grant's blob cannot be moved to another).
-type sealer struct{ aead cipher.AEAD }
-
-func newSealer(key []byte) (*sealer, error) {
-	block, err := aes.NewCipher(key)
-	if err != nil {
-		return nil, fmt.Errorf("oauth: cipher: %w", err)
-	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		return nil, fmt.Errorf("oauth: cipher: %w", err)
-	}
-	return &sealer{aead: aead}, nil
-}
-
-func (s *sealer) seal(plain []byte, bind string) []byte {
-	nonce := make([]byte, s.aead.NonceSize())
-	_, _ = rand.Read(nonce)
-	return s.aead.Seal(nonce, nonce, plain, []byte(bind))
-}
-
-func (s *sealer) open(box []byte, bind string) ([]byte, error) {
-	n := s.aead.NonceSize()
-	if len(box) < n {
-		return nil, errors.New("sealed value too short")
-	}
-	plain, err := s.aead.Open(nil, box[:n], box[n:], []byte(bind))
-	if err != nil {
-		return nil, errors.New("sealed value does not open with this key (was server.session_key changed?)")
-	}
-	return plain, nil
-}
 
 // randomToken is 256 bits of randomness, base64url: codes, refresh tokens,
 // ids, PKCE verifiers.
@@ -96,4 +58,18 @@ func (s *Server) mac(parts ...string) string {
 
 func (s *Server) macOK(got string, parts ...string) bool {
 	return hmac.Equal([]byte(got), []byte(s.mac(parts...)))
+}
+
+// seal encrypts plain at rest, bound to its row (bind).
+func (s *Server) seal(plain []byte, bind string) ([]byte, error) {
+	return s.box.Seal(plain, []byte(bind))
+}
+
+// open reverses seal.
+func (s *Server) open(box []byte, bind string) ([]byte, error) {
+	plain, err := s.box.Open(box, []byte(bind))
+	if err != nil {
+		return nil, errors.New("sealed value does not open with this key (was server.session_key changed?)")
+	}
+	return plain, nil
 }

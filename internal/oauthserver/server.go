@@ -37,6 +37,7 @@ import (
 	"github.com/mcpgw/mcpgw/internal/config"
 	"github.com/mcpgw/mcpgw/internal/identity"
 	"github.com/mcpgw/mcpgw/internal/oauthmeta"
+	"github.com/mcpgw/mcpgw/internal/secrets"
 	"github.com/mcpgw/mcpgw/internal/store"
 )
 
@@ -125,8 +126,10 @@ type Server struct {
 	now       func() time.Time
 	skew      time.Duration
 
-	keys   *signingKeys
-	sealer *sealer
+	keys *signingKeys
+	// box encrypts the IdP's tokens and the pending logins' secrets at
+	// rest; the bind string of seal/open ties each to its row.
+	box    *secrets.Box
 	macKey []byte
 	secure bool // https: __Host- cookies with Secure
 
@@ -188,9 +191,9 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("oauth: derive form key: %w", err)
 	}
-	seal, err := newSealer(encKey)
+	box, err := secrets.NewBox(encKey)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("oauth: cipher: %w", err)
 	}
 	idp, err := newUpstream(ctx, cfg.Upstream, opts.Issuer, opts.HTTPClient, log)
 	if err != nil {
@@ -207,7 +210,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	s := &Server{
 		cfg: cfg, issuer: strings.TrimRight(opts.Issuer, "/"), st: opts.Store, agent: opts.Agent, resources: opts.Resources,
 		audit: opts.Audit, log: log, now: opts.Now, skew: opts.ClockSkew,
-		keys: keys, sealer: seal, macKey: macKey, secure: iss.Scheme == "https",
+		keys: keys, box: box, macKey: macKey, secure: iss.Scheme == "https",
 		idp: idp, cimd: newCIMDFetcher(cfg.CIMD, opts.CIMDTransport), grants: grants, verified: verified, regLimit: opts.Registrations,
 		purgeStop: make(chan struct{}),
 	}

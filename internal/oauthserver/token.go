@@ -227,7 +227,7 @@ func (s *Server) rotationError(ctx context.Context, grantID string, err error) *
 // refreshUpstream asks the IdP again who the person is. nil, nil: the IdP
 // gave no refresh token (no offline_access), so the login's groups stand.
 func (s *Server) refreshUpstream(ctx context.Context, g store.OAuthGrant) (*store.OAuthGrant, *tokenError) {
-	plain, err := s.sealer.open(g.Upstream, "grant:"+g.ID)
+	plain, err := s.open(g.Upstream, "grant:"+g.ID)
 	var ut upstreamTokens
 	if err != nil || json.Unmarshal(plain, &ut) != nil {
 		s.log.Error("grant's IdP tokens do not open", "grant_client", g.ClientID, "err", err)
@@ -261,7 +261,11 @@ func (s *Server) refreshUpstream(ctx context.Context, g store.OAuthGrant) (*stor
 	}
 	raw, _ := json.Marshal(upstreamTokens{IDToken: toks.IDToken, AccessToken: toks.AccessToken, RefreshToken: toks.RefreshToken})
 	profile, _ := json.Marshal(who.Profile)
-	return &store.OAuthGrant{Groups: who.Groups, Claims: profile, Upstream: s.sealer.seal(raw, "grant:"+g.ID)}, nil
+	sealed, err := s.seal(raw, "grant:"+g.ID)
+	if err != nil {
+		return nil, &tokenError{status: fiber.StatusInternalServerError, code: "server_error", desc: "the refreshed login could not be stored"}
+	}
+	return &store.OAuthGrant{Groups: who.Groups, Claims: profile, Upstream: sealed}, nil
 }
 
 func (s *Server) issue(ctx context.Context, g store.OAuthGrant, refresh, action string) (map[string]any, *tokenError) {

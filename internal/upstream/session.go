@@ -1,8 +1,6 @@
 package upstream
 
 import (
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
@@ -15,6 +13,8 @@ import (
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
+
+	"github.com/mcpgw/mcpgw/internal/secrets"
 )
 
 // Session is what a gateway Mcp-Session-Id carries. Sealing it, rather than
@@ -71,7 +71,7 @@ func (s Session) Expired(now time.Time, maxAge time.Duration) bool {
 
 // Sealer seals and opens session ids with AES-256-GCM.
 type Sealer struct {
-	aead cipher.AEAD
+	box *secrets.Box
 }
 
 // ErrBadSession covers every reason a presented session id cannot be used:
@@ -93,15 +93,11 @@ func NewSealer(key []byte) (*Sealer, error) {
 	if len(key) != SessionKeyBytes {
 		return nil, fmt.Errorf("session key: want %d bytes, got %d", SessionKeyBytes, len(key))
 	}
-	block, err := aes.NewCipher(key)
+	box, err := secrets.NewBox(key)
 	if err != nil {
 		return nil, fmt.Errorf("session key: %w", err)
 	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		return nil, fmt.Errorf("session key: %w", err)
-	}
-	return &Sealer{aead: aead}, nil
+	return &Sealer{box: box}, nil
 }
 
 // Seal returns an opaque, URL-safe session id (visible ASCII, as MCP
@@ -114,11 +110,11 @@ func (s *Sealer) Seal(sess Session) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("seal session: %w", err)
 	}
-	nonce := make([]byte, s.aead.NonceSize(), s.aead.NonceSize()+len(plain)+s.aead.Overhead())
-	if _, err := rand.Read(nonce); err != nil {
+	sealed, err := s.box.Seal(plain, sessionAD)
+	if err != nil {
 		return "", fmt.Errorf("seal session: %w", err)
 	}
-	return base64.RawURLEncoding.EncodeToString(s.aead.Seal(nonce, nonce, plain, sessionAD)), nil
+	return base64.RawURLEncoding.EncodeToString(sealed), nil
 }
 
 // Open returns the session sealed in id, or ErrBadSession. It does not
@@ -130,11 +126,10 @@ func (s *Sealer) Open(id string) (Session, error) {
 		return Session{}, ErrBadSession
 	}
 	blob, err := base64.RawURLEncoding.DecodeString(id)
-	if err != nil || len(blob) < s.aead.NonceSize()+s.aead.Overhead() {
+	if err != nil {
 		return Session{}, ErrBadSession
 	}
-	n := s.aead.NonceSize()
-	plain, err := s.aead.Open(nil, blob[:n], blob[n:], sessionAD)
+	plain, err := s.box.Open(blob, sessionAD)
 	if err != nil {
 		return Session{}, ErrBadSession
 	}

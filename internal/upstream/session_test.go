@@ -64,8 +64,11 @@ func TestSealerRoundTripAndRejections(t *testing.T) {
 	// sealRaw seals any plaintext with s's key, as a bug or an older
 	// release could have.
 	sealRaw := func(plain string, ad []byte) string {
-		nonce := make([]byte, s.aead.NonceSize())
-		return base64.RawURLEncoding.EncodeToString(s.aead.Seal(nonce, nonce, []byte(plain), ad))
+		sealed, err := s.box.Seal([]byte(plain), ad)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return base64.RawURLEncoding.EncodeToString(sealed)
 	}
 	for _, tc := range []struct {
 		name, id string
