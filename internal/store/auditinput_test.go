@@ -146,21 +146,7 @@ func testAuditToolFilter(t *testing.T, b dbUnderTest) {
 func testAuditInputMigration(t *testing.T, b dbUnderTest) {
 	dsn := b.newDSN(t)
 	ctx := context.Background()
-	var (
-		old *sqlStore
-		err error
-	)
-	if strings.HasPrefix(dsn, "postgres") {
-		old, err = openPostgres(ctx, dsn)
-	} else {
-		old, err = openSQLite(ctx, dsn)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := migrateTo(ctx, old.db, old.d, 5); err != nil {
-		t.Fatal(err)
-	}
+	old := openAtMigration(t, dsn, 5)
 	if err := old.AppendAudit(ctx, audit.Record{ID: "old", Time: at(time.Second), Kind: audit.KindDecision, Backend: "notes", Allow: true}); err != nil {
 		t.Fatalf("a record without input on the 0005 schema: %v", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/mcpgw/mcpgw/internal/store/storetest"
@@ -82,3 +83,26 @@ func migrationCount(t *testing.T, d dialect) int {
 }
 
 func describe(v any) string { return fmt.Sprintf("%+v", v) }
+
+// openAtMigration opens dsn with the schema as migration last left it, for
+// tests of what a later migration does to an older database.
+func openAtMigration(t *testing.T, dsn string, last int64) *sqlStore {
+	t.Helper()
+	ctx := context.Background()
+	var (
+		s   *sqlStore
+		err error
+	)
+	if strings.HasPrefix(dsn, "postgres") {
+		s, err = openPostgres(ctx, dsn)
+	} else {
+		s, err = openSQLite(ctx, dsn)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := migrateTo(ctx, s.db, s.d, last); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}

@@ -856,21 +856,7 @@ func testOAuthReplicas(t *testing.T, b dbUnderTest) {
 func testOAuthMigration(t *testing.T, b dbUnderTest) {
 	dsn := b.newDSN(t)
 	ctx := context.Background()
-	var (
-		old *sqlStore
-		err error
-	)
-	if strings.HasPrefix(dsn, "postgres") {
-		old, err = openPostgres(ctx, dsn)
-	} else {
-		old, err = openSQLite(ctx, dsn)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := migrateTo(ctx, old.db, old.d, 4); err != nil {
-		t.Fatal(err)
-	}
+	old := openAtMigration(t, dsn, 4)
 	kept := []audit.Record{
 		{ID: "d-old", Time: at(time.Second), Kind: audit.KindDecision, Subject: "alice", Issuer: "https://idp", Agent: "cursor",
 			Backend: "employees", Method: "tools/call", Tool: "get", Reasons: []string{"ok"}},
