@@ -28,24 +28,7 @@ mask contains "/input/mcp/arguments"
 // policy's system.log.mask, on the console and at a remote service; the
 // engine's own records flow regardless.
 func TestOPADecisionLogsMasked(t *testing.T) {
-	var mu sync.Mutex
-	var events []map[string]any
-	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		zr, err := gzip.NewReader(r.Body)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		var batch []map[string]any
-		if err := json.NewDecoder(zr).Decode(&batch); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		mu.Lock()
-		events = append(events, batch...)
-		mu.Unlock()
-	}))
-	t.Cleanup(collector.Close)
+	collector := startDecisionLogService(t)
 
 	dir := policyDir(t, map[string]string{"policy.rego": versionRego, "mask.rego": maskRego, "data.json": `{"mcpgw": {"version": "A"}}`})
 	var logs logBuffer
@@ -53,7 +36,7 @@ func TestOPADecisionLogsMasked(t *testing.T) {
 	e, err := New(context.Background(), Options{
 		Source: dir, AllowUnsigned: true, Logger: logs.logger(), DecisionLog: rec.log,
 		OPAConfig: map[string]any{
-			"services":      map[string]any{"logs": map[string]any{"url": collector.URL}},
+			"services":      map[string]any{"logs": map[string]any{"url": collector.url}},
 			"decision_logs": map[string]any{"service": "logs", "console": true},
 		},
 	})
@@ -67,8 +50,7 @@ func TestOPADecisionLogsMasked(t *testing.T) {
 	// Stopping flushes the buffered events to the service.
 	stopEngine(t, e)
 
-	mu.Lock()
-	defer mu.Unlock()
+	events := collector.received()
 	i := slices.IndexFunc(events, func(ev map[string]any) bool { return ev["decision_id"] == d.ID })
 	if i < 0 {
 		t.Fatalf("decision %s not among %d uploaded events", d.ID, len(events))
@@ -248,4 +230,42 @@ func TestShippedDecisionLogMask(t *testing.T) {
 			t.Errorf("the decision log lacks %s:\n%s", keep, console)
 		}
 	}
+}
+
+// decisionLogService is an OPA decision-log service: it keeps the events
+// OPA's plugin uploads (gzipped JSON arrays).
+type decisionLogService struct {
+	url    string
+	mu     sync.Mutex
+	events []map[string]any
+}
+
+func startDecisionLogService(t *testing.T) *decisionLogService {
+	t.Helper()
+	d := &decisionLogService{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		zr, err := gzip.NewReader(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		var batch []map[string]any
+		if err := json.NewDecoder(zr).Decode(&batch); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		d.mu.Lock()
+		d.events = append(d.events, batch...)
+		d.mu.Unlock()
+	}))
+	t.Cleanup(srv.Close)
+	d.url = srv.URL
+	return d
+}
+
+// received is every event so far.
+func (d *decisionLogService) received() []map[string]any {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.events)
 }

@@ -1,14 +1,10 @@
 package policy
 
 import (
-	"compress/gzip"
 	"context"
 	"encoding/json"
-	"net/http"
-	"net/http/httptest"
 	"reflect"
 	"slices"
-	"sync"
 	"testing"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -38,31 +34,14 @@ mask contains "/result/reasons"
 // masked input and the same erased and masked pointers. The recorded input
 // decides the same again with DecideInput.
 func TestRecordedInputMaskedAsOPALogsIt(t *testing.T) {
-	var mu sync.Mutex
-	var events []map[string]any
-	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		zr, err := gzip.NewReader(r.Body)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		var batch []map[string]any
-		if err := json.NewDecoder(zr).Decode(&batch); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		mu.Lock()
-		events = append(events, batch...)
-		mu.Unlock()
-	}))
-	t.Cleanup(collector.Close)
+	collector := startDecisionLogService(t)
 
 	dir := policyDir(t, map[string]string{"policy.rego": versionRego, "mask.rego": richMaskRego, "data.json": `{"mcpgw": {"version": "A"}}`})
 	rec := &recorder{}
 	e, err := New(context.Background(), Options{
 		Source: dir, AllowUnsigned: true, Logger: quietLogger(), DecisionLog: rec.log, RecordInputs: true,
 		OPAConfig: map[string]any{
-			"services":      map[string]any{"logs": map[string]any{"url": collector.URL}},
+			"services":      map[string]any{"logs": map[string]any{"url": collector.url}},
 			"decision_logs": map[string]any{"service": "logs"},
 		},
 	})
@@ -82,8 +61,7 @@ func TestRecordedInputMaskedAsOPALogsIt(t *testing.T) {
 	if len(rs) != 1 || rs[0].DecisionID != d.ID || len(rs[0].Input) == 0 {
 		t.Fatalf("records %+v", rs)
 	}
-	mu.Lock()
-	defer mu.Unlock()
+	events := collector.received()
 	i := slices.IndexFunc(events, func(ev map[string]any) bool { return ev["decision_id"] == d.ID })
 	if i < 0 {
 		t.Fatalf("decision %s not among %d uploaded events", d.ID, len(events))
