@@ -33,7 +33,7 @@ func (e *Engine) Decide(ctx context.Context, in *Input) Decision {
 	if snap != nil {
 		d.Revision = snap.revision
 	}
-	applyVerdict(&d, v, err)
+	applyVerdict(&d, v, err, e.patterns)
 	d.Elapsed = time.Since(start)
 	if e != nil && e.record != nil {
 		rec := e.newRecord("decision", in, d, 0, 0)
@@ -266,10 +266,10 @@ func (e *Engine) newRecord(query string, in *Input, d Decision, listed, visible 
 // applyVerdict fills d from the decision rule's value v, or from err: every
 // failure (evaluation, a malformed value) is a deny whose reason starts
 // with "policy engine error", and a deny always says why.
-func applyVerdict(d *Decision, v ast.Value, err error) {
+func applyVerdict(d *Decision, v ast.Value, err error, pc *patternCache) {
 	if err == nil {
 		var vd verdict
-		if vd, err = parseVerdict(v); err == nil {
+		if vd, err = parseVerdict(v, pc); err == nil {
 			d.Allow, d.Reasons, d.Status, d.Scope, d.Obligations = vd.allow, vd.reasons, vd.status, vd.scope, vd.obligations
 			if !d.Allow && len(d.Reasons) == 0 {
 				d.Reasons = []string{"denied by policy (no reason given)"}

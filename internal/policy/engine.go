@@ -145,7 +145,9 @@ const DefaultStartupWait = 10 * time.Second
 //
 // A nil or stopped Engine denies everything.
 type Engine struct {
-	opts        Options
+	opts Options
+	// patterns are the compiled patterns of redact obligations.
+	patterns    *patternCache
 	keys        map[string]*keys.Config
 	timeout     time.Duration
 	listTimeout time.Duration
@@ -201,6 +203,7 @@ var (
 func New(ctx context.Context, o Options) (*Engine, error) {
 	o.Source = cmp.Or(o.Source, DefaultSource)
 	e := &Engine{
+		patterns:    newPatternCache(),
 		timeout:     cmp.Or(o.Timeout, DefaultTimeout),
 		listTimeout: cmp.Or(o.ListTimeout, DefaultListTimeout),
 		cacheTTL:    cmp.Or(o.VisibleCacheTTL, DefaultVisibleCacheTTL),

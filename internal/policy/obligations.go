@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/open-policy-agent/opa/v1/ast"
 
 	"github.com/mcpgw/mcpgw/internal/ijson"
@@ -66,7 +67,7 @@ const (
 )
 
 // parseObligations reads decision.obligations.
-func parseObligations(v ast.Value) (*Obligations, error) {
+func parseObligations(v ast.Value, pc *patternCache) (*Obligations, error) {
 	obj, ok := v.(ast.Object)
 	if !ok {
 		return nil, fmt.Errorf("obligations is %s, not an object", ast.ValueName(v))
@@ -82,7 +83,7 @@ func parseObligations(v ast.Value) (*Obligations, error) {
 		var err error
 		switch string(name) {
 		case "redact":
-			out.Redact, err = parseRedaction(val.Value)
+			out.Redact, err = parseRedaction(val.Value, pc)
 		case "rate_limit":
 			out.RateLimit, err = parseRateLimit(val.Value)
 		case "confirm":
@@ -100,7 +101,7 @@ func parseObligations(v ast.Value) (*Obligations, error) {
 	return &out, nil
 }
 
-func parseRedaction(v ast.Value) (*Redaction, error) {
+func parseRedaction(v ast.Value, pc *patternCache) (*Redaction, error) {
 	obj, ok := v.(ast.Object)
 	if !ok {
 		return nil, fmt.Errorf("obligations.redact is %s, not an object", ast.ValueName(v))
@@ -146,12 +147,9 @@ func parseRedaction(v ast.Value) (*Redaction, error) {
 		if len(p) > maxPatternLen {
 			return nil, fmt.Errorf("obligations.redact.patterns[%d]: longer than %d bytes", i, maxPatternLen)
 		}
-		re, err := regexp.Compile(p)
+		re, err := pc.compile(p)
 		if err != nil {
 			return nil, fmt.Errorf("obligations.redact.patterns[%d]: %w", i, err)
-		}
-		if re.MatchString("") {
-			return nil, fmt.Errorf("obligations.redact.patterns[%d]: matches the empty string", i)
 		}
 		r.compiled = append(r.compiled, re)
 	}
@@ -232,6 +230,41 @@ func parseConfirmation(v ast.Value) (*Confirmation, error) {
 		return nil, errors.New("obligations.confirm: message is required")
 	}
 	return c, nil
+}
+
+// patternCache keeps compiled redaction patterns: a decision is read on
+// every call (the decision cache keeps the rule's value, not its reading),
+// and compiling a pattern costs more than the rest of the reading.
+// Bounded, since a policy may build patterns from its input.
+type patternCache struct {
+	lru *lru.Cache[string, compiledPattern]
+}
+
+type compiledPattern struct {
+	re  *regexp.Regexp
+	err error
+}
+
+func newPatternCache() *patternCache {
+	c, _ := lru.New[string, compiledPattern](1024) // fails only for a size <= 0
+	return &patternCache{lru: c}
+}
+
+// compile compiles p, or finds it compiled; nil compiles every time.
+func (pc *patternCache) compile(p string) (*regexp.Regexp, error) {
+	if pc != nil {
+		if c, ok := pc.lru.Get(p); ok {
+			return c.re, c.err
+		}
+	}
+	re, err := regexp.Compile(p)
+	if err == nil && re.MatchString("") {
+		re, err = nil, errors.New("matches the empty string")
+	}
+	if pc != nil {
+		pc.lru.Add(p, compiledPattern{re: re, err: err})
+	}
+	return re, err
 }
 
 // Apply returns v with the redaction done; v itself is not changed.

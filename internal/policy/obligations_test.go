@@ -41,7 +41,7 @@ func TestParseObligations(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			v := ast.MustParseTerm(tc.json).Value
-			o, err := parseObligations(v)
+			o, err := parseObligations(v, nil)
 			if tc.want != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.want) {
 					t.Fatalf("err = %v, want %q", err, tc.want)
@@ -59,27 +59,27 @@ func TestParseObligations(t *testing.T) {
 func TestUnknownObligationDenies(t *testing.T) {
 	v := ast.MustParseTerm(`{"allow": true, "obligations": {"notify": {}}}`).Value
 	var d Decision
-	applyVerdict(&d, v, nil)
+	applyVerdict(&d, v, nil, nil)
 	if d.Allow || !strings.HasPrefix(d.Reasons[0], engineErrorPrefix) {
 		t.Fatalf("decision = %+v", d)
 	}
 	// On a deny obligations are not read (nothing is forwarded).
 	v = ast.MustParseTerm(`{"allow": false, "reasons": ["no"], "obligations": {"notify": {}}}`).Value
 	d = Decision{}
-	applyVerdict(&d, v, nil)
+	applyVerdict(&d, v, nil, nil)
 	if d.Allow || d.Reasons[0] != "no" || d.Obligations != nil {
 		t.Fatalf("deny = %+v", d)
 	}
 	v = ast.MustParseTerm(`{"allow": true, "obligations": {"rate_limit": {"key": "k", "limit": 2, "window": "1m"}}}`).Value
 	d = Decision{}
-	applyVerdict(&d, v, nil)
+	applyVerdict(&d, v, nil, nil)
 	if !d.Allow || d.Obligations.RateLimit.Window != time.Minute || d.Obligations.Redaction() != nil {
 		t.Fatalf("allow = %+v", d)
 	}
 }
 
 func TestRedactionApply(t *testing.T) {
-	o, err := parseObligations(ast.MustParseTerm(`{"redact": {"fields": ["ssn"], "patterns": ["[a-z]+@example\\.com"]}}`).Value)
+	o, err := parseObligations(ast.MustParseTerm(`{"redact": {"fields": ["ssn"], "patterns": ["[a-z]+@example\\.com"]}}`).Value, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,5 +98,23 @@ func TestRedactionApply(t *testing.T) {
 	}
 	if string(in.Encode()) != before {
 		t.Fatal("Apply changed its argument")
+	}
+}
+
+// A pattern is compiled once per engine; a bad one stays refused.
+func TestPatternCache(t *testing.T) {
+	pc := newPatternCache()
+	a, err1 := pc.compile("[a-z]+@example")
+	b, err2 := pc.compile("[a-z]+@example")
+	if err1 != nil || err2 != nil || a != b {
+		t.Fatalf("compiled twice or failed: %p %p %v %v", a, b, err1, err2)
+	}
+	for range 2 {
+		if _, err := pc.compile("x*"); err == nil {
+			t.Fatal("a pattern matching the empty string was accepted")
+		}
+		if _, err := pc.compile("("); err == nil {
+			t.Fatal("a malformed pattern was accepted")
+		}
 	}
 }

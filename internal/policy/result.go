@@ -43,7 +43,7 @@ func astValues(t *ast.Term, _ *rego.EvalContext) (any, error) { return t.Value, 
 // parseVerdict checks the shape of the decision object strictly: anything
 // unexpected is an error, and the caller denies. status may be absent or 0;
 // an allow may also carry a 2xx code (read as 0), a deny a 4xx code.
-func parseVerdict(v ast.Value) (verdict, error) {
+func parseVerdict(v ast.Value, pc *patternCache) (verdict, error) {
 	obj, ok := v.(ast.Object)
 	if !ok {
 		return verdict{}, fmt.Errorf("decision is %s, not an object", ast.ValueName(v))
@@ -98,7 +98,7 @@ func parseVerdict(v ast.Value) (verdict, error) {
 
 	// Obligations bind only an allow: a deny forwards nothing to oblige.
 	if o := obj.Get(ast.InternedTerm("obligations")); o != nil && out.allow {
-		obl, err := parseObligations(o.Value)
+		obl, err := parseObligations(o.Value, pc)
 		if err != nil {
 			return verdict{}, err
 		}

@@ -45,7 +45,7 @@ func TestParseVerdictStatus(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			want := ast.MustParseTerm(tc.decision).Value.(ast.Object)
-			v, err := parseVerdict(want)
+			v, err := parseVerdict(want, nil)
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
 					t.Fatalf("parseVerdict(%s) = %+v, %v; want error %q", tc.decision, v, err, tc.err)
