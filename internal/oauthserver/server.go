@@ -58,12 +58,6 @@ const (
 	wellKnownOIDC = "/.well-known/openid-configuration"
 )
 
-// Reserved reports whether path belongs to the authorization server, so
-// that no backend may be routed there.
-func Reserved(path string) bool {
-	return path == "/oauth2" || strings.HasPrefix(path, "/oauth2/") || strings.HasPrefix(path, "/.well-known/")
-}
-
 // Lifetimes that are not configurable: short enough that a stolen value is
 // worth little, long enough for a person at a login page.
 const (
