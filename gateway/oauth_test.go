@@ -330,6 +330,13 @@ func TestOAuthRefusals(t *testing.T) {
 		if status, _ := w.token(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok["refresh_token"].(string)}, "client_id": {clientID}}); status != http.StatusBadRequest {
 			t.Fatalf("refresh token of a replayed code: HTTP %d, want 400", status)
 		}
+		revokedInTrail := func(r audit.Record) bool {
+			return r.Kind == audit.KindOAuth && r.Action == "refuse" &&
+				slices.ContainsFunc(r.Reasons, func(s string) bool { return strings.HasPrefix(s, "revoked grant ") })
+		}
+		if !slices.ContainsFunc(w.sink.all(), revokedInTrail) {
+			t.Fatal("the refusal of the replayed code does not name the grant it revoked in the audit trail")
+		}
 	})
 	t.Run("code redeemed by another client", func(t *testing.T) {
 		code, verifier := codeFor(t, testutil.NewBrowser(t), "")

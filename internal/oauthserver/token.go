@@ -299,6 +299,11 @@ func (s *Server) refuseToken(c *fiber.Ctx, err error) error {
 		te = &tokenError{status: fiber.StatusInternalServerError, code: "server_error", desc: "the token request failed"}
 	}
 	rec := audit.Record{Action: "refuse", Method: "token", ObjectName: te.clientID, Reasons: []string{te.Error()}}
+	if te.grantID != "" {
+		// A replayed code or refresh token: the trail says which login
+		// the refusal ended.
+		rec.Reasons = append(rec.Reasons, "revoked grant "+te.grantID)
+	}
 	if te.grantType != "" {
 		rec.Method = "token:" + te.grantType
 	}
