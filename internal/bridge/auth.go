@@ -18,6 +18,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/mcpgw/mcpgw/internal/oauthmeta"
 )
 
 // Auth logs the person in through the gateway's OAuth facade and keeps the
@@ -205,22 +207,11 @@ func (a *Auth) discover(ctx context.Context, challenge string) error {
 		return fmt.Errorf("protected resource metadata %s names no authorization server", metaURL)
 	}
 	issuer := prm.AuthorizationServers[0]
-	iu, err := url.Parse(issuer)
+	// oauthmeta tries every place RFC 8414 and OIDC discovery allow and
+	// checks the document names issuer exactly.
+	asm, err := oauthmeta.Fetch(ctx, a.HTTP, issuer, oauthmeta.AuthorizationEndpoint, oauthmeta.TokenEndpoint)
 	if err != nil {
-		return fmt.Errorf("authorization server %q: %w", issuer, err)
-	}
-	asURL := iu.Scheme + "://" + iu.Host + "/.well-known/oauth-authorization-server" + strings.TrimRight(iu.Path, "/")
-	var asm struct {
-		Issuer                string `json:"issuer"`
-		AuthorizationEndpoint string `json:"authorization_endpoint"`
-		TokenEndpoint         string `json:"token_endpoint"`
-		RegistrationEndpoint  string `json:"registration_endpoint"`
-	}
-	if err := a.getJSON(ctx, asURL, &asm); err != nil {
 		return fmt.Errorf("authorization server metadata: %w", err)
-	}
-	if asm.Issuer != issuer || asm.AuthorizationEndpoint == "" || asm.TokenEndpoint == "" {
-		return fmt.Errorf("authorization server metadata %s: issuer %q (want %q) or endpoints missing", asURL, asm.Issuer, issuer)
 	}
 	s := a.state
 	if s.Issuer != "" && s.Issuer != asm.Issuer {
