@@ -33,7 +33,7 @@ func (e *Engine) Decide(ctx context.Context, in *Input) Decision {
 	if snap != nil {
 		d.Revision = snap.revision
 	}
-	applyVerdict(&d, v, err, e.patterns)
+	applyVerdict(&d, v, err, e.compiledPatterns())
 	d.Elapsed = time.Since(start)
 	if e != nil && e.record != nil {
 		rec := e.newRecord("decision", in, d, 0, 0)
@@ -285,4 +285,13 @@ func applyVerdict(d *Decision, v ast.Value, err error, pc *patternCache) {
 	if d.Reasons == nil {
 		d.Reasons = []string{}
 	}
+}
+
+// compiledPatterns is e's pattern cache; a nil engine (which denies
+// everything) has none.
+func (e *Engine) compiledPatterns() *patternCache {
+	if e == nil {
+		return nil
+	}
+	return e.patterns
 }

@@ -33,11 +33,11 @@ func (e *Engine) DecideInput(ctx context.Context, input json.RawMessage) Decisio
 			if errors.Is(err, errUndefined) {
 				err = errors.New(decisionRule + " is undefined")
 			}
-			applyVerdict(&d, value, err, e.patterns)
+			applyVerdict(&d, value, err, e.compiledPatterns())
 			return d
 		}
 	}
-	applyVerdict(&d, nil, err, e.patterns)
+	applyVerdict(&d, nil, err, e.compiledPatterns())
 	return d
 }
 
