@@ -1,24 +1,17 @@
 package gateway
 
 import (
-	"bytes"
-	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"net"
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
-	"time"
 
 	"github.com/gofiber/fiber/v2"
 	mcpgo "github.com/mark3labs/mcp-go/mcp"
-	"github.com/valyala/fasthttp"
 
 	"github.com/mcpgw/mcpgw/internal/config"
 	"github.com/mcpgw/mcpgw/internal/identity"
@@ -322,129 +315,6 @@ func (g *Gateway) reachable(agent config.Agent) []string {
 	return out
 }
 
-// federatedToolsList merges each session backend's tools/list, as the
-// backend's path answers it to this caller (filtered there by the policy),
-// names prefixed. A backend's nextCursor is followed here, up to
-// maxFederatedPages pages; the merged list is one page. A backend that
-// fails is left out, with a warning logged, not the list failed.
-func (g *Gateway) federatedToolsList(c *fiber.Ctx, fc *fedCall, m *mcp.Message) error {
-	var params struct {
-		Cursor *string `json:"cursor"`
-	}
-	_ = json.Unmarshal(m.ParamsJSON(), &params)
-	if params.Cursor != nil {
-		return sendJSON(c, fiber.StatusOK, mcp.ErrorResponse(m.ID, mcpgo.INVALID_PARAMS, "invalid params: the federated tools/list answers with every tool in one page and takes no cursor", nil))
-	}
-	names := slices.Sorted(maps.Keys(fc.sessions))
-	lists := make([][]json.RawMessage, len(names))
-	var wg sync.WaitGroup
-	for i, b := range names {
-		wg.Go(func() {
-			tools, err := g.backendTools(fc, b, m)
-			if err != nil {
-				g.log.Warn("federated tools/list: backend left out of the list", "request_id", fc.requestID, "backend", b, "err", err)
-			}
-			lists[i] = tools
-		})
-	}
-	wg.Wait()
-	merged := []json.RawMessage{}
-	seen := map[string]bool{}
-	for i, b := range names {
-		for _, raw := range lists[i] {
-			var tool map[string]json.RawMessage
-			var name string
-			if json.Unmarshal(raw, &tool) != nil || json.Unmarshal(tool["name"], &name) != nil {
-				continue
-			}
-			prefixed := b + federatedSeparator + name
-			if seen[prefixed] {
-				// Names with "_" can meet ("a" + "__" + "_x", "a_" + "__" + "x"):
-				// only the first is listed, and calls route to the longest
-				// backend name (splitTool).
-				g.log.Warn("federated tools/list: duplicate prefixed name left out", "request_id", fc.requestID, "backend", b, "tool", prefixed)
-				continue
-			}
-			seen[prefixed] = true
-			tool["name"], _ = json.Marshal(prefixed)
-			enc, err := json.Marshal(tool)
-			if err != nil {
-				continue
-			}
-			merged = append(merged, enc)
-		}
-	}
-	return sendJSON(c, fiber.StatusOK, resultResponse(m, map[string]any{"tools": merged}))
-}
-
-// backendTools is backend b's tools/list through its own path, its pages
-// followed up to maxFederatedPages.
-func (g *Gateway) backendTools(fc *fedCall, b string, m *mcp.Message) ([]json.RawMessage, error) {
-	var out []json.RawMessage
-	var cursor string
-	for range maxFederatedPages {
-		params := map[string]any{}
-		if cursor != "" {
-			params["cursor"] = cursor
-		}
-		a := g.viaBackend(fc, b, http.MethodPost, requestBody(m.ID, m.Method, params))
-		var res struct {
-			Tools      []json.RawMessage `json:"tools"`
-			NextCursor string            `json:"nextCursor"`
-		}
-		if err := a.result(m.IDKey, &res); err != nil {
-			return out, err
-		}
-		out = append(out, res.Tools...)
-		if res.NextCursor == "" {
-			return out, nil
-		}
-		cursor = res.NextCursor
-	}
-	return out, fmt.Errorf("more than %d pages of tools: the rest are left out", maxFederatedPages)
-}
-
-// federatedToolsCall routes <backend>__<tool> to backend's path with the
-// tool's own name, and answers with what that path answered: its status,
-// its JSON or SSE body (a denial's -32003 with its decision id, a rate
-// limit's 429, the result redacted), buffered whole.
-func (g *Gateway) federatedToolsCall(c *fiber.Ctx, fc *fedCall, m *mcp.Message) error {
-	backend, tool, ok := fc.splitTool(m.Target())
-	if !ok {
-		return sendJSON(c, fiber.StatusOK, mcp.ErrorResponse(m.ID, mcpgo.INVALID_PARAMS,
-			fmt.Sprintf("invalid params: tool %q names no backend of this session (<backend>%s<tool>)", truncate(m.Target(), maxLoggedName), federatedSeparator), nil))
-	}
-	if g.topo.Load().backends[backend] == nil {
-		return sendJSON(c, fiber.StatusBadGateway, mcp.ErrorResponse(m.ID, mcp.CodeBackend, fmt.Sprintf("backend %s is no longer configured", backend), nil))
-	}
-	params := map[string]json.RawMessage{}
-	if err := json.Unmarshal(m.ParamsJSON(), &params); err != nil {
-		return sendJSON(c, fiber.StatusOK, mcp.ErrorResponse(m.ID, mcpgo.INVALID_PARAMS, "invalid params: "+err.Error(), nil))
-	}
-	params["name"], _ = json.Marshal(tool)
-	a := g.viaBackend(fc, backend, http.MethodPost, requestBody(m.ID, m.Method, params))
-	for _, h := range []string{fiber.HeaderWWWAuthenticate, fiber.HeaderRetryAfter} {
-		if v := a.header.Get(h); v != "" {
-			c.Set(h, v)
-		}
-	}
-	if a.contentType != "" {
-		c.Set(fiber.HeaderContentType, a.contentType)
-	}
-	return c.Status(a.status).Send(a.body)
-}
-
-// splitTool finds the backend of the session a prefixed name belongs to:
-// the longest backend name that, with the separator, begins it.
-func (fc *fedCall) splitTool(name string) (backend, tool string, ok bool) {
-	for b := range fc.sessions {
-		if t, found := strings.CutPrefix(name, b+federatedSeparator); found && t != "" && len(b) > len(backend) {
-			backend, tool, ok = b, t, true
-		}
-	}
-	return backend, tool, ok
-}
-
 // federatedDelete ends each backend session (each DELETE decided on the
 // backend's path as kind close) and answers 204; a backend that fails to
 // end its session is logged.
@@ -465,150 +335,6 @@ func (g *Gateway) federatedDelete(c *fiber.Ctx, fc *fedCall) error {
 		}
 	}
 	return c.SendStatus(fiber.StatusNoContent)
-}
-
-// fanOut sends one request to each backend's path at once; answers are in
-// the order of backends.
-func (g *Gateway) fanOut(fc *fedCall, backends []string, req func(backend string) (method string, body []byte)) []subAnswer {
-	out := make([]subAnswer, len(backends))
-	var wg sync.WaitGroup
-	for i, b := range backends {
-		method, body := req(b)
-		wg.Go(func() { out[i] = g.viaBackend(fc, b, method, body) })
-	}
-	wg.Wait()
-	return out
-}
-
-// subAnswer is what a backend's path answered to one request of the
-// federated endpoint.
-type subAnswer struct {
-	backend     string
-	status      int
-	contentType string
-	header      http.Header
-	body        []byte
-	// sessionID is the Mcp-Session-Id the backend's path handed out (the
-	// gateway's sealed id for that backend).
-	sessionID string
-}
-
-// federatedHeaders are the client headers a backend's path gets from a
-// federated request: who calls, through which agent, from where, in which
-// revision and trace. Never the client's Mcp-Session-Id (the backend's own
-// goes instead) nor its hint headers (they name the prefixed tool).
-var federatedHeaders = []string{
-	fiber.HeaderAuthorization, "X-Agent-ID", "X-MCP-Agent", fiber.HeaderOrigin, fiber.HeaderUserAgent,
-	mcpgo.HeaderProtocolVersion, "Traceparent", "Tracestate", "Baggage",
-}
-
-// viaBackend sends one request to backend's own path in process and
-// returns its answer: handleMCP serves it as it serves a client there.
-func (g *Gateway) viaBackend(fc *fedCall, backend, method string, body []byte) subAnswer {
-	a := subAnswer{backend: backend}
-	r := g.topo.Load().backends[backend]
-	if r == nil {
-		a.status, a.contentType = fiber.StatusNotFound, fiber.MIMEApplicationJSON
-		a.body = mcp.ErrorResponse(mcpgo.NewRequestId(nil), mcp.CodeBackend, "backend "+backend+" no longer exists", nil)
-		return a
-	}
-	fctx := &fasthttp.RequestCtx{}
-	fctx.Init2(&subConn{local: fc.from.local, remote: fc.from.remote}, quietFasthttp{}, false)
-	req := &fctx.Request
-	req.Header.SetMethod(method)
-	req.SetRequestURI(r.prefix)
-	req.Header.SetHost(fc.from.host)
-	for _, h := range fc.from.headers {
-		req.Header.Set(h[0], h[1])
-	}
-	req.Header.Set(fiber.HeaderAccept, "application/json, text/event-stream")
-	if body != nil {
-		req.Header.SetContentType(fiber.MIMEApplicationJSON)
-		req.SetBody(body)
-	}
-	if sid := fc.sessions[backend]; sid != "" {
-		req.Header.Set(mcpgo.HeaderSessionID, sid)
-	}
-	// The backend request's log line and audit records name the federated
-	// request they were made for, when the id still fits.
-	req.Header.Set(fiber.HeaderXRequestID, fc.requestID+":"+backend)
-	sub := g.app.AcquireCtx(fctx)
-	defer g.app.ReleaseCtx(sub)
-	sub.SetUserContext(fc.from.ctx)
-	setRequestID(sub)
-	if err := g.handleMCP(sub); err != nil {
-		_ = g.errorHandler(sub, err)
-	}
-	resp := &fctx.Response
-	// Body reads a streamed answer (SSE) to its end.
-	a.body = bytes.Clone(resp.Body())
-	a.status = resp.StatusCode()
-	a.contentType = string(resp.Header.ContentType())
-	a.header = http.Header{}
-	for _, h := range []string{fiber.HeaderWWWAuthenticate, fiber.HeaderRetryAfter} {
-		if v := resp.Header.Peek(h); len(v) > 0 {
-			a.header.Set(h, string(v))
-		}
-	}
-	a.sessionID = string(resp.Header.Peek(mcpgo.HeaderSessionID))
-	return a
-}
-
-// result decodes the result of the response to the request idKey, or says
-// why there is none (the backend's error, a refusal, no such response).
-func (a subAnswer) result(idKey string, into any) error {
-	msgs, err := a.messages()
-	if err != nil {
-		return fmt.Errorf("HTTP %d: %w", a.status, err)
-	}
-	for i := range msgs {
-		if msgs[i].Kind != mcp.KindResponse || msgs[i].IDKey != idKey {
-			continue
-		}
-		var reply struct {
-			Result json.RawMessage `json:"result"`
-			Error  *struct {
-				Code    int    `json:"code"`
-				Message string `json:"message"`
-			} `json:"error"`
-		}
-		if err := json.Unmarshal(msgs[i].Encode(), &reply); err != nil {
-			return err
-		}
-		if reply.Error != nil {
-			return fmt.Errorf("HTTP %d: JSON-RPC error %d: %s", a.status, reply.Error.Code, reply.Error.Message)
-		}
-		return json.Unmarshal(reply.Result, into)
-	}
-	return fmt.Errorf("HTTP %d: no response to the request (%s)", a.status, excerpt(a.body))
-}
-
-// messages reads the answer's JSON-RPC messages: the body, or the data of
-// each SSE event.
-func (a subAnswer) messages() ([]mcp.Message, error) {
-	if mediaType(a.contentType) != "text/event-stream" {
-		msgs, _, err := mcp.ParseReply(a.body)
-		return msgs, err
-	}
-	var out []mcp.Message
-	er := mcp.NewEventReader(bytes.NewReader(a.body))
-	for {
-		ev, err := er.Next()
-		if errors.Is(err, io.EOF) {
-			return out, nil
-		}
-		if err != nil {
-			return out, err
-		}
-		if !ev.HasData || len(bytes.TrimSpace(ev.Data)) == 0 {
-			continue
-		}
-		msgs, _, err := mcp.ParseReply(ev.Data)
-		if err != nil {
-			return out, err
-		}
-		out = append(out, msgs...)
-	}
 }
 
 // requestBody is a JSON-RPC request's encoding.
@@ -655,23 +381,3 @@ func (g *Gateway) federatedProblems(backends map[string]config.Backend) []string
 	}
 	return out
 }
-
-// subConn stands in for the client's connection in a backend-path request
-// made in process: it carries the client's addresses, and a write deadline
-// (stream.go sets one per chunk) has nothing to bound.
-type subConn struct{ local, remote net.Addr }
-
-func (s *subConn) Read([]byte) (int, error) { return 0, io.EOF }
-func (s *subConn) Write([]byte) (int, error) {
-	return 0, errors.New("in-process request: no connection")
-}
-func (s *subConn) Close() error                     { return nil }
-func (s *subConn) LocalAddr() net.Addr              { return cmp.Or[net.Addr](s.local, &net.TCPAddr{}) }
-func (s *subConn) RemoteAddr() net.Addr             { return cmp.Or[net.Addr](s.remote, &net.TCPAddr{}) }
-func (s *subConn) SetDeadline(time.Time) error      { return nil }
-func (s *subConn) SetReadDeadline(time.Time) error  { return nil }
-func (s *subConn) SetWriteDeadline(time.Time) error { return nil }
-
-type quietFasthttp struct{}
-
-func (quietFasthttp) Printf(string, ...any) {}
