@@ -6,7 +6,6 @@ import (
 	"maps"
 	"net/http"
 	"slices"
-	"strings"
 	"sync"
 
 	"github.com/gofiber/fiber/v2"
@@ -50,11 +49,11 @@ func (g *Gateway) federatedToolsList(c *fiber.Ctx, fc *fedCall, m *mcp.Message) 
 			if json.Unmarshal(raw, &tool) != nil || json.Unmarshal(tool["name"], &name) != nil {
 				continue
 			}
-			prefixed := b + federatedSeparator + name
+			prefixed := fc.nameOut(b, name)
 			if seen[prefixed] {
 				// Names with "_" can meet ("a" + "__" + "_x", "a_" + "__" + "x"):
 				// only the first is listed, and calls route to the longest
-				// backend name (splitTool).
+				// backend name (nameIn).
 				g.log.Warn("federated tools/list: duplicate prefixed name left out", "request_id", fc.requestID, "backend", b, "tool", prefixed)
 				continue
 			}
@@ -102,7 +101,7 @@ func (g *Gateway) backendTools(fc *fedCall, b string, m *mcp.Message) ([]json.Ra
 // its JSON or SSE body (a denial's -32003 with its decision id, a rate
 // limit's 429, the result redacted), buffered whole.
 func (g *Gateway) federatedToolsCall(c *fiber.Ctx, fc *fedCall, m *mcp.Message) error {
-	backend, tool, ok := fc.splitTool(m.Target())
+	backend, tool, ok := fc.nameIn(m.Target())
 	if !ok {
 		return sendJSON(c, fiber.StatusOK, mcp.ErrorResponse(m.ID, mcpgo.INVALID_PARAMS,
 			fmt.Sprintf("invalid params: tool %q names no backend of this session (<backend>%s<tool>)", truncate(m.Target(), maxLoggedName), federatedSeparator), nil))
@@ -125,15 +124,4 @@ func (g *Gateway) federatedToolsCall(c *fiber.Ctx, fc *fedCall, m *mcp.Message) 
 		c.Set(fiber.HeaderContentType, a.contentType)
 	}
 	return c.Status(a.status).Send(a.body)
-}
-
-// splitTool finds the backend of the session a prefixed name belongs to:
-// the longest backend name that, with the separator, begins it.
-func (fc *fedCall) splitTool(name string) (backend, tool string, ok bool) {
-	for b := range fc.sessions {
-		if t, found := strings.CutPrefix(name, b+federatedSeparator); found && t != "" && len(b) > len(backend) {
-			backend, tool, ok = b, t, true
-		}
-	}
-	return backend, tool, ok
 }
