@@ -55,17 +55,66 @@ var federatedHeaders = []string{
 }
 
 // viaBackend sends one request to backend's own path in process and
-// returns its answer: handleMCP serves it as it serves a client there.
+// returns its answer whole: handleMCP serves it as it serves a client
+// there. A streamed answer (SSE) is read to its end, bounded as a JSON
+// reply is.
 func (g *Gateway) viaBackend(fc *fedCall, backend, method string, body []byte) subAnswer {
-	a := subAnswer{backend: backend}
+	s := g.openViaBackend(fc, backend, method, body)
+	defer s.Close()
+	if s.stream != nil {
+		b, err := readAllLimit(s.stream, maxJSONResponse)
+		if err != nil {
+			g.log.Warn("federated: backend answer cut", "request_id", fc.requestID, "backend", backend, "err", err)
+		}
+		s.body = b
+	}
+	return s.subAnswer
+}
+
+// subStream is a backend path's answer as it is produced: status and
+// headers at once, the body (stream) as the backend path writes it. Close
+// ends it early: the backend path's relay then stops and releases its
+// upstream connection.
+type subStream struct {
+	subAnswer
+	// stream is the body when the backend path answered with a body
+	// stream writer (an SSE relay); nil when body holds the whole answer.
+	stream io.ReadCloser
+	conn   *subConn
+	once   sync.Once
+}
+
+// Close ends the answer: the pipe fasthttp put between the backend path's
+// stream writer and stream is closed, so the writer's next write fails,
+// and the subConn says the client is gone, so a writer waiting for the
+// backend (stream.go) stops at once rather than at its next ping.
+func (s *subStream) Close() {
+	s.once.Do(func() {
+		s.conn.leave()
+		if s.stream != nil {
+			_ = s.stream.Close()
+		}
+	})
+}
+
+// openViaBackend sends one request to backend's own path in process and
+// returns its answer as it is produced. The caller must Close it.
+//
+// fasthttp runs a body stream writer (SetBodyStreamWriter) in a goroutine
+// of its own behind an in-memory pipe (fasthttputil.PipeConns, four
+// writes buffered): Response.BodyStream is the pipe's reading end, so
+// each event arrives as soon as the writer flushes it.
+func (g *Gateway) openViaBackend(fc *fedCall, backend, method string, body []byte) *subStream {
+	conn := &subConn{local: fc.from.local, remote: fc.from.remote, gone: make(chan struct{})}
+	s := &subStream{subAnswer: subAnswer{backend: backend}, conn: conn}
 	r := g.topo.Load().backends[backend]
 	if r == nil {
-		a.status, a.contentType = fiber.StatusNotFound, fiber.MIMEApplicationJSON
-		a.body = mcp.ErrorResponse(mcpgo.NewRequestId(nil), mcp.CodeBackend, "backend "+backend+" no longer exists", nil)
-		return a
+		s.status, s.contentType = fiber.StatusNotFound, fiber.MIMEApplicationJSON
+		s.body = mcp.ErrorResponse(mcpgo.NewRequestId(nil), mcp.CodeBackend, "backend "+backend+" no longer exists", nil)
+		return s
 	}
 	fctx := &fasthttp.RequestCtx{}
-	fctx.Init2(&subConn{local: fc.from.local, remote: fc.from.remote}, quietFasthttp{}, false)
+	fctx.Init2(conn, quietFasthttp{}, false)
 	req := &fctx.Request
 	req.Header.SetMethod(method)
 	req.SetRequestURI(r.prefix)
@@ -73,7 +122,11 @@ func (g *Gateway) viaBackend(fc *fedCall, backend, method string, body []byte) s
 	for _, h := range fc.from.headers {
 		req.Header.Set(h[0], h[1])
 	}
-	req.Header.Set(fiber.HeaderAccept, "application/json, text/event-stream")
+	accept := "application/json, text/event-stream"
+	if method == http.MethodGet {
+		accept = "text/event-stream"
+	}
+	req.Header.Set(fiber.HeaderAccept, accept)
 	if body != nil {
 		req.Header.SetContentType(fiber.MIMEApplicationJSON)
 		req.SetBody(body)
@@ -85,25 +138,34 @@ func (g *Gateway) viaBackend(fc *fedCall, backend, method string, body []byte) s
 	// request they were made for, when the id still fits.
 	req.Header.Set(fiber.HeaderXRequestID, fc.requestID+":"+backend)
 	sub := g.app.AcquireCtx(fctx)
-	defer g.app.ReleaseCtx(sub)
 	sub.SetUserContext(fc.from.ctx)
 	setRequestID(sub)
 	if err := g.handleMCP(sub); err != nil {
 		_ = g.errorHandler(sub, err)
 	}
+	// The writer, if any, must not touch the Fiber context (stream.go):
+	// it is released now, the fasthttp one is this function's own.
+	g.app.ReleaseCtx(sub)
 	resp := &fctx.Response
-	// Body reads a streamed answer (SSE) to its end.
-	a.body = bytes.Clone(resp.Body())
-	a.status = resp.StatusCode()
-	a.contentType = string(resp.Header.ContentType())
-	a.header = http.Header{}
+	if resp.IsBodyStream() {
+		if rc, ok := resp.BodyStream().(io.ReadCloser); ok {
+			s.stream = rc
+		} else {
+			s.stream = io.NopCloser(resp.BodyStream())
+		}
+	} else {
+		s.body = bytes.Clone(resp.Body())
+	}
+	s.status = resp.StatusCode()
+	s.contentType = string(resp.Header.ContentType())
+	s.header = http.Header{}
 	for _, h := range []string{fiber.HeaderWWWAuthenticate, fiber.HeaderRetryAfter} {
 		if v := resp.Header.Peek(h); len(v) > 0 {
-			a.header.Set(h, string(v))
+			s.header.Set(h, string(v))
 		}
 	}
-	a.sessionID = string(resp.Header.Peek(mcpgo.HeaderSessionID))
-	return a
+	s.sessionID = string(resp.Header.Peek(mcpgo.HeaderSessionID))
+	return s
 }
 
 // result decodes the result of the response to the request idKey, or says
@@ -164,9 +226,25 @@ func (a subAnswer) messages() ([]mcp.Message, error) {
 }
 
 // subConn stands in for the client's connection in a backend-path request
-// made in process: it carries the client's addresses, and a write deadline
-// (stream.go sets one per chunk) has nothing to bound.
-type subConn struct{ local, remote net.Addr }
+// made in process: it carries the client's addresses, a write deadline
+// (stream.go sets one per chunk) has nothing to bound, and Gone says when
+// the federated side stopped reading (subStream.Close).
+type subConn struct {
+	local, remote net.Addr
+	gone          chan struct{}
+	once          sync.Once
+}
+
+// Gone is closed when the federated side no longer reads the answer.
+func (s *subConn) Gone() <-chan struct{} { return s.gone }
+
+func (s *subConn) leave() {
+	s.once.Do(func() {
+		if s.gone != nil {
+			close(s.gone)
+		}
+	})
+}
 
 func (s *subConn) Read([]byte) (int, error) { return 0, io.EOF }
 func (s *subConn) Write([]byte) (int, error) {

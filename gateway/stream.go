@@ -70,6 +70,7 @@ func (g *Gateway) stream(ctx context.Context, cancel context.CancelFunc, c *fibe
 	}
 	// Read before the writer runs: the Fiber context is not the writer's.
 	conn := c.Context().Conn()
+	gone := readerGone(conn)
 	timeout := g.server.StreamWriteLimit()
 	c.Context().SetBodyStreamWriter(func(bw *bufio.Writer) {
 		defer g.streams.Done()
@@ -172,9 +173,21 @@ func (g *Gateway) stream(ctx context.Context, cancel context.CancelFunc, c *fibe
 				}
 			case <-end:
 				return
+			case <-gone:
+				return
 			}
 		}
 	})
+	return nil
+}
+
+// readerGone is closed when the reader of an in-process request (the
+// federated endpoint, subConn) stops reading; nil (never) for a client's
+// own connection, whose leaving only a failed write reveals.
+func readerGone(conn net.Conn) <-chan struct{} {
+	if g, ok := conn.(interface{ Gone() <-chan struct{} }); ok {
+		return g.Gone()
+	}
 	return nil
 }
 
