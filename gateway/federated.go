@@ -141,9 +141,11 @@ func (g *Gateway) serveFederated(c *fiber.Ctx, rec *requestRecord) error {
 		return g.federatedPost(c, fc, rec)
 	case fiber.MethodDelete:
 		return g.federatedDelete(c, fc)
+	case fiber.MethodGet:
+		return g.federatedGet(c, fc)
 	}
 	return g.reject(c, &rejection{form: formRPC, status: fiber.StatusMethodNotAllowed, rpc: mcpgo.INVALID_REQUEST,
-		msg: "the federated endpoint does not serve GET streams yet (no server notifications or server requests): use POST, or DELETE to end the session", headers: map[string]string{fiber.HeaderAllow: "POST, DELETE"}})
+		msg: "method not allowed: use POST, GET or DELETE", headers: map[string]string{fiber.HeaderAllow: "GET, POST, DELETE"}})
 }
 
 // joinFederated opens the federated session id: it must belong to this
@@ -193,19 +195,14 @@ func (g *Gateway) federatedPost(c *fiber.Ctx, fc *fedCall, rec *requestRecord) e
 			fmt.Sprintf("the federated endpoint serves protocol revisions up to %s, not %s (it keeps sessions)", mcpgo.LATEST_LEGACY_PROTOCOL_VERSION, truncate(v, maxLoggedName))))
 	}
 	switch {
-	case m.Kind == mcp.KindResponse:
-		return g.reject(c, rpcRefusal(fiber.StatusBadRequest, nil, mcpgo.INVALID_REQUEST, "the federated endpoint sends no requests to clients, so it takes no responses"))
 	case m.Kind == mcp.KindRequest && m.Method == string(mcpgo.MethodInitialize):
 		return g.federatedInitialize(c, fc, m)
 	case fc.sessions == nil:
 		return g.reject(c, rpcRefusal(fiber.StatusBadRequest, idOf(m), mcpgo.INVALID_REQUEST, "Mcp-Session-Id required: the federated session holds one session per backend; start it with initialize"))
+	case m.Kind == mcp.KindResponse:
+		return g.federatedResponse(c, fc, m)
 	case m.Kind == mcp.KindNotification:
-		if m.Method == string(mcpgo.MethodNotificationInitialized) {
-			g.fanOut(fc, slices.Sorted(maps.Keys(fc.sessions)), func(string) (string, []byte) { return http.MethodPost, m.Encode() })
-		}
-		// Other notifications (cancelled, progress, roots changed) name
-		// nothing that says which backend they are for: dropped.
-		return c.SendStatus(fiber.StatusAccepted)
+		return g.federatedNotification(c, fc, m)
 	}
 	switch m.Method {
 	case string(mcpgo.MethodPing):
@@ -226,17 +223,15 @@ func (g *Gateway) federatedPost(c *fiber.Ctx, fc *fedCall, rec *requestRecord) e
 // left out of the session (logged); its tools are not listed and calls to
 // them are refused as naming no backend of the session.
 //
-// Each backend gets the client's initialize with empty capabilities: the
-// federated endpoint relays no server requests (sampling, elicitation,
-// roots), so a backend must not expect answers to them (and the confirm
-// obligation, which asks through elicitation, is refused as on a backend
-// path whose client did not declare it).
+// Each backend gets the client's initialize, capabilities included: the
+// federated endpoint relays server requests (sampling, elicitation, roots,
+// the confirm obligation's question) with ids naming the backend
+// (federated_stream.go), so a backend may ask what the client declared.
 func (g *Gateway) federatedInitialize(c *fiber.Ctx, fc *fedCall, m *mcp.Message) error {
 	params := map[string]json.RawMessage{}
 	if err := json.Unmarshal(m.ParamsJSON(), &params); err != nil {
 		return sendJSON(c, fiber.StatusOK, mcp.ErrorResponse(m.ID, mcpgo.INVALID_PARAMS, "invalid params: "+err.Error(), nil))
 	}
-	params["capabilities"] = json.RawMessage(`{}`)
 	// Revisions from 2026-07-28 are stateless and want hint headers the
 	// backend requests do not carry: the backends are offered the latest
 	// revision with sessions instead, as a server may answer.
@@ -253,6 +248,7 @@ func (g *Gateway) federatedInitialize(c *fiber.Ctx, fc *fedCall, m *mcp.Message)
 	sessions := federatedSession{}
 	var versions []string
 	tools := false
+	listChanged := listChangedCaps{} // streams: listChanged
 	for _, a := range answers {
 		var res struct {
 			ProtocolVersion string                     `json:"protocolVersion"`
@@ -268,6 +264,7 @@ func (g *Gateway) federatedInitialize(c *fiber.Ctx, fc *fedCall, m *mcp.Message)
 		}
 		_, has := res.Capabilities["tools"]
 		tools = tools || has
+		listChanged.add(res.Capabilities) // streams: listChanged
 	}
 	if len(versions) == 0 {
 		// A backend that named no revision agreed to the one offered.
@@ -288,9 +285,9 @@ func (g *Gateway) federatedInitialize(c *fiber.Ctx, fc *fedCall, m *mcp.Message)
 	}
 	caps := map[string]any{}
 	if tools {
-		// No listChanged: the federated endpoint has no GET stream yet.
 		caps["tools"] = map[string]any{}
 	}
+	listChanged.advertise(caps) // streams: listChanged, after every capability is set
 	c.Set(mcpgo.HeaderSessionID, sealed)
 	return sendJSON(c, fiber.StatusOK, resultResponse(m, map[string]any{
 		// The oldest revision any backend agreed to: each backend was

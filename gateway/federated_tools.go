@@ -99,7 +99,7 @@ func (g *Gateway) backendTools(fc *fedCall, b string, m *mcp.Message) ([]json.Ra
 // federatedToolsCall routes <backend>__<tool> to backend's path with the
 // tool's own name, and answers with what that path answered: its status,
 // its JSON or SSE body (a denial's -32003 with its decision id, a rate
-// limit's 429, the result redacted), buffered whole.
+// limit's 429, the result redacted), an SSE answer relayed event by event.
 func (g *Gateway) federatedToolsCall(c *fiber.Ctx, fc *fedCall, m *mcp.Message) error {
 	backend, tool, ok := fc.nameIn(m.Target())
 	if !ok {
@@ -114,14 +114,5 @@ func (g *Gateway) federatedToolsCall(c *fiber.Ctx, fc *fedCall, m *mcp.Message) 
 		return sendJSON(c, fiber.StatusOK, mcp.ErrorResponse(m.ID, mcpgo.INVALID_PARAMS, "invalid params: "+err.Error(), nil))
 	}
 	params["name"], _ = json.Marshal(tool)
-	a := g.viaBackend(fc, backend, http.MethodPost, requestBody(m.ID, m.Method, params))
-	for _, h := range []string{fiber.HeaderWWWAuthenticate, fiber.HeaderRetryAfter} {
-		if v := a.header.Get(h); v != "" {
-			c.Set(h, v)
-		}
-	}
-	if a.contentType != "" {
-		c.Set(fiber.HeaderContentType, a.contentType)
-	}
-	return c.Status(a.status).Send(a.body)
+	return g.relayFromBackend(c, fc, backend, requestBody(m.ID, m.Method, params), m.ID)
 }
