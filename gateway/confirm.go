@@ -178,6 +178,7 @@ func (g *Gateway) confirmThenRelay(c *fiber.Ctx, cl *call, m *mcp.Message, d pol
 	// request's trace.
 	ctx, cancel := context.WithCancel(trace.ContextWithSpanContext(context.Background(), trace.SpanContextFromContext(c.UserContext())))
 	cl.rec.stream = true
+	gone := readerGone(c.Context().Conn())
 	c.Set(fiber.HeaderContentType, "text/event-stream")
 	c.Set(fiber.HeaderCacheControl, "no-cache")
 	c.Status(fiber.StatusOK)
@@ -201,7 +202,7 @@ func (g *Gateway) confirmThenRelay(c *fiber.Ctx, cl *call, m *mcp.Message, d pol
 		if !write(question) {
 			return
 		}
-		action := g.awaitConfirmation(ctx, id, p)
+		action := g.awaitConfirmation(ctx, id, p, gone)
 		g.auditConfirmation(ctx, cl, tool, d, action)
 		if action != "accept" {
 			refuse(fmt.Sprintf("the person did not confirm the call (%s)", action))
@@ -250,7 +251,9 @@ func (g *Gateway) confirmThenRelay(c *fiber.Ctx, cl *call, m *mcp.Message, d pol
 
 // awaitConfirmation waits for the person's answer: handed over on this
 // replica, or found in the store when another replica received it.
-func (g *Gateway) awaitConfirmation(ctx context.Context, id string, p *pendingConfirm) string {
+// gone (the federated endpoint stopped reading, readerGone) ends the wait
+// as a cancel.
+func (g *Gateway) awaitConfirmation(ctx context.Context, id string, p *pendingConfirm, gone <-chan struct{}) string {
 	timer := time.NewTimer(confirmTimeout)
 	defer timer.Stop()
 	var poll <-chan time.Time
@@ -266,6 +269,8 @@ func (g *Gateway) awaitConfirmation(ctx context.Context, id string, p *pendingCo
 		case <-timer.C:
 			return "timeout"
 		case <-g.draining:
+			return "cancel"
+		case <-gone:
 			return "cancel"
 		case <-poll:
 			if a, err := g.opts.Confirmations.ConfirmationAnswer(ctx, id); err == nil && a != "" {

@@ -31,12 +31,13 @@ import (
 // side only rewrites names and merges what those answers say.
 //
 // What it serves: initialize (a session with every reachable backend,
-// opened at initialize), notifications/initialized (forwarded to each),
-// ping (answered here), tools/list (merged, names prefixed
-// <backend>__<tool>), tools/call (routed to the owning backend with the
-// original name), DELETE (each backend session ended). Everything else is
-// refused by name: other requests with -32601, batches, client responses
-// and GET streams (405).
+// opened at initialize), ping (answered here), tools/list (merged, names
+// prefixed <backend>__<tool>), tools/call (routed to the owning backend
+// with the original name, its answer streamed), DELETE (each backend
+// session ended); and, in federated_stream.go, client notifications and
+// responses (routed back to the backend that asked) and GET (every
+// backend's stream merged). Everything else is refused by name: other
+// requests with -32601, batches.
 
 // federatedSeparator joins a backend's name and its tool's name.
 const federatedSeparator = "__"

@@ -114,6 +114,9 @@ func streamHarness(t *testing.T) (*harness, func() []policy.Record, *liveBackend
 	t.Cleanup(func() { engine.Stop(context.Background()) })
 	h := newHarness(t, harnessOptions{authorizer: engine, mutate: func(c *config.Config) {
 		c.Server.FederatedPath = "/mcp"
+		// Pings every second: a client that left is noticed at the next
+		// write, well within the tests' polling.
+		c.Server.StreamWriteTimeout = 2 * time.Second
 		for _, b := range []*liveBackend{live, live2} {
 			c.Backends[b.name] = config.Backend{URL: b.http.URL, Paths: []string{"/" + b.name}, AuthMethod: "none", TimeoutSeconds: 30}
 		}
