@@ -1,7 +1,10 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"io"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -33,6 +36,14 @@ type liveBackend struct {
 	http    *httptest.Server
 	gets    atomic.Int32 // GET streams open now
 	answers chan string  // what interact heard from the client
+	mu      sync.Mutex
+	methods []string // methods of the notifications POSTed to it
+}
+
+func (b *liveBackend) notified() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.methods)
 }
 
 func startLive(t *testing.T, name string) *liveBackend {
@@ -43,6 +54,19 @@ func startLive(t *testing.T, name string) *liveBackend {
 		if r.Method == http.MethodGet {
 			b.gets.Add(1)
 			defer b.gets.Add(-1)
+		}
+		if r.Method == http.MethodPost {
+			body, _ := io.ReadAll(r.Body)
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			var m struct {
+				ID     json.RawMessage `json:"id"`
+				Method string          `json:"method"`
+			}
+			if json.Unmarshal(body, &m) == nil && m.ID == nil && strings.HasPrefix(m.Method, "notifications/") {
+				b.mu.Lock()
+				b.methods = append(b.methods, m.Method)
+				b.mu.Unlock()
+			}
 		}
 		(*b.handler.Load()).ServeHTTP(w, r)
 	}))
@@ -296,13 +320,17 @@ func TestFederatedGetStream(t *testing.T) {
 
 	// The client leaves: live's backend stream ends too, and every
 	// goroutine of the merge with it.
-	_ = fed.Close()
-	eventually(t, 30*time.Second, "live's stream to end after the client left", func() bool { return live.gets.Load() == 0 })
-	eventually(t, 30*time.Second, "the merge's goroutines to end", func() bool {
+	mergeRuns := func() bool {
 		buf := make([]byte, 1<<20)
 		stacks := string(buf[:runtime.Stack(buf, true)])
-		return !strings.Contains(stacks, "readBackendEvents") && !strings.Contains(stacks, "gateway.(*Gateway).stream.func")
-	})
+		return strings.Contains(stacks, "readBackendEvents") || strings.Contains(stacks, "gateway.(*Gateway).stream.func")
+	}
+	if !mergeRuns() {
+		t.Fatal("no merge goroutine seen while the stream is open: the check below would prove nothing")
+	}
+	_ = fed.Close()
+	eventually(t, 30*time.Second, "live's stream to end after the client left", func() bool { return live.gets.Load() == 0 })
+	eventually(t, 30*time.Second, "the merge's goroutines to end", func() bool { return !mergeRuns() })
 	t.Logf("goroutines before %d, after %d", before, runtime.NumGoroutine())
 }
 
@@ -385,6 +413,31 @@ func TestFederatedIDs(t *testing.T) {
 	for _, bad := range []any{int64(7), "live", "payroll:7", "live:07", "live:7,\"x\":1", `live:"a`, "live:1.5", "live:null", ""} {
 		if b, _, err := fc.fedIDIn(mcpgo.NewRequestId(bad)); err == nil {
 			t.Errorf("%v read back as %s", bad, b)
+		}
+	}
+}
+
+// TestFederatedNotifications: the client's cancelled and roots/list_changed
+// reach every backend of the session; its progress reaches none.
+func TestFederatedNotifications(t *testing.T) {
+	h, _, live, live2 := streamHarness(t)
+	super := h.token("carol", []string{"mcp:read", "mcp:write"}, []string{"mcp-super-admins"}, claudeClient)
+	sid := h.openSession("/mcp", super, "claude-code")
+	pv := map[string]string{"Mcp-Protocol-Version": "2025-06-18"}
+	for _, body := range []string{
+		`{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"x","progress":1}}`,
+		`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":5,"reason":"changed my mind"}}`,
+		`{"jsonrpc":"2.0","method":"notifications/roots/list_changed"}`,
+	} {
+		resp := h.do(rawRequest{path: "/mcp", token: super, agent: "claude-code", session: sid, headers: pv, body: body})
+		if resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("%s: HTTP %d %s", body, resp.StatusCode, readAll(t, resp))
+		}
+	}
+	want := []string{"notifications/initialized", "notifications/cancelled", "notifications/roots/list_changed"}
+	for _, b := range []*liveBackend{live, live2} {
+		if got := b.notified(); !slices.Equal(got, want) {
+			t.Errorf("%s received %v, want %v", b.name, got, want)
 		}
 	}
 }
