@@ -35,6 +35,7 @@ type liveBackend struct {
 	handler atomic.Pointer[http.Handler]
 	http    *httptest.Server
 	gets    atomic.Int32 // GET streams open now
+	noGet   atomic.Bool  // answer GET with 405, as a backend without a stream
 	answers chan string  // what interact heard from the client
 	mu      sync.Mutex
 	methods []string // methods of the notifications POSTed to it
@@ -51,6 +52,10 @@ func startLive(t *testing.T, name string) *liveBackend {
 	b := &liveBackend{name: name, answers: make(chan string, 10)}
 	b.restart()
 	b.http = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && b.noGet.Load() {
+			http.Error(w, "no GET stream here", http.StatusMethodNotAllowed)
+			return
+		}
 		if r.Method == http.MethodGet {
 			b.gets.Add(1)
 			defer b.gets.Add(-1)
@@ -121,8 +126,11 @@ func (b *liveBackend) notify() {
 
 // streamHarness is federatedHarness with two live backends beside the demo
 // ones, all reachable by claude-code.
-func streamHarness(t *testing.T) (*harness, func() []policy.Record, *liveBackend, *liveBackend) {
+func streamHarness(t *testing.T, access ...string) (*harness, func() []policy.Record, *liveBackend, *liveBackend) {
 	t.Helper()
+	if access == nil {
+		access = []string{"employees", "notes", "live", "live2"}
+	}
 	live, live2 := startLive(t, "live"), startLive(t, "live2")
 	var mu sync.Mutex
 	var records []policy.Record
@@ -144,7 +152,7 @@ func streamHarness(t *testing.T) (*harness, func() []policy.Record, *liveBackend
 		for _, b := range []*liveBackend{live, live2} {
 			c.Backends[b.name] = config.Backend{URL: b.http.URL, Paths: []string{"/" + b.name}, AuthMethod: "none", TimeoutSeconds: 30}
 		}
-		c.Agents["claude-code"] = claudeCodeAgent([]string{"mcp:read", "mcp:write"}, "employees", "notes", "live", "live2")
+		c.Agents["claude-code"] = claudeCodeAgent([]string{"mcp:read", "mcp:write"}, access...)
 	}})
 	return h, func() []policy.Record {
 		mu.Lock()
@@ -439,5 +447,29 @@ func TestFederatedNotifications(t *testing.T) {
 		if got := b.notified(); !slices.Equal(got, want) {
 			t.Errorf("%s received %v, want %v", b.name, got, want)
 		}
+	}
+}
+
+// TestFederatedGetWithoutStreams: a backend whose GET answers 405 is left
+// out of the merge; when every backend does, the federated GET is 405.
+func TestFederatedGetWithoutStreams(t *testing.T) {
+	h, _, live, live2 := streamHarness(t, "live", "live2")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	super := h.token("carol", []string{"mcp:read", "mcp:write"}, []string{"mcp-super-admins"}, claudeClient)
+	live.noGet.Store(true)
+	n := &notes{}
+	fedClient(ctx, t, h, super, nil, n, true)
+	eventually(t, 30*time.Second, "live2's notifications without live's stream", func() bool {
+		live2.notify()
+		return n.find(string(mcpgo.MethodNotificationResourceUpdated), nil)
+	})
+
+	live2.noGet.Store(true)
+	sid := h.openSession("/mcp", super, "claude-code")
+	resp := h.do(rawRequest{method: http.MethodGet, path: "/mcp", token: super, agent: "claude-code", session: sid,
+		headers: map[string]string{"Mcp-Protocol-Version": "2025-06-18"}})
+	if body := readAll(t, resp); resp.StatusCode != http.StatusMethodNotAllowed || !strings.Contains(string(body), "no backend of this session opens a GET stream") {
+		t.Fatalf("GET with no backend stream: HTTP %d %s", resp.StatusCode, body)
 	}
 }
