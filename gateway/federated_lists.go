@@ -41,9 +41,9 @@ type listKind struct {
 }
 
 var federatedLists = map[string]listKind{
-	string(mcpgo.MethodToolsList):             {string(mcpgo.MethodToolsList), "tools", showName},
-	string(mcpgo.MethodPromptsList):           {string(mcpgo.MethodPromptsList), "prompts", showName},
-	string(mcpgo.MethodResourcesList):         {string(mcpgo.MethodResourcesList), "resources", showURI("uri")},
+	string(mcpgo.MethodToolsList):              {string(mcpgo.MethodToolsList), "tools", showName},
+	string(mcpgo.MethodPromptsList):            {string(mcpgo.MethodPromptsList), "prompts", showName},
+	string(mcpgo.MethodResourcesList):          {string(mcpgo.MethodResourcesList), "resources", showURI("uri")},
 	string(mcpgo.MethodResourcesTemplatesList): {string(mcpgo.MethodResourcesTemplatesList), "resourceTemplates", showURI("uriTemplate")},
 }
 
