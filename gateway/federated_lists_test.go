@@ -544,3 +544,33 @@ func TestFederatedRateLimitOnce(t *testing.T) {
 		t.Fatalf("request past the budget: HTTP %d %s, want 429", resp.StatusCode, body)
 	}
 }
+
+// TestFederatedPrefixProblems: a routing table whose federated prefixes
+// would route one name to two backends is refused (start, reload and
+// admin writes go through federatedProblems), naming the key.
+func TestFederatedPrefixProblems(t *testing.T) {
+	x, xdot, empty := "x", "x.", ""
+	g := &Gateway{server: config.Server{FederatedPath: "/mcp"}}
+	for _, tc := range []struct {
+		name     string
+		backends map[string]config.Backend
+		want     string
+	}{
+		{"defaults", map[string]config.Backend{"a": {}, "b": {}}, ""},
+		{"one unprefixed", map[string]config.Backend{"a": {FederatedPrefix: &empty}, "b": {}}, ""},
+		{"two unprefixed", map[string]config.Backend{"a": {FederatedPrefix: &empty}, "b": {FederatedPrefix: &empty}}, "backends.b.federated_prefix"},
+		{"prefix of another", map[string]config.Backend{"a": {FederatedPrefix: &x}, "b": {FederatedPrefix: &xdot}}, "backends.b.federated_prefix"},
+		{"a default begun by another", map[string]config.Backend{"a": {}, "b": {FederatedPrefix: &[]string{"a__b"}[0]}}, "backends.b.federated_prefix"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for name, b := range tc.backends {
+				b.Paths = []string{"/" + name}
+				tc.backends[name] = b
+			}
+			got := strings.Join(g.federatedProblems(tc.backends), "; ")
+			if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
+				t.Fatalf("problems %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
