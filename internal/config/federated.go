@@ -28,9 +28,7 @@ func (c *Config) validateFederated(v *validator) {
 			}
 		}
 	}
-	for _, problem := range FederatedPrefixProblems(c.Backends) {
-		v.errs = append(v.errs, problem)
-	}
+	v.errs = append(v.errs, FederatedPrefixProblems(c.Backends)...)
 }
 
 // federatedPrefixChars is a tool name's alphabet (the MCP specification's
