@@ -574,3 +574,24 @@ func TestFederatedPrefixProblems(t *testing.T) {
 		})
 	}
 }
+
+// TestFederatedSetLevelRefused: when no backend of the session takes
+// logging/setLevel (the demo backends declare no logging), the client gets
+// an error naming each, not a success.
+func TestFederatedSetLevelRefused(t *testing.T) {
+	h, _ := federatedHarness(t)
+	viewer := h.token("alice", []string{"mcp:read", "mcp:write"}, []string{"mcp-viewers"}, claudeClient)
+	sid := h.openSession("/mcp", viewer, "claude-code")
+	resp := h.do(rawRequest{path: "/mcp", token: viewer, agent: "claude-code", session: sid,
+		headers: map[string]string{"Mcp-Protocol-Version": "2025-06-18"},
+		body:    `{"jsonrpc":"2.0","id":3,"method":"logging/setLevel","params":{"level":"debug"}}`})
+	msgs := rpcMessages(t, resp)
+	if len(msgs) != 1 {
+		t.Fatalf("HTTP %d: %v", resp.StatusCode, msgs)
+	}
+	code, msg := rpcErrorCode(msgs[0])
+	if code != -32010 || !strings.Contains(msg, "no backend of the session took logging/setLevel") ||
+		!strings.Contains(msg, "employees: ") || !strings.Contains(msg, "notes: ") {
+		t.Fatalf("logging/setLevel with no backend taking it: %d %q", code, msg)
+	}
+}
