@@ -199,7 +199,7 @@ func (g *Gateway) federatedPost(c *fiber.Ctx, fc *fedCall, rec *requestRecord) e
 		return g.reject(c, rpcRefusal(fiber.StatusBadRequest, nil, mcpgo.INVALID_REQUEST, "the federated endpoint sends no requests to clients, so it takes no responses"))
 	case m.Kind == mcp.KindRequest && m.Method == string(mcpgo.MethodInitialize):
 		// One session against sessions_per_minute, however many backend
-		// sessions it opens: those requests are not charged (subRequest).
+		// sessions it opens: those requests are not charged (subRequestKey).
 		if r := g.charge(c, fc.principal, fc.requestID, &m.ID, 0, 1); r != nil {
 			return g.reject(c, r)
 		}
