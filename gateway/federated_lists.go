@@ -151,6 +151,24 @@ func (k listKind) readCursor(fc *fedCall, s string) (fedCursor, error) {
 	return cur, nil
 }
 
+// start is where a page of list k begins: the first backend's first page,
+// or where the client's cursor says.
+func (k listKind) start(fc *fedCall, names []string, params map[string]json.RawMessage) (at int, cursor string, err error) {
+	raw, ok := params["cursor"]
+	if !ok {
+		return 0, "", nil
+	}
+	var s string
+	if json.Unmarshal(raw, &s) != nil {
+		return 0, "", fmt.Errorf("must be a string")
+	}
+	cur, err := k.readCursor(fc, s)
+	if err != nil {
+		return 0, "", err
+	}
+	return slices.Index(names, cur.Backend), cur.Cursor, nil
+}
+
 // federatedList answers one page of list k: from the cursor's backend (the
 // first backend without one), the first non-empty page found, items shown
 // through nameOut/uriOut. A backend that fails is left out (logged and
@@ -161,17 +179,9 @@ func (g *Gateway) federatedList(c *fiber.Ctx, fc *fedCall, m *mcp.Message, k lis
 		return invalidParams(c, m, err.Error())
 	}
 	names := slices.Sorted(maps.Keys(fc.sessions))
-	at, cursor := 0, ""
-	if raw, ok := params["cursor"]; ok {
-		var s string
-		if json.Unmarshal(raw, &s) != nil {
-			return invalidParams(c, m, "cursor: must be a string")
-		}
-		cur, err := k.readCursor(fc, s)
-		if err != nil {
-			return invalidParams(c, m, "cursor: "+err.Error())
-		}
-		at, cursor = slices.Index(names, cur.Backend), cur.Cursor
+	at, cursor, err := k.start(fc, names, params)
+	if err != nil {
+		return invalidParams(c, m, "cursor: "+err.Error())
 	}
 	items := []json.RawMessage{}
 	next := ""
