@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -20,17 +21,9 @@ import (
 )
 
 // The federated endpoint's lists and the requests routed by name or URI
-// (issue 19). Lists are paged by the federated endpoint itself: each
-// federated page is one page of one backend's list (backends in name
-// order), and nextCursor says which backend and which of its cursors come
-// next, so the gateway never holds more than one backend page per request
-// and a backend's own pagination is kept.
-
-// maxFederatedFetches bounds the backend pages one federated list request
-// fetches while looking for a non-empty one (pages the policy emptied,
-// backends with nothing of the kind): past it, the client gets an empty
-// page with a cursor to go on from.
-const maxFederatedFetches = 16
+// (issue 19). A federated page of a list is one page of each backend
+// still listing, merged; nextCursor carries each backend's own cursor
+// (federatedList).
 
 // listKind is one of the lists the federated endpoint merges: its method,
 // the result's array, and how an item is shown (false: left out).
@@ -115,18 +108,17 @@ func (g *Gateway) federatedPrefixes(fc *fedCall) map[string]string {
 }
 
 // fedCursor is what a federated nextCursor carries, base64url-encoded: the
-// list it pages, the backend whose page comes next and that backend's own
-// cursor ("" for its first page). It is opaque to the client and read back
-// strictly: a cursor of another list, of another session's backend, or
-// altered, is refused rather than guessed at.
+// list it pages and, for each backend with more to list, that backend's
+// own cursor. It is opaque to the client and read back strictly: a cursor
+// of another list, naming a backend not in the session, or altered, is
+// refused rather than guessed at.
 type fedCursor struct {
-	Kind    string `json:"k"`
-	Backend string `json:"b"`
-	Cursor  string `json:"c,omitempty"`
+	Kind    string            `json:"k"`
+	Cursors map[string]string `json:"c"`
 }
 
-func (k listKind) cursor(backend, cursor string) string {
-	b, _ := json.Marshal(fedCursor{Kind: k.method, Backend: backend, Cursor: cursor})
+func (k listKind) cursor(cursors map[string]string) string {
+	b, _ := json.Marshal(fedCursor{Kind: k.method, Cursors: cursors})
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
@@ -139,79 +131,91 @@ func (k listKind) readCursor(fc *fedCall, s string) (fedCursor, error) {
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&cur); err != nil || dec.More() {
+	if err := dec.Decode(&cur); err != nil || dec.More() || len(cur.Cursors) == 0 {
 		return cur, fmt.Errorf("not a cursor this endpoint gave")
 	}
 	if cur.Kind != k.method {
 		return cur, fmt.Errorf("a cursor of %s, not of %s", truncate(cur.Kind, maxLoggedName), k.method)
 	}
-	if _, ok := fc.sessions[cur.Backend]; !ok {
-		return cur, fmt.Errorf("names no backend of this session")
+	for b, c := range cur.Cursors {
+		if _, ok := fc.sessions[b]; !ok {
+			return cur, fmt.Errorf("names no backend of this session")
+		}
+		if c == "" {
+			return cur, fmt.Errorf("not a cursor this endpoint gave")
+		}
 	}
 	return cur, nil
 }
 
-// start is where a page of list k begins: the first backend's first page,
-// or where the client's cursor says.
-func (k listKind) start(fc *fedCall, names []string, params map[string]json.RawMessage) (at int, cursor string, err error) {
+// start is where a page of list k begins: each session backend's first
+// page, or the backends and cursors the client's cursor names.
+func (k listKind) start(fc *fedCall, params map[string]json.RawMessage) (map[string]string, error) {
 	raw, ok := params["cursor"]
 	if !ok {
-		return 0, "", nil
+		from := map[string]string{}
+		for b := range fc.sessions {
+			from[b] = ""
+		}
+		return from, nil
 	}
 	var s string
 	if json.Unmarshal(raw, &s) != nil {
-		return 0, "", fmt.Errorf("must be a string")
+		return nil, fmt.Errorf("must be a string")
 	}
 	cur, err := k.readCursor(fc, s)
 	if err != nil {
-		return 0, "", err
+		return nil, err
 	}
-	return slices.Index(names, cur.Backend), cur.Cursor, nil
+	return cur.Cursors, nil
 }
 
-// federatedList answers one page of list k: from the cursor's backend (the
-// first backend without one), the first non-empty page found, items shown
-// through nameOut/uriOut. A backend that fails is left out (logged and
-// audited), the list going on with the next backend.
+// federatedList answers one page of list k: the next page of every backend
+// still listing (the first page of each, without a cursor), fetched at
+// once, merged in backend name order, items shown through nameOut/uriOut.
+// So a client that reads one page (most do) sees every backend that does
+// not page, and a backend's own pagination is kept: nextCursor carries the
+// cursor of each backend with more. A backend that fails is left out
+// (logged and audited), the others listed.
 func (g *Gateway) federatedList(c *fiber.Ctx, fc *fedCall, m *mcp.Message, k listKind) error {
 	params, err := paramsOf(m)
 	if err != nil {
 		return invalidParams(c, m, err.Error())
 	}
-	names := slices.Sorted(maps.Keys(fc.sessions))
-	at, cursor, err := k.start(fc, names, params)
+	from, err := k.start(fc, params)
 	if err != nil {
 		return invalidParams(c, m, "cursor: "+err.Error())
 	}
+	names := slices.Sorted(maps.Keys(from))
+	type page struct {
+		items []json.RawMessage
+		more  string
+		err   error
+	}
+	pages := make([]page, len(names))
+	var wg sync.WaitGroup
+	for i, b := range names {
+		wg.Go(func() {
+			items, more, err := g.backendPage(fc, m, k, b, params, from[b])
+			pages[i] = page{items, more, err}
+		})
+	}
+	wg.Wait()
 	items := []json.RawMessage{}
-	next := ""
-	for fetched := 0; at < len(names); fetched++ {
-		if fetched == maxFederatedFetches {
-			next = k.cursor(names[at], cursor)
-			break
+	next := map[string]string{}
+	for i, b := range names {
+		if pages[i].err != nil {
+			g.leftOut(fc, k.method, b, pages[i].err)
+			continue
 		}
-		b := names[at]
-		page, more, err := g.backendPage(fc, m, k, b, params, cursor)
-		if err != nil {
-			g.leftOut(fc, k.method, b, err)
-			more = ""
-		}
-		items = append(items, page...)
-		if more != "" {
-			cursor = more
-		} else {
-			at, cursor = at+1, ""
-		}
-		if len(items) > 0 {
-			if at < len(names) {
-				next = k.cursor(names[at], cursor)
-			}
-			break
+		items = append(items, pages[i].items...)
+		if pages[i].more != "" {
+			next[b] = pages[i].more
 		}
 	}
 	result := map[string]any{k.field: items}
-	if next != "" {
-		result["nextCursor"] = next
+	if len(next) > 0 {
+		result["nextCursor"] = k.cursor(next)
 	}
 	return sendJSON(c, fiber.StatusOK, resultResponse(m, result))
 }

@@ -228,8 +228,9 @@ func TestFederatedLists(t *testing.T) {
 }
 
 // TestFederatedListPages: walking prompts/list page by page, each page is
-// one backend's page, backends in name order, every prompt once, and the
-// cursors carry nothing a client should read (they are refused altered).
+// the next page of every backend still listing, backends in name order,
+// every prompt once, and the cursors carry nothing a client should read
+// (they are refused altered).
 func TestFederatedListPages(t *testing.T) {
 	w := newContentWorld(t, nil, nil)
 	sid := w.openSession("/mcp", w.viewer, "claude-code")
@@ -261,13 +262,13 @@ func TestFederatedListPages(t *testing.T) {
 		}
 	}
 	// contentItems+1 prompts per backend, two a page; employees and notes
-	// have none and are skipped within the request that reaches them.
+	// have none.
 	// mcp-go gives a full last page a nextCursor (its next page is empty):
 	// so the walk ends with an empty page, which is the backend's own.
 	if last := len(pages) - 1; last > 0 && len(pages[last]) == 0 {
 		pages = pages[:last]
 	}
-	want := [][]string{{"docs__p0", "docs__p1"}, {"docs__p2", "docs__wiki__sneaky"}, {"wiki__p0", "wiki__p1"}, {"wiki__p2", "wiki__wiki__sneaky"}}
+	want := [][]string{{"docs__p0", "docs__p1", "wiki__p0", "wiki__p1"}, {"docs__p2", "docs__wiki__sneaky", "wiki__p2", "wiki__wiki__sneaky"}}
 	if fmt.Sprint(pages) != fmt.Sprint(want) {
 		t.Fatalf("pages %v, want %v", pages, want)
 	}
@@ -313,10 +314,12 @@ func TestFederatedBadCursors(t *testing.T) {
 	}{
 		{"garbage", "prompts/list", "!!", "not a cursor this endpoint gave"},
 		{"not JSON", "prompts/list", enc("docs"), "not a cursor this endpoint gave"},
-		{"unknown field", "prompts/list", enc(`{"k":"prompts/list","b":"docs","x":1}`), "not a cursor this endpoint gave"},
-		{"trailing data", "prompts/list", enc(`{"k":"prompts/list","b":"docs"}{}`), "not a cursor this endpoint gave"},
-		{"another list's", "resources/list", enc(`{"k":"prompts/list","b":"docs"}`), "a cursor of prompts/list, not of resources/list"},
-		{"backend not in the session", "prompts/list", enc(`{"k":"prompts/list","b":"payroll"}`), "names no backend of this session"},
+		{"unknown field", "prompts/list", enc(`{"k":"prompts/list","c":{"docs":"x"},"x":1}`), "not a cursor this endpoint gave"},
+		{"trailing data", "prompts/list", enc(`{"k":"prompts/list","c":{"docs":"x"}}{}`), "not a cursor this endpoint gave"},
+		{"no backend", "prompts/list", enc(`{"k":"prompts/list","c":{}}`), "not a cursor this endpoint gave"},
+		{"empty backend cursor", "prompts/list", enc(`{"k":"prompts/list","c":{"docs":""}}`), "not a cursor this endpoint gave"},
+		{"another list's", "resources/list", enc(`{"k":"prompts/list","c":{"docs":"x"}}`), "a cursor of prompts/list, not of resources/list"},
+		{"backend not in the session", "prompts/list", enc(`{"k":"prompts/list","c":{"payroll":"x"}}`), "names no backend of this session"},
 		{"not a string", "tools/list", "", "cursor: must be a string"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -330,10 +333,16 @@ func TestFederatedBadCursors(t *testing.T) {
 			}
 		})
 	}
-	// A cursor the endpoint gave for the first backend's second page works.
-	good := enc(`{"k":"resources/list","b":"docs","c":"` + "" + `"}`)
-	if res := string(w.result(t, sid, "resources/list", fmt.Sprintf(`{"cursor":%q}`, good))); !strings.Contains(res, "mcpgw.docs+file:///docs/r0") {
-		t.Fatalf("resources/list from docs' first page: %s", res)
+	// The cursor the endpoint gave goes on with each backend's second page.
+	var first struct {
+		NextCursor string `json:"nextCursor"`
+	}
+	if err := json.Unmarshal(w.result(t, sid, "resources/list", "{}"), &first); err != nil || first.NextCursor == "" {
+		t.Fatalf("resources/list first page: no cursor (%v)", err)
+	}
+	res := string(w.result(t, sid, "resources/list", fmt.Sprintf(`{"cursor":%q}`, first.NextCursor)))
+	if !strings.Contains(res, "mcpgw.docs+file:///docs/r2") || !strings.Contains(res, "mcpgw.wiki+file:///wiki/r2") || strings.Contains(res, "/r0") {
+		t.Fatalf("resources/list second page: %s", res)
 	}
 }
 
