@@ -84,6 +84,7 @@ func (g *Gateway) viaBackend(fc *fedCall, backend, method string, body []byte) s
 	// The backend request's log line and audit records name the federated
 	// request they were made for, when the id still fits.
 	req.Header.Set(fiber.HeaderXRequestID, fc.requestID+":"+backend)
+	fctx.SetUserValue(subRequestKey{}, true) // charged once, on the federated path
 	sub := g.app.AcquireCtx(fctx)
 	defer g.app.ReleaseCtx(sub)
 	sub.SetUserContext(fc.from.ctx)
