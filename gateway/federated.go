@@ -31,20 +31,20 @@ import (
 // side only rewrites names and merges what those answers say.
 //
 // What it serves: initialize (a session with every reachable backend,
-// opened at initialize), ping (answered here), tools/list (merged, names
-// prefixed <backend>__<tool>), tools/call (routed to the owning backend
-// with the original name, its answer streamed), DELETE (each backend
-// session ended); and, in federated_stream.go, client notifications and
-// responses (routed back to the backend that asked) and GET (every
-// backend's stream merged). Everything else is refused by name: other
-// requests with -32601, batches.
+// opened at initialize, capabilities merged), ping (answered here),
+// tools/list, prompts/list, resources/list and resources/templates/list
+// (paged across backends, names prefixed, URIs rewritten:
+// federated_names.go, federated_lists.go), tools/call, prompts/get,
+// resources/read, resources/(un)subscribe and completion/complete (routed
+// to the owning backend with the original name or URI, the answer
+// streamed), logging/setLevel (sent to each), DELETE (each backend session
+// ended); and, in federated_stream.go, client notifications and responses
+// (routed back to the backend that asked) and GET (every backend's stream
+// merged). Everything else is refused by name: other requests with -32601,
+// batches.
 
-// federatedSeparator joins a backend's name and its tool's name.
+// federatedSeparator ends a backend's default name prefix (<backend>__).
 const federatedSeparator = "__"
-
-// maxFederatedPages bounds the pages of one backend's tools/list the
-// gateway follows (nextCursor) for one federated tools/list.
-const maxFederatedPages = 10
 
 // federatedSessionPrefix marks the sealed session of the federated
 // endpoint: ":" is never in a backend name, so such a session never opens
@@ -63,6 +63,9 @@ type fedCall struct {
 	agent     config.Agent
 	requestID string
 	sessions  federatedSession
+	// prefixes are the session backends' federated name prefixes, read
+	// from the topology once per request (federatedPrefixes).
+	prefixes map[string]string
 	// from is what each backend-path request copies of the client's:
 	// read once, since those requests run at once and a Fiber context is
 	// not safe for concurrent reads (fasthttp's header lookups write).
@@ -197,6 +200,11 @@ func (g *Gateway) federatedPost(c *fiber.Ctx, fc *fedCall, rec *requestRecord) e
 	}
 	switch {
 	case m.Kind == mcp.KindRequest && m.Method == string(mcpgo.MethodInitialize):
+		// One session against sessions_per_minute, however many backend
+		// sessions it opens: those requests are not charged (subRequestKey).
+		if r := g.charge(c, fc.principal, fc.requestID, &m.ID, 0, 1); r != nil {
+			return g.reject(c, r)
+		}
 		return g.federatedInitialize(c, fc, m)
 	case fc.sessions == nil:
 		return g.reject(c, rpcRefusal(fiber.StatusBadRequest, idOf(m), mcpgo.INVALID_REQUEST, "Mcp-Session-Id required: the federated session holds one session per backend; start it with initialize"))
@@ -205,16 +213,11 @@ func (g *Gateway) federatedPost(c *fiber.Ctx, fc *fedCall, rec *requestRecord) e
 	case m.Kind == mcp.KindNotification:
 		return g.federatedNotification(c, fc, m)
 	}
-	switch m.Method {
-	case string(mcpgo.MethodPing):
+	if m.Method == string(mcpgo.MethodPing) {
 		return sendJSON(c, fiber.StatusOK, resultResponse(m, struct{}{}))
-	case string(mcpgo.MethodToolsList):
-		return g.federatedToolsList(c, fc, m)
-	case string(mcpgo.MethodToolsCall):
-		return g.federatedToolsCall(c, fc, m)
 	}
-	return sendJSON(c, fiber.StatusOK, mcp.ErrorResponse(m.ID, mcpgo.METHOD_NOT_FOUND,
-		fmt.Sprintf("method %q is not served by the federated endpoint yet (it serves initialize, ping, tools/list and tools/call): use the backend's own path", truncate(m.Method, maxLoggedName)), nil))
+	// Lists and requests routed by name or URI (federated_lists.go).
+	return g.federatedRequest(c, fc, m)
 }
 
 // federatedInitialize opens a session with every backend the agent may
@@ -248,8 +251,7 @@ func (g *Gateway) federatedInitialize(c *fiber.Ctx, fc *fedCall, m *mcp.Message)
 	answers := g.fanOut(fc, reachable, func(string) (string, []byte) { return http.MethodPost, body })
 	sessions := federatedSession{}
 	var versions []string
-	tools := false
-	listChanged := listChangedCaps{} // streams: listChanged
+	var caps fedCapabilities
 	for _, a := range answers {
 		var res struct {
 			ProtocolVersion string                     `json:"protocolVersion"`
@@ -263,9 +265,7 @@ func (g *Gateway) federatedInitialize(c *fiber.Ctx, fc *fedCall, m *mcp.Message)
 		if res.ProtocolVersion != "" {
 			versions = append(versions, res.ProtocolVersion)
 		}
-		_, has := res.Capabilities["tools"]
-		tools = tools || has
-		listChanged.add(res.Capabilities) // streams: listChanged
+		caps.add(res.Capabilities)
 	}
 	if len(versions) == 0 {
 		// A backend that named no revision agreed to the one offered.
@@ -284,17 +284,12 @@ func (g *Gateway) federatedInitialize(c *fiber.Ctx, fc *fedCall, m *mcp.Message)
 	if err != nil {
 		return fmt.Errorf("seal federated session: %w", err)
 	}
-	caps := map[string]any{}
-	if tools {
-		caps["tools"] = map[string]any{}
-	}
-	listChanged.advertise(caps) // streams: listChanged, after every capability is set
 	c.Set(mcpgo.HeaderSessionID, sealed)
 	return sendJSON(c, fiber.StatusOK, resultResponse(m, map[string]any{
 		// The oldest revision any backend agreed to: each backend was
 		// offered the client's, and answers with it or an older one.
 		"protocolVersion": slices.Min(versions),
-		"capabilities":    caps,
+		"capabilities":    caps.merged(),
 		"serverInfo":      map[string]any{"name": "mcpgw", "title": "mcpgw federated endpoint", "version": "1"},
 	}))
 }
@@ -376,6 +371,9 @@ func (g *Gateway) federatedProblems(backends map[string]config.Backend) []string
 				out = append(out, fmt.Sprintf("backends.%s.paths[%d]: %q collides with server.federated_path %q", name, i, p, fp))
 			}
 		}
+	}
+	for _, err := range config.FederatedPrefixProblems(backends) {
+		out = append(out, err.Error())
 	}
 	return out
 }

@@ -137,6 +137,7 @@ func (g *Gateway) openViaBackend(fc *fedCall, backend, method string, body []byt
 	// The backend request's log line and audit records name the federated
 	// request they were made for, when the id still fits.
 	req.Header.Set(fiber.HeaderXRequestID, fc.requestID+":"+backend)
+	fctx.SetUserValue(subRequestKey{}, true) // charged once, on the federated path
 	sub := g.app.AcquireCtx(fctx)
 	sub.SetUserContext(fc.from.ctx)
 	setRequestID(sub)

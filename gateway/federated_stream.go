@@ -429,31 +429,3 @@ func (g *Gateway) federatedNotification(c *fiber.Ctx, fc *fedCall, m *mcp.Messag
 	}
 	return c.SendStatus(fiber.StatusAccepted)
 }
-
-// listChangedCaps are the list kinds for which some backend of the session
-// sends list_changed notifications: the federated GET stream carries them,
-// so the initialize answer advertises them.
-type listChangedCaps map[string]bool
-
-// add notes what one backend's initialize capabilities say.
-func (l listChangedCaps) add(caps map[string]json.RawMessage) {
-	for _, kind := range []string{"tools", "prompts", "resources"} {
-		var c struct {
-			ListChanged bool `json:"listChanged"`
-		}
-		if json.Unmarshal(caps[kind], &c) == nil && c.ListChanged {
-			l[kind] = true
-		}
-	}
-}
-
-// advertise sets listChanged in each capability of caps a backend has it
-// for; a capability caps does not carry (nothing of that kind is served)
-// stays absent.
-func (l listChangedCaps) advertise(caps map[string]any) {
-	for kind := range l {
-		if c, ok := caps[kind].(map[string]any); ok {
-			c["listChanged"] = true
-		}
-	}
-}

@@ -111,6 +111,15 @@ func (g *Gateway) chargeRequest(c *fiber.Ctx, p *identity.Principal, requestID s
 	return g.charge(c, p, requestID, nil, 1, 0)
 }
 
+// subRequestKey marks, as a fasthttp user value, a request the federated
+// endpoint made in process to a backend's path (viaBackend). The client's
+// request was charged once on the federated path, so its backend requests
+// are not charged against the same caller-wide budgets again. A client
+// cannot set a user value: no header or body reaches it.
+type subRequestKey struct{}
+
+func isSubRequest(c *fiber.Ctx) bool { return c.Context().UserValue(subRequestKey{}) != nil }
+
 // chargeMessages charges what a POST's body holds beyond the one request
 // chargeRequest charged: the other members of a batch, and each initialize
 // (a new session) against sessions_per_minute.
@@ -130,7 +139,7 @@ func (g *Gateway) chargeMessages(c *fiber.Ctx, cl *call, msgs []mcp.Message, bat
 
 func (g *Gateway) charge(c *fiber.Ctx, p *identity.Principal, requestID string, id *mcpgo.RequestId, requests, sessions int) *rejection {
 	rl := g.rate
-	if rl == nil || rl.limiter == nil {
+	if rl == nil || rl.limiter == nil || isSubRequest(c) {
 		return nil
 	}
 	key := ratelimit.SubjectKey(p.Issuer, p.Subject)

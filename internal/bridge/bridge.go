@@ -41,8 +41,12 @@ type Bridge struct {
 	mu      sync.Mutex
 	session string
 	version string
-	getOnce sync.Once
-	wg      sync.WaitGroup
+	// initialize is the client's initialize as it wrote it: sent again,
+	// its answer kept from the client, when the gateway ends the session.
+	initialize []byte
+	getRunning bool
+	reopenMu   sync.Mutex
+	wg         sync.WaitGroup
 }
 
 // maxLine bounds one message read from stdin.
@@ -107,14 +111,27 @@ func (b *Bridge) Run(ctx context.Context, in io.Reader, out io.Writer) error {
 			}
 		}
 		if env.Method == "initialize" {
-			b.post(ctx, msg, env) // the session id must be known before anything else is sent
+			b.mu.Lock()
+			b.initialize = msg
+			b.mu.Unlock()
+			b.post(ctx, msg, env, nil) // the session id must be known before anything else is sent
 			continue
 		}
+		// The next message waits until this one is on the wire (a request,
+		// whose answer may stream for minutes) or answered (a notification
+		// or response: 202 at once), so the gateway gets them in the
+		// client's order: a notifications/cancelled never overtakes its
+		// request, two notifications never swap.
+		sent := make(chan struct{})
 		b.wg.Add(1)
 		go func() {
 			defer b.wg.Done()
-			b.post(ctx, msg, env)
+			b.post(ctx, msg, env, sent)
 		}()
+		select {
+		case <-sent:
+		case <-ctx.Done():
+		}
 	}
 	if ctx.Err() != nil {
 		err = nil // a signal: a normal end, answers in flight abandoned
@@ -127,9 +144,22 @@ func (b *Bridge) Run(ctx context.Context, in io.Reader, out io.Writer) error {
 	return err
 }
 
-// post sends one message (or batch) and relays what comes back.
-func (b *Bridge) post(ctx context.Context, msg []byte, env envelope) {
-	err := b.postOnce(ctx, msg, env, true)
+// post sends one message (or batch) and relays what comes back. sent, when
+// not nil, is closed once the message is on the wire (a request) or
+// answered (anything else), or failed.
+func (b *Bridge) post(ctx context.Context, msg []byte, env envelope, sent chan struct{}) {
+	var once sync.Once
+	done := func() {
+		if sent != nil {
+			once.Do(func() { close(sent) })
+		}
+	}
+	defer done()
+	out := outgoing{msg: msg, env: env, emit: b.write}
+	if env.isRequest() {
+		out.onSent = done
+	}
+	err := b.postOnce(ctx, out, true, true)
 	if err != nil {
 		b.Log.Warn("message not delivered", "method", env.Method, "error", err)
 		if env.isRequest() {
@@ -138,29 +168,61 @@ func (b *Bridge) post(ctx context.Context, msg []byte, env envelope) {
 	}
 }
 
-func (b *Bridge) postOnce(ctx context.Context, msg []byte, env envelope, retry bool) error {
+// outgoing is one message to POST and where its answer goes.
+type outgoing struct {
+	msg  []byte
+	env  envelope
+	emit func([]byte) // each message of the answer
+	// onSent, when set, is called once the body has been handed to the
+	// connection: the message is on its way, though not answered.
+	onSent func()
+}
+
+// postOnce sends the message once, and again after a login (retryAuth) or
+// after opening a new session in place of one the gateway ended
+// (retrySession).
+func (b *Bridge) postOnce(ctx context.Context, out outgoing, retryAuth, retrySession bool) error {
+	msg, env, emit := out.msg, out.env, out.emit
 	token, err := b.token(ctx)
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.URL, bytes.NewReader(msg))
+	var body io.Reader = bytes.NewReader(msg)
+	if out.onSent != nil {
+		body = &readThenCall{r: body, f: out.onSent}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.URL, body)
 	if err != nil {
 		return err
 	}
+	req.ContentLength = int64(len(msg)) // not chunked: readThenCall hides the length
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json, text/event-stream")
-	b.headers(req, token)
+	session := b.headers(req, token)
 	resp, err := b.HTTP.Do(req)
 	if err != nil {
 		return fmt.Errorf("the gateway cannot be reached: %w", err)
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode == http.StatusUnauthorized && retry && b.Auth != nil {
+	if resp.StatusCode == http.StatusUnauthorized && retryAuth && b.Auth != nil {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 		if err := b.Auth.Unauthorized(ctx, token, resp.Header.Get("WWW-Authenticate")); err != nil {
 			return fmt.Errorf("login: %w", err)
 		}
-		return b.postOnce(ctx, msg, env, false)
+		return b.postOnce(ctx, out, false, retrySession)
+	}
+	if resp.StatusCode == http.StatusNotFound && session != "" && env.Method != "initialize" {
+		// The gateway no longer knows the session (it expired, or its key
+		// changed): as the spec asks of a client, start a new one, then
+		// send the message again in it, once.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+		if !retrySession {
+			return errors.New("the gateway ended the new session too (HTTP 404)")
+		}
+		if err := b.reopen(ctx, session); err != nil {
+			return fmt.Errorf("the gateway ended the session (HTTP 404) and a new one could not be opened: %w", err)
+		}
+		return b.postOnce(ctx, out, retryAuth, false)
 	}
 	if sid := resp.Header.Get("Mcp-Session-Id"); sid != "" {
 		b.mu.Lock()
@@ -172,7 +234,7 @@ func (b *Bridge) postOnce(ctx context.Context, msg []byte, env envelope, retry b
 	case resp.StatusCode == http.StatusAccepted:
 		return nil
 	case mediaType == "text/event-stream" && resp.StatusCode == http.StatusOK:
-		answered, err := b.relayEvents(resp.Body, env)
+		answered, err := b.relayEvents(resp.Body, env, emit)
 		if err != nil && !answered {
 			return fmt.Errorf("the gateway's stream ended: %w", err)
 		}
@@ -187,17 +249,29 @@ func (b *Bridge) postOnce(ctx context.Context, msg []byte, env envelope, retry b
 		if !looksLikeAnswer(body) {
 			return fmt.Errorf("HTTP %d without a JSON-RPC answer", resp.StatusCode)
 		}
-		b.write(body)
+		emit(body)
 	default:
-		if resp.StatusCode == http.StatusNotFound && b.sessionID() != "" {
-			return errors.New("the gateway ended the session (HTTP 404); restart the client to begin a new one")
-		}
 		return fmt.Errorf("HTTP %d (%s)", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
 	if env.Method == "initialize" && resp.StatusCode == http.StatusOK {
 		b.startGET(ctx)
 	}
 	return nil
+}
+
+// readThenCall calls f once r is read to its end: net/http reads a
+// request body as it writes it to the connection.
+type readThenCall struct {
+	r io.Reader
+	f func()
+}
+
+func (r *readThenCall) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err == io.EOF {
+		r.f()
+	}
+	return n, err
 }
 
 func (b *Bridge) token(ctx context.Context) (string, error) {
@@ -207,7 +281,9 @@ func (b *Bridge) token(ctx context.Context) (string, error) {
 	return b.Auth.Token(ctx)
 }
 
-func (b *Bridge) headers(req *http.Request, token string) {
+// headers sets the request's token, session and revision; it returns the
+// session id sent ("" for none).
+func (b *Bridge) headers(req *http.Request, token string) string {
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
@@ -219,6 +295,45 @@ func (b *Bridge) headers(req *http.Request, token string) {
 	if b.version != "" {
 		req.Header.Set("MCP-Protocol-Version", b.version)
 	}
+	return b.session
+}
+
+// reopen replaces the session lost (which the gateway answered 404 for)
+// with a new one: the client's initialize sent again (its answer not
+// relayed: the client has it), then notifications/initialized, then the
+// GET stream. Messages that met the 404 at once open one session, not one
+// each. What the old session held on the server side (log level,
+// subscriptions) is not restored.
+func (b *Bridge) reopen(ctx context.Context, lost string) error {
+	b.reopenMu.Lock()
+	defer b.reopenMu.Unlock()
+	b.mu.Lock()
+	current, initialize := b.session, b.initialize
+	if current == lost {
+		b.session = ""
+	}
+	b.mu.Unlock()
+	if current != lost {
+		return nil // another message opened the new one already
+	}
+	if initialize == nil {
+		return errors.New("the client's initialize was never seen")
+	}
+	var env envelope
+	_ = json.Unmarshal(initialize, &env)
+	quiet := func([]byte) {}
+	if err := b.postOnce(ctx, outgoing{msg: initialize, env: env, emit: quiet}, true, false); err != nil {
+		return fmt.Errorf("initialize: %w", err)
+	}
+	if b.sessionID() == "" {
+		return errors.New("initialize: the gateway gave no session id")
+	}
+	initialized := []byte(`{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+	if err := b.postOnce(ctx, outgoing{msg: initialized, env: envelope{Method: "notifications/initialized"}, emit: quiet}, true, false); err != nil {
+		return fmt.Errorf("notifications/initialized: %w", err)
+	}
+	b.Log.Info("the gateway ended the session: opened a new one")
+	return nil
 }
 
 func (b *Bridge) sessionID() string {
@@ -242,9 +357,9 @@ func looksLikeAnswer(body []byte) bool {
 	return ok
 }
 
-// relayEvents writes each event's data to stdout; answered tells whether the
+// relayEvents gives each event's data to emit; answered tells whether the
 // answer to env's request came.
-func (b *Bridge) relayEvents(body io.Reader, env envelope) (answered bool, _ error) {
+func (b *Bridge) relayEvents(body io.Reader, env envelope, emit func([]byte)) (answered bool, _ error) {
 	er := mcp.NewEventReader(body)
 	for {
 		ev, err := er.Next()
@@ -257,7 +372,7 @@ func (b *Bridge) relayEvents(body io.Reader, env envelope) (answered bool, _ err
 		if !ev.HasData || len(bytes.TrimSpace(ev.Data)) == 0 {
 			continue
 		}
-		b.write(ev.Data)
+		emit(ev.Data)
 		if env.isRequest() && !answered {
 			var got envelope
 			if json.Unmarshal(ev.Data, &got) == nil && got.Method == "" && bytes.Equal(got.ID, env.ID) {
@@ -314,33 +429,57 @@ func (b *Bridge) writeError(id json.RawMessage, code int, message string) {
 // reopens it (with Last-Event-ID) while the bridge runs. A gateway or
 // backend without one (405) is left alone.
 func (b *Bridge) startGET(ctx context.Context) {
-	if b.sessionID() == "" {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.session == "" || b.getRunning {
 		return
 	}
-	b.getOnce.Do(func() {
-		go func() {
-			lastID, delay := "", time.Second
-			for ctx.Err() == nil {
-				status, id, err := b.getStream(ctx, lastID)
-				if id != "" {
-					lastID = id
-				}
-				if status >= 400 && status < 500 && status != http.StatusUnauthorized && status != http.StatusRequestTimeout && status != http.StatusTooManyRequests {
-					b.Log.Debug("no GET stream", "status", status)
-					return // none offered (405), refused (403), or the session ended (404)
-				}
-				if err != nil && ctx.Err() == nil {
-					b.Log.Debug("GET stream ended", "status", status, "error", err)
-				}
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(delay):
-				}
-				delay = min(2*delay, 30*time.Second)
-			}
+	b.getRunning = true
+	// Not in b.wg: the stream lasts until ctx ends, and Run waits on b.wg
+	// for the answers in flight when stdin ends.
+	go func() {
+		defer func() {
+			b.mu.Lock()
+			b.getRunning = false
+			b.mu.Unlock()
 		}()
-	})
+		b.holdGET(ctx)
+	}()
+}
+
+// holdGET keeps the GET stream open: reopened after it ends, in a new
+// session after the gateway ended the old one (404), given up when the
+// gateway offers none.
+func (b *Bridge) holdGET(ctx context.Context) {
+	lastID, delay := "", time.Second
+	for ctx.Err() == nil {
+		session := b.sessionID()
+		status, id, err := b.getStream(ctx, lastID)
+		if id != "" {
+			lastID = id
+		}
+		if status == http.StatusNotFound && session != "" {
+			if err := b.reopen(ctx, session); err != nil {
+				b.Log.Warn("the gateway ended the session and a new one could not be opened", "error", err)
+				return
+			}
+			lastID = "" // event ids belong to the old session's stream
+			continue
+		}
+		if status >= 400 && status < 500 && status != http.StatusUnauthorized && status != http.StatusRequestTimeout && status != http.StatusTooManyRequests {
+			b.Log.Debug("no GET stream", "status", status)
+			return // none offered (405) or refused (403)
+		}
+		if err != nil && ctx.Err() == nil {
+			b.Log.Debug("GET stream ended", "status", status, "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 30*time.Second)
+	}
 }
 
 func (b *Bridge) getStream(ctx context.Context, lastID string) (int, string, error) {

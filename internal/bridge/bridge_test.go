@@ -4,13 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -29,6 +29,10 @@ type fakeGateway struct {
 	stream  bool
 	gets    []string
 	deletes []string
+	// opened counts the sessions handed out (s-1, s-2, …); a session in
+	// ended is answered 404, as a gateway does after it expired.
+	opened int
+	ended  map[string]bool
 }
 
 func (f *fakeGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -55,6 +59,11 @@ func (f *fakeGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	f.mu.Lock()
 	stream := f.stream
+	if sid := r.Header.Get("Mcp-Session-Id"); f.ended[sid] {
+		f.mu.Unlock()
+		w.WriteHeader(http.StatusNotFound)
+		return
+	}
 	switch r.Method {
 	case http.MethodGet:
 		f.gets = append(f.gets, r.Header.Get("Last-Event-ID"))
@@ -63,7 +72,7 @@ func (f *fakeGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	f.mu.Unlock()
 	switch {
-	case r.Method == http.MethodGet && stream && r.Header.Get("Mcp-Session-Id") == "s-1":
+	case r.Method == http.MethodGet && stream && strings.HasPrefix(r.Header.Get("Mcp-Session-Id"), "s-"):
 		w.Header().Set("Content-Type", "text/event-stream")
 		_, _ = io.WriteString(w, "id: g1\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n")
 		return
@@ -83,7 +92,10 @@ func (f *fakeGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_ = json.Unmarshal(body, &env)
 	switch env.Method {
 	case "initialize":
-		w.Header().Set("Mcp-Session-Id", "s-1")
+		f.mu.Lock()
+		f.opened++
+		w.Header().Set("Mcp-Session-Id", fmt.Sprintf("s-%d", f.opened))
+		f.mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":`+string(env.ID)+`,"result":{"protocolVersion":"2025-06-18","capabilities":{},"serverInfo":{"name":"fake","version":"1"},"big":1e400}}`)
 	case "tools/call":
@@ -115,17 +127,8 @@ func TestBridgeRelaysAndRefreshes(t *testing.T) {
 		`{"jsonrpc":"2.0","id":"two","method":"tools/call","params":{"name":"echo","arguments":{}}}`,
 	}
 	var out bytes.Buffer
-	// One line at a time, each after the last one's answers: the posts after
-	// initialize run concurrently, and this test checks their order.
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() { done <- b.Run(t.Context(), pr, &syncWriter{w: &out}) }()
-	for _, l := range lines {
-		_, _ = io.WriteString(pw, l+"\n")
-		time.Sleep(100 * time.Millisecond)
-	}
-	pw.Close()
-	if err := <-done; err != nil {
+	// All lines at once: the bridge keeps their order on the way out.
+	if err := b.Run(t.Context(), strings.NewReader(strings.Join(lines, "\n")+"\n"), &syncWriter{w: &out}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -140,8 +143,7 @@ func TestBridgeRelaysAndRefreshes(t *testing.T) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	// After initialize the posts run concurrently: compare as sets.
-	if strings.Join(slices.Sorted(slices.Values(f.bodies)), "\n") != strings.Join(slices.Sorted(slices.Values(lines)), "\n") {
+	if strings.Join(f.bodies, "\n") != strings.Join(lines, "\n") {
 		t.Errorf("the gateway got:\n%s\nwant the lines as written", strings.Join(f.bodies, "\n"))
 	}
 	for i, h := range f.headers[1:] {
@@ -283,5 +285,119 @@ func TestBridgeEndsOnSignalWithStdinOpen(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not end on its context while stdin stayed open")
+	}
+}
+
+// TestBridgeReopensEndedSession: when the gateway answers 404 for the
+// session (it expired), the bridge opens a new one with the client's own
+// initialize, whose answer the client never sees a second time, and sends
+// the message again in it.
+func TestBridgeReopensEndedSession(t *testing.T) {
+	f := &fakeGateway{ended: map[string]bool{}}
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	b := loggedInBridge(t, srv)
+	initialize := `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18"}}`
+	initialized := `{"jsonrpc":"2.0","method":"notifications/initialized"}`
+	call := `{"jsonrpc":"2.0","id":"two","method":"tools/call","params":{"name":"echo"}}`
+	f.mu.Lock()
+	f.stream = false
+	f.mu.Unlock()
+
+	pr, pw := io.Pipe()
+	out := &syncWriter{w: &bytes.Buffer{}}
+	done := make(chan error, 1)
+	go func() { done <- b.Run(t.Context(), pr, out) }()
+	_, _ = io.WriteString(pw, initialize+"\n"+initialized+"\n")
+	waitUntil(t, func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return len(f.bodies) == 2
+	})
+	f.mu.Lock()
+	f.ended["s-1"] = true
+	f.mu.Unlock()
+	_, _ = io.WriteString(pw, call+"\n")
+	pw.Close()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	got := strings.Split(strings.TrimSpace(out.String()), "\n")
+	want := []string{
+		`{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-06-18","capabilities":{},"serverInfo":{"name":"fake","version":"1"},"big":1e400}}`,
+		`{"jsonrpc":"2.0","method":"notifications/progress","params":{"progress":1}}`,
+		`{"jsonrpc":"2.0","id":"two","result":{"content":[]}}`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("stdout:\n%s\nwant:\n%s", out.String(), strings.Join(want, "\n"))
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if wantBodies := []string{initialize, initialized, initialize, initialized, call}; strings.Join(f.bodies, "\n") != strings.Join(wantBodies, "\n") {
+		t.Errorf("the gateway got:\n%s\nwant:\n%s", strings.Join(f.bodies, "\n"), strings.Join(wantBodies, "\n"))
+	}
+	if sid := f.headers[len(f.headers)-1].Get("Mcp-Session-Id"); sid != "s-2" {
+		t.Errorf("the call went again in session %q, want the new s-2", sid)
+	}
+	if len(f.deletes) != 1 || f.deletes[0] != "s-2" {
+		t.Errorf("DELETEs %q, want the new session ended", f.deletes)
+	}
+}
+
+// TestBridgeKeepsOrder: messages the client writes back to back reach the
+// gateway in that order, requests among them.
+func TestBridgeKeepsOrder(t *testing.T) {
+	f := &fakeGateway{}
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	b := loggedInBridge(t, srv)
+	lines := []string{`{"jsonrpc":"2.0","id":0,"method":"initialize","params":{}}`}
+	var notifications []string
+	for i := range 40 {
+		n := fmt.Sprintf(`{"jsonrpc":"2.0","method":"notifications/message","params":{"n":%d}}`, i)
+		notifications = append(notifications, n)
+		lines = append(lines, n)
+		if i%10 == 0 {
+			lines = append(lines, fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{}}`, i+1))
+		}
+	}
+	if err := b.Run(t.Context(), strings.NewReader(strings.Join(lines, "\n")+"\n"), &syncWriter{w: &bytes.Buffer{}}); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var got []string
+	for _, body := range f.bodies {
+		if strings.Contains(body, "notifications/message") {
+			got = append(got, body)
+		}
+	}
+	if strings.Join(got, "\n") != strings.Join(notifications, "\n") {
+		t.Errorf("notifications reached the gateway in another order:\n%s", strings.Join(got, "\n"))
+	}
+}
+
+// loggedInBridge is a bridge to srv's /mcp holding the token it takes.
+func loggedInBridge(t *testing.T, srv *httptest.Server) *Bridge {
+	t.Helper()
+	tokenFile := filepath.Join(t.TempDir(), "t.json")
+	if err := (&State{Gateway: srv.URL + "/mcp", AccessToken: "good"}).Save(tokenFile); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	auth := &Auth{GatewayURL: srv.URL + "/mcp", TokenFile: tokenFile, HTTP: srv.Client(), Log: log}
+	return &Bridge{URL: srv.URL + "/mcp", Auth: auth, HTTP: srv.Client(), Log: log}
+}
+
+// waitUntil polls cond; the bound is generous (a loaded machine), never a
+// measure of speed.
+func waitUntil(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 30 s")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -178,6 +178,20 @@ type Backend struct {
 	// the definitions this backend lists are pinned, and whether the
 	// shipped policy holds back what is not approved (integrity.go).
 	ToolIntegrity string `koanf:"tool_integrity"`
+	// FederatedPrefix begins the names of this backend's tools and prompts
+	// on the federated endpoint (server.federated_path); unset, it is
+	// "<name>__". "" shows them unprefixed (one backend at most): a client
+	// or test suite that calls fixed names can then reach that backend.
+	FederatedPrefix *string `koanf:"federated_prefix"`
+}
+
+// FederatedNamePrefix is what begins this backend's names on the
+// federated endpoint: federated_prefix, or "<name>__" when unset.
+func (b Backend) FederatedNamePrefix() string {
+	if b.FederatedPrefix != nil {
+		return *b.FederatedPrefix
+	}
+	return b.Name + "__"
 }
 
 // IsEnabled treats an absent enabled flag as true, as the adapter does.

@@ -101,6 +101,10 @@ func (b Backend) Redacted() Backend {
 		enabled := *b.Enabled
 		b.Enabled = &enabled
 	}
+	if b.FederatedPrefix != nil {
+		prefix := *b.FederatedPrefix
+		b.FederatedPrefix = &prefix
+	}
 	b.AuthConfig = secrets.Tree(b.AuthConfig)
 	return b
 }

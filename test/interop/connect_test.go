@@ -69,20 +69,39 @@ type connectBook struct {
 // authorization server is on: login through the consent page and testidp in
 // Chromium (the bridge's login handler), tools/list and tools/call relayed,
 // a refresh after the access token's lifetime, and after the refresh token
-// is revoked a new browser login by the same registered client.
+// is revoked a new browser login by the same registered client. Once at the
+// backend's own path, once at the federated endpoint (a token for /mcp, the
+// tool by its prefixed name).
 func TestConnectStdioBridge(t *testing.T) {
 	p := findPeers(t)
 	if _, err := os.Stat(chromiumBinary); err != nil {
 		t.Fatalf("Chromium is needed for the browser tests (`make interop-deps` installs Debian's): %v", err)
 	}
 	bin := p.buildGo(t, "./cmd/mcpgw", "mcpgw")
-	w := startOAuthWorld(t, oauthWorldOptions{accessTokenTTL: connectTTL})
+	tests := []struct {
+		name, path, tool string
+	}{
+		{name: "backend path", path: "/" + oauthBackend, tool: "echo"},
+		{name: "federated path", path: "/mcp", tool: oauthBackend + "__echo"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			opts := oauthWorldOptions{accessTokenTTL: connectTTL}
+			if tt.path == "/mcp" {
+				opts.federatedPath = tt.path
+			}
+			testConnect(t, p, bin, startOAuthWorld(t, opts), tt.path, tt.tool)
+		})
+	}
+}
+
+func testConnect(t *testing.T, p peers, bin string, w *oauthWorld, path, tool string) {
 	tokenFile := filepath.Join(t.TempDir(), "connect", "tokens.json")
 
 	ctx, cancel := context.WithTimeout(t.Context(), connectRun)
 	defer cancel()
 	res := run(ctx, connectClientScript, command(ctx, p.dir, peerEnv(t), p.node, p.path(connectClientScript),
-		"--bin", bin, "--url", w.url+"/"+oauthBackend, "--token-file", tokenFile,
+		"--bin", bin, "--url", w.url+path, "--tool", tool, "--token-file", tokenFile,
 		"--client-name", oauthClientPrefix+" connect", "--ttl-seconds", strconv.Itoa(int(connectTTL/time.Second)),
 		"--username", oauthUser, "--password", oauthPassword))
 	if res.err != nil {
@@ -102,8 +121,8 @@ func TestConnectStdioBridge(t *testing.T) {
 	}
 
 	// 1. The login on first use, then the relayed list and call.
-	if !slices.Contains(got.Tools, "echo") {
-		t.Errorf("tools %v, want the notes backend's (echo among them)", got.Tools)
+	if !slices.Contains(got.Tools, tool) {
+		t.Errorf("tools %v, want the notes backend's (%s among them)", got.Tools, tool)
 	}
 	if got.FirstCall.IsError || !strings.Contains(got.FirstCall.Text, "through the bridge") {
 		t.Errorf("first call: %+v", got.FirstCall)

@@ -51,6 +51,8 @@ type oauthWorldOptions struct {
 	cimdTransport *http.Transport
 	// corsOrigins is oauth.cors_origins.
 	corsOrigins []string
+	// federatedPath is server.federated_path ("": off).
+	federatedPath string
 }
 
 // startOAuthWorld starts testidp, the demo notes backend and an in-process
@@ -73,7 +75,7 @@ func startOAuthWorld(t *testing.T, opts oauthWorldOptions) *oauthWorld {
 	base := "http://" + ln.Addr().String()
 	q := strconv.Quote
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "server: {listen: %s, public_url: %s}\n", q(ln.Addr().String()), q(base))
+	fmt.Fprintf(&b, "server: {listen: %s, public_url: %s, federated_path: %s}\n", q(ln.Addr().String()), q(base), q(opts.federatedPath))
 	// No clock skew: the SDK test waits for its access token to expire.
 	fmt.Fprintf(&b, "identity: {issuers: [{issuer: %s, audiences: [%s]}], clock_skew: 0s}\n", q(idp.Issuer()), q(gatewayAudience))
 	// A generous policy timeout: two shared cores must not turn into denials.

@@ -32,7 +32,7 @@ func fullBackend() config.Backend {
 			"header_name": "X-API-Key", "key": "k-123", "retries": 3, "ratio": 0.5,
 			"nested": map[string]any{"list": []any{1, "two", 3.25, true, nil}},
 		},
-		Description: "HR", TimeoutSeconds: 45, Enabled: ptr(true), Labels: map[string]string{"team": "hr"}, ForwardSubpaths: true, ToolIntegrity: "enforce",
+		Description: "HR", TimeoutSeconds: 45, Enabled: ptr(true), Labels: map[string]string{"team": "hr"}, ForwardSubpaths: true, ToolIntegrity: "enforce", FederatedPrefix: ptr(""),
 	}
 }
 
@@ -56,7 +56,7 @@ func TestRoundTrip(t *testing.T) {
 		{"agent", fullAgent(), func() any { return &config.Agent{} },
 			[]string{"agent_id", "client_id", "issuer", "allow_clientless_tokens", "client_secret", "client_secret_file", "private_key", "private_key_file", "scopes", "backend_access", "enabled", "description"}},
 		{"backend", fullBackend(), func() any { return &config.Backend{} },
-			[]string{"url", "paths", "auth_method", "auth_config", "description", "timeout_seconds", "enabled", "labels", "forward_subpaths", "tool_integrity"}},
+			[]string{"url", "paths", "auth_method", "auth_config", "description", "timeout_seconds", "enabled", "labels", "forward_subpaths", "tool_integrity", "federated_prefix"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -32,6 +32,9 @@ const { values: args } = parseArgs({
     'ttl-seconds': { type: 'string' },
     username: { type: 'string' },
     password: { type: 'string' },
+    // The tool called: the backend's own name on its path, a prefixed one on
+    // the federated endpoint.
+    tool: { type: 'string', default: 'echo' },
   },
   strict: true,
 });
@@ -80,7 +83,7 @@ try {
   mark('tools-list');
   out.tools = (await client.listTools(undefined, slow)).tools.map((t) => t.name);
   mark('tools-call');
-  const first = await client.callTool({ name: 'echo', arguments: { message: 'through the bridge' } }, undefined, slow);
+  const first = await client.callTool({ name: args.tool, arguments: { message: 'through the bridge' } }, undefined, slow);
   out.firstCall = { text: textOf(first), isError: first.isError ?? false };
   const s1 = await state();
   out.afterLogin = book(s1);
@@ -88,7 +91,7 @@ try {
   mark('wait-for-expiry');
   await sleep(ttlMs + 1500);
   mark('call-after-expiry');
-  const second = await client.callTool({ name: 'echo', arguments: { message: 'after refresh' } }, undefined, slow);
+  const second = await client.callTool({ name: args.tool, arguments: { message: 'after refresh' } }, undefined, slow);
   out.secondCall = { text: textOf(second), isError: second.isError ?? false };
   const s2 = await state();
   out.afterRefresh = { ...book(s2), accessTokenChanged: s2.access_token !== s1.access_token, refreshTokenRotated: s2.refresh_token !== s1.refresh_token };
@@ -104,7 +107,7 @@ try {
   await sleep(ttlMs + 1500);
   mark('call-after-revoke');
   try {
-    const third = await client.callTool({ name: 'echo', arguments: { message: 'after revocation' } }, undefined, slow);
+    const third = await client.callTool({ name: args.tool, arguments: { message: 'after revocation' } }, undefined, slow);
     out.thirdCall = { text: textOf(third), isError: third.isError ?? false };
   } catch (err) {
     out.thirdCall = { error: errorOf(err) };
