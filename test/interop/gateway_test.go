@@ -33,13 +33,15 @@ type gatewayTopology struct {
 // as double-quoted scalars (strconv.Quote of plain ASCII is valid YAML).
 func gatewayConfig(addr string, top gatewayTopology) string {
 	q := strconv.Quote
-	return fmt.Sprintf(`server: {listen: %s, public_url: %s, allowed_origins: []}
+	return fmt.Sprintf(`server: {listen: %s, public_url: %s, allowed_origins: [], federated_path: /mcp}
 identity: {issuers: [{issuer: %s, audiences: [%s]}]}
 policy: {bundle: %s, allow_unsigned: true}
 store: {dsn: ":memory:"}
+# Three conformance runs open a session per scenario, all as one caller.
+ratelimit: {sessions_per_minute: 600}
 backends:
   everything: {url: %s, paths: [/everything], auth_method: none}
-  conformance: {url: %s, paths: [/conformance], auth_method: none}
+  conformance: {url: %s, paths: [/conformance], auth_method: none, federated_prefix: ""}
 agents:
   interop: {agent_id: %s, client_id: %s, scopes: [mcp:read, mcp:write], backend_access: [everything, conformance]}
 `, q(addr), q("http://"+addr), q(top.issuer), q(gatewayAudience), q(top.policyBundle),
@@ -149,21 +151,46 @@ func TestThroughGateway(t *testing.T) {
 		// The runner cannot send headers; the proxy adds them and changes nothing else.
 		proxy := startHeaderProxy(t, gateway, headers)
 		through := p.runConformance(t, "through mcpgw", proxy+"/conformance")
-
-		var lost []string
-		for _, name := range direct.passing() {
-			if !slices.Contains(through.passing(), name) {
-				lost = append(lost, name)
-			}
-		}
-		if len(lost) > 0 {
-			t.Errorf("scenarios passing directly but not through mcpgw: %v\n  direct:  %s\n  through: %s",
-				lost, direct.Summary, through.Summary)
-		}
-		if through.Passed < direct.Passed {
-			t.Errorf("fewer checks pass through mcpgw (%s) than directly (%s)", through.Summary, direct.Summary)
-		}
+		assertNoScenarioLost(t, "through mcpgw", direct, through)
+		// The federated endpoint, with server-everything's tools beside the
+		// conformance server's (which keep their names: federated_prefix "").
+		// It answers lists with JSON where the conformance server streams
+		// them, so server-sse-multiple-streams' "streams are functional"
+		// check is reported as information (JSON is allowed), not passed.
+		federated := p.runConformance(t, "through mcpgw's federated endpoint", proxy+"/mcp")
+		assertNoScenarioLost(t, "through the federated endpoint", direct, federated, "server-sse-multiple-streams")
 	})
+	t.Run("federated: ts-sdk client, two backends", func(t *testing.T) {
+		testFederatedTSClient(t, p, gateway+"/mcp", headers)
+	})
+}
+
+// assertNoScenarioLost fails when a scenario or check passing directly does
+// not pass through the gateway, or a check fails there; fewerChecks names
+// the scenarios that may pass with fewer checks (one reported as
+// information instead).
+func assertNoScenarioLost(t *testing.T, label string, direct, through conformanceReport, fewerChecks ...string) {
+	t.Helper()
+	var lost []string
+	for _, name := range direct.passing() {
+		if !slices.Contains(through.passing(), name) {
+			lost = append(lost, name)
+		}
+	}
+	if len(lost) > 0 {
+		t.Errorf("scenarios passing directly but not %s: %v\n  direct:  %s\n  through: %s",
+			label, lost, direct.Summary, through.Summary)
+	}
+	var fewer []string
+	for name, d := range direct.Scenarios {
+		if got := through.Scenarios[name]; got.Passed < d.Passed && !slices.Contains(fewerChecks, name) {
+			fewer = append(fewer, fmt.Sprintf("%s (%d of %d)", name, got.Passed, d.Passed))
+		}
+	}
+	slices.Sort(fewer)
+	if len(fewer) > 0 || through.Failed > 0 {
+		t.Errorf("%s: %s, directly %s; scenarios with fewer checks passing: %v", label, through.Summary, direct.Summary, fewer)
+	}
 }
 
 // startIdP starts the test identity provider for the gateway's audience.

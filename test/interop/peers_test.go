@@ -61,7 +61,7 @@ func findPeers(t *testing.T) peers {
 		t.Fatalf("the interop peers are not installed (%v): run `npm ci --no-audit --no-fund` in %s", err, dir)
 	}
 	p := peers{dir: dir, node: lookPath(t, "node"), node22: filepath.Join(dir, node22Binary)}
-	for _, rel := range []string{serverEverythingEntry, inspectorCLIDir, conformanceEntry, node22Binary, bindLoopbackPreload, tsClientScript} {
+	for _, rel := range []string{serverEverythingEntry, inspectorCLIDir, conformanceEntry, node22Binary, bindLoopbackPreload, tsClientScript, tsFederatedScript} {
 		if _, err := os.Stat(filepath.Join(dir, rel)); err != nil {
 			t.Fatalf("interop peer file missing (run `npm ci` in %s): %v", dir, err)
 		}
