@@ -80,8 +80,10 @@ func startLive(t *testing.T, name string) *liveBackend {
 }
 
 func (b *liveBackend) restart() {
+	//lint:ignore SA1019 the federated endpoint relays the 2025-11-25 revision's server requests and GET stream, which this backend/client must use
+	legacy := server.WithLegacyServerInitiatedRequests()
 	s := server.NewMCPServer(b.name, "1", server.WithToolCapabilities(true), server.WithResourceCapabilities(true, true),
-		server.WithLogging(), server.WithLegacyServerInitiatedRequests())
+		server.WithLogging(), legacy)
 	s.AddTool(mcpgo.NewTool("hello", mcpgo.WithDescription("Says hello.")), func(context.Context, mcpgo.CallToolRequest) (*mcpgo.CallToolResult, error) {
 		return mcpgo.NewToolResultText("hello from " + b.name), nil
 	})
@@ -103,6 +105,7 @@ func (b *liveBackend) interact(ctx context.Context, req mcpgo.CallToolRequest) (
 		return nil, fmt.Errorf("elicitation: %w", err)
 	}
 	b.answers <- "elicitation " + string(el.Action) + " " + fmt.Sprint(el.Content)
+	//lint:ignore SA1019 the federated endpoint relays the 2025-11-25 revision's server requests and GET stream, which this backend/client must use
 	sm, err := srv.RequestSampling(ctx, mcpgo.CreateMessageRequest{CreateMessageParams: mcpgo.CreateMessageParams{
 		Messages: []mcpgo.SamplingMessage{{Role: mcpgo.RoleUser, Content: mcpgo.NewTextContent("say hi")}}, MaxTokens: 10}})
 	if err != nil {
@@ -202,6 +205,7 @@ func fedClient(ctx context.Context, t *testing.T, h *harness, token string, a *a
 	t.Helper()
 	topts := []transport.StreamableHTTPCOption{transport.WithHTTPHeaders(map[string]string{"Authorization": "Bearer " + token, "X-Agent-ID": "claude-code"})}
 	if listen {
+		//lint:ignore SA1019 the federated endpoint relays the 2025-11-25 revision's server requests and GET stream, which this backend/client must use
 		topts = append(topts, transport.WithContinuousListening())
 	}
 	tr, err := transport.NewStreamableHTTP(h.url+"/mcp", topts...)
