@@ -95,19 +95,9 @@ type contentWorld struct {
 
 func newContentWorld(t *testing.T, mutate func(*config.Config), logger *slog.Logger) *contentWorld {
 	t.Helper()
+	engine, records := recordingEngine(t)
 	var mu sync.Mutex
-	var records []policy.Record
 	var audits []audit.Record
-	engine, err := policy.New(context.Background(), policy.Options{Source: shippedPolicy, AllowUnsigned: true, Logger: quietLogger(),
-		DecisionLog: func(_ context.Context, r policy.Record) {
-			mu.Lock()
-			records = append(records, r)
-			mu.Unlock()
-		}})
-	if err != nil {
-		t.Fatalf("policy engine: %v", err)
-	}
-	t.Cleanup(func() { engine.Stop(context.Background()) })
 	docs, _ := contentBackend(t, "docs")
 	wiki, stopWiki := contentBackend(t, "wiki")
 	h := newHarness(t, harnessOptions{
@@ -128,11 +118,14 @@ func newContentWorld(t *testing.T, mutate func(*config.Config), logger *slog.Log
 			}
 		},
 	})
-	lock := func() func() { mu.Lock(); return mu.Unlock }
 	return &contentWorld{harness: h, stopWiki: stopWiki,
 		viewer:  h.token("alice", []string{"mcp:read", "mcp:write"}, []string{"mcp-viewers"}, claudeClient),
-		records: func() []policy.Record { defer lock()(); return slices.Clone(records) },
-		audits:  func() []audit.Record { defer lock()(); return slices.Clone(audits) },
+		records: records,
+		audits: func() []audit.Record {
+			mu.Lock()
+			defer mu.Unlock()
+			return slices.Clone(audits)
+		},
 	}
 }
 

@@ -135,18 +135,7 @@ func streamHarness(t *testing.T, access ...string) (*harness, func() []policy.Re
 		access = []string{"employees", "notes", "live", "live2"}
 	}
 	live, live2 := startLive(t, "live"), startLive(t, "live2")
-	var mu sync.Mutex
-	var records []policy.Record
-	engine, err := policy.New(context.Background(), policy.Options{Source: shippedPolicy, AllowUnsigned: true, Logger: quietLogger(),
-		DecisionLog: func(_ context.Context, r policy.Record) {
-			mu.Lock()
-			records = append(records, r)
-			mu.Unlock()
-		}})
-	if err != nil {
-		t.Fatalf("policy engine: %v", err)
-	}
-	t.Cleanup(func() { engine.Stop(context.Background()) })
+	engine, records := recordingEngine(t)
 	h := newHarness(t, harnessOptions{authorizer: engine, mutate: func(c *config.Config) {
 		c.Server.FederatedPath = "/mcp"
 		// Pings every second: a client that left is noticed at the next
@@ -157,11 +146,7 @@ func streamHarness(t *testing.T, access ...string) (*harness, func() []policy.Re
 		}
 		c.Agents["claude-code"] = claudeCodeAgent([]string{"mcp:read", "mcp:write"}, access...)
 	}})
-	return h, func() []policy.Record {
-		mu.Lock()
-		defer mu.Unlock()
-		return slices.Clone(records)
-	}, live, live2
+	return h, records, live, live2
 }
 
 // answering answers elicitations and sampling requests, remembering them.

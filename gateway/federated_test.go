@@ -25,6 +25,23 @@ import (
 // records so far.
 func federatedHarness(t *testing.T, logger ...*slog.Logger) (*harness, func() []policy.Record) {
 	t.Helper()
+	engine, records := recordingEngine(t)
+	var log *slog.Logger
+	if len(logger) > 0 {
+		log = logger[0]
+	}
+	h := newHarness(t, harnessOptions{
+		logger:     log,
+		authorizer: engine,
+		mutate:     func(c *config.Config) { c.Server.FederatedPath = "/mcp" },
+	})
+	return h, records
+}
+
+// recordingEngine is the shipped policy, stopped by the test; records
+// returns its decision records so far.
+func recordingEngine(t *testing.T) (*policy.Engine, func() []policy.Record) {
+	t.Helper()
 	var mu sync.Mutex
 	var records []policy.Record
 	engine, err := policy.New(context.Background(), policy.Options{Source: shippedPolicy, AllowUnsigned: true, Logger: quietLogger(),
@@ -37,16 +54,7 @@ func federatedHarness(t *testing.T, logger ...*slog.Logger) (*harness, func() []
 		t.Fatalf("policy engine: %v", err)
 	}
 	t.Cleanup(func() { engine.Stop(context.Background()) })
-	var log *slog.Logger
-	if len(logger) > 0 {
-		log = logger[0]
-	}
-	h := newHarness(t, harnessOptions{
-		logger:     log,
-		authorizer: engine,
-		mutate:     func(c *config.Config) { c.Server.FederatedPath = "/mcp" },
-	})
-	return h, func() []policy.Record {
+	return engine, func() []policy.Record {
 		mu.Lock()
 		defer mu.Unlock()
 		return slices.Clone(records)
