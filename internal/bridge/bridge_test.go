@@ -107,6 +107,14 @@ func (f *fakeGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// fakeSessionAnswers is what the client reads of fakeGateway's answers to
+// initialize (id 1) and a tools/call (id "two"), as they were written.
+var fakeSessionAnswers = []string{
+	`{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-06-18","capabilities":{},"serverInfo":{"name":"fake","version":"1"},"big":1e400}}`,
+	`{"jsonrpc":"2.0","method":"notifications/progress","params":{"progress":1}}`,
+	`{"jsonrpc":"2.0","id":"two","result":{"content":[]}}`,
+}
+
 func TestBridgeRelaysAndRefreshes(t *testing.T) {
 	f := &fakeGateway{}
 	srv := httptest.NewServer(f)
@@ -133,11 +141,7 @@ func TestBridgeRelaysAndRefreshes(t *testing.T) {
 	}
 
 	got := strings.Split(strings.TrimSpace(out.String()), "\n")
-	want := []string{
-		`{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-06-18","capabilities":{},"serverInfo":{"name":"fake","version":"1"},"big":1e400}}`,
-		`{"jsonrpc":"2.0","method":"notifications/progress","params":{"progress":1}}`,
-		`{"jsonrpc":"2.0","id":"two","result":{"content":[]}}`,
-	}
+	want := fakeSessionAnswers
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("stdout:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
@@ -324,11 +328,7 @@ func TestBridgeReopensEndedSession(t *testing.T) {
 	}
 
 	got := strings.Split(strings.TrimSpace(out.String()), "\n")
-	want := []string{
-		`{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-06-18","capabilities":{},"serverInfo":{"name":"fake","version":"1"},"big":1e400}}`,
-		`{"jsonrpc":"2.0","method":"notifications/progress","params":{"progress":1}}`,
-		`{"jsonrpc":"2.0","id":"two","result":{"content":[]}}`,
-	}
+	want := fakeSessionAnswers
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("stdout:\n%s\nwant:\n%s", out.String(), strings.Join(want, "\n"))
 	}
