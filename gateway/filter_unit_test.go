@@ -35,7 +35,7 @@ func (noVerifier) Verify(context.Context, string) (*identity.Principal, error) {
 
 // unitGateway is a Gateway built by New (routes mounted, nothing
 // listening) over one notes backend, deciding visibility with authz.
-func unitGateway(t *testing.T, authz policy.Authorizer) *Gateway {
+func unitGateway(t testing.TB, authz policy.Authorizer) *Gateway {
 	t.Helper()
 	key, _ := upstream.NewSessionKey()
 	sealer, err := upstream.NewSealer(key)
@@ -59,7 +59,7 @@ func unitCall(g *Gateway) *call {
 
 // pendingOf is the pending requests of ids (JSON integers or strings), each
 // of method, keyed as replies are matched.
-func pendingOf(t *testing.T, method string, ids ...string) requests {
+func pendingOf(t testing.TB, method string, ids ...string) requests {
 	t.Helper()
 	out := requests{}
 	for _, id := range ids {
