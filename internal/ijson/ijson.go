@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 	"strings"
 
@@ -62,11 +63,25 @@ func (k Kind) String() string {
 // never rounded); strings are decoded.
 type Value struct {
 	Kind Kind
+	Bool bool
+	// start and end are the bytes of the text Parse read this value from
+	// (end is 0 when there is none: see Span). Declared here, between the
+	// small fields, they fill padding: a Value is no larger for them.
+	start, end int32
 	// Str is a string's decoded text or a number's literal.
 	Str     string
-	Bool    bool
 	Members []Member
 	Items   []Value
+}
+
+// Span is where v was read in the text given to Parse: data[start:end] is
+// v's own bytes, from its first byte to its last (no surrounding
+// whitespace). ok is false for a value Parse did not read (one the caller
+// built) and for a text of 2 GiB or more. A Value copied from a parsed one
+// and then changed keeps the span of what was read: a caller that changes
+// a tree must not use its spans any more.
+func (v Value) Span() (start, end int, ok bool) {
+	return int(v.start), int(v.end), v.end > 0
 }
 
 // Member is one object member, in the order it came.
@@ -87,12 +102,17 @@ func (e *SyntaxError) Error() string {
 
 // Parse reads data as exactly one I-JSON value.
 func Parse(data []byte) (Value, error) {
-	dec := jsontext.NewDecoder(bytes.NewReader(data),
-		jsontext.AllowDuplicateNames(false), jsontext.AllowInvalidUTF8(false))
-	v, err := readValue(dec, 0)
+	p := parser{
+		dec: jsontext.NewDecoder(bytes.NewReader(data),
+			jsontext.AllowDuplicateNames(false), jsontext.AllowInvalidUTF8(false)),
+		data:  data,
+		spans: len(data) <= math.MaxInt32,
+	}
+	v, err := p.readValue(0)
 	if err != nil {
 		return Value{}, err
 	}
+	dec := p.dec
 	if _, err := dec.ReadToken(); !errors.Is(err, io.EOF) {
 		return Value{}, &SyntaxError{Offset: dec.InputOffset(), Msg: "unexpected data after the JSON value"}
 	}
@@ -108,7 +128,39 @@ func syntaxErr(dec *jsontext.Decoder, err error) error {
 	return &SyntaxError{Offset: dec.InputOffset(), Msg: msg}
 }
 
-func readValue(dec *jsontext.Decoder, depth int) (Value, error) {
+// parser is one Parse: the decoder and the text it reads, for the spans.
+type parser struct {
+	dec   *jsontext.Decoder
+	data  []byte
+	spans bool
+}
+
+// readValue reads one value and records its span. The decoder's offset
+// before the value is just past the previous token; what lies between that
+// and the value's first byte can only be whitespace and one ',' or ':'
+// (the decoder has just accepted the text up to the value's end), so
+// skipping those finds the start without a second tokenizer.
+func (p *parser) readValue(depth int) (Value, error) {
+	prev := p.dec.InputOffset()
+	v, err := p.readTokens(depth)
+	if err != nil || !p.spans {
+		return v, err
+	}
+	start := int(prev)
+	for start < len(p.data) && isSeparator(p.data[start]) {
+		start++
+	}
+	v.start, v.end = int32(start), int32(p.dec.InputOffset())
+	return v, nil
+}
+
+// isSeparator is JSON whitespace, ',' or ':'.
+func isSeparator(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == ',' || c == ':'
+}
+
+func (p *parser) readTokens(depth int) (Value, error) {
+	dec := p.dec
 	tok, err := dec.ReadToken()
 	if err != nil {
 		return Value{}, syntaxErr(dec, err)
@@ -138,7 +190,7 @@ func readValue(dec *jsontext.Decoder, depth int) (Value, error) {
 			}
 			// A token is only valid until the decoder's next call.
 			name := tok.String()
-			mv, err := readValue(dec, depth+1)
+			mv, err := p.readValue(depth + 1)
 			if err != nil {
 				return Value{}, err
 			}
@@ -154,7 +206,7 @@ func readValue(dec *jsontext.Decoder, depth int) (Value, error) {
 		}
 		v := Value{Kind: Array, Items: []Value{}}
 		for dec.PeekKind() != ']' {
-			item, err := readValue(dec, depth+1)
+			item, err := p.readValue(depth + 1)
 			if err != nil {
 				return Value{}, err
 			}
@@ -203,6 +255,27 @@ func abbreviate(s string) string {
 		return s[:37] + "..."
 	}
 	return s
+}
+
+// Equal reports whether v and w are one reading: the same kinds, strings,
+// numbers' literals and member names, in the same order. Where either was
+// read from is not compared.
+func (v Value) Equal(w Value) bool {
+	if v.Kind != w.Kind || v.Bool != w.Bool || v.Str != w.Str ||
+		len(v.Members) != len(w.Members) || len(v.Items) != len(w.Items) {
+		return false
+	}
+	for i := range v.Members {
+		if v.Members[i].Name != w.Members[i].Name || !v.Members[i].Value.Equal(w.Members[i].Value) {
+			return false
+		}
+	}
+	for i := range v.Items {
+		if !v.Items[i].Equal(w.Items[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 // Get returns the member named exactly name.

@@ -66,6 +66,10 @@ type Message struct {
 	// Params is the params object; Kind is ijson.Null when absent.
 	Params ijson.Value
 	value  ijson.Value
+	// src is the text ParseReply read the message from (value's span is in
+	// it), for Lists and Splice; nil for a client's message and once
+	// SetResult changed the message, so no span outlives its reading.
+	src []byte
 }
 
 // Encode is the canonical encoding of the message: what is forwarded.
@@ -432,6 +436,7 @@ func ParseReply(data []byte) (msgs []Message, batch bool, err error) {
 			}
 			return nil, false, errors.New(perr.Message)
 		}
+		m.src = data
 		msgs = append(msgs, m)
 	}
 	return msgs, batch, nil
@@ -455,6 +460,7 @@ func (m *Message) SetResult(result ijson.Value) {
 		}
 	}
 	m.value = v
+	m.src = nil
 }
 
 // EncodeMessages encodes messages as one message, or as a JSON array when
