@@ -128,11 +128,17 @@ func syntaxErr(dec *jsontext.Decoder, err error) error {
 	return &SyntaxError{Offset: dec.InputOffset(), Msg: msg}
 }
 
-// parser is one Parse: the decoder and the text it reads, for the spans.
+// parser is one Parse: the decoder, the text it reads (for the spans) and
+// the stacks the members and items of the objects and arrays being read
+// gather on.
 type parser struct {
-	dec   *jsontext.Decoder
-	data  []byte
-	spans bool
+	dec     *jsontext.Decoder
+	data    []byte
+	spans   bool
+	members []Member
+	items   []Value
+	// strs are the short strings read so far, each once (str).
+	strs map[string]string
 }
 
 // readValue reads one value and records its span. The decoder's offset
@@ -154,6 +160,46 @@ func (p *parser) readValue(depth int) (Value, error) {
 	return v, nil
 }
 
+// str is the decoded text of the string token tok, which the decoder has
+// just read (and checked: valid UTF-8, no control characters) after the
+// offset prev. Its bytes in the text, when they hold no escape, are its
+// text verbatim, so the text is taken from them, and short ones (member
+// names above all, repeated in every item of a list) are allocated once
+// per Parse: a string per name was a tenth of a large list's parse. Any
+// other string is decoded by the token.
+func (p *parser) str(tok jsontext.Token, prev int64) string {
+	start, end := int(prev), int(p.dec.InputOffset())
+	for start < end && isSeparator(p.data[start]) {
+		start++
+	}
+	raw := p.data[start:end]
+	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' || bytes.IndexByte(raw, '\\') >= 0 {
+		return tok.String()
+	}
+	raw = raw[1 : len(raw)-1]
+	if len(raw) > maxInterned {
+		return string(raw)
+	}
+	if s, ok := p.strs[string(raw)]; ok {
+		return s
+	}
+	s := string(raw)
+	if p.strs == nil {
+		p.strs = make(map[string]string, 64)
+	}
+	if len(p.strs) < maxStrings {
+		p.strs[s] = s
+	}
+	return s
+}
+
+// maxInterned is the longest string str shares, and maxStrings how many
+// it keeps: names and enum-like values repeat, descriptions do not.
+const (
+	maxInterned = 32
+	maxStrings  = 4096
+)
+
 // isSeparator is JSON whitespace, ',' or ':'.
 func isSeparator(c byte) bool {
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == ',' || c == ':'
@@ -161,6 +207,7 @@ func isSeparator(c byte) bool {
 
 func (p *parser) readTokens(depth int) (Value, error) {
 	dec := p.dec
+	prev := dec.InputOffset()
 	tok, err := dec.ReadToken()
 	if err != nil {
 		return Value{}, syntaxErr(dec, err)
@@ -171,7 +218,7 @@ func (p *parser) readTokens(depth int) (Value, error) {
 	case 't', 'f':
 		return Value{Kind: Bool, Bool: tok.Bool()}, nil
 	case '"':
-		return Value{Kind: String, Str: tok.String()}, nil
+		return Value{Kind: String, Str: p.str(tok, prev)}, nil
 	case '0':
 		lit := tok.String()
 		if err := checkNumber(lit); err != nil {
@@ -182,39 +229,50 @@ func (p *parser) readTokens(depth int) (Value, error) {
 		if depth >= MaxDepth {
 			return Value{}, &SyntaxError{Offset: dec.InputOffset(), Msg: fmt.Sprintf("nested deeper than %d levels", MaxDepth)}
 		}
-		v := Value{Kind: Object, Members: []Member{}}
+		// Members gather on the parser's stack (a nested value's own
+		// members come and go above them) and are copied once into a
+		// slice of their exact size: appending to each object's own slice
+		// grew it by doubling, a fifth of a large list's parse.
+		base := len(p.members)
 		for dec.PeekKind() != '}' {
+			prev := dec.InputOffset()
 			tok, err := dec.ReadToken()
 			if err != nil {
 				return Value{}, syntaxErr(dec, err)
 			}
 			// A token is only valid until the decoder's next call.
-			name := tok.String()
+			name := p.str(tok, prev)
 			mv, err := p.readValue(depth + 1)
 			if err != nil {
 				return Value{}, err
 			}
-			v.Members = append(v.Members, Member{Name: name, Value: mv})
+			p.members = append(p.members, Member{Name: name, Value: mv})
 		}
 		if _, err := dec.ReadToken(); err != nil {
 			return Value{}, syntaxErr(dec, err)
 		}
+		v := Value{Kind: Object, Members: make([]Member, len(p.members)-base)}
+		copy(v.Members, p.members[base:])
+		p.members = p.members[:base]
 		return v, nil
 	case '[':
 		if depth >= MaxDepth {
 			return Value{}, &SyntaxError{Offset: dec.InputOffset(), Msg: fmt.Sprintf("nested deeper than %d levels", MaxDepth)}
 		}
-		v := Value{Kind: Array, Items: []Value{}}
+		base := len(p.items) // as for an object's members
 		for dec.PeekKind() != ']' {
 			item, err := p.readValue(depth + 1)
 			if err != nil {
 				return Value{}, err
 			}
-			v.Items = append(v.Items, item)
+			p.items = append(p.items, item)
 		}
 		if _, err := dec.ReadToken(); err != nil {
 			return Value{}, syntaxErr(dec, err)
 		}
+		v := Value{Kind: Array, Items: make([]Value, len(p.items)-base)}
+		copy(v.Items, p.items[base:])
+		p.items = p.items[:base]
 		return v, nil
 	}
 	// PeekKind returns 0 on a syntax error; reading again reports it.

@@ -200,6 +200,11 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("the encoding reads back differently:\n%q\n%q", data, enc)
 		}
 		checkSpans(t, data, v)
+		// An independent reader of the text itself, not of the encoding:
+		// the strings Parse takes from the text's bytes are the decoded ones.
+		if got := tokens(t, data); !reflect.DeepEqual(got, tokensOf(v, nil)) {
+			t.Fatalf("encoding/json reads the text differently:\n%q\n%q", got, tokensOf(v, nil))
+		}
 		if !bytes.Equal(again.Encode(), enc) {
 			t.Fatal("encoding is not stable")
 		}
