@@ -310,3 +310,15 @@ func TestSpans(t *testing.T) {
 		t.Fatal("a built value has a span")
 	}
 }
+
+// TestKnownFolds: the precomputed folds are what folding computes.
+func TestKnownFolds(t *testing.T) {
+	for name, folded := range knownFolds {
+		if got := Fold(strings.Clone(name + "x"))[:len(name)]; got != folded {
+			t.Fatalf("Fold(%q) = %q, known %q", name, got, folded)
+		}
+		if got := Fold(name); got != folded {
+			t.Fatalf("Fold(%q) = %q", name, got)
+		}
+	}
+}
