@@ -2,7 +2,9 @@
 // only I-JSON (RFC 7493) — valid UTF-8 without lone surrogate escapes, no
 // duplicate member names at any depth, numbers a double can hold, one value
 // and JSON whitespace around it — and keeps what it read as an ordered tree
-// whose encoding is what the gateway forwards.
+// whose encoding is what the gateway forwards, each value with the span of
+// bytes it was read from (so a list can be forwarded as received, minus
+// whole elements: mcp.Message.Splice).
 //
 // Why not encoding/json: it matches member names case-insensitively (with
 // Unicode folding), keeps the last of duplicate names, replaces invalid

@@ -3,8 +3,9 @@
 // members are matched exactly; the policy decides on that reading and the
 // gateway forwards its canonical encoding, so a backend cannot execute
 // anything the policy did not see. It also builds JSON-RPC errors with
-// mcp-go's types, filters list results, and reads and writes Server-Sent
-// Events.
+// mcp-go's types, filters list results (a backend's list as it sent it,
+// minus the hidden items' bytes: Message.Splice), and reads and writes
+// Server-Sent Events.
 package mcp
 
 import (
