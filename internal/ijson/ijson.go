@@ -165,11 +165,11 @@ func (p *parser) readValue(depth int) (Value, error) {
 // str is the decoded text of the string token tok, which the decoder has
 // just read (and checked: valid UTF-8, no control characters) after the
 // offset prev. Its bytes in the text, when they hold no escape, are its
-// text verbatim, so the text is taken from them, and short ones (member
-// names above all, repeated in every item of a list) are allocated once
-// per Parse: a string per name was a tenth of a large list's parse. Any
-// other string is decoded by the token.
-func (p *parser) str(tok jsontext.Token, prev int64) string {
+// text verbatim, so the text is taken from them, and those of at most
+// shared bytes are allocated once per Parse: a string per member name
+// (repeated in every item of a list) was a tenth of a large list's parse.
+// Any other string is decoded by the token.
+func (p *parser) str(tok jsontext.Token, prev int64, shared int) string {
 	start, end := int(prev), int(p.dec.InputOffset())
 	for start < end && isSeparator(p.data[start]) {
 		start++
@@ -179,7 +179,7 @@ func (p *parser) str(tok jsontext.Token, prev int64) string {
 		return tok.String()
 	}
 	raw = raw[1 : len(raw)-1]
-	if len(raw) > maxInterned {
+	if len(raw) > shared {
 		return string(raw)
 	}
 	if s, ok := p.strs[string(raw)]; ok {
@@ -195,11 +195,14 @@ func (p *parser) str(tok jsontext.Token, prev int64) string {
 	return s
 }
 
-// maxInterned is the longest string str shares, and maxStrings how many
-// it keeps: names and enum-like values repeat, descriptions do not.
+// The longest member name and string value str shares, and how many
+// strings it keeps: names repeat, and among values the short ones ("type":
+// "object"); longer values (tool names, descriptions) are mostly unique,
+// and looking them up only to add them cost more than it saved.
 const (
-	maxInterned = 32
-	maxStrings  = 4096
+	maxSharedName  = 32
+	maxSharedValue = 8
+	maxStrings     = 4096
 )
 
 // isSeparator is JSON whitespace, ',' or ':'.
@@ -220,7 +223,7 @@ func (p *parser) readTokens(depth int) (Value, error) {
 	case 't', 'f':
 		return Value{Kind: Bool, Bool: tok.Bool()}, nil
 	case '"':
-		return Value{Kind: String, Str: p.str(tok, prev)}, nil
+		return Value{Kind: String, Str: p.str(tok, prev, maxSharedValue)}, nil
 	case '0':
 		lit := tok.String()
 		if err := checkNumber(lit); err != nil {
@@ -243,7 +246,7 @@ func (p *parser) readTokens(depth int) (Value, error) {
 				return Value{}, syntaxErr(dec, err)
 			}
 			// A token is only valid until the decoder's next call.
-			name := p.str(tok, prev)
+			name := p.str(tok, prev, maxSharedName)
 			mv, err := p.readValue(depth + 1)
 			if err != nil {
 				return Value{}, err
