@@ -322,3 +322,36 @@ func TestKnownFolds(t *testing.T) {
 		}
 	}
 }
+
+// TestParseAfterParse: Parse reuses its decoder and stacks; a text read
+// after a refused one, a deep one or a large one is checked as strictly
+// as the first text read, and the trees of earlier texts are untouched.
+func TestParseAfterParse(t *testing.T) {
+	first, err := Parse([]byte(`{"a":[1,{"b":"c"}],"d":"e"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := `[` + strings.Repeat(`{"name":"x","v":[1,2]},`, 20000) + `0]`
+	for _, c := range []struct {
+		in string
+		ok bool
+	}{
+		{`{"a":1,"b":{"c":[1,2,`, false},
+		{`{"a":1,"a":2}`, false},
+		{`{"x":{"a":1},"y":{"a":1}}`, true},
+		{big, true},
+		{`{"n":{"a":1,"a":2}}`, false},
+		{`[1e400]`, false},
+		{"{\"\xff\":1}", false},
+		{`{"a":1} {}`, false},
+		{`{"a":1,"b":2}`, true},
+	} {
+		_, err := Parse([]byte(c.in))
+		if (err == nil) != c.ok {
+			t.Fatalf("Parse(%.40q): %v, want ok %v", c.in, err, c.ok)
+		}
+	}
+	if got := string(first.Encode()); got != `{"a":[1,{"b":"c"}],"d":"e"}` {
+		t.Fatalf("an earlier tree changed: %s", got)
+	}
+}
