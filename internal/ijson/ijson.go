@@ -106,7 +106,7 @@ func (e *SyntaxError) Error() string {
 // Parse reads data as exactly one I-JSON value.
 func Parse(data []byte) (Value, error) {
 	st := states.Get().(*parseState)
-	defer st.release()
+	defer st.release(len(data))
 	st.rd.Reset(data)
 	st.dec.Reset(&st.rd, jsontext.AllowDuplicateNames(false), jsontext.AllowInvalidUTF8(false))
 	p := parser{
@@ -152,14 +152,20 @@ type parseState struct {
 
 var states = sync.Pool{New: func() any { return &parseState{dec: jsontext.NewDecoder(bytes.NewReader(nil))} }}
 
-// maxPooledStack is the largest stack kept for the next Parse: a list of
-// 100,000 tools should not pin its stacks' memory afterwards.
-const maxPooledStack = 1 << 14
+// A state is kept for the next Parse only after a text of at most
+// maxPooledText bytes and with stacks of at most maxPooledStack entries:
+// the decoder's buffer grows to the largest token it read, and a list of
+// 100,000 tools or one 30 MB string should not stay pinned afterwards.
+const (
+	maxPooledText  = 1 << 20
+	maxPooledStack = 1 << 14
+)
 
 // release clears the stacks (so they hold no strings of the last text),
-// lets go of the text and returns the state to the pool.
-func (st *parseState) release() {
-	if cap(st.members) > maxPooledStack || cap(st.items) > maxPooledStack {
+// lets go of the text and returns the state to the pool; n is the length
+// of the text just read.
+func (st *parseState) release(n int) {
+	if n > maxPooledText || cap(st.members) > maxPooledStack || cap(st.items) > maxPooledStack {
 		return
 	}
 	clear(st.members[:cap(st.members)])
