@@ -58,6 +58,10 @@ func (c *catalog) remember(backend string, items []mcp.ListItem) {
 		c.tools[backend] = m
 	}
 	for _, it := range items {
+		// Raw may be a slice of the whole reply (mcp.Message.Lists): kept,
+		// it would hold the reply in memory for as long as the entry. The
+		// entry's definition is read from Item.
+		it.Raw = nil
 		m[it.Name] = toolEntry{annotations: it.Annotations, schema: it.InputSchema, item: it}
 	}
 }

@@ -105,7 +105,7 @@ func (g *Gateway) filterMessage(ctx context.Context, cl *call, m *mcp.Message, p
 		result = r.Apply(result)
 		m.SetResult(result)
 	}
-	lists, err := mcp.FindLists(result, pending[m.IDKey].method)
+	lists, err := m.Lists(pending[m.IDKey].method)
 	if err != nil {
 		g.log.Warn("backend sent a malformed list", "request_id", cl.requestID, "backend", cl.route.backend.Name, "err", err)
 		return mcp.ErrorResponse(m.ID, mcp.CodeBackend, fmt.Sprintf("backend %s sent a malformed list result", cl.route.backend.Name), nil)
@@ -120,7 +120,16 @@ func (g *Gateway) filterMessage(ctx context.Context, cl *call, m *mcp.Message, p
 		}
 		visible[l.Key] = g.visible(ctx, cl, l.Key, l.Items, g.classify(ctx, cl, l.Key, l.Items))
 	}
-	m.SetResult(mcp.FilterLists(result, lists, func(k mcp.ListKey, it mcp.ListItem) bool { return visible[k][it.Key(k)] }))
+	keep := func(k mcp.ListKey, it mcp.ListItem) bool { return visible[k][it.Key(k)] }
+	// The reply as received with the hidden items cut out, when nothing
+	// else in it changed (Splice says why that is the same reading);
+	// encoding the filtered tree was a quarter of a large list's cost and
+	// lost the backend's bytes. A redacted result was changed: its tree is
+	// encoded.
+	if out, ok := m.Splice(lists, keep); ok {
+		return out
+	}
+	m.SetResult(mcp.FilterLists(result, lists, keep))
 	return m.Encode()
 }
 

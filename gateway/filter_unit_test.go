@@ -35,7 +35,7 @@ func (noVerifier) Verify(context.Context, string) (*identity.Principal, error) {
 
 // unitGateway is a Gateway built by New (routes mounted, nothing
 // listening) over one notes backend, deciding visibility with authz.
-func unitGateway(t *testing.T, authz policy.Authorizer) *Gateway {
+func unitGateway(t testing.TB, authz policy.Authorizer) *Gateway {
 	t.Helper()
 	key, _ := upstream.NewSessionKey()
 	sealer, err := upstream.NewSealer(key)
@@ -59,7 +59,7 @@ func unitCall(g *Gateway) *call {
 
 // pendingOf is the pending requests of ids (JSON integers or strings), each
 // of method, keyed as replies are matched.
-func pendingOf(t *testing.T, method string, ids ...string) requests {
+func pendingOf(t testing.TB, method string, ids ...string) requests {
 	t.Helper()
 	out := requests{}
 	for _, id := range ids {
@@ -282,5 +282,49 @@ func TestFailRequestsUnit(t *testing.T) {
 				t.Fatalf("the refusal of nothing pending names an id: %s", body)
 			}
 		})
+	}
+}
+
+// TestFilterSpliceUnit: a filtered list reaches the client as the backend
+// sent it, minus the hidden items: member order, whitespace and escapes
+// kept, in a JSON body and in an SSE event whose data spans lines.
+func TestFilterSpliceUnit(t *testing.T) {
+	g := unitGateway(t, visibleOnly{"public": true})
+	pending := pendingOf(t, "tools/list", "1")
+	body := "{\"result\": {\"tools\": [{\"name\": \"secret\"},\n {\"name\": \"public\", \"description\": \"caf\\u00e9 \\/\"}], \"nextCursor\": \"n\"}, \"id\": 1, \"jsonrpc\": \"2.0\"}"
+	fw := forwarded{pending: pending}
+	out, isJSON, err := g.filterReply(context.Background(), unitCall(g), []byte(body), "application/json", &fw)
+	if err != nil || !isJSON {
+		t.Fatalf("filterReply: %v (json %v)", err, isJSON)
+	}
+	if want := "{\"result\": {\"tools\": [{\"name\": \"public\", \"description\": \"caf\\u00e9 \\/\"}], \"nextCursor\": \"n\"}, \"id\": 1, \"jsonrpc\": \"2.0\"}"; string(out) != want {
+		t.Fatalf("JSON reply\n%s\nwant\n%s", out, want)
+	}
+
+	stream := "event: message\nid: 7\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\ndata:  \"result\":{\"tools\":[{\"name\":\"public\"},\ndata: {\"name\":\"secret\"}]}}\n\n"
+	ev, err := mcp.NewEventReader(strings.NewReader(stream)).Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, ok := g.relayEvent(context.Background(), unitCall(g), ev, pending, requests{})
+	if !ok {
+		t.Fatal("event refused")
+	}
+	if want := "event: message\nid: 7\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\ndata:  \"result\":{\"tools\":[{\"name\":\"public\"}]}}\n\n"; string(got) != want {
+		t.Fatalf("SSE event\n%q\nwant\n%q", got, want)
+	}
+	// What the client reads of the event is one reading with the hidden
+	// tool gone.
+	again, err := mcp.NewEventReader(strings.NewReader(string(got))).Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs, _, err := mcp.ParseReply(again.Data)
+	if err != nil {
+		t.Fatalf("the relayed event's data: %v", err)
+	}
+	lists, _ := msgs[0].Lists("tools/list")
+	if len(lists) != 1 || len(lists[0].Items) != 1 || lists[0].Items[0].Name != "public" {
+		t.Fatalf("relayed list %+v", lists)
 	}
 }

@@ -27,6 +27,9 @@ func Fold(name string) string {
 		if !upper {
 			return name
 		}
+		if f, ok := knownFolds[name]; ok {
+			return f
+		}
 		b := []byte(name)
 		for i, c := range b {
 			if 'A' <= c && c <= 'Z' {
@@ -42,6 +45,34 @@ func Fold(name string) string {
 	}
 	return b.String()
 }
+
+// knownFolds are the folds of the camel-case member names MCP messages
+// and JSON Schemas repeat in every listed item, computed once: folding
+// each again allocated a string, a quarter of the allocations of reading
+// a large list. Names not here are folded as before.
+var knownFolds = func() map[string]string {
+	names := []string{
+		"inputSchema", "outputSchema", "readOnlyHint", "destructiveHint", "idempotentHint",
+		"openWorldHint", "uriTemplate", "mimeType", "nextCursor", "additionalProperties",
+		"minLength", "maxLength", "minItems", "maxItems", "uniqueItems",
+		"exclusiveMinimum", "exclusiveMaximum", "multipleOf", "minProperties", "maxProperties",
+		"patternProperties", "propertyNames", "unevaluatedProperties", "prefixItems", "oneOf",
+		"anyOf", "allOf", "readOnly", "writeOnly", "contentMediaType", "contentEncoding",
+		"lastModified", "listChanged", "structuredContent", "isError",
+		"protocolVersion", "serverInfo", "clientInfo", "websiteUrl", "sizeInBytes",
+	}
+	m := make(map[string]string, len(names))
+	for _, n := range names {
+		b := []byte(n)
+		for i, c := range b {
+			if 'A' <= c && c <= 'Z' {
+				b[i] = c + 'a' - 'A'
+			}
+		}
+		m[n] = string(b)
+	}
+	return m
+}()
 
 // foldRune is the smallest rune of r's simple-folding orbit: one
 // representative per orbit, whichever member was written.

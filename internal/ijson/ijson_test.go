@@ -71,7 +71,7 @@ func TestParseKeepsOneExactReading(t *testing.T) {
 				t.Fatalf("Encode = %s, want %s", got, c.encoded)
 			}
 			again, err := Parse(v.Encode())
-			if err != nil || !reflect.DeepEqual(again, v) {
+			if err != nil || !again.Equal(v) {
 				t.Fatalf("the encoding does not read back the same: %v", err)
 			}
 		})
@@ -196,8 +196,14 @@ func FuzzParse(f *testing.F) {
 		if err != nil {
 			t.Fatalf("the encoding of an accepted text is refused: %v\n%s", err, enc)
 		}
-		if !reflect.DeepEqual(again, v) {
+		if !again.Equal(v) {
 			t.Fatalf("the encoding reads back differently:\n%q\n%q", data, enc)
+		}
+		checkSpans(t, data, v)
+		// An independent reader of the text itself, not of the encoding:
+		// the strings Parse takes from the text's bytes are the decoded ones.
+		if got := tokens(t, data); !reflect.DeepEqual(got, tokensOf(v, nil)) {
+			t.Fatalf("encoding/json reads the text differently:\n%q\n%q", got, tokensOf(v, nil))
 		}
 		if !bytes.Equal(again.Encode(), enc) {
 			t.Fatal("encoding is not stable")
@@ -258,4 +264,94 @@ func tokensOf(v Value, out []string) []string {
 		out = tokensOf(it, out)
 	}
 	return append(out, "]")
+}
+
+// checkSpans: every value of a parsed tree has a span, and its bytes alone
+// read as that value (the splice in internal/mcp forwards such bytes).
+func checkSpans(t *testing.T, data []byte, v Value) {
+	t.Helper()
+	start, end, ok := v.Span()
+	if !ok || start < 0 || end > len(data) || start >= end {
+		t.Fatalf("span %d..%d (%v) of %s in %q", start, end, ok, v.Kind, data)
+	}
+	alone, err := Parse(data[start:end])
+	if err != nil || !alone.Equal(v) {
+		t.Fatalf("the span %q of %q does not read as its value: %v", data[start:end], data, err)
+	}
+	if start > 0 && !isSeparator(data[start-1]) && data[start-1] != '[' && data[start-1] != '{' {
+		t.Fatalf("span %q of %q starts inside a token", data[start:end], data)
+	}
+	for _, m := range v.Members {
+		checkSpans(t, data, m.Value)
+	}
+	for _, it := range v.Items {
+		checkSpans(t, data, it)
+	}
+}
+
+// TestSpans: the span of each value is its own bytes, whatever whitespace,
+// escapes and separators surround it; a value built by hand has none.
+func TestSpans(t *testing.T) {
+	for _, in := range []string{
+		`1`, ` "x" `, "\t[ 1 ,\n2\r\n, [ ] , { } ]\n", `{"a" : {"b":[true,false,null]} , "c\u0041":"\ud83d\ude00"}`,
+		`[{"name":"a"},{"name":"b","x":[{"tools":[]}]},-0.5e+3]`,
+	} {
+		v, err := Parse([]byte(in))
+		if err != nil {
+			t.Fatalf("Parse(%q): %v", in, err)
+		}
+		checkSpans(t, []byte(in), v)
+	}
+	v, _ := Parse([]byte(`[10, 20]`))
+	if s, e, _ := v.Items[1].Span(); s != 5 || e != 7 {
+		t.Fatalf("span of 20 in [10, 20] is %d..%d", s, e)
+	}
+	if _, _, ok := (Value{Kind: Null}).Span(); ok {
+		t.Fatal("a built value has a span")
+	}
+}
+
+// TestKnownFolds: the precomputed folds are what folding computes.
+func TestKnownFolds(t *testing.T) {
+	for name, folded := range knownFolds {
+		if got := Fold(strings.Clone(name + "x"))[:len(name)]; got != folded {
+			t.Fatalf("Fold(%q) = %q, known %q", name, got, folded)
+		}
+		if got := Fold(name); got != folded {
+			t.Fatalf("Fold(%q) = %q", name, got)
+		}
+	}
+}
+
+// TestParseAfterParse: Parse reuses its decoder and stacks; a text read
+// after a refused one, a deep one or a large one is checked as strictly
+// as the first text read, and the trees of earlier texts are untouched.
+func TestParseAfterParse(t *testing.T) {
+	first, err := Parse([]byte(`{"a":[1,{"b":"c"}],"d":"e"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := `[` + strings.Repeat(`{"name":"x","v":[1,2]},`, 20000) + `0]`
+	for _, c := range []struct {
+		in string
+		ok bool
+	}{
+		{`{"a":1,"b":{"c":[1,2,`, false},
+		{`{"a":1,"a":2}`, false},
+		{`{"x":{"a":1},"y":{"a":1}}`, true},
+		{big, true},
+		{`{"n":{"a":1,"a":2}}`, false},
+		{`[1e400]`, false},
+		{"{\"\xff\":1}", false},
+		{`{"a":1} {}`, false},
+		{`{"a":1,"b":2}`, true},
+	} {
+		_, err := Parse([]byte(c.in))
+		if (err == nil) != c.ok {
+			t.Fatalf("Parse(%.40q): %v, want ok %v", c.in, err, c.ok)
+		}
+	}
+	if got := string(first.Encode()); got != `{"a":[1,{"b":"c"}],"d":"e"}` {
+		t.Fatalf("an earlier tree changed: %s", got)
+	}
 }

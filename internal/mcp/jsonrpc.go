@@ -3,8 +3,9 @@
 // members are matched exactly; the policy decides on that reading and the
 // gateway forwards its canonical encoding, so a backend cannot execute
 // anything the policy did not see. It also builds JSON-RPC errors with
-// mcp-go's types, filters list results, and reads and writes Server-Sent
-// Events.
+// mcp-go's types, filters list results (a backend's list as it sent it,
+// minus the hidden items' bytes: Message.Splice), and reads and writes
+// Server-Sent Events.
 package mcp
 
 import (
@@ -66,6 +67,10 @@ type Message struct {
 	// Params is the params object; Kind is ijson.Null when absent.
 	Params ijson.Value
 	value  ijson.Value
+	// src is the text ParseReply read the message from (value's span is in
+	// it), for Lists and Splice; nil for a client's message and once
+	// SetResult changed the message, so no span outlives its reading.
+	src []byte
 }
 
 // Encode is the canonical encoding of the message: what is forwarded.
@@ -432,6 +437,7 @@ func ParseReply(data []byte) (msgs []Message, batch bool, err error) {
 			}
 			return nil, false, errors.New(perr.Message)
 		}
+		m.src = data
 		msgs = append(msgs, m)
 	}
 	return msgs, batch, nil
@@ -455,6 +461,7 @@ func (m *Message) SetResult(result ijson.Value) {
 		}
 	}
 	m.value = v
+	m.src = nil
 }
 
 // EncodeMessages encodes messages as one message, or as a JSON array when

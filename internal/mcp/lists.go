@@ -34,7 +34,10 @@ func ListKeyForMethod(method string) ListKey {
 }
 
 // ListItem is the part of a tool, resource, template or prompt the policy
-// sees. Raw is the item's canonical encoding, forwarded when it is kept.
+// sees. Raw is the item's bytes: as received when the list was found in a
+// reply's bytes (Message.Lists), else its canonical encoding. It keys the
+// gateway's prepared catalogs (equal bytes are one reading), never a pin:
+// pins hash integrity.FromItem's sorted encoding.
 type ListItem struct {
 	Name        string
 	URI         string
@@ -64,8 +67,10 @@ func (it ListItem) Key(k ListKey) string {
 type List struct {
 	Key   ListKey
 	Items []ListItem
-	// member is the index in the result object of the items' array.
+	// member is the index in the result object of the items' array, and
+	// array that array as read (with its items' spans, for Message.Splice).
 	member int
+	array  ijson.Value
 }
 
 // FindLists finds the lists in the result of a response. The gateway reads
@@ -76,6 +81,12 @@ type List struct {
 // will read. method is the request's, when the gateway saw it (a reply on a
 // resumed stream is recognised by shape alone); its list must be an array.
 func FindLists(result ijson.Value, method string) ([]List, error) {
+	return findLists(nil, result, method)
+}
+
+// findLists is FindLists; src, when not nil, is the text result was parsed
+// from, whose bytes each item's Raw is then.
+func findLists(src []byte, result ijson.Value, method string) ([]List, error) {
 	if result.Kind != ijson.Object {
 		return nil, nil
 	}
@@ -92,9 +103,9 @@ func FindLists(result ijson.Value, method string) ([]List, error) {
 			}
 			continue
 		}
-		l := List{Key: key, member: i, Items: make([]ListItem, 0, len(m.Value.Items))}
+		l := List{Key: key, member: i, array: m.Value, Items: make([]ListItem, 0, len(m.Value.Items))}
 		for j, item := range m.Value.Items {
-			it, err := readItem(item)
+			it, err := readItem(src, item)
 			if err != nil {
 				return nil, fmt.Errorf("%s[%d]: %w", key, j, err)
 			}
@@ -147,14 +158,21 @@ var (
 	foldedInputSchema = ijson.Fold("inputSchema")
 )
 
-func readItem(v ijson.Value) (ListItem, error) {
+func readItem(src []byte, v ijson.Value) (ListItem, error) {
 	if v.Kind != ijson.Object {
 		return ListItem{}, fmt.Errorf("item is %s, not an object", v.Kind)
 	}
 	if a, b, found := v.OwnFoldCollision(); found {
 		return ListItem{}, fmt.Errorf("item has both %q and %q", a, b)
 	}
-	it := ListItem{Raw: v.Encode(), InputSchema: ijson.Value{Kind: ijson.Null}, Item: v}
+	it := ListItem{InputSchema: ijson.Value{Kind: ijson.Null}, Item: v}
+	if start, end, ok := v.Span(); ok && src != nil {
+		// Encoding each item only to key the catalog by it was a quarter
+		// of a large list's cost; the bytes read are as good a key.
+		it.Raw = src[start:end:end]
+	} else {
+		it.Raw = v.Encode()
+	}
 	for _, m := range v.Members {
 		// Fold-matched for the same reason as the list itself, now that the
 		// item is known to have no colliding names.

@@ -7,8 +7,8 @@ import (
 )
 
 // BenchmarkReadToolList1000 is the gateway's reading of a 1,000-tool
-// tools/list reply: the strict parse, finding and reading the list,
-// filtering it and encoding what is sent on.
+// tools/list reply: the strict parse, finding and reading the list, and
+// building what is sent on from it with half the tools hidden.
 func BenchmarkReadToolList1000(b *testing.B) {
 	var sb strings.Builder
 	sb.WriteString(`{"jsonrpc":"2.0","id":1,"result":{"tools":[`)
@@ -26,14 +26,16 @@ func BenchmarkReadToolList1000(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		res, _ := msgs[0].Result()
-		lists, err := FindLists(res, "tools/list")
+		lists, err := msgs[0].Lists("tools/list")
 		if err != nil || len(lists) != 1 {
 			b.Fatal(err)
 		}
-		// Keep every second tool, as the gateway does for a read-only caller.
+		// Keep every second tool, as the gateway does for a read-only
+		// caller, and splice the reply as the gateway does (until
+		// 2026-12 it filtered the tree and encoded it).
 		n := 0
-		msgs[0].SetResult(FilterLists(res, lists, func(ListKey, ListItem) bool { n++; return n%2 == 0 }))
-		_ = msgs[0].Encode()
+		if _, ok := msgs[0].Splice(lists, func(ListKey, ListItem) bool { n++; return n%2 == 0 }); !ok {
+			b.Fatal("no splice")
+		}
 	}
 }
