@@ -40,13 +40,12 @@ permitted(grants, name) if {
 #   ("*") and for this backend, each compiled (compiled_grant); an empty set
 #   when none. Grants only add up: an except narrows its own grant and never
 #   takes away what another grant or an inherited role gives.
-caller_grants := {kind: grants |
+caller_grants[kind] := {compiled_grant(grant) |
+	some role in data.mcp.roles.caller_roles
+	some backend in ["*", backend_name]
+	grant := data.mcpgw.roles.grants[role][backend][kind]
+} if {
 	some kind, _ in kind_nouns
-	grants := {compiled_grant(grant) |
-		some role in data.mcp.roles.caller_roles
-		some backend in ["*", backend_name]
-		grant := data.mcpgw.roles.grants[role][backend][kind]
-	}
 }
 
 # METADATA
