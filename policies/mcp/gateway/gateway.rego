@@ -68,7 +68,7 @@ visible_tools contains tool.name if {
 	not every_tool_scope_held
 	some tool in input.tools
 	permitted(caller_grants.tools, tool.name)
-	tool_scope(tool, read_only_glob) in effective_scopes
+	tool_scope(tool) in effective_scopes
 	not held(input.backend, tool)
 	not screened(input.backend, tool)
 }

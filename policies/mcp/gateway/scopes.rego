@@ -60,7 +60,7 @@ method := input.mcp.method if message_traffic
 # METADATA
 # title: Scope required by a JSON-RPC message
 # description: tools/call is decided per tool (tool_scope); every other method by its class (method_scope).
-required_scope := tool_scope(called_tool, read_only_glob) if {
+required_scope := tool_scope(called_tool) if {
 	method == "tools/call"
 } else := method_scope(method) if {
 	message_traffic
@@ -90,11 +90,10 @@ method_scope(m) := data.mcpgw.scopes.read if {
 # METADATA
 # title: Scope of a tool call
 # description: >-
-#   A read-only tool (tool_read_only, given this backend's read_only glob)
-#   needs only the read scope; any other tool needs what tools/call needs
-#   (call_scope).
-tool_scope(tool, read_only) := data.mcpgw.scopes.read if {
-	tool_read_only(tool, read_only)
+#   A read-only tool (tool_read_only) needs only the read scope; any other
+#   tool needs what tools/call needs (call_scope).
+tool_scope(tool) := data.mcpgw.scopes.read if {
+	tool_read_only(tool)
 } else := call_scope
 
 # METADATA
@@ -115,7 +114,7 @@ every_tool_scope_held if {
 # description: >-
 #   The backend's own readOnlyHint annotation marks a tool read-only when
 #   data.mcpgw.trust_read_only_hint is true.
-tool_read_only(tool, _) if {
+tool_read_only(tool) if {
 	tool.annotations.readOnlyHint == true
 	data.mcpgw.trust_read_only_hint == true
 }
@@ -123,9 +122,9 @@ tool_read_only(tool, _) if {
 # METADATA
 # title: Read-only tool by data
 # description: >-
-#   The tool's name matches read_only, the glob of the read-only patterns of
-#   its backend (read_only_glob).
-tool_read_only(tool, read_only) if glob.match(read_only, null, tool.name)
+#   The tool's name matches the read-only patterns of this backend
+#   (read_only_glob).
+tool_read_only(tool) if glob.match(read_only_glob, null, tool.name)
 
 # METADATA
 # title: Read-only glob of this backend
