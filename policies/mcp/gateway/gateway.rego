@@ -66,8 +66,9 @@ caller_passes if count(caller_denials) == 0
 visible_tools contains tool.name if {
 	caller_passes
 	not every_tool_scope_held
+	grants := caller_grants.tools
 	some tool in input.tools
-	permitted(caller_grants.tools, tool.name)
+	permitted(grants, tool.name)
 	tool_scope(tool) in effective_scopes
 	not held(input.backend, tool)
 	not screened(input.backend, tool)
@@ -78,8 +79,9 @@ visible_tools contains tool.name if {
 visible_tools contains tool.name if {
 	caller_passes
 	every_tool_scope_held
+	grants := caller_grants.tools
 	some tool in input.tools
-	permitted(caller_grants.tools, tool.name)
+	permitted(grants, tool.name)
 	not held(input.backend, tool)
 	not screened(input.backend, tool)
 }
@@ -93,8 +95,9 @@ visible_tools contains tool.name if {
 visible_resources contains resource.uri if {
 	caller_passes
 	method_scope("resources/read") in effective_scopes
+	grants := caller_grants.resources
 	some resource in input.resources
-	permitted(caller_grants.resources, resource.uri)
+	permitted(grants, resource.uri)
 	not resource_held(input.backend, resource)
 }
 
@@ -107,8 +110,9 @@ visible_resources contains resource.uri if {
 visible_prompts contains prompt.name if {
 	caller_passes
 	method_scope("prompts/get") in effective_scopes
+	grants := caller_grants.prompts
 	some prompt in input.prompts
-	permitted(caller_grants.prompts, prompt.name)
+	permitted(grants, prompt.name)
 	not held(input.backend, prompt)
 }
 
