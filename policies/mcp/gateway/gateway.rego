@@ -67,11 +67,12 @@ visible_tools contains tool.name if {
 	caller_passes
 	not every_tool_scope_held
 	grants := caller_grants.tools
+	backend := input.backend
 	some tool in input.tools
 	permitted(grants, tool.name)
 	tool_scope(tool) in effective_scopes
-	not held(input.backend, tool)
-	not screened(input.backend, tool)
+	not held(backend, tool)
+	not screened(backend, tool)
 }
 
 # A caller holding every scope a tool can need passes tool_scope for every
@@ -80,10 +81,11 @@ visible_tools contains tool.name if {
 	caller_passes
 	every_tool_scope_held
 	grants := caller_grants.tools
+	backend := input.backend
 	some tool in input.tools
 	permitted(grants, tool.name)
-	not held(input.backend, tool)
-	not screened(input.backend, tool)
+	not held(backend, tool)
+	not screened(backend, tool)
 }
 
 # METADATA
