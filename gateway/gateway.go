@@ -352,7 +352,7 @@ func (g *Gateway) hostAllowed(hostport string) bool {
 // gateway itself answers to.
 func (g *Gateway) originAllowed(origin string) bool {
 	for _, o := range g.server.AllowedOrigins {
-		if o == "*" || strings.EqualFold(strings.TrimRight(o, "/"), origin) {
+		if config.OriginMatches(o, origin) {
 			return true
 		}
 	}

@@ -215,11 +215,22 @@ func (c *Config) validateOAuth(v *validator) {
 	}
 }
 
-// isOrigin reports whether s is scheme://host[:port] and nothing else.
+// isOrigin reports whether s is an origin as configured: scheme://host[:port]
+// and nothing else, one trailing "/" tolerated (people copy origins from
+// an address bar). The one rule for server.allowed_origins and
+// oauth.cors_origins; OriginMatches compares them with a browser's Origin.
 func isOrigin(s string) bool {
+	s = strings.TrimSuffix(s, "/")
 	u, err := url.Parse(s)
 	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" &&
-		u.Path == "" && u.RawQuery == "" && u.Fragment == "" && u.User == nil && !strings.HasSuffix(s, "/")
+		u.Path == "" && u.RawQuery == "" && u.Fragment == "" && u.User == nil && u.Opaque == ""
+}
+
+// OriginMatches reports whether a browser's Origin header is the configured
+// origin (as isOrigin accepts it, or "*"): scheme and host compare without
+// case, as a browser may spell them either way and means one origin.
+func OriginMatches(configured, origin string) bool {
+	return configured == "*" || strings.EqualFold(strings.TrimSuffix(configured, "/"), origin)
 }
 
 // IsLoopbackHost reports a host name or address that stays on this

@@ -159,10 +159,7 @@ func (c *Config) validateServer(v *validator) {
 		v.addf("server.session_key", "set session_key or session_key_file, not both")
 	}
 	for i, o := range s.AllowedOrigins {
-		if o == "*" {
-			continue
-		}
-		if u, err := url.Parse(o); err != nil || !isHTTPURL(o) || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+		if o != "*" && !isOrigin(o) {
 			v.addf(fmt.Sprintf("server.allowed_origins[%d]", i), `must be "*" or an origin such as "https://app.example.com"`)
 		}
 	}

@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	"github.com/gofiber/fiber/v2"
+
+	"github.com/mcpgw/mcpgw/internal/config"
 )
 
 // asMetadata is the RFC 8414 / OpenID Connect discovery document. Its own
@@ -100,7 +102,7 @@ func (s *Server) cors(c *fiber.Ctx) bool {
 		return false
 	}
 	for _, o := range s.cfg.CORSOrigins {
-		if o == "*" || o == origin {
+		if config.OriginMatches(o, origin) {
 			c.Set(fiber.HeaderAccessControlAllowOrigin, origin)
 			c.Vary(fiber.HeaderOrigin)
 			return true
