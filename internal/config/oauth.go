@@ -200,7 +200,9 @@ func (c *Config) validateOAuth(v *validator) {
 	}
 	for name, b := range c.Backends {
 		for i, p := range b.Paths {
-			if p == "/oauth2" || strings.HasPrefix(p, "/oauth2/") || strings.HasPrefix(p, "/.well-known") {
+			// The same collision rule as every other pair of paths: at,
+			// above or below (a backend at "/" would take /oauth2 too).
+			if PathsCollide(p, "/oauth2") || PathsCollide(p, "/.well-known") {
 				v.addf(fmt.Sprintf("backends.%s.paths[%d]", name, i), "%q belongs to the gateway's authorization server (oauth.enabled)", p)
 			}
 		}

@@ -1,6 +1,9 @@
 package config
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 // TestOrigins: server.allowed_origins and oauth.cors_origins take origins by
 // one rule, and a browser's Origin matches them by one rule.
@@ -45,6 +48,39 @@ func TestOrigins(t *testing.T) {
 	for _, tc := range matches {
 		if got := OriginMatches(tc.configured, tc.origin); got != tc.ok {
 			t.Errorf("OriginMatches(%q, %q) = %v, want %v", tc.configured, tc.origin, got, tc.ok)
+		}
+	}
+}
+
+// TestOAuthReservedPaths: with oauth.enabled, a backend path at, above or
+// below the authorization server's routes is refused by the rule every
+// other pair of paths follows.
+func TestOAuthReservedPaths(t *testing.T) {
+	for _, tc := range []struct {
+		path    string
+		refused bool
+	}{
+		{"/oauth2", true},
+		{"/oauth2/x", true},
+		{"/oauth2/", true},
+		{"/", true}, // above both
+		{"/.well-known", true},
+		{"/.well-known/x", true},
+		{"/oauth2x", false},
+		{"/.well-knownx", false}, // a prefix of the name is not the route
+		{"/notes", false},
+	} {
+		c := &Config{OAuth: OAuth{Enabled: true}, Backends: map[string]Backend{"b": {Paths: []string{tc.path}}}}
+		v := &validator{}
+		c.validateOAuth(v)
+		refused := false
+		for _, err := range v.errs {
+			if strings.HasPrefix(err.Error(), "backends.b.paths[0]:") {
+				refused = true
+			}
+		}
+		if refused != tc.refused {
+			t.Errorf("path %q: refused %v, want %v (%v)", tc.path, refused, tc.refused, v.errs)
 		}
 	}
 }
