@@ -188,23 +188,17 @@ func (a *Auth) tokenRequest(ctx context.Context, form url.Values) (TokenResponse
 // discover follows the 401's resource_metadata (RFC 9728) to the
 // authorization server's metadata (RFC 8414).
 func (a *Auth) discover(ctx context.Context, challenge string) error {
-	metaURL := challengeParam(challenge, "resource_metadata")
-	if metaURL == "" {
-		u, err := url.Parse(a.GatewayURL)
-		if err != nil {
-			return err
-		}
-		metaURL = u.Scheme + "://" + u.Host + "/.well-known/oauth-protected-resource" + strings.TrimRight(u.Path, "/")
+	// The challenge's resource_metadata, else the well-known places; either
+	// way the document must describe the gateway URL the bridge was given.
+	var prm *oauthmeta.ResourceMetadata
+	var err error
+	if metaURL := challengeParam(challenge, "resource_metadata"); metaURL != "" {
+		prm, err = oauthmeta.FetchResourceAt(ctx, a.HTTP, a.GatewayURL, metaURL)
+	} else {
+		prm, err = oauthmeta.FetchResource(ctx, a.HTTP, a.GatewayURL)
 	}
-	var prm struct {
-		Resource             string   `json:"resource"`
-		AuthorizationServers []string `json:"authorization_servers"`
-	}
-	if err := a.getJSON(ctx, metaURL, &prm); err != nil {
-		return fmt.Errorf("protected resource metadata: %w", err)
-	}
-	if len(prm.AuthorizationServers) == 0 {
-		return fmt.Errorf("protected resource metadata %s names no authorization server", metaURL)
+	if err != nil {
+		return err
 	}
 	issuer := prm.AuthorizationServers[0]
 	// oauthmeta tries every place RFC 8414 and OIDC discovery allow and
@@ -220,23 +214,6 @@ func (a *Auth) discover(ctx context.Context, challenge string) error {
 	s.Resource, s.Issuer = prm.Resource, asm.Issuer
 	s.AuthorizationEndpoint, s.TokenEndpoint, s.RegistrationEndpoint = asm.AuthorizationEndpoint, asm.TokenEndpoint, asm.RegistrationEndpoint
 	return nil
-}
-
-func (a *Auth) getJSON(ctx context.Context, target string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := a.HTTP.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: HTTP %d", target, resp.StatusCode)
-	}
-	return json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(v)
 }
 
 // challengeParam reads one auth-param of a Bearer challenge.

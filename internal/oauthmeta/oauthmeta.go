@@ -139,6 +139,22 @@ func FetchResource(ctx context.Context, httpc *http.Client, resource string) (*R
 		func(md *ResourceMetadata) error { return checkResourceMetadata(md, resource) })
 }
 
+// FetchResourceAt reads the protected resource metadata at metadataURL, the
+// resource_metadata a 401's WWW-Authenticate named (RFC 9728 §5.1), and
+// checks it as FetchResource does: it must describe resource, the URL the
+// client asked, or a server could send the client to another resource's
+// authorization server (RFC 9728 §3.3, §7.3).
+func FetchResourceAt(ctx context.Context, httpc *http.Client, resource, metadataURL string) (*ResourceMetadata, error) {
+	return discover(ctx, httpc, "protected resource metadata", resource,
+		func(string) ([]string, error) {
+			if err := checkEndpointURL(metadataURL); err != nil {
+				return nil, fmt.Errorf("resource_metadata: %w", err)
+			}
+			return []string{metadataURL}, nil
+		},
+		func(md *ResourceMetadata) error { return checkResourceMetadata(md, resource) })
+}
+
 // resourceMetadataURLs lists where resource's metadata may live, in FetchResource's order.
 func resourceMetadataURLs(resource string) ([]string, error) {
 	origin, path, err := splitIdentifier(resource, "resource")

@@ -505,3 +505,38 @@ func TestFetchResource(t *testing.T) {
 		})
 	}
 }
+
+// TestFetchResourceAt: the document a challenge names is read, and only if
+// it describes the resource the client asked for is it used.
+func TestFetchResourceAt(t *testing.T) {
+	const named = "/meta/named"
+	tests := []struct {
+		name     string
+		describe func(base string) string // the resource the named document describes
+		url      func(base string) string // the challenge's resource_metadata
+		wantErr  string
+	}{
+		{name: "describes the resource", describe: func(b string) string { return b + "/mcp" }, url: func(b string) string { return b + named }},
+		{name: "describes another resource", describe: func(b string) string { return b + "/other" }, url: func(b string) string { return b + named },
+			wantErr: `describes resource "`},
+		{name: "not http(s)", describe: func(b string) string { return b + "/mcp" }, url: func(string) string { return "file:///etc/passwd" },
+			wantErr: "resource_metadata:"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := startDocs(t, func(base string) map[string]reply {
+				return map[string]reply{named: {body: asJSON(t, map[string]any{"resource": tt.describe(base), "authorization_servers": []string{base + "/as"}})}}
+			})
+			md, err := FetchResourceAt(t.Context(), http.DefaultClient, srv.base+"/mcp", tt.url(srv.base))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("FetchResourceAt = %+v, %v; want an error with %q", md, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || md.Resource != srv.base+"/mcp" {
+				t.Fatalf("FetchResourceAt = %+v, %v", md, err)
+			}
+		})
+	}
+}
