@@ -79,13 +79,16 @@ func (fc *fedCall) unprefixed() string {
 	return ""
 }
 
-// uriLabel is backend's name in a URI scheme's alphabet, or false when it
-// has none: "_" has no place in a scheme, and a scheme is case-insensitive.
+// uriLabel is backend's name in a URI scheme's alphabet: lower case (a
+// scheme is case-insensitive) with "_" as "-" ("_" has no place in a
+// scheme). Two backends of one label ("a_b", "A-b") are never told apart by
+// guessing: uriIn refuses the label, and uriOut, which checks its round
+// trip, leaves their resources out.
 func uriLabel(backend string) (string, bool) {
-	if backend == "" || strings.ContainsAny(backend, "_") {
+	if backend == "" {
 		return "", false
 	}
-	return strings.ToLower(backend), true
+	return strings.ToLower(strings.ReplaceAll(backend, "_", "-")), true
 }
 
 // uriOut is backend's URI as the federated endpoint shows it, or false when

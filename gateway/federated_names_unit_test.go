@@ -21,7 +21,7 @@ func TestFederatedNamesRoundTrip(t *testing.T) {
 		{"notes", "file:///tmp/a.txt", true},
 		{"Employees", "test://static/{id}", true},
 		{"everything", "demo+x.y-z:opaque", true},
-		{"notes_v2", "file:///a", false}, // "_" has no place in a scheme
+		{"notes_v2", "file:///a", true}, // labelled notes-v2: "_" has no place in a scheme
 		{"notes", "relative/path", false},
 		{"notes", "1bad:scheme", false},
 		{"notes", ":empty", false},
@@ -47,6 +47,9 @@ func TestFederatedNamesRoundTrip(t *testing.T) {
 		}
 	}
 	twins := &fedCall{sessions: federatedSession{"Notes": "", "notes": ""}}
+	if _, ok := (&fedCall{sessions: federatedSession{"a_b": "", "a-b": ""}}).uriOut("a_b", "file:///x"); ok {
+		t.Errorf("uriOut showed a URI of a_b beside a-b, whose labels are one")
+	}
 	if b, _, ok := twins.uriIn("mcpgw.notes+file:///a"); ok {
 		t.Errorf("uriIn with two backends of one label chose %q, want refused", b)
 	}
