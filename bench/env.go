@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -169,7 +170,7 @@ func (e *env) startGateway(ctx context.Context, o options) error {
 	if e.metrics, err = freeAddr(); err != nil {
 		return err
 	}
-	policies, err := filepath.Abs(o.policies)
+	policies, err := benchPolicies(o.policies, filepath.Join(e.dir, "policies"))
 	if err != nil {
 		return err
 	}
@@ -262,4 +263,39 @@ func (e *env) close() {
 	if e.dir != "" {
 		_ = os.RemoveAll(e.dir)
 	}
+}
+
+// benchPolicies copies the policy directory src to dst with the shipped
+// per-caller tool budget (data.mcpgw.obligations.tool_budget, 600 calls an
+// hour) raised out of the load's reach, as the rate limiter's budgets are:
+// the obligation is still decided and counted on every call, so its cost is
+// measured, but no call is refused for it.
+func benchPolicies(src, dst string) (string, error) {
+	if err := os.CopyFS(dst, os.DirFS(src)); err != nil {
+		return "", fmt.Errorf("copy policies %s: %w", src, err)
+	}
+	path := filepath.Join(dst, "data.json")
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("read policy data: %w", err)
+	}
+	var data map[string]any
+	if err := json.Unmarshal(raw, &data); err != nil {
+		return "", fmt.Errorf("read policy data %s: %w", path, err)
+	}
+	mcpgw, _ := data["mcpgw"].(map[string]any)
+	obligations, _ := mcpgw["obligations"].(map[string]any)
+	budget, ok := obligations["tool_budget"].(map[string]any)
+	if !ok {
+		return "", fmt.Errorf("%s has no mcpgw.obligations.tool_budget to raise", path)
+	}
+	budget["limit"] = 1_000_000_000
+	out, err := json.Marshal(data)
+	if err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(path, out, 0o600); err != nil {
+		return "", fmt.Errorf("write policy data: %w", err)
+	}
+	return dst, nil
 }
