@@ -37,6 +37,7 @@ var demoConfig = template.Must(template.New("demo").Funcs(template.FuncMap{"q": 
 server:
   listen: {{q .Listen}}
   public_url: {{q .PublicURL}}
+  federated_path: /mcp
 identity:
   issuers:
     - issuer: {{q .W.IdP.Issuer}}
@@ -220,6 +221,7 @@ func printDemo(out io.Writer, gw string, w *demo.World, tokens map[string]string
 	fmt.Fprintf(&b, "  backends   %s/employees -> %s\n", gw, w.Employees.URL)
 	fmt.Fprintf(&b, "               okta-cross-app: user token -> ID-JAG at the IdP -> access token at %s (HR's own AS)\n", w.ResourceAS.Issuer())
 	fmt.Fprintf(&b, "             %s/notes     -> %s (no credential)\n", gw, w.Notes.URL)
+	fmt.Fprintf(&b, "             %s/mcp       -> both, one session (names prefixed employees__, notes__)\n", gw)
 	fmt.Fprintf(&b, "  agents     claude-code (mcp:read mcp:write; employees, notes), cursor (mcp:read; notes)\n\n")
 	fmt.Fprintf(&b, "Tokens (valid 8h; paste these into your shell):\n\n")
 	for _, u := range demoUsers {
@@ -243,6 +245,10 @@ func printDemo(out io.Writer, gw string, w *demo.World, tokens map[string]string
 	fmt.Fprintf(&b, "  npx --yes --loglevel=error -p node@%s -p @modelcontextprotocol/inspector@%s -- \\\n", inspectorNode, inspectorVersion)
 	fmt.Fprintf(&b, "    mcp-inspector --cli %s/notes --transport http --method tools/list \\\n", gw)
 	fmt.Fprintf(&b, "    --header \"Authorization: Bearer $CAROL\" --header 'X-Agent-ID: claude-code'\n\n")
+	fmt.Fprintf(&b, "  # one endpoint for every backend the agent reaches (server.federated_path): employees__* and notes__*\n")
+	fmt.Fprintf(&b, "  npx --yes --loglevel=error -p node@%s -p @modelcontextprotocol/inspector@%s -- \\\n", inspectorNode, inspectorVersion)
+	fmt.Fprintf(&b, "    mcp-inspector --cli %s/mcp --transport http --method tools/list \\\n", gw)
+	fmt.Fprintf(&b, "    --header \"Authorization: Bearer $ALICE\" --header 'X-Agent-ID: claude-code'\n\n")
 	printIntegrity(&b, gw, w)
 	fmt.Fprintf(&b, "  # the gateway's authorization server, as MCP clients discover it\n")
 	fmt.Fprintf(&b, "  curl -s %s/.well-known/oauth-authorization-server\n\n", gw)

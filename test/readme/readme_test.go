@@ -233,6 +233,7 @@ var demoExpectations = []struct {
 	{comment: "alice lists employees tools", want: []string{`"get_employee"`, `"list_employees"`}, wantAbsent: []string{`"delete_employee"`, `"update_employee"`}},
 	{comment: "bob tries to delete an employee", want: []string{`-32003`, `decision_id`}},
 	{comment: "the MCP Inspector's CLI", want: []string{`"tools"`, `"echo"`}},
+	{comment: "one endpoint for every backend", want: []string{`"employees__get_employee"`, `"notes__echo"`}, wantAbsent: []string{`"employees__delete_employee"`}},
 	{comment: "tool integrity: the notes backend changes its echo tool", want: []string{`changed the echo tool's description`}},
 	{comment: "carol lists notes tools in a session", want: []string{`"name":"add"`}, wantAbsent: []string{`"name":"echo"`}},
 	{comment: "carol reviews the change", want: []string{`"changed":["description"]`, `trimmed of surrounding spaces`}},
