@@ -7,34 +7,17 @@
 // Each carries atMs, milliseconds since the process started, so the test can tell a
 // progress notification that arrived while the tool ran from one that was buffered
 // and released together with the result.
-import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { emit, parseHeader, run, textOf } from './peer-lib.mjs';
 
 const LONG_RUNNING_TOOL = 'trigger-long-running-operation';
-
-function emit(event, fields) {
-  process.stdout.write(JSON.stringify({ event, atMs: Math.round(performance.now()), ...fields }) + '\n');
-}
-
-function parseHeader(raw) {
-  const colon = raw.indexOf(':');
-  if (colon <= 0) throw new Error(`--header ${JSON.stringify(raw)}: want "Name: value"`);
-  return [raw.slice(0, colon).trim(), raw.slice(colon + 1).trim()];
-}
 
 function positiveNumber(name, raw) {
   const value = Number(raw);
   if (!Number.isFinite(value) || value <= 0) throw new Error(`--${name} ${JSON.stringify(raw)}: want a positive number`);
   return value;
-}
-
-function textOf(result, what) {
-  const text = result?.content?.find((part) => part.type === 'text')?.text;
-  if (typeof text !== 'string') throw new Error(`${what}: no text content in ${JSON.stringify(result)}`);
-  if (result.isError) throw new Error(`${what}: tool error: ${text}`);
-  return text;
 }
 
 async function main() {
@@ -80,12 +63,4 @@ async function main() {
   await client.close();
 }
 
-main().then(
-  () => process.exit(0),
-  (error) => {
-    // The SDK's StreamableHTTPError carries the HTTP status in code.
-    const status = typeof error?.code === 'number' ? ` [code ${error.code}]` : '';
-    process.stderr.write(`ts-client:${status} ${error?.stack ?? error}\n`);
-    process.exit(1);
-  },
-);
+run('ts-client', main);

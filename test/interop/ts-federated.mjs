@@ -17,23 +17,7 @@ import {
   LoggingMessageNotificationSchema,
   ToolListChangedNotificationSchema,
 } from '@modelcontextprotocol/sdk/types.js';
-
-function emit(event, fields) {
-  process.stdout.write(JSON.stringify({ event, ...fields }) + '\n');
-}
-
-function parseHeader(raw) {
-  const colon = raw.indexOf(':');
-  if (colon <= 0) throw new Error(`--header ${JSON.stringify(raw)}: want "Name: value"`);
-  return [raw.slice(0, colon).trim(), raw.slice(colon + 1).trim()];
-}
-
-function textOf(result, what) {
-  const text = result?.content?.find((part) => part.type === 'text')?.text;
-  if (typeof text !== 'string') throw new Error(`${what}: no text content in ${JSON.stringify(result)}`);
-  if (result.isError) throw new Error(`${what}: tool error: ${text}`);
-  return text;
-}
+import { emit, parseHeader, run, textOf } from './peer-lib.mjs';
 
 // waitFor resolves when pred() holds, checking on every notification; the Go
 // test bounds the whole run, so there is no clock here.
@@ -122,11 +106,4 @@ async function main() {
   await client.close();
 }
 
-main().then(
-  () => process.exit(0),
-  (error) => {
-    const status = typeof error?.code === 'number' ? ` [code ${error.code}]` : '';
-    process.stderr.write(`ts-federated:${status} ${error?.stack ?? error}\n`);
-    process.exit(1);
-  },
-);
+run('ts-federated', main);
