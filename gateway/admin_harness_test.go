@@ -170,19 +170,6 @@ func decodeJSON(t testing.TB, b []byte, v any) {
 	}
 }
 
-// eventually polls cond until it holds or the deadline passes; the audit
-// sinks flush in the background.
-func eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", within, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // mcpSession initializes an MCP session through the gateway. It is safe in
 // any goroutine: failures are returned, never reported through t.
 func mcpSession(base, path, token, agent string) (string, error) {

@@ -21,6 +21,7 @@ import (
 	"github.com/mcpgw/mcpgw/internal/audit"
 	"github.com/mcpgw/mcpgw/internal/demo"
 	"github.com/mcpgw/mcpgw/internal/secrets"
+	"github.com/mcpgw/mcpgw/internal/testutil"
 )
 
 func TestAdminAuthentication(t *testing.T) {
@@ -107,7 +108,7 @@ func TestAdminAuthorization(t *testing.T) {
 			default:
 				sub = "bob"
 			}
-			eventually(t, 5*time.Second, "denial "+e.DecisionID+" in the audit trail", func() bool {
+			testutil.Eventually(t, 5*time.Second, "denial "+e.DecisionID+" in the audit trail", func() bool {
 				recs, _ := w.auditPage(w.root, "kind=decision&decision=deny&subject="+sub)
 				return slices.ContainsFunc(recs, func(r audit.Record) bool { return r.DecisionID == e.DecisionID && !r.Allow })
 			})
@@ -531,7 +532,7 @@ func TestAdminAuditTrail(t *testing.T) {
 	// also handed to that sink (for the other sinks) before the decision of
 	// any later call, so once a later decision is stored, so is the
 	// forwarded copy, and a duplicate would show.
-	eventually(t, 5*time.Second, "a decision made after the changes in the audit trail", func() bool {
+	testutil.Eventually(t, 5*time.Second, "a decision made after the changes in the audit trail", func() bool {
 		recs, _ := w.auditPage(w.root, "kind=decision&subject=root&since="+url.QueryEscape(end.Format(time.RFC3339Nano)))
 		return slices.ContainsFunc(recs, func(r audit.Record) bool { return r.Tool == "audit" })
 	})

@@ -11,6 +11,7 @@ import (
 
 	"github.com/mcpgw/mcpgw/internal/audit"
 	"github.com/mcpgw/mcpgw/internal/config"
+	"github.com/mcpgw/mcpgw/internal/testutil"
 )
 
 // TestDecisionRecordsCarryLatencyAndOutcome: the gateway writes a call's
@@ -34,7 +35,7 @@ func TestDecisionRecordsCarryLatencyAndOutcome(t *testing.T) {
 	}
 	outcomes := map[string]bool{}
 	defer func() { t.Logf("outcomes seen: %v", outcomes) }()
-	eventually(t, 30*time.Second, "decision records of vicky's calls in the trail", func() bool {
+	testutil.Eventually(t, 30*time.Second, "decision records of vicky's calls in the trail", func() bool {
 		recs, _ := w.auditPage(w.root, "kind=decision&subject=vicky")
 		for _, r := range recs {
 			if r.LatencyMS <= 0 || r.Outcome == "" {
@@ -72,7 +73,7 @@ func TestAuditHTTPCollector(t *testing.T) {
 	if _, err := mcpEchoOnce(w.url, "/notes", viewer, "claude-code", "hello"); err != nil {
 		t.Fatalf("echo: %v", err)
 	}
-	eventually(t, 30*time.Second, "vicky's decisions at the collector", func() bool {
+	testutil.Eventually(t, 30*time.Second, "vicky's decisions at the collector", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return slices.ContainsFunc(got, func(r audit.Record) bool {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/mcpgw/mcpgw/internal/config"
 	"github.com/mcpgw/mcpgw/internal/policy"
+	"github.com/mcpgw/mcpgw/internal/testutil"
 )
 
 // liveBackend is an mcp-go backend on 127.0.0.1 whose tool talks to the
@@ -225,7 +226,7 @@ func TestFederatedStreamedCall(t *testing.T) {
 	// sampling on its GET stream only: the client listens, so the sampling
 	// request comes through the federated GET merge.
 	fed := fedClient(ctx, t, h, super, a, n, true)
-	eventually(t, 30*time.Second, "live's GET stream", func() bool { return live.gets.Load() == 1 })
+	testutil.Eventually(t, 30*time.Second, "live's GET stream", func() bool { return live.gets.Load() == 1 })
 	req := mcpgo.CallToolRequest{}
 	req.Params.Name = "live__interact"
 	req.Params.Meta = &mcpgo.Meta{ProgressToken: "p-1"}
@@ -292,11 +293,11 @@ func TestFederatedGetStream(t *testing.T) {
 	if init.Tools == nil || !init.Tools.ListChanged {
 		t.Errorf("initialize does not advertise tools.listChanged: %+v", init.Tools)
 	}
-	eventually(t, 30*time.Second, "both backends' GET streams", func() bool { return live.gets.Load() == 1 && live2.gets.Load() == 1 })
+	testutil.Eventually(t, 30*time.Second, "both backends' GET streams", func() bool { return live.gets.Load() == 1 && live2.gets.Load() == 1 })
 	updated := func(b string) func(map[string]any) bool {
 		return func(p map[string]any) bool { return p["uri"] == "mcpgw."+b+"+file:///"+b+".txt" }
 	}
-	eventually(t, 30*time.Second, "notifications from both backends", func() bool {
+	testutil.Eventually(t, 30*time.Second, "notifications from both backends", func() bool {
 		live.notify()
 		live2.notify()
 		return n.find(string(mcpgo.MethodNotificationResourceUpdated), updated("live")) &&
@@ -306,11 +307,11 @@ func TestFederatedGetStream(t *testing.T) {
 
 	// live2's stream ends (its connections cut): live's goes on.
 	live2.http.CloseClientConnections()
-	eventually(t, 30*time.Second, "live2's stream to end", func() bool { return live2.gets.Load() == 0 })
+	testutil.Eventually(t, 30*time.Second, "live2's stream to end", func() bool { return live2.gets.Load() == 0 })
 	n.mu.Lock()
 	n.got = nil
 	n.mu.Unlock()
-	eventually(t, 30*time.Second, "live's notifications after live2 left", func() bool {
+	testutil.Eventually(t, 30*time.Second, "live's notifications after live2 left", func() bool {
 		live.notify()
 		return n.find(string(mcpgo.MethodNotificationResourceUpdated), updated("live"))
 	})
@@ -326,8 +327,8 @@ func TestFederatedGetStream(t *testing.T) {
 		t.Fatal("no merge goroutine seen while the stream is open: the check below would prove nothing")
 	}
 	_ = fed.Close()
-	eventually(t, 30*time.Second, "live's stream to end after the client left", func() bool { return live.gets.Load() == 0 })
-	eventually(t, 30*time.Second, "the merge's goroutines to end", func() bool { return !mergeRuns() })
+	testutil.Eventually(t, 30*time.Second, "live's stream to end after the client left", func() bool { return live.gets.Load() == 0 })
+	testutil.Eventually(t, 30*time.Second, "the merge's goroutines to end", func() bool { return !mergeRuns() })
 	t.Logf("goroutines before %d, after %d", before, runtime.NumGoroutine())
 }
 
@@ -449,7 +450,7 @@ func TestFederatedGetWithoutStreams(t *testing.T) {
 	live.noGet.Store(true)
 	n := &notes{}
 	fedClient(ctx, t, h, super, nil, n, true)
-	eventually(t, 30*time.Second, "live2's notifications without live's stream", func() bool {
+	testutil.Eventually(t, 30*time.Second, "live2's notifications without live's stream", func() bool {
 		live2.notify()
 		return n.find(string(mcpgo.MethodNotificationResourceUpdated), nil)
 	})

@@ -22,6 +22,7 @@ import (
 	"github.com/mcpgw/mcpgw/internal/config"
 	"github.com/mcpgw/mcpgw/internal/policy"
 	"github.com/mcpgw/mcpgw/internal/testidp"
+	"github.com/mcpgw/mcpgw/internal/testutil"
 )
 
 // Identity at the gateway's door: which tokens may act as which agent, what a
@@ -323,7 +324,7 @@ func TestIssuerScopedRolesAndAudit(t *testing.T) {
 
 	t.Run("audit names the issuer", func(t *testing.T) {
 		var recs []audit.Record
-		eventually(t, 5*time.Second, "decisions of both alices stored", func() bool {
+		testutil.Eventually(t, 5*time.Second, "decisions of both alices stored", func() bool {
 			recs, _ = w.auditPage(w.root, "kind=decision&subject=alice&limit=1000")
 			seen := map[string]bool{}
 			for _, r := range recs {

@@ -706,7 +706,7 @@ func TestOAuthReplicas(t *testing.T) {
 	}
 	resp.Body.Close()
 	// The first replica remembers the grant as active for a few seconds.
-	eventually(t, 30*time.Second, "revocation seen by the other replica", func() bool {
+	testutil.Eventually(t, 30*time.Second, "revocation seen by the other replica", func() bool {
 		status, _ := w1.listTools(tok2["access_token"].(string))
 		return status == http.StatusUnauthorized
 	})

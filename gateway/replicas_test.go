@@ -35,7 +35,7 @@ func TestReplicasShareAdminChangesThroughPostgres(t *testing.T) {
 	testutil.WantStatus(t, resp, http.StatusCreated)
 	// Replica two serves the new agent within its poll interval.
 	var sid string
-	eventually(t, 5*time.Second, "replica two serves the agent made on replica one", func() bool {
+	testutil.Eventually(t, 5*time.Second, "replica two serves the agent made on replica one", func() bool {
 		r := h2.do(rawRequest{path: "/notes", token: user, agent: "bot", body: initBody})
 		sid = r.Header.Get("Mcp-Session-Id")
 		return r.StatusCode == 200 && sid != ""

@@ -6,6 +6,7 @@ import (
 
 	"github.com/mcpgw/mcpgw/internal/audit"
 	"github.com/mcpgw/mcpgw/internal/config"
+	"github.com/mcpgw/mcpgw/internal/testutil"
 )
 
 // A shadow policy that would allow what the active one denies: the call is
@@ -27,7 +28,7 @@ func TestShadowDisagreementIsAudited(t *testing.T) {
 	enforcedID := msgs[0]["error"].(map[string]any)["data"].(map[string]any)["decision_id"]
 
 	var shadow []audit.Record
-	eventually(t, 5*time.Second, "a shadow record in the audit trail", func() bool {
+	testutil.Eventually(t, 5*time.Second, "a shadow record in the audit trail", func() bool {
 		shadow, _ = w.auditPage(w.root, "kind=shadow")
 		return len(shadow) > 0
 	})

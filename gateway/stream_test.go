@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/mcpgw/mcpgw/internal/config"
+	"github.com/mcpgw/mcpgw/internal/testutil"
 )
 
 // logBuffer collects the gateway's JSON log lines; safe for its goroutines.
@@ -264,7 +265,7 @@ func TestStalledClientLosesItsStream(t *testing.T) {
 				t.Fatalf("heap grew by %d MiB for one stalled client with %d MiB events, want under %d MiB",
 					growth>>20, eventBytes>>20, heapBound>>20)
 			}
-			eventually(t, 10*time.Second, "the stall is logged", func() bool {
+			testutil.Eventually(t, 10*time.Second, "the stall is logged", func() bool {
 				l := logs.lines("client accepted no bytes")
 				return len(l) == 1 && l[0]["request_id"] == "req-stalled"
 			})

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mcpgw/mcpgw/internal/testutil"
 )
 
 // fakeGateway answers initialize with JSON (and a session), tools/call with
@@ -313,7 +315,7 @@ func TestBridgeReopensEndedSession(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- b.Run(t.Context(), pr, out) }()
 	_, _ = io.WriteString(pw, initialize+"\n"+initialized+"\n")
-	waitUntil(t, func() bool {
+	testutil.Eventually(t, 30*time.Second, "the gateway got initialize and initialized", func() bool {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		return len(f.bodies) == 2
@@ -388,16 +390,4 @@ func loggedInBridge(t *testing.T, srv *httptest.Server) *Bridge {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	auth := &Auth{GatewayURL: srv.URL + "/mcp", TokenFile: tokenFile, HTTP: srv.Client(), Log: log}
 	return &Bridge{URL: srv.URL + "/mcp", Auth: auth, HTTP: srv.Client(), Log: log}
-}
-
-// waitUntil polls cond; the bound is generous (a loaded machine), never a
-// measure of speed.
-func waitUntil(t *testing.T, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in 30 s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mcpgw/mcpgw/internal/policy/policytest"
+	"github.com/mcpgw/mcpgw/internal/testutil"
 )
 
 // gzipBomb is a bundle (.tar.gz) of files data files of size zero bytes
@@ -114,13 +115,13 @@ func TestRemoteGzipBombIsRefusedUnexpanded(t *testing.T) {
 	heapGrowth := watchHeap()
 	before := e.Status().LastRejectedAt
 	srv.set(bomb)
-	eventually(t, 3*time.Minute, "the bomb rejected", func() bool { return e.Status().LastRejectedAt.After(before) })
+	testutil.Eventually(t, 3*time.Minute, "the bomb rejected", func() bool { return e.Status().LastRejectedAt.After(before) })
 	if st := e.Status(); !strings.Contains(st.LastRejected, "max_bundle_file_bytes") || st.Revision != "r1" || !st.Ready {
 		t.Fatalf("status %+v (heap growth %d MiB): want r1 serving and a rejection naming max_bundle_file_bytes", st, heapGrowth()>>20)
 	}
 	// Three more polls: each asks about the refused bundle again.
 	after := srv.requests()
-	eventually(t, time.Minute, "three polls after the rejection", func() bool { return srv.requests() >= after+3 })
+	testutil.Eventually(t, time.Minute, "three polls after the rejection", func() bool { return srv.requests() >= after+3 })
 	growth := heapGrowth()
 	downloads := len(srv.servedSinceSet())
 	t.Logf("bomb: %d bytes compressed, 3e9 expanded; heap growth %.1f MiB; downloaded %d time(s) in %d requests",
@@ -136,5 +137,5 @@ func TestRemoteGzipBombIsRefusedUnexpanded(t *testing.T) {
 	}
 
 	srv.set(versioned("r2", "B", signingKey).bytes(t))
-	eventually(t, 30*time.Second, "r2 activated after the bomb", func() bool { return e.Revision() == "r2" })
+	testutil.Eventually(t, 30*time.Second, "r2 activated after the bomb", func() bool { return e.Revision() == "r2" })
 }

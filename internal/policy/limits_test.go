@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/mcpgw/mcpgw/internal/policy/policytest"
+	"github.com/mcpgw/mcpgw/internal/testutil"
 )
 
 // manyFiles is a .tar.gz of n tiny files.
@@ -101,7 +102,7 @@ func TestRemoteBundleLimits(t *testing.T) {
 			}
 			before := e.Status().LastRejectedAt
 			srv.set(tc.body)
-			eventually(t, time.Minute, "the bad bundle rejected", func() bool { return e.Status().LastRejectedAt.After(before) })
+			testutil.Eventually(t, time.Minute, "the bad bundle rejected", func() bool { return e.Status().LastRejectedAt.After(before) })
 			st := e.Status()
 			if !strings.Contains(st.LastRejected, tc.want) || st.Revision != "r1" || !st.Ready {
 				t.Fatalf("status %+v: want r1 serving and a rejection mentioning %q", st, tc.want)
@@ -111,7 +112,7 @@ func TestRemoteBundleLimits(t *testing.T) {
 			// Counted in polls, not seconds: however slow the machine,
 			// three more polls download nothing.
 			after := srv.requests()
-			eventually(t, time.Minute, "three polls after the rejection", func() bool { return srv.requests() >= after+3 })
+			testutil.Eventually(t, time.Minute, "three polls after the rejection", func() bool { return srv.requests() >= after+3 })
 			if n := len(srv.servedSinceSet()); n != 1 {
 				t.Fatalf("the bad bundle was downloaded %d times, want once", n)
 			}
@@ -124,7 +125,7 @@ func TestRemoteBundleLimits(t *testing.T) {
 			}
 
 			srv.set(versioned("r2", "B", signingKey).bytes(t))
-			eventually(t, time.Minute, "r2 activated after the bad bundle", func() bool { return e.Revision() == "r2" })
+			testutil.Eventually(t, time.Minute, "r2 activated after the bad bundle", func() bool { return e.Revision() == "r2" })
 		})
 	}
 }
@@ -159,7 +160,7 @@ func TestLimitsKeepServiceCredentials(t *testing.T) {
 	}
 	before := e.Status().LastRejectedAt
 	srv.set(gzipBomb(t, 1, 2<<20))
-	eventually(t, time.Minute, "the bomb rejected", func() bool { return e.Status().LastRejectedAt.After(before) })
+	testutil.Eventually(t, time.Minute, "the bomb rejected", func() bool { return e.Status().LastRejectedAt.After(before) })
 	if st := e.Status(); !strings.Contains(st.LastRejected, "over policy.max_bundle_file_bytes (1048576)") || st.Revision != "r1" {
 		t.Fatalf("status %+v", st)
 	}
@@ -193,7 +194,7 @@ func TestRejectedBundleBacksOff(t *testing.T) {
 				PersistDir: t.TempDir(), BundleLimits: tc.limits,
 			})
 			srv.set(tc.body)
-			eventually(t, 2*time.Minute, "three downloads of the bad bundle", func() bool { return len(srv.servedSinceSet()) >= 3 })
+			testutil.Eventually(t, 2*time.Minute, "three downloads of the bad bundle", func() bool { return len(srv.servedSinceSet()) >= 3 })
 			served := srv.servedSinceSet()
 			for k := 1; k < 3; k++ {
 				// ±10% jitter around poll × 2^(k-1).
@@ -265,7 +266,7 @@ func TestLocalSourceLimits(t *testing.T) {
 		e, _ := newEngine(t, Options{Source: path, VerificationKey: publicKey, PollInterval: 10 * time.Millisecond})
 		before := e.Status().LastRejectedAt
 		writeAtomically(t, path, gzipBomb(t, 3, 1e9))
-		eventually(t, time.Minute, "the bomb rejected", func() bool { return e.Status().LastRejectedAt.After(before) })
+		testutil.Eventually(t, time.Minute, "the bomb rejected", func() bool { return e.Status().LastRejectedAt.After(before) })
 		if st := e.Status(); !strings.Contains(st.LastRejected, "max_bundle_file_bytes") || st.Revision != "r1" || !st.Ready {
 			t.Fatalf("status %+v", st)
 		}

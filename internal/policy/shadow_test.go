@@ -59,7 +59,7 @@ func TestShadowDisagreementsCountedAndRecorded(t *testing.T) {
 	if len(denied) != 2 {
 		t.Fatalf("the shipped policy denied %d of the calls, want 2", len(denied))
 	}
-	eventually(t, 5*time.Second, "shadow evaluated every call", func() bool { return e.ShadowStats().Evaluated == uint64(len(calls)) })
+	testutil.Eventually(t, 5*time.Second, "shadow evaluated every call", func() bool { return e.ShadowStats().Evaluated == uint64(len(calls)) })
 
 	stats := e.ShadowStats()
 	if stats.Disagreements != 2 || stats.Dropped != 0 || stats.Skipped != 0 {
@@ -132,7 +132,7 @@ func TestShadowQueueDropsWhenFull(t *testing.T) {
 		t.Fatalf("stats with a full queue: %+v", s)
 	}
 	close(release)
-	eventually(t, 5*time.Second, "queued call evaluated", func() bool { return e.ShadowStats().Evaluated == 2 })
+	testutil.Eventually(t, 5*time.Second, "queued call evaluated", func() bool { return e.ShadowStats().Evaluated == 2 })
 	if s := e.ShadowStats(); s.Disagreements != 2 || s.Dropped != 1 {
 		t.Fatalf("final stats %+v", s)
 	}

@@ -110,18 +110,6 @@ func writeBundle(t testing.TB, s bundleSpec) string {
 	return path
 }
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %s", within, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // activations records what Options.OnActivate is told.
 type activations struct {
 	mu   sync.Mutex

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mcpgw/mcpgw/internal/policy/policytest"
+	"github.com/mcpgw/mcpgw/internal/testutil"
 )
 
 // A watched bundle file: each bad replacement is rejected with a status that
@@ -25,7 +26,7 @@ func TestWatchedBundleFileRejectsBadReplacements(t *testing.T) {
 	var rejections atomic.Int64
 	e, _ := newEngine(t, Options{Source: path, VerificationKey: publicKey, PollInterval: 10 * time.Millisecond, OnActivate: seen.record,
 		OnReject: func() { rejections.Add(1) }})
-	eventually(t, 2*time.Second, "r1 announced", func() bool { return seen.seen("r1") })
+	testutil.Eventually(t, 2*time.Second, "r1 announced", func() bool { return seen.seen("r1") })
 
 	noRevision := versioned("", "B", signingKey)
 	wrongKey := versioned("r2", "B", otherKey)
@@ -52,10 +53,10 @@ func TestWatchedBundleFileRejectsBadReplacements(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			before, told := e.Status().LastRejectedAt, rejections.Load()
 			writeAtomically(t, path, tc.body)
-			eventually(t, 5*time.Second, "rejection of "+tc.name, func() bool {
+			testutil.Eventually(t, 5*time.Second, "rejection of "+tc.name, func() bool {
 				return e.Status().LastRejectedAt.After(before)
 			})
-			eventually(t, 5*time.Second, "OnReject told of "+tc.name, func() bool { return rejections.Load() > told })
+			testutil.Eventually(t, 5*time.Second, "OnReject told of "+tc.name, func() bool { return rejections.Load() > told })
 			st := e.Status()
 			if !strings.Contains(st.LastRejected, tc.want) {
 				t.Fatalf("last_rejected %q, want it to mention %q", st.LastRejected, tc.want)
@@ -70,11 +71,11 @@ func TestWatchedBundleFileRejectsBadReplacements(t *testing.T) {
 	}
 
 	writeAtomically(t, path, versioned("r2", "B", signingKey).bytes(t))
-	eventually(t, 5*time.Second, "r2 active", func() bool { return e.Revision() == "r2" })
+	testutil.Eventually(t, 5*time.Second, "r2 active", func() bool { return e.Revision() == "r2" })
 	if d := e.Decide(context.Background(), versionCall()); !decidedBy(d, map[string]string{"r2": "B"}) {
 		t.Fatalf("decision after swap: %+v", d)
 	}
-	eventually(t, 2*time.Second, "r2 announced", func() bool { return seen.seen("r2") })
+	testutil.Eventually(t, 2*time.Second, "r2 announced", func() bool { return seen.seen("r2") })
 	if st := e.Status(); st.ActivatedAt.IsZero() || st.Revision != "r2" {
 		t.Fatalf("status after swap: %+v", st)
 	}
@@ -150,15 +151,15 @@ func TestWatchedDirectoryWarnsOnEveryUnsignedActivation(t *testing.T) {
 	var seen activations
 	e, _ := newEngine(t, Options{Source: dir, AllowUnsigned: true, PollInterval: 10 * time.Millisecond, Logger: logs.logger(), OnActivate: seen.record})
 	first := e.Revision()
-	eventually(t, 2*time.Second, "first activation announced", func() bool { return seen.seen(first) })
+	testutil.Eventually(t, 2*time.Second, "first activation announced", func() bool { return seen.seen(first) })
 
 	writeAtomically(t, dir+"/data.json", []byte(`{"mcpgw": {"version": "B"}}`))
-	eventually(t, 5*time.Second, "directory change activated", func() bool { return e.Revision() != first })
+	testutil.Eventually(t, 5*time.Second, "directory change activated", func() bool { return e.Revision() != first })
 	second := e.Revision()
 	if d := e.Decide(context.Background(), versionCall()); !decidedBy(d, map[string]string{second: "B"}) {
 		t.Fatalf("decision after change: %+v", d)
 	}
-	eventually(t, 2*time.Second, "second activation announced", func() bool { return seen.seen(second) })
+	testutil.Eventually(t, 2*time.Second, "second activation announced", func() bool { return seen.seen(second) })
 	if n := strings.Count(logs.String(), "WITHOUT a verified signature"); n != 2 {
 		t.Fatalf("%d unsigned warnings for 2 activations:\n%s", n, logs.String())
 	}

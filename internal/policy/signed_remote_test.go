@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/mcpgw/mcpgw/internal/policy/policytest"
+	"github.com/mcpgw/mcpgw/internal/testutil"
 )
 
 // bundleServer serves one bundle with an ETag, as nginx or any static server
@@ -131,7 +132,7 @@ func TestBundleServerPollsWithETag(t *testing.T) {
 	}
 
 	// Polls every 1-2 s; the same bundle comes back 304.
-	eventually(t, 10*time.Second, "two 304 polls", func() bool { return srv.notModified.Load() >= 2 })
+	testutil.Eventually(t, 10*time.Second, "two 304 polls", func() bool { return srv.notModified.Load() >= 2 })
 	if n := srv.downloads.Load(); n != 1 {
 		t.Fatalf("unchanged bundle downloaded %d times", n)
 	}
@@ -139,14 +140,14 @@ func TestBundleServerPollsWithETag(t *testing.T) {
 	// A new revision is taken at the very next poll: one request after the
 	// change, and it is a download.
 	before := srv.set(versioned("r2", "B", signingKey).bytes(t))
-	eventually(t, 10*time.Second, "r2 activated", func() bool { return e.Revision() == "r2" })
+	testutil.Eventually(t, 10*time.Second, "r2 activated", func() bool { return e.Revision() == "r2" })
 	if polls := srv.downloads.Load() + srv.notModified.Load() - before; polls != 1 || srv.downloads.Load() != 2 {
 		t.Fatalf("r2 activated after %d polls (%d downloads in all); want the next poll to download it", polls, srv.downloads.Load())
 	}
 	if d := e.Decide(context.Background(), versionCall()); !decidedBy(d, map[string]string{"r2": "B"}) {
 		t.Fatalf("decision after r2: %+v", d)
 	}
-	eventually(t, 2*time.Second, "r2 announced", func() bool { return seen.seen("r2") })
+	testutil.Eventually(t, 2*time.Second, "r2 announced", func() bool { return seen.seen("r2") })
 
 	for _, bad := range []struct {
 		name string
@@ -158,7 +159,7 @@ func TestBundleServerPollsWithETag(t *testing.T) {
 	} {
 		before := e.Status().LastRejectedAt
 		srv.set(bad.spec.bytes(t))
-		eventually(t, 10*time.Second, bad.name+" bundle rejected", func() bool { return e.Status().LastRejectedAt.After(before) })
+		testutil.Eventually(t, 10*time.Second, bad.name+" bundle rejected", func() bool { return e.Status().LastRejectedAt.After(before) })
 		st := e.Status()
 		if !strings.Contains(st.LastRejected, bad.want) || st.Revision != "r2" || !st.Ready {
 			t.Fatalf("%s: status %+v, want r2 serving and a rejection mentioning %q", bad.name, st, bad.want)

@@ -137,3 +137,18 @@ func Unreachable(t testing.TB, service string, err error, hint string) {
 	}
 	t.Skipf("%s is not reachable, so this test is skipped (in CI it fails): %v\n%s", service, err, hint)
 }
+
+// Eventually polls cond until it holds, and fails the test with what when
+// within has passed first: for work that goroutines finish in the background
+// (audit flushes, policy reloads, streams ending). within bounds a wait on a
+// loaded machine; it is never a measure of speed.
+func Eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %s", within, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
