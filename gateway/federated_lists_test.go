@@ -21,6 +21,7 @@ import (
 	"github.com/mcpgw/mcpgw/internal/audit"
 	"github.com/mcpgw/mcpgw/internal/config"
 	"github.com/mcpgw/mcpgw/internal/policy"
+	"github.com/mcpgw/mcpgw/internal/testutil"
 )
 
 // contentItems is how many prompts, resources and templates each content
@@ -420,7 +421,7 @@ func TestFederatedPromptDecision(t *testing.T) {
 // would read as wiki's (a prompt named wiki__…, a URI in an mcpgw.*
 // scheme): left out, with a warning.
 func TestFederatedUnprefixed(t *testing.T) {
-	var logs lockedBuffer
+	var logs testutil.SyncBuffer
 	empty := ""
 	w := newContentWorld(t, func(c *config.Config) {
 		b := c.Backends["docs"]
@@ -468,7 +469,7 @@ func TestFederatedUnprefixed(t *testing.T) {
 // left out, and the caller's partial list is in the log and the audit
 // trail, naming the backend and why.
 func TestFederatedPartialListAudited(t *testing.T) {
-	var logs lockedBuffer
+	var logs testutil.SyncBuffer
 	w := newContentWorld(t, nil, slog.New(slog.NewTextHandler(&logs, nil)))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/mcpgw/mcpgw/internal/config"
 	"github.com/mcpgw/mcpgw/internal/policy"
+	"github.com/mcpgw/mcpgw/internal/testutil"
 )
 
 // federatedHarness is the two demo backends behind the shipped policy, with
@@ -182,7 +182,7 @@ func TestFederatedEndpoint(t *testing.T) {
 // TestFederatedBackendDown: with one backend stopped, the list still has
 // the other's tools, and calls to it still work.
 func TestFederatedBackendDown(t *testing.T) {
-	var logs lockedBuffer
+	var logs testutil.SyncBuffer
 	h, _ := federatedHarness(t, slog.New(slog.NewTextHandler(&logs, nil)))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -309,22 +309,4 @@ func TestFederatedStatelessRevision(t *testing.T) {
 	if got := msgs[0]["result"].(map[string]any)["protocolVersion"]; got != mcpgo.LATEST_LEGACY_PROTOCOL_VERSION {
 		t.Fatalf("protocolVersion %v, want %s", got, mcpgo.LATEST_LEGACY_PROTOCOL_VERSION)
 	}
-}
-
-// lockedBuffer is a log sink the gateway's goroutines may write at once.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
