@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"net"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -39,20 +37,7 @@ backends:
 agents:
   interop: {agent_id: ` + q(gatewayAgentID) + `, client_id: ` + q(gatewayClientID) + `, scopes: [mcp:read, mcp:write], backend_access: [employees]}
 `
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "mcpgw.yaml"), []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "serve", "--config", filepath.Join(dir, "mcpgw.yaml"))
-	cmd.Dir = dir
-	cmd.Env = peerEnv(t)
-	gw := startServer(t, "mcpgw", cmd)
-	base := "http://" + addr
-	ctx, cancel := context.WithTimeout(t.Context(), startTimeout)
-	defer cancel()
-	if err := gw.waitReady(ctx, httpOKProbe(base+"/healthz")); err != nil {
-		t.Fatal(err)
-	}
+	base := serveGateway(t, bin, addr, cfg)
 	token, err := idp.MintUser("carol", []string{"mcp:read", "mcp:write"}, []string{"mcp-super-admins"}, map[string]any{"cid": gatewayClientID})
 	if err != nil {
 		t.Fatal(err)

@@ -53,9 +53,16 @@ agents:
 func startGateway(t *testing.T, bin string, top gatewayTopology) string {
 	t.Helper()
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freeLoopbackPort(t)))
+	return serveGateway(t, bin, addr, gatewayConfig(addr, top))
+}
+
+// serveGateway writes cfg, runs `mcpgw serve --config FILE` (cfg listens on
+// addr) and waits until GET /healthz answers 200. It returns the base URL.
+func serveGateway(t *testing.T, bin, addr, cfg string) string {
+	t.Helper()
 	dir := t.TempDir()
 	configPath := filepath.Join(dir, "mcpgw.yaml")
-	if err := os.WriteFile(configPath, []byte(gatewayConfig(addr, top)), 0o600); err != nil {
+	if err := os.WriteFile(configPath, []byte(cfg), 0o600); err != nil {
 		t.Fatalf("write gateway config: %v", err)
 	}
 	cmd := exec.Command(bin, "serve", "--config", configPath)
