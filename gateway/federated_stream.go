@@ -163,14 +163,14 @@ func (g *Gateway) eventOut(fc *fedCall, backend string, data []byte) ([]byte, []
 }
 
 // relayFromBackend sends one client request (body, the request with the
-// backend's own names, id callID) to backend's path and copies that
+// backend's own names; call is the client's request) to backend's path and copies that
 // path's answer back as it comes: a JSON answer as is, an SSE answer event
 // by event (progress, logging, server requests with federated ids, then
 // the response). A backend session the backend path no longer knows is
 // answered as a JSON-RPC error naming the backend (sessionLost). It is the
 // one function every routed request of the federated endpoint uses
 // (tools/call; prompts/get, resources/read and completion/complete too).
-func (g *Gateway) relayFromBackend(c *fiber.Ctx, fc *fedCall, backend string, body []byte, callID mcpgo.RequestId) error {
+func (g *Gateway) relayFromBackend(c *fiber.Ctx, fc *fedCall, backend string, body []byte, call *mcp.Message) error {
 	s := g.openViaBackend(fc, backend, http.MethodPost, body)
 	for _, h := range []string{fiber.HeaderWWWAuthenticate, fiber.HeaderRetryAfter} {
 		if v := s.header.Get(h); v != "" {
@@ -182,20 +182,19 @@ func (g *Gateway) relayFromBackend(c *fiber.Ctx, fc *fedCall, backend string, bo
 		if s.stream != nil {
 			b, err := readAllLimit(s.stream, maxJSONResponse)
 			if err != nil {
-				return sendJSON(c, fiber.StatusBadGateway, mcp.ErrorResponse(callID, mcp.CodeBackend, fmt.Sprintf("backend %s: answer unreadable or over %d bytes", backend, maxJSONResponse), nil))
+				return sendJSON(c, fiber.StatusBadGateway, mcp.ErrorResponse(call.ID, mcp.CodeBackend, fmt.Sprintf("backend %s: answer unreadable or over %d bytes", backend, maxJSONResponse), nil))
 			}
 			s.body = b
 		}
 		if g.sessionLost(fc, &s.subAnswer) {
-			return sendJSON(c, fiber.StatusOK, sessionLostError(callID, backend))
+			return sendJSON(c, fiber.StatusOK, sessionLostError(call.ID, backend))
 		}
 		if s.contentType != "" {
 			c.Set(fiber.HeaderContentType, s.contentType)
 		}
 		return c.Status(s.status).Send(s.body)
 	}
-	id := callID
-	return g.sendEvents(c, fc, []*subStream{s}, g.shutdown, &id)
+	return g.sendEvents(c, fc, []*subStream{s}, g.shutdown, call)
 }
 
 // sessionLost reports a backend path that answered 404 to a request that
@@ -228,7 +227,8 @@ type fedEvent struct {
 
 // sendEvents answers the client with an SSE stream merging streams' events
 // until every stream ended, the client stopped reading, or end closed.
-// callID, when set, is the request the stream answers: a stream that ends
+// call, when set, is the request the stream answers (matched by its IDKey,
+// the strict reader's spelling of the id): a stream that ends
 // before its response gets an error response naming the backend.
 //
 // Each event is re-encoded from its data only: the backends' SSE ids are
@@ -236,7 +236,7 @@ type fedEvent struct {
 // a Last-Event-ID to resume with. Memory is bounded per backend stream to
 // one event (mcp.MaxEventBytes): its reader waits for the writer to take
 // each one, and the writer hands the client each in chunks (clientWriter).
-func (g *Gateway) sendEvents(c *fiber.Ctx, fc *fedCall, streams []*subStream, end <-chan struct{}, callID *mcpgo.RequestId) error {
+func (g *Gateway) sendEvents(c *fiber.Ctx, fc *fedCall, streams []*subStream, end <-chan struct{}, call *mcp.Message) error {
 	c.Status(fiber.StatusOK)
 	c.Set(fiber.HeaderContentType, "text/event-stream")
 	c.Set(fiber.HeaderCacheControl, "no-cache, no-store")
@@ -266,7 +266,7 @@ func (g *Gateway) sendEvents(c *fiber.Ctx, fc *fedCall, streams []*subStream, en
 		if w.write([]byte(": stream open\n\n")) != nil || w.flush() != nil {
 			return
 		}
-		answered := callID == nil
+		answered := call == nil
 		ping := time.NewTicker(streamPing(timeout))
 		defer ping.Stop()
 		for live := len(streams); live > 0; {
@@ -278,12 +278,12 @@ func (g *Gateway) sendEvents(c *fiber.Ctx, fc *fedCall, streams []*subStream, en
 						g.log.Warn("federated stream: backend stream ended", "request_id", fc.requestID, "backend", ev.backend, "err", ev.err)
 					}
 					if !answered && live == 0 {
-						_ = w.write(mcp.EncodeEvent(mcp.ErrorResponse(*callID, mcp.CodeBackend, fmt.Sprintf("backend %s ended its answer before answering", ev.backend), nil)))
+						_ = w.write(mcp.EncodeEvent(mcp.ErrorResponse(call.ID, mcp.CodeBackend, fmt.Sprintf("backend %s ended its answer before answering", ev.backend), nil)))
 						_ = w.flush()
 					}
 					continue
 				}
-				if callID != nil && slices.Contains(ev.answered, callIDKey(*callID)) {
+				if call != nil && slices.Contains(ev.answered, call.IDKey) {
 					answered = true
 				}
 				if w.write(ev.data) != nil || w.flush() != nil {
@@ -299,12 +299,6 @@ func (g *Gateway) sendEvents(c *fiber.Ctx, fc *fedCall, streams []*subStream, en
 		}
 	})
 	return nil
-}
-
-// callIDKey is id's canonical JSON, as mcp.Message.IDKey has it.
-func callIDKey(id mcpgo.RequestId) string {
-	b, _ := json.Marshal(id)
-	return string(b)
 }
 
 // readBackendEvents reads one backend stream's events and hands each, as

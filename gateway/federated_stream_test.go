@@ -22,6 +22,7 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/mcpgw/mcpgw/internal/config"
+	"github.com/mcpgw/mcpgw/internal/mcp"
 	"github.com/mcpgw/mcpgw/internal/policy"
 	"github.com/mcpgw/mcpgw/internal/testutil"
 )
@@ -401,10 +402,20 @@ func TestFederatedSessionLost(t *testing.T) {
 // refused.
 func TestFederatedIDs(t *testing.T) {
 	fc := &fedCall{sessions: federatedSession{"live": "s", "notes": ""}}
-	for _, id := range []mcpgo.RequestId{mcpgo.NewRequestId(int64(7)), mcpgo.NewRequestId("7"), mcpgo.NewRequestId("mcpgw-confirm-ab:c")} {
-		shown := fedIDOut("live", callIDKey(id))
+	// The key is what the strict reader makes of an id: escapes as it
+	// writes them, not as encoding/json would ("<" is "\u003c" there).
+	idKey := func(id mcpgo.RequestId) string {
+		raw, _ := json.Marshal(id)
+		msgs, _, err := mcp.ParseReply([]byte(`{"jsonrpc":"2.0","id":` + string(raw) + `,"result":{}}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return msgs[0].IDKey
+	}
+	for _, id := range []mcpgo.RequestId{mcpgo.NewRequestId(int64(7)), mcpgo.NewRequestId("7"), mcpgo.NewRequestId("mcpgw-confirm-ab:c"), mcpgo.NewRequestId("<a&b>")} {
+		shown := fedIDOut("live", idKey(id))
 		b, back, err := fc.fedIDIn(mcpgo.NewRequestId(shown))
-		if err != nil || b != "live" || callIDKey(back) != callIDKey(id) {
+		if err != nil || b != "live" || idKey(back) != idKey(id) {
 			t.Errorf("%v → %q → %s %v %v", id.Value(), shown, b, back.Value(), err)
 		}
 	}

@@ -27,7 +27,7 @@ func (g *Gateway) relayRouted(c *fiber.Ctx, fc *fedCall, m *mcp.Message, backend
 	}
 	body := requestBody(m.ID, m.Method, params)
 	if out == nil {
-		return g.relayFromBackend(c, fc, backend, body, m.ID)
+		return g.relayFromBackend(c, fc, backend, body, m)
 	}
 	a := g.viaBackend(fc, backend, http.MethodPost, body)
 	if g.sessionLost(fc, &a) {
