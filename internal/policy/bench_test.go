@@ -76,6 +76,53 @@ func BenchmarkDecideCached(b *testing.B) {
 	decideBench(b, caller([]string{"mcp-viewers"}, writeScopes, "employees", "get_employee", map[string]any{"employee_id": "e-1001"}), true, true)
 }
 
+// The same caller and tool with other arguments at every call, the
+// decision cache on: a decision that did not read the arguments answers
+// them all (argsprobe.go). Fresh arguments cost the input's hash, not an
+// evaluation.
+func BenchmarkDecideFreshArguments(b *testing.B) {
+	e, _ := newEngine(b, Options{Source: shippedPolicies, AllowUnsigned: true, DecisionLog: func(context.Context, Record) {}})
+	ctx := context.Background()
+	in := caller([]string{"mcp-viewers"}, writeScopes, "employees", "get_employee", map[string]any{"employee_id": "e-0"})
+	if d := e.Decide(ctx, in); !d.Allow {
+		b.Fatalf("benchmark decision denied: %v", d.Reasons)
+	}
+	n := 0
+	measure(b, func() {
+		n++
+		in.MCP.Arguments = map[string]any{"employee_id": fmt.Sprintf("e-%d", n)}
+		e.Decide(ctx, in)
+	})
+	if c := cachedCount(e); c != 1 {
+		b.Fatalf("%d decisions cached, want 1: fresh arguments were evaluated", c)
+	}
+}
+
+// Fresh arguments that the policy reads (the shipped path rule reads every
+// files tool's path): each call is evaluated, through the probe when the
+// cache is on, plainly when it is off. The difference is the probe's cost.
+func BenchmarkDecideFreshArgumentsRead(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		size int
+	}{{"cache-on", 0}, {"cache-off", -1}} {
+		b.Run(tc.name, func(b *testing.B) {
+			e, _ := newEngine(b, Options{Source: shippedPolicies, AllowUnsigned: true, DecisionLog: func(context.Context, Record) {}, DecisionCacheSize: tc.size})
+			ctx := context.Background()
+			in := caller([]string{"mcp-viewers"}, writeScopes, "files", "read_file", map[string]any{"path": "/srv/mcp/shared/0"})
+			if d := e.Decide(ctx, in); !d.Allow {
+				b.Fatalf("benchmark decision denied: %v", d.Reasons)
+			}
+			n := 0
+			measure(b, func() {
+				n++
+				in.MCP.Arguments = map[string]any{"path": fmt.Sprintf("/srv/mcp/shared/%d", n)}
+				e.Decide(ctx, in)
+			})
+		})
+	}
+}
+
 // An admin calls a tool that writes: the scope comes from the method classes.
 func BenchmarkDecideWriteTool(b *testing.B) {
 	decideBench(b, caller([]string{"mcp-admins"}, writeScopes, "employees", "update_employee", map[string]any{"employee_id": "e-1001"}), true, false)

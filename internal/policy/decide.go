@@ -51,11 +51,19 @@ func (e *Engine) Decide(ctx context.Context, in *Input) Decision {
 }
 
 func (e *Engine) evalCall(ctx context.Context, in *Input) (ast.Value, *snapshot, error) {
-	cached, keyedBy, key, ok := e.cachedDecision(in)
+	cached, keyedBy, ok := e.cachedDecision(in)
 	if ok {
 		return cached, keyedBy, nil
 	}
-	input, err := callInput(in)
+	var input ast.Value
+	var probe argumentsProbe
+	var err error
+	if keyedBy != nil {
+		input, probe, err = probedCallInput(in)
+	} else {
+		// Nothing will be remembered: no need to know what was read.
+		input, err = callInput(in)
+	}
 	if err != nil {
 		return nil, nil, err
 	}
@@ -68,7 +76,7 @@ func (e *Engine) evalCall(ctx context.Context, in *Input) (ast.Value, *snapshot,
 		return nil, snap, errors.New(decisionRule + " is undefined")
 	}
 	if err == nil {
-		snap.rememberDecision(keyedBy, key, v)
+		snap.rememberDecision(keyedBy, in, v, probe)
 	}
 	return v, snap, err
 }

@@ -84,13 +84,19 @@ func (c *decisionCache) add(key [2]uint64, v ast.Value) {
 	}
 }
 
-// key hashes what callInput builds from in, twice.
-func (c *decisionCache) key(in *Input) [2]uint64 {
+// key hashes what callInput builds from in, twice; without the arguments
+// when withArguments is false (the key of a decision that did not read
+// them: argsprobe.go). The two kinds of key never meet: each starts with
+// its own tag.
+func (c *decisionCache) key(in *Input, withArguments bool) [2]uint64 {
 	var k [2]uint64
 	for i, seed := range c.seeds {
 		h := callerKey(seed, in, "decision", "", 0)
 		writeString(h, in.MCP.Tool)
-		writeUint(h, hashAny(seed, in.MCP.Arguments, 0))
+		writeBool(h, withArguments)
+		if withArguments {
+			writeUint(h, hashAny(seed, in.MCP.Arguments, 0))
+		}
 		tools := in.Tools
 		if in.MCP.Method == "tools/call" {
 			tools = calledEntries(in.Tools, in.MCP.Tool)
@@ -104,18 +110,22 @@ func (c *decisionCache) key(in *Input) [2]uint64 {
 }
 
 // cachedDecision returns the remembered decision value for in under the
-// active policy.
-func (e *Engine) cachedDecision(in *Input) (ast.Value, *snapshot, [2]uint64, bool) {
+// active policy: one that did not read the arguments, else one for these
+// very arguments.
+func (e *Engine) cachedDecision(in *Input) (ast.Value, *snapshot, bool) {
 	if e.usable() != nil {
-		return nil, nil, [2]uint64{}, false
+		return nil, nil, false
 	}
 	snap := e.snap.Load()
 	if snap == nil || snap.broken != nil || snap.decisions == nil {
-		return nil, nil, [2]uint64{}, false
+		return nil, nil, false
 	}
-	key := snap.decisions.key(in)
-	v, ok := snap.decisions.get(key)
-	return v, snap, key, ok
+	for _, withArguments := range []bool{false, true} {
+		if v, ok := snap.decisions.get(snap.decisions.key(in, withArguments)); ok {
+			return v, snap, true
+		}
+	}
+	return nil, snap, false
 }
 
 // decisionCacheFor is the decision cache of a new activation of compiler.
@@ -128,9 +138,12 @@ func (e *Engine) decisionCacheFor(compiler *ast.Compiler, revision string) *deci
 }
 
 // rememberDecision keeps v, the decision of in by snap, when snap is the
-// activation the key was made for.
-func (snap *snapshot) rememberDecision(keyedBy *snapshot, key [2]uint64, v ast.Value) {
-	if snap != nil && snap == keyedBy {
-		snap.decisions.add(key, v)
+// activation that was active at the lookup (keyedBy): under the key without
+// the arguments if the evaluation (and reading v) did not read them.
+func (snap *snapshot) rememberDecision(keyedBy *snapshot, in *Input, v ast.Value, probe argumentsProbe) {
+	if snap == nil || snap != keyedBy || snap.decisions == nil {
+		return
 	}
+	forceAll(v)
+	snap.decisions.add(snap.decisions.key(in, probe.wasRead()), v)
 }

@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"slices"
+	"sync/atomic"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 )
@@ -23,6 +24,22 @@ func callInput(in *Input) (ast.Value, error) {
 	if err != nil {
 		return nil, fmt.Errorf("input mcp.arguments: %w", err)
 	}
+	return callInputWith(in, args)
+}
+
+// probedCallInput is callInput with the arguments behind a probe that
+// tells whether the evaluation read them (argsprobe.go).
+func probedCallInput(in *Input) (ast.Value, argumentsProbe, error) {
+	args, err := anyObject(in.MCP.Arguments)
+	if err != nil {
+		return nil, argumentsProbe{}, fmt.Errorf("input mcp.arguments: %w", err)
+	}
+	probe := argumentsProbe{value: args, read: new(atomic.Bool)}
+	v, err := callInputWith(in, probe)
+	return v, probe, err
+}
+
+func callInputWith(in *Input, args any) (ast.Value, error) {
 	catalog := in.Tools
 	if in.MCP.Method == "tools/call" {
 		// The contract gives a call the called tool's catalog entry only; a
