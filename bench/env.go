@@ -201,7 +201,7 @@ backends:
 	for _, bk := range []struct {
 		name string
 		c    *child
-	}{{"b50", e.b50}, {"b1000", e.b1000}, {"huge", e.huge}} {
+	}{{"b50", e.b50}, {argsReadBackend, e.b50}, {"b1000", e.b1000}, {"huge", e.huge}} {
 		if bk.c == nil {
 			continue
 		}
@@ -265,11 +265,26 @@ func (e *env) close() {
 	}
 }
 
+// argsReadBackend is a second route to the 50-tool backend whose echo
+// tool's message the bench policies read (an argument rule, as the shipped
+// data has for delete_* and paths), so a fresh message is a fresh
+// evaluation there; on /b50 the decision never reads the arguments and the
+// decision cache answers fresh ones too (internal/policy/argsprobe.go).
+const argsReadBackend = "b50args"
+
+// benchArgumentRule refuses a wildcard in echo's message on argsReadBackend:
+// no message the load sends has one, so every call is allowed, after the
+// policy has read the argument.
+var benchArgumentRule = map[string]any{
+	"name": "bench-reads-echo-message", "backends": []any{argsReadBackend}, "tools": []any{"echo"},
+	"arguments": []any{"message"}, "wildcards": []any{"*"},
+}
+
 // benchPolicies copies the policy directory src to dst with the shipped
 // per-caller tool budget (data.mcpgw.obligations.tool_budget, 600 calls an
 // hour) raised out of the load's reach, as the rate limiter's budgets are:
 // the obligation is still decided and counted on every call, so its cost is
-// measured, but no call is refused for it.
+// measured, but no call is refused for it. It adds benchArgumentRule.
 func benchPolicies(src, dst string) (string, error) {
 	if err := os.CopyFS(dst, os.DirFS(src)); err != nil {
 		return "", fmt.Errorf("copy policies %s: %w", src, err)
@@ -290,6 +305,12 @@ func benchPolicies(src, dst string) (string, error) {
 		return "", fmt.Errorf("%s has no mcpgw.obligations.tool_budget to raise", path)
 	}
 	budget["limit"] = 1_000_000_000
+	rules, _ := mcpgw["argument_rules"].(map[string]any)
+	wildcards, ok := rules["wildcard_targets"].([]any)
+	if !ok {
+		return "", fmt.Errorf("%s has no mcpgw.argument_rules.wildcard_targets to add the benchmark's rule to", path)
+	}
+	rules["wildcard_targets"] = append(wildcards, benchArgumentRule)
 	out, err := json.Marshal(data)
 	if err != nil {
 		return "", err

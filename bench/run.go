@@ -66,6 +66,7 @@ func (e *env) run(ctx context.Context, o options, only string) error {
 			{name: "plain proxy", url: e.proxy.url, pid: e.proxy.pid()},
 			{name: "mcpgw repeated", url: e.gw.url + "/b50", pid: e.gw.pid(), auth: true},
 			{name: "mcpgw fresh", url: e.gw.url + "/b50", pid: e.gw.pid(), auth: true, fresh: true},
+			{name: "mcpgw fresh read", url: e.gw.url + "/" + argsReadBackend, pid: e.gw.pid(), auth: true, fresh: true},
 		}
 		r, err := e.rounds(ctx, o, "tools/call", targets, o.conns)
 		if err != nil {
@@ -280,6 +281,7 @@ func (e *env) profile(ctx context.Context, o options) error {
 		t            target
 	}{
 		{"call-fresh", "tools/call", target{url: e.gw.url + "/b50", pid: e.gw.pid(), auth: true, fresh: true}},
+		{"call-fresh-read", "tools/call", target{url: e.gw.url + "/" + argsReadBackend, pid: e.gw.pid(), auth: true, fresh: true}},
 		{"call-repeated", "tools/call", target{url: e.gw.url + "/b50", pid: e.gw.pid(), auth: true}},
 		{"list-1000", "tools/list", target{url: e.gw.url + "/b1000", pid: e.gw.pid(), auth: true}},
 	} {

@@ -44,8 +44,11 @@ func BenchmarkRelayToolsCall(b *testing.B) {
 			send(b, h.url+"/notes", hdr)
 		}
 	})
-	// Distinct arguments defeat the decision cache: every call is a full
-	// policy evaluation.
+	// Distinct arguments defeat the decision cache here: the shipped
+	// policy's path rule reads the arguments of every tool on the notes
+	// backend, so every call is a full policy evaluation. (A decision that
+	// does not read them is remembered whatever they are:
+	// policy.BenchmarkDecideFreshArguments.)
 	b.Run("gateway-uncached-decision", func(b *testing.B) {
 		hdr := map[string]string{"Authorization": "Bearer " + tok, "X-Agent-ID": "claude-code", "Mcp-Session-Id": sid}
 		i := 0
