@@ -14,19 +14,22 @@ import (
 	"testing"
 )
 
-// A decision that did not read the arguments answers every call that
-// differs from it in its arguments alone; one that read them answers only
-// the same arguments.
+// A decision answers every call that differs from it only in arguments it
+// did not read; the arguments' names are always part of the key.
 func TestDecisionCacheUnreadArguments(t *testing.T) {
 	e, rec := shippedEngine(t)
 	ctx := context.Background()
 	viewer := func(args map[string]any) *Input {
 		return caller([]string{"mcp-viewers"}, writeScopes, "employees", "get_employee", args)
 	}
-	// delete_employee asks first (a confirm obligation quoting the
-	// arguments) and has an argument rule: its decisions read them.
+	// delete_employee asks first (a confirm obligation quoting all the
+	// arguments) and has an argument rule: its decisions read them all.
 	super := func(args map[string]any) *Input {
 		return caller([]string{"mcp-super-admins"}, writeScopes, "employees", "delete_employee", args)
+	}
+	// Every files tool's path is read (the path rule), nothing else.
+	reader := func(args map[string]any) *Input {
+		return caller([]string{"mcp-viewers"}, writeScopes, "files", "read_file", args)
 	}
 	steps := []struct {
 		name    string
@@ -36,13 +39,17 @@ func TestDecisionCacheUnreadArguments(t *testing.T) {
 		confirm string // a substring of the confirm obligation's message
 	}{
 		{"first call is evaluated", viewer(map[string]any{"employee_id": "e-1"}), true, 1, ""},
-		{"other arguments, same decision", viewer(map[string]any{"employee_id": "e-2"}), true, 1, ""},
-		{"other argument names too", viewer(map[string]any{"id": 7, "more": []any{"x"}}), true, 1, ""},
-		{"no arguments", viewer(nil), true, 1, ""},
-		{"a decision that reads them", super(map[string]any{"employee_id": "e-1"}), true, 2, `"employee_id":"e-1"`},
-		{"is remembered for those arguments", super(map[string]any{"employee_id": "e-1"}), true, 2, `"employee_id":"e-1"`},
-		{"and evaluated for others", super(map[string]any{"employee_id": "e-2"}), true, 3, `"employee_id":"e-2"`},
-		{"which can deny", super(map[string]any{"employee_id": "*"}), false, 4, ""},
+		{"other values, same decision", viewer(map[string]any{"employee_id": "e-2"}), true, 1, ""},
+		{"other names are another key", viewer(map[string]any{"id": 7, "more": []any{"x"}}), true, 2, ""},
+		{"and their values are not read either", viewer(map[string]any{"id": 8, "more": "y"}), true, 2, ""},
+		{"no arguments", viewer(nil), true, 3, ""},
+		{"a decision that reads them all", super(map[string]any{"employee_id": "e-1"}), true, 4, `"employee_id":"e-1"`},
+		{"is remembered for those values", super(map[string]any{"employee_id": "e-1"}), true, 4, `"employee_id":"e-1"`},
+		{"and evaluated for others", super(map[string]any{"employee_id": "e-2"}), true, 5, `"employee_id":"e-2"`},
+		{"which can deny", super(map[string]any{"employee_id": "*"}), false, 6, ""},
+		{"a decision that reads one", reader(map[string]any{"path": "/srv/mcp/shared/a", "offset": 1}), true, 7, ""},
+		{"answers other values of the others", reader(map[string]any{"path": "/srv/mcp/shared/a", "offset": 2}), true, 7, ""},
+		{"not another value of the one it read", reader(map[string]any{"path": "/etc/passwd", "offset": 2}), false, 8, ""},
 	}
 	for _, s := range steps {
 		d := e.Decide(ctx, s.in)
@@ -63,54 +70,67 @@ func TestDecisionCacheUnreadArguments(t *testing.T) {
 	}
 }
 
-// Every way a policy can look at the arguments makes its decision depend
-// on them. Each case's two argument sets are decided differently by an
-// engine without the cache; the cached engine, having decided the first,
-// must decide the second as that engine does.
+// Every way a policy can look at an argument makes its decision depend on
+// it. Each case's two calls are decided differently by an engine without
+// the cache (or alike, for a case that reads nothing that differs); the
+// cached engine, having decided the first, must decide the second as that
+// engine does, from a new entry or, where nothing read differs, from the
+// first's.
 func TestArgumentsProbeSeesEveryRead(t *testing.T) {
-	a := map[string]any{"x": "a"}
+	// Same names, x differs: only a read of x (or of everything) tells.
+	a := map[string]any{"x": "a", "y": "z"}
 	b := map[string]any{"x": "b", "y": "z"}
 	tests := []struct {
 		name string
 		rule string
-		// unread: the decision does not look at the arguments, so the
-		// second call is answered from the first's entry.
+		a, b map[string]any // default a and b
+		// unread: the decision does not read what differs, so the second
+		// call is answered from the first's entry.
 		unread bool
 	}{
-		{"a field", `allow if input.mcp.arguments.x == "a"`, false},
-		{"a field by a variable", `allow if { k := "x"; input.mcp.arguments[k] == "a" }`, false},
-		{"any field", `allow if input.mcp.arguments[_] == "a"`, false},
-		{"object.get", `allow if object.get(input.mcp, "arguments", {}).x == "a"`, false},
-		{"object.get with a path", `allow if object.get(input, ["mcp", "arguments", "x"], "") == "a"`, false},
-		{"count", `allow if count(input.mcp.arguments) == 1`, false},
-		{"equality", `allow if input.mcp.arguments == {"x": "a"}`, false},
-		{"unification", `allow if input.mcp.arguments = {"x": "a"}`, false},
-		{"object.keys of the arguments", `allow if object.keys(input.mcp.arguments) == {"x"}`, false},
-		{"json.marshal of mcp", `allow if contains(json.marshal(input.mcp), "\"a\"")`, false},
-		{"json.marshal of input", `allow if contains(json.marshal(input), "\"a\"")`, false},
-		{"yaml.marshal of input", `allow if contains(yaml.marshal(input), "x: a")`, false},
-		{"sprintf of mcp", `allow if contains(sprintf("%v", [input.mcp]), "\"a\"")`, false},
-		{"walk", `allow if { walk(input, [_, v]); v == "a" }`, false},
-		{"iterating mcp", `allow if { some k, v in input.mcp; k == "arguments"; v.x == "a" }`, false},
-		{"mcp by a variable key", `allow if { some k; input.mcp[k].x == "a" }`, false},
-		{"an alias", `allow if { m := input.mcp; m.arguments.x == "a" }`, false},
-		{"input as a set member", `allow if { s := {input}; some i in s; i.mcp.arguments.x == "a" }`, false},
-		{"mcp compared", `allow if {input.mcp} == {object.union({k: v | some k, v in {"kind": input.mcp.kind, "method": input.mcp.method, "tool": input.mcp.tool, "protocol_version": input.mcp.protocol_version}}, {"arguments": {"x": "a"}})}`, false},
-		{"object.union", `allow if object.union(input.mcp, {}).arguments.x == "a"`, false},
-		{"json.patch", `allow if json.patch(input.mcp, [])["arguments"].x == "a"`, false},
-		{"object.filter", `allow if object.filter(input.mcp, ["arguments"]).arguments.x == "a"`, false},
-		{"object.remove", `allow if count(object.remove(input.mcp, ["tool"]).arguments) == 1`, false},
-		{"the arguments as an object key", `allow if { o := {input.mcp.arguments: 1}; o[{"x": "a"}] == 1 }`, false},
-		{"a comprehension over mcp", `allow if count([v | some v in input.mcp; is_object(v); count(v) == 1]) > 0`, false},
-		// Reading other fields, or only the key set of mcp, reads nothing
-		// of the arguments.
-		{"the tool", `allow if input.mcp.tool == "t"`, true},
-		{"mcp's keys", `allow if "arguments" in object.keys(input.mcp)`, true},
-		{"the count of mcp", `allow if count(input.mcp) == 5`, true},
-		{"a missing field of mcp", `allow if not input.mcp.nothing`, true},
+		{"a field", `allow if input.mcp.arguments.x == "a"`, nil, nil, false},
+		{"a field by a variable", `allow if { k := "x"; input.mcp.arguments[k] == "a" }`, nil, nil, false},
+		{"any field", `allow if input.mcp.arguments[_] == "a"`, nil, nil, false},
+		{"object.get", `allow if object.get(input.mcp, "arguments", {}).x == "a"`, nil, nil, false},
+		{"object.get with a path", `allow if object.get(input, ["mcp", "arguments", "x"], "") == "a"`, nil, nil, false},
+		{"equality", `allow if input.mcp.arguments == {"x": "a", "y": "z"}`, nil, nil, false},
+		{"unification", `allow if input.mcp.arguments = {"x": "a", "y": "z"}`, nil, nil, false},
+		{"json.marshal of the arguments", `allow if contains(json.marshal(input.mcp.arguments), "\"a\"")`, nil, nil, false},
+		{"json.marshal of mcp", `allow if contains(json.marshal(input.mcp), "\"a\"")`, nil, nil, false},
+		{"json.marshal of input", `allow if contains(json.marshal(input), "\"a\"")`, nil, nil, false},
+		{"yaml.marshal of input", `allow if contains(yaml.marshal(input), "x: a")`, nil, nil, false},
+		{"sprintf of mcp", `allow if contains(sprintf("%v", [input.mcp]), "\"a\"")`, nil, nil, false},
+		{"walk", `allow if { walk(input, [_, v]); v == "a" }`, nil, nil, false},
+		{"iterating mcp", `allow if { some k, v in input.mcp; k == "arguments"; v.x == "a" }`, nil, nil, false},
+		{"iterating the arguments", `allow if { some k, v in input.mcp.arguments; k == "x"; v == "a" }`, nil, nil, false},
+		{"mcp by a variable key", `allow if { some k; input.mcp[k].x == "a" }`, nil, nil, false},
+		{"an alias", `allow if { m := input.mcp; m.arguments.x == "a" }`, nil, nil, false},
+		{"input as a set member", `allow if { s := {input}; some i in s; i.mcp.arguments.x == "a" }`, nil, nil, false},
+		{"mcp compared", `allow if {input.mcp} == {object.union({k: v | some k, v in {"kind": input.mcp.kind, "method": input.mcp.method, "tool": input.mcp.tool, "protocol_version": input.mcp.protocol_version}}, {"arguments": {"x": "a", "y": "z"}})}`, nil, nil, false},
+		{"object.union", `allow if object.union(input.mcp, {}).arguments.x == "a"`, nil, nil, false},
+		{"json.patch", `allow if json.patch(input.mcp, [])["arguments"].x == "a"`, nil, nil, false},
+		{"object.filter", `allow if object.filter(input.mcp.arguments, ["x"]).x == "a"`, nil, nil, false},
+		{"object.remove", `allow if object.remove(input.mcp.arguments, ["y"]).x == "a"`, nil, nil, false},
+		{"the arguments as an object key", `allow if { o := {input.mcp.arguments: 1}; o[{"x": "a", "y": "z"}] == 1 }`, nil, nil, false},
+		{"a comprehension over mcp", `allow if count([v | some v in input.mcp; is_object(v); v.x == "a"]) > 0`, nil, nil, false},
+		{"urlquery.encode_object", `allow if urlquery.encode_object(input.mcp.arguments) == "x=a&y=z"`, nil, nil, false},
+		// The names are part of every key: a read of the names alone.
+		{"count", `allow if count(input.mcp.arguments) == 1`, map[string]any{"x": "a"}, a, false},
+		{"object.keys", `allow if object.keys(input.mcp.arguments) == {"x"}`, map[string]any{"x": "a"}, a, false},
+		{"a missing argument", `allow if not input.mcp.arguments.y`, map[string]any{"x": "a"}, a, false},
+		// Reading what does not differ reads nothing that tells them apart.
+		{"another argument", `allow if input.mcp.arguments.y == "z"`, nil, nil, true},
+		{"the tool", `allow if input.mcp.tool == "t"`, nil, nil, true},
+		{"mcp's keys", `allow if "arguments" in object.keys(input.mcp)`, nil, nil, true},
+		{"the count of mcp", `allow if count(input.mcp) == 5`, nil, nil, true},
+		{"the names of the arguments", `allow if object.keys(input.mcp.arguments) == {"x", "y"}`, nil, nil, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			first, second := a, b
+			if tc.a != nil {
+				first, second = tc.a, tc.b
+			}
 			policy := "package mcp.gateway\n\ndecision := {\"allow\": allow, \"reasons\": []}\n\ndefault allow := false\n\n" + tc.rule + "\n"
 			dir := policyDir(t, map[string]string{"p.rego": policy})
 			cached, _ := newEngine(t, Options{Source: dir, AllowUnsigned: true})
@@ -121,18 +141,18 @@ func TestArgumentsProbeSeesEveryRead(t *testing.T) {
 				in.MCP.Method = "tools/call"
 				return in
 			}
-			wantA, wantB := plain.Decide(ctx, call(a)).Allow, plain.Decide(ctx, call(b)).Allow
+			wantA, wantB := plain.Decide(ctx, call(first)).Allow, plain.Decide(ctx, call(second)).Allow
 			if tc.unread {
 				if wantA != wantB {
-					t.Fatalf("the two calls are decided %v and %v: the case reads the arguments", wantA, wantB)
+					t.Fatalf("the two calls are decided %v and %v: the case reads what differs", wantA, wantB)
 				}
 			} else if wantA == wantB {
 				t.Fatalf("both calls decided %v: the case proves nothing", wantA)
 			}
-			if got := cached.Decide(ctx, call(a)).Allow; got != wantA {
+			if got := cached.Decide(ctx, call(first)).Allow; got != wantA {
 				t.Errorf("first call: allow %v, want %v", got, wantA)
 			}
-			if got := cached.Decide(ctx, call(b)).Allow; got != wantB {
+			if got := cached.Decide(ctx, call(second)).Allow; got != wantB {
 				t.Errorf("second call: allow %v, want %v (answered for the first call's arguments)", got, wantB)
 			}
 			wantEntries := 2
@@ -143,6 +163,47 @@ func TestArgumentsProbeSeesEveryRead(t *testing.T) {
 				t.Errorf("%d decisions cached, want %d", n, wantEntries)
 			}
 		})
+	}
+}
+
+// Which arguments an evaluation reads may depend on their values: each
+// read set is remembered, and a call is answered only by an entry whose
+// read arguments it shares.
+func TestArgumentsProbeReadSetsVary(t *testing.T) {
+	dir := policyDir(t, map[string]string{"p.rego": `package mcp.gateway
+
+decision := {"allow": allow, "reasons": []}
+
+default allow := false
+
+allow if {
+	input.mcp.arguments.x == "a"
+	input.mcp.arguments.y == "1"
+}
+`})
+	cached, _ := newEngine(t, Options{Source: dir, AllowUnsigned: true})
+	plain, _ := newEngine(t, Options{Source: dir, AllowUnsigned: true, DecisionCacheSize: -1})
+	ctx := context.Background()
+	steps := []struct {
+		args   map[string]any
+		cached int
+	}{
+		{map[string]any{"x": "b", "y": "1", "z": 0}, 1}, // reads x only: denied
+		{map[string]any{"x": "b", "y": "2", "z": 1}, 1}, // the same x: answered
+		{map[string]any{"x": "a", "y": "1", "z": 2}, 2}, // another x: reads x and y, allowed
+		{map[string]any{"x": "a", "y": "2", "z": 3}, 3}, // same x, another y: denied
+		{map[string]any{"x": "a", "y": "1", "z": 4}, 3}, // x and y as before: answered
+		{map[string]any{"x": "b", "y": "9", "z": 5}, 3}, // x as the first: answered
+	}
+	for i, s := range steps {
+		in := caller(nil, nil, "employees", "t", s.args)
+		got, want := cached.Decide(ctx, in).Allow, plain.Decide(ctx, in).Allow
+		if got != want {
+			t.Errorf("call %d %v: allow %v, want %v", i, s.args, got, want)
+		}
+		if n := cachedCount(cached); n != s.cached {
+			t.Errorf("call %d %v: %d decisions cached, want %d", i, s.args, n, s.cached)
+		}
 	}
 }
 
@@ -193,8 +254,17 @@ func TestArgumentsProbeShippedPolicyDifferential(t *testing.T) {
 	unread := 0
 	for range 600 {
 		in := randomInput(r)
+		// The same names with other values, or (a quarter of the time)
+		// other names.
 		other := *in
-		other.MCP.Arguments = randomInput(r).MCP.Arguments
+		other.MCP.Arguments = map[string]any{}
+		values := randomInput(r).MCP.Arguments
+		for name := range in.MCP.Arguments {
+			other.MCP.Arguments[name] = values[name]
+		}
+		if r.IntN(4) == 0 {
+			other.MCP.Arguments = values
+		}
 		cached.Decide(ctx, &other)
 		before := cachedCount(cached)
 		got, want := cached.Decide(ctx, in), plain.Decide(ctx, in)
@@ -207,7 +277,7 @@ func TestArgumentsProbeShippedPolicyDifferential(t *testing.T) {
 	}
 	// Repeated callers and tools must be answered from the argument-free
 	// entries often, or the test did not exercise them.
-	t.Logf("%d of 600 calls answered from an argument-free entry", unread)
+	t.Logf("%d of 600 calls answered from the entry of a call with other arguments", unread)
 	if unread < 50 {
 		t.Errorf("only %d of 600 calls answered without evaluation", unread)
 	}

@@ -51,23 +51,35 @@ func (e *Engine) Decide(ctx context.Context, in *Input) Decision {
 }
 
 func (e *Engine) evalCall(ctx context.Context, in *Input) (ast.Value, *snapshot, error) {
-	cached, keyedBy, ok := e.cachedDecision(in)
+	cached, look, ok := e.cachedDecision(in)
 	if ok {
-		return cached, keyedBy, nil
+		return cached, look.snap, nil
 	}
 	var input ast.Value
-	var probe argumentsProbe
+	var reads *argumentReads
 	var err error
-	if keyedBy != nil {
-		input, probe, err = probedCallInput(in)
+	if look.snap != nil && look.snap.decisions.probe {
+		input, reads, err = probedCallInput(in)
 	} else {
-		// Nothing will be remembered: no need to know what was read.
+		// Nothing will be remembered, or remembered under every argument:
+		// no need to know which were read.
 		input, err = callInput(in)
 	}
 	if err != nil {
 		return nil, nil, err
 	}
-	rs, snap, err := e.evaluate(ctx, func(s *snapshot) preparedQuery { return s.decision }, input)
+	decision := func(s *snapshot) preparedQuery { return s.decision }
+	rs, snap, err := e.evaluate(ctx, decision, input)
+	if reads != nil && snap != look.snap {
+		// A new policy became active between the lookup and the
+		// evaluation. Probes are sound only for a policy that calls no
+		// goFormBuiltin, and nothing will be remembered: decide again over
+		// the plain input.
+		if input, err = callInput(in); err != nil {
+			return nil, nil, err
+		}
+		rs, snap, err = e.evaluate(ctx, decision, input)
+	}
 	if err != nil {
 		return nil, snap, err
 	}
@@ -76,7 +88,7 @@ func (e *Engine) evalCall(ctx context.Context, in *Input) (ast.Value, *snapshot,
 		return nil, snap, errors.New(decisionRule + " is undefined")
 	}
 	if err == nil {
-		snap.rememberDecision(keyedBy, in, v, probe)
+		snap.rememberDecision(look, in, v, reads)
 	}
 	return v, snap, err
 }

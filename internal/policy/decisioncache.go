@@ -2,6 +2,7 @@ package policy
 
 import (
 	"hash/maphash"
+	"slices"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -32,6 +33,12 @@ const DefaultDecisionCacheSize = 16384
 type decisionCache struct {
 	seeds   [2]maphash.Seed
 	entries *lru.Cache[[2]uint64, ast.Value]
+	// shapes holds, per caller, tool and argument names (baseKey), the
+	// sets of arguments its decisions read (argsprobe.go).
+	shapes *lru.Cache[[2]uint64, argumentShapes]
+	// probe: decisions are keyed by the arguments they read; otherwise by
+	// all of them (probesArguments).
+	probe bool
 }
 
 // newDecisionCache returns the decision cache of one activation of
@@ -52,7 +59,15 @@ func newDecisionCache(compiler *ast.Compiler, size int) (*decisionCache, string)
 	if err != nil {
 		return nil, err.Error()
 	}
-	return &decisionCache{seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}, entries: entries}, ""
+	shapes, err := lru.New[[2]uint64, argumentShapes](size)
+	if err != nil {
+		return nil, err.Error()
+	}
+	return &decisionCache{
+		seeds:   [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
+		entries: entries, shapes: shapes,
+		probe: probesArguments(compiler, decisionRule),
+	}, ""
 }
 
 // impureQuery says why query's value may differ between two evaluations
@@ -78,25 +93,21 @@ func (c *decisionCache) get(key [2]uint64) (ast.Value, bool) {
 	return c.entries.Get(key)
 }
 
-func (c *decisionCache) add(key [2]uint64, v ast.Value) {
-	if c != nil {
-		c.entries.Add(key, v)
+// baseKey hashes, twice, what callInput builds from in but the arguments'
+// values: the caller, the tool and its catalog entry, and the arguments'
+// names (a policy can see which are there without reading any).
+func (c *decisionCache) baseKey(in *Input) [2]uint64 {
+	names := make([]string, 0, len(in.MCP.Arguments))
+	for n := range in.MCP.Arguments {
+		names = append(names, n)
 	}
-}
-
-// key hashes what callInput builds from in, twice; without the arguments
-// when withArguments is false (the key of a decision that did not read
-// them: argsprobe.go). The two kinds of key never meet: each starts with
-// its own tag.
-func (c *decisionCache) key(in *Input, withArguments bool) [2]uint64 {
+	slices.Sort(names)
 	var k [2]uint64
 	for i, seed := range c.seeds {
 		h := callerKey(seed, in, "decision", "", 0)
 		writeString(h, in.MCP.Tool)
-		writeBool(h, withArguments)
-		if withArguments {
-			writeUint(h, hashAny(seed, in.MCP.Arguments, 0))
-		}
+		writeBool(h, in.MCP.Arguments != nil)
+		writeStrings(h, names)
 		tools := in.Tools
 		if in.MCP.Method == "tools/call" {
 			tools = calledEntries(in.Tools, in.MCP.Tool)
@@ -109,23 +120,51 @@ func (c *decisionCache) key(in *Input, withArguments bool) [2]uint64 {
 	return k
 }
 
+// key is base with the values of the named arguments: the key of a
+// decision that read those.
+func (c *decisionCache) key(base [2]uint64, in *Input, names []string) [2]uint64 {
+	var k [2]uint64
+	for i, seed := range c.seeds {
+		var h maphash.Hash
+		h.SetSeed(seed)
+		writeUint(&h, base[i])
+		writeUint(&h, uint64(len(names)))
+		for _, n := range names {
+			writeString(&h, n)
+			writeUint(&h, hashAny(seed, in.MCP.Arguments[n], 0))
+		}
+		k[i] = h.Sum64()
+	}
+	return k
+}
+
+// callLookup is one decision's way through the cache: the activation it
+// looked in and the base key, for remembering the evaluated decision.
+type callLookup struct {
+	snap *snapshot
+	base [2]uint64
+}
+
 // cachedDecision returns the remembered decision value for in under the
-// active policy: one that did not read the arguments, else one for these
-// very arguments.
-func (e *Engine) cachedDecision(in *Input) (ast.Value, *snapshot, bool) {
+// active policy: one whose evaluation read arguments that in has too, with
+// the same values.
+func (e *Engine) cachedDecision(in *Input) (ast.Value, callLookup, bool) {
 	if e.usable() != nil {
-		return nil, nil, false
+		return nil, callLookup{}, false
 	}
 	snap := e.snap.Load()
 	if snap == nil || snap.broken != nil || snap.decisions == nil {
-		return nil, nil, false
+		return nil, callLookup{}, false
 	}
-	for _, withArguments := range []bool{false, true} {
-		if v, ok := snap.decisions.get(snap.decisions.key(in, withArguments)); ok {
-			return v, snap, true
+	c := snap.decisions
+	look := callLookup{snap: snap, base: c.baseKey(in)}
+	shapes, _ := c.shapes.Get(look.base)
+	for _, names := range shapes {
+		if v, ok := c.get(c.key(look.base, in, names)); ok {
+			return v, look, true
 		}
 	}
-	return nil, snap, false
+	return nil, look, false
 }
 
 // decisionCacheFor is the decision cache of a new activation of compiler.
@@ -138,12 +177,25 @@ func (e *Engine) decisionCacheFor(compiler *ast.Compiler, revision string) *deci
 }
 
 // rememberDecision keeps v, the decision of in by snap, when snap is the
-// activation that was active at the lookup (keyedBy): under the key without
-// the arguments if the evaluation (and reading v) did not read them.
-func (snap *snapshot) rememberDecision(keyedBy *snapshot, in *Input, v ast.Value, probe argumentsProbe) {
-	if snap == nil || snap != keyedBy || snap.decisions == nil {
+// activation of the lookup: under the arguments reads names (every
+// argument when reads is nil: the evaluation was not probed).
+func (snap *snapshot) rememberDecision(look callLookup, in *Input, v ast.Value, reads *argumentReads) {
+	if snap == nil || snap != look.snap || snap.decisions == nil {
 		return
 	}
+	c := snap.decisions
 	forceAll(v)
-	snap.decisions.add(snap.decisions.key(in, probe.wasRead()), v)
+	var names []string
+	if reads != nil {
+		names = reads.sorted()
+	} else {
+		names = make([]string, 0, len(in.MCP.Arguments))
+		for n := range in.MCP.Arguments {
+			names = append(names, n)
+		}
+		slices.Sort(names)
+	}
+	c.entries.Add(c.key(look.base, in, names), v)
+	shapes, _ := c.shapes.Get(look.base)
+	c.shapes.Add(look.base, shapes.with(names))
 }

@@ -3,7 +3,6 @@ package policy
 import (
 	"fmt"
 	"slices"
-	"sync/atomic"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 )
@@ -27,16 +26,20 @@ func callInput(in *Input) (ast.Value, error) {
 	return callInputWith(in, args)
 }
 
-// probedCallInput is callInput with the arguments behind a probe that
-// tells whether the evaluation read them (argsprobe.go).
-func probedCallInput(in *Input) (ast.Value, argumentsProbe, error) {
+// probedCallInput is callInput with each argument's value behind a probe
+// that records whether the evaluation read it (argsprobe.go).
+func probedCallInput(in *Input) (ast.Value, *argumentReads, error) {
 	args, err := anyObject(in.MCP.Arguments)
 	if err != nil {
-		return nil, argumentsProbe{}, fmt.Errorf("input mcp.arguments: %w", err)
+		return nil, nil, fmt.Errorf("input mcp.arguments: %w", err)
 	}
-	probe := argumentsProbe{value: args, read: new(atomic.Bool)}
-	v, err := callInputWith(in, probe)
-	return v, probe, err
+	reads := &argumentReads{}
+	probed, err := probedArguments(args, reads)
+	if err != nil {
+		return nil, nil, err
+	}
+	v, err := callInputWith(in, probed)
+	return v, reads, err
 }
 
 func callInputWith(in *Input, args any) (ast.Value, error) {

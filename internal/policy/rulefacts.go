@@ -31,6 +31,7 @@ func impureBuiltin(name string) bool {
 type ruleFacts struct {
 	impure bool // calls a builtin that is not a function of its arguments
 	waits  bool // calls a builtin that may wait on the network
+	goForm bool // calls a builtin that reads an operand's Go form (argsprobe.go)
 	deps   []*ast.Rule
 }
 
@@ -104,6 +105,9 @@ func (f *folder) call(op ast.Ref, facts *ruleFacts) {
 	}
 	if !ok || waitingBuiltin(name) {
 		facts.waits = true
+	}
+	if !ok || goFormBuiltin(name) {
+		facts.goForm = true
 	}
 }
 
