@@ -3,6 +3,9 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +18,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/lestrrat-go/jwx/v3/jwk"
 
 	"github.com/mcpgw/mcpgw/internal/testidp"
 )
@@ -89,14 +94,20 @@ func freeAddr() (string, error) {
 // env is everything a run measures: the identity provider (in this
 // process), the backends, the plain proxy and the gateway.
 type env struct {
-	idp     *testidp.Server
-	b50     *child
-	b1000   *child
-	huge    *child
-	proxy   *child
-	gw      *child
-	metrics string
-	dir     string
+	idp *testidp.Server
+	// ras is the okta-cross-app backend's resource authorization server,
+	// which takes the ID-JAGs e.idp issues.
+	ras *testidp.Server
+	// agentKeys[i] is benchAgents[i]'s private key (a JWK), with which it
+	// authenticates its token exchanges at e.idp (private_key_jwt).
+	agentKeys []string
+	b50       *child
+	b1000     *child
+	huge      *child
+	proxy     *child
+	gw        *child
+	metrics   string
+	dir       string
 	// tokens[i] is minted for agents[i%len(agents)]'s client.
 	tokens []string
 	agents []string
@@ -112,6 +123,36 @@ var benchAgents = []struct{ id, client string }{{"agent-a", "bench-a"}, {"agent-
 
 const psk = "bench-pre-shared-key"
 
+// tokenTTL is the lifetime of the tokens the identity provider and the
+// resource authorization server issue: longer than any run, so neither a
+// subject token nor a cached backend token expires under load (the gateway
+// reuses a backend token for at most exchange.DefaultCacheMaxTTL, an hour).
+const tokenTTL = 6 * time.Hour
+
+// xaaBackend is a route to the 50-tool backend with okta-cross-app
+// credentials: Okta Cross App Access, the user's token exchanged at the
+// identity provider for an ID-JAG, the ID-JAG at the resource
+// authorization server for the backend's token. The backend does not check
+// that token: what is measured is the gateway's cost of the method.
+const xaaBackend = "b50xaa"
+
+const (
+	// xaaResourceClient is the agents' client at the resource authorization
+	// server: the identity provider maps both agents' clients to it, as an
+	// Okta managed connection does.
+	xaaResourceClient = "bench-resource"
+	xaaResourceSecret = "bench-resource-secret"
+	// xaaScope is the scope the backend's tokens carry.
+	xaaScope = "b50:call"
+)
+
+// Grant types whose requests the identity provider and the resource
+// authorization server count: one of each per okta-cross-app exchange.
+const (
+	grantTokenExchange = "urn:ietf:params:oauth:grant-type:token-exchange"
+	grantJWTBearer     = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+)
+
 func startEnv(ctx context.Context, o options) (e *env, err error) {
 	e = &env{}
 	defer func() {
@@ -122,8 +163,11 @@ func startEnv(ctx context.Context, o options) (e *env, err error) {
 	if e.dir, err = os.MkdirTemp("", "mcpgw-bench-"); err != nil {
 		return nil, err
 	}
-	if e.idp, err = testidp.Start(ctx, testidp.Options{TokenTTL: 6 * time.Hour}); err != nil {
+	if e.idp, err = testidp.Start(ctx, testidp.Options{TokenTTL: tokenTTL}); err != nil {
 		return nil, fmt.Errorf("start identity provider: %w", err)
+	}
+	if err := e.startResourceAS(ctx); err != nil {
+		return nil, err
 	}
 	// One subject uses one agent; more take the agents in turn (a count
 	// rounded up to a multiple of theirs, so client i's token is always
@@ -174,50 +218,22 @@ func (e *env) startGateway(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, `server:
-  listen: %q
-  public_url: "http://%s"
-  metrics_listen: %q
-  metrics_pprof: true
-identity:
-  issuers:
-    - issuer: %q
-      audiences: ["api://mcpgw"]
-policy:
-  bundle: %q
-  allow_unsigned: true
-store:
-  dsn: ":memory:"
-log:
-  level: warn
-# The limiter stays on (its cost is measured) with budgets load cannot reach.
-ratelimit:
-  requests_per_minute: 1000000000
-  sessions_per_minute: 1000000000
-backends:
-`, listen, listen, e.metrics, e.idp.Issuer(), policies)
-	var access []string
-	for _, bk := range []struct {
+	var routes []route
+	for _, r := range []struct {
 		name string
 		c    *child
 	}{{"b50", e.b50}, {argsReadBackend, e.b50}, {"b1000", e.b1000}, {"huge", e.huge}} {
-		if bk.c == nil {
-			continue
+		if r.c != nil {
+			routes = append(routes, route{r.name, r.c.url})
 		}
-		access = append(access, bk.name)
-		fmt.Fprintf(&b, "  %s:\n    url: %q\n    paths: [/%s]\n    auth_method: pre-shared-key\n    auth_config: {api_key: %q}\n", bk.name, bk.c.url, bk.name, psk)
 	}
-	for i := range o.extraBackends {
-		fmt.Fprintf(&b, "  extra%d:\n    url: %q\n    paths: [/extra%d]\n    auth_method: pre-shared-key\n    auth_config: {api_key: %q}\n", i, e.b50.url, i, psk)
-		access = append(access, fmt.Sprintf("extra%d", i))
-	}
-	b.WriteString("agents:\n")
-	for _, a := range benchAgents {
-		fmt.Fprintf(&b, "  %s:\n    agent_id: %s\n    client_id: %s\n    scopes: [mcp:read, mcp:write]\n    backend_access: [%s]\n", a.id, a.id, a.client, strings.Join(access, ", "))
-	}
+	text := gatewayConfig(gatewaySetup{
+		listen: listen, metrics: e.metrics, issuer: e.idp.Issuer(), policies: policies,
+		routes: routes, extraBackends: o.extraBackends, b50URL: e.b50.url,
+		resourceAS: e.ras.Issuer(), agentKeys: e.agentKeys,
+	})
 	cfg := filepath.Join(e.dir, "config.yaml")
-	if err := os.WriteFile(cfg, []byte(b.String()), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
 		return err
 	}
 	cmd := exec.Command(o.gateway, "serve", "-config", cfg)
@@ -251,11 +267,148 @@ backends:
 	return err
 }
 
+// startResourceAS starts xaaBackend's resource authorization server, which
+// trusts e.idp's ID-JAGs, and registers at e.idp every bench agent's client
+// with a fresh key (the agents authenticate their exchanges with
+// private_key_jwt, the only method Okta accepts for them), mapped to
+// xaaResourceClient at the new server.
+func (e *env) startResourceAS(ctx context.Context) error {
+	var err error
+	e.ras, err = testidp.Start(ctx, testidp.Options{TokenTTL: tokenTTL, ResourceAS: &testidp.ResourceASOptions{TrustedIssuer: e.idp.Issuer()}})
+	if err != nil {
+		return fmt.Errorf("start resource AS: %w", err)
+	}
+	if err := e.ras.RegisterClient(testidp.Client{ID: xaaResourceClient, Secret: xaaResourceSecret, Scopes: []string{xaaScope}}); err != nil {
+		return fmt.Errorf("register the resource client: %w", err)
+	}
+	for _, a := range benchAgents {
+		private, public, err := newAgentKey()
+		if err != nil {
+			return fmt.Errorf("key of %s: %w", a.id, err)
+		}
+		c := testidp.Client{ID: a.client, PublicKey: public, ResourceClientIDs: map[string]string{e.ras.Issuer(): xaaResourceClient}}
+		if err := e.idp.RegisterClient(c); err != nil {
+			return fmt.Errorf("register %s at the identity provider: %w", a.client, err)
+		}
+		e.agentKeys = append(e.agentKeys, private)
+	}
+	return nil
+}
+
+// newAgentKey makes a P-256 key: the private half as the JWK an agent's
+// private_key holds, the public half for the identity provider.
+func newAgentKey() (string, jwk.Key, error) {
+	raw, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", nil, fmt.Errorf("generate agent key: %w", err)
+	}
+	key, err := jwk.Import(raw)
+	if err != nil {
+		return "", nil, fmt.Errorf("agent key as JWK: %w", err)
+	}
+	// The kid names the key in the client assertions' header.
+	if err := jwk.AssignKeyID(key); err != nil {
+		return "", nil, fmt.Errorf("agent key id: %w", err)
+	}
+	private, err := json.Marshal(key)
+	if err != nil {
+		return "", nil, fmt.Errorf("encode agent key: %w", err)
+	}
+	public, err := jwk.PublicKeyOf(key)
+	if err != nil {
+		return "", nil, fmt.Errorf("agent public key: %w", err)
+	}
+	return string(private), public, nil
+}
+
+// route is a backend the gateway reaches with the pre-shared key.
+type route struct{ name, url string }
+
+// gatewaySetup is what the gateway's configuration names.
+type gatewaySetup struct {
+	listen, metrics, issuer, policies string
+	routes                            []route
+	// extraBackends more routes to b50URL are configured, never called.
+	extraBackends int
+	b50URL        string
+	// resourceAS is xaaBackend's authorization server.
+	resourceAS string
+	// agentKeys[i] is benchAgents[i]'s private JWK.
+	agentKeys []string
+}
+
+// gatewayConfig is the gateway's configuration file: the routes,
+// xaaBackend and the extra backends, and benchAgents, each allowed them all.
+func gatewayConfig(s gatewaySetup) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `server:
+  listen: %q
+  public_url: "http://%s"
+  metrics_listen: %q
+  metrics_pprof: true
+identity:
+  issuers:
+    - issuer: %q
+      audiences: ["api://mcpgw"]
+policy:
+  bundle: %q
+  allow_unsigned: true
+store:
+  dsn: ":memory:"
+log:
+  level: warn
+# The limiter stays on (its cost is measured) with budgets load cannot reach.
+ratelimit:
+  requests_per_minute: 1000000000
+  sessions_per_minute: 1000000000
+backends:
+`, s.listen, s.listen, s.metrics, s.issuer, s.policies)
+	var access []string
+	for _, r := range s.routes {
+		access = append(access, r.name)
+		fmt.Fprintf(&b, "  %s:\n    url: %q\n    paths: [/%s]\n    auth_method: pre-shared-key\n    auth_config: {api_key: %q}\n", r.name, r.url, r.name, psk)
+	}
+	b.WriteString(xaaBackendConfig(s.b50URL, s.issuer, s.resourceAS))
+	access = append(access, xaaBackend)
+	for i := range s.extraBackends {
+		fmt.Fprintf(&b, "  extra%d:\n    url: %q\n    paths: [/extra%d]\n    auth_method: pre-shared-key\n    auth_config: {api_key: %q}\n", i, s.b50URL, i, psk)
+		access = append(access, fmt.Sprintf("extra%d", i))
+	}
+	b.WriteString("agents:\n")
+	for i, a := range benchAgents {
+		fmt.Fprintf(&b, "  %s:\n    agent_id: %s\n    client_id: %s\n    private_key: %q\n    scopes: [mcp:read, mcp:write]\n    backend_access: [%s]\n",
+			a.id, a.id, a.client, s.agentKeys[i], strings.Join(access, ", "))
+	}
+	return b.String()
+}
+
+// xaaBackendConfig configures xaaBackend: the backend at b50URL, reached
+// with the token that resourceAS issues for the resource b50URL in
+// exchange for the ID-JAG that the identity provider idp issues for the
+// caller's token.
+func xaaBackendConfig(b50URL, idp, resourceAS string) string {
+	return fmt.Sprintf(`  %s:
+    url: %q
+    paths: [/%s]
+    auth_method: okta-cross-app
+    auth_config:
+      target_authorization_server: %q
+      target_audience: %q
+      target_client_id: %q
+      target_client_secret: %q
+      idp_token_endpoint: %q
+      scopes: [%s]
+`, xaaBackend, b50URL, xaaBackend, resourceAS, b50URL, xaaResourceClient, xaaResourceSecret, idp+testidp.PathToken, xaaScope)
+}
+
 func (e *env) close() {
 	for _, c := range []*child{e.gw, e.proxy, e.huge, e.b1000, e.b50} {
 		if c != nil {
 			c.stop()
 		}
+	}
+	if e.ras != nil {
+		_ = e.ras.Close()
 	}
 	if e.idp != nil {
 		_ = e.idp.Close()

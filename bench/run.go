@@ -67,13 +67,21 @@ func (e *env) run(ctx context.Context, o options, only string) error {
 			{name: "mcpgw repeated", url: e.gw.url + "/b50", pid: e.gw.pid(), auth: true},
 			{name: "mcpgw fresh", url: e.gw.url + "/b50", pid: e.gw.pid(), auth: true, fresh: true},
 			{name: "mcpgw fresh read", url: e.gw.url + "/" + argsReadBackend, pid: e.gw.pid(), auth: true, fresh: true},
+			{name: xaaTarget, url: e.gw.url + "/" + xaaBackend, pid: e.gw.pid(), auth: true},
 		}
+		before := e.xaaGrants()
+		if err := e.warmXAA(ctx); err != nil {
+			return err
+		}
+		warm := e.xaaGrants()
 		r, err := e.rounds(ctx, o, "tools/call", targets, o.conns)
 		if err != nil {
 			return err
 		}
+		during := e.xaaGrants().minus(warm)
 		recs = append(recs, r...)
 		report(os.Stdout, "tools/call echo (CPU: the proxy's or gateway's process; direct: the backend's)", r, o.conns)
+		recs = append(recs, reportXAA(os.Stdout, len(e.tokens), warm.minus(before), during, callsTo(r, xaaTarget)))
 	}
 	if want("lists") {
 		p1000, err := startSelf("proxy-1000", "proxy", "-target", e.b1000.url)
@@ -138,6 +146,77 @@ func (e *env) run(ctx context.Context, o options, only string) error {
 		return os.WriteFile(o.jsonOut, b, 0o644)
 	}
 	return nil
+}
+
+// xaaTarget calls xaaBackend with repeated decisions, as "mcpgw repeated"
+// calls /b50: the difference is the okta-cross-app credential, served
+// from the gateway's token cache (warmXAA fills it first).
+const xaaTarget = "mcpgw xaa"
+
+// xaaGrants counts the requests of the okta-cross-app exchange's two steps:
+// token exchanges at the identity provider, jwt-bearer grants at the
+// resource authorization server.
+type xaaGrants struct{ exchanges, jwtBearer int64 }
+
+func (e *env) xaaGrants() xaaGrants {
+	return xaaGrants{e.idp.TokenRequests(grantTokenExchange), e.ras.TokenRequests(grantJWTBearer)}
+}
+
+func (g xaaGrants) minus(h xaaGrants) xaaGrants {
+	return xaaGrants{g.exchanges - h.exchanges, g.jwtBearer - h.jwtBearer}
+}
+
+// warmXAA calls xaaBackend once as every subject, so the gateway's token
+// cache holds each subject's backend token before the measured rounds: a
+// busy gateway serves a caller's calls from it, and a round that happened
+// to be the first for a subject would otherwise include two token requests
+// in its figures. The call must succeed, or the target measures failures.
+func (e *env) warmXAA(ctx context.Context) error {
+	hc := load.NewHTTPClient(1, time.Minute)
+	defer hc.CloseIdleConnections()
+	for i, tok := range e.tokens {
+		c := load.NewClient(hc, e.gw.url+"/"+xaaBackend, tok, e.agents[i%len(e.agents)], nil)
+		if err := c.Initialize(ctx); err != nil {
+			return fmt.Errorf("warm %s as subject %d: %w", xaaBackend, i, err)
+		}
+		res, err := c.Call(ctx, "tools/call", map[string]any{"name": "echo", "arguments": map[string]any{"message": "bench"}})
+		if err != nil {
+			return fmt.Errorf("warm %s as subject %d: %w", xaaBackend, i, err)
+		}
+		var out struct {
+			IsError bool `json:"isError"`
+		}
+		if err := json.Unmarshal(res, &out); err != nil || out.IsError {
+			return fmt.Errorf("warm %s as subject %d: the call failed: %s", xaaBackend, i, res)
+		}
+	}
+	return nil
+}
+
+// callsTo is the number of requests the records of target made.
+func callsTo(recs []record, target string) int {
+	n := 0
+	for _, r := range recs {
+		if r.Target == target && r.Sum != nil {
+			n += r.Sum.Requests
+		}
+	}
+	return n
+}
+
+// reportXAA prints what the okta-cross-app exchanges cost the servers
+// around the gateway: warm-up, at most one exchange per subject (each
+// subject has one agent); during the measured calls, none, the cache
+// answering. Any exchange there means the figures include token requests.
+func reportXAA(w io.Writer, subjects int, warmup, during xaaGrants, calls int) record {
+	fmt.Fprintf(w, "\nokta-cross-app (%s): warm-up of %d subjects: %d token exchanges at the IdP, %d jwt-bearer grants at the resource AS\n",
+		xaaTarget, subjects, warmup.exchanges, warmup.jwtBearer)
+	fmt.Fprintf(w, "okta-cross-app: %d token exchanges at the IdP, %d jwt-bearer grants at the resource AS during %d calls\n",
+		during.exchanges, during.jwtBearer, calls)
+	return record{Phase: "okta-cross-app cache", Target: xaaTarget, Extra: map[string]any{
+		"subjects": subjects, "warmup_token_exchanges": warmup.exchanges, "warmup_jwt_bearer_grants": warmup.jwtBearer,
+		"calls": calls, "token_exchanges": during.exchanges, "jwt_bearer_grants": during.jwtBearer,
+	}}
 }
 
 // rounds measures every target at every connection count, interleaved:
