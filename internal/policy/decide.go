@@ -29,11 +29,12 @@ func (e *Engine) Decide(ctx context.Context, in *Input) Decision {
 		e.emit(ctx, "decision", &Input{}, d, 0, 0)
 		return d
 	}
-	v, snap, err := e.evalCall(ctx, in)
+	dec, snap, err := e.evalCall(ctx, in)
 	if snap != nil {
 		d.Revision = snap.revision
 	}
-	applyVerdict(&d, v, err, e.compiledPatterns())
+	applyDecided(&d, dec, err)
+	v := dec.value
 	d.Elapsed = time.Since(start)
 	if e != nil && e.record != nil {
 		rec := e.newRecord("decision", in, d, 0, 0)
@@ -50,7 +51,9 @@ func (e *Engine) Decide(ctx context.Context, in *Input) Decision {
 	return d
 }
 
-func (e *Engine) evalCall(ctx context.Context, in *Input) (ast.Value, *snapshot, error) {
+// evalCall returns the decision of in, read (readDecided), from the cache
+// or evaluated.
+func (e *Engine) evalCall(ctx context.Context, in *Input) (decided, *snapshot, error) {
 	cached, look, ok := e.cachedDecision(in)
 	if ok {
 		return cached, look.snap, nil
@@ -66,7 +69,7 @@ func (e *Engine) evalCall(ctx context.Context, in *Input) (ast.Value, *snapshot,
 		input, err = callInput(in)
 	}
 	if err != nil {
-		return nil, nil, err
+		return decided{}, nil, err
 	}
 	decision := func(s *snapshot) preparedQuery { return s.decision }
 	rs, snap, err := e.evaluate(ctx, decision, input)
@@ -76,21 +79,23 @@ func (e *Engine) evalCall(ctx context.Context, in *Input) (ast.Value, *snapshot,
 		// goFormBuiltin, and nothing will be remembered: decide again over
 		// the plain input.
 		if input, err = callInput(in); err != nil {
-			return nil, nil, err
+			return decided{}, nil, err
 		}
 		rs, snap, err = e.evaluate(ctx, decision, input)
 	}
 	if err != nil {
-		return nil, snap, err
+		return decided{}, snap, err
 	}
 	v, err := resultValue(rs)
 	if errors.Is(err, errUndefined) {
-		return nil, snap, errors.New(decisionRule + " is undefined")
+		return decided{}, snap, errors.New(decisionRule + " is undefined")
 	}
-	if err == nil {
-		snap.rememberDecision(look, in, v, reads)
+	if err != nil {
+		return decided{}, snap, err
 	}
-	return v, snap, err
+	dec := readDecided(v, e.compiledPatterns())
+	snap.rememberDecision(look, in, dec, reads)
+	return dec, snap, nil
 }
 
 // DecideAdmin evaluates data.mcp.admin.allow for one admin API call. A
@@ -283,19 +288,45 @@ func (e *Engine) newRecord(query string, in *Input, d Decision, listed, visible 
 	}
 }
 
-// applyVerdict fills d from the decision rule's value v, or from err: every
-// failure (evaluation, a malformed value) is a deny whose reason starts
-// with "policy engine error", and a deny always says why.
+// decided is a decision rule's value and what it says, read once: a
+// remembered decision is not read again at every call.
+type decided struct {
+	value ast.Value
+	vd    verdict
+	// malformed is why value is not a well-formed decision.
+	malformed error
+}
+
+func readDecided(v ast.Value, pc *patternCache) decided {
+	vd, err := parseVerdict(v, pc)
+	if err != nil {
+		return decided{value: v, malformed: fmt.Errorf("malformed decision: %w", err)}
+	}
+	return decided{value: v, vd: vd}
+}
+
+// applyVerdict fills d from the decision rule's value v, or from err.
 func applyVerdict(d *Decision, v ast.Value, err error, pc *patternCache) {
+	var dec decided
 	if err == nil {
-		var vd verdict
-		if vd, err = parseVerdict(v, pc); err == nil {
-			d.Allow, d.Reasons, d.Status, d.Scope, d.Obligations = vd.allow, vd.reasons, vd.status, vd.scope, vd.obligations
-			if !d.Allow && len(d.Reasons) == 0 {
-				d.Reasons = []string{"denied by policy (no reason given)"}
-			}
-		} else {
-			err = fmt.Errorf("malformed decision: %w", err)
+		dec = readDecided(v, pc)
+	}
+	applyDecided(d, dec, err)
+}
+
+// applyDecided fills d from dec, or from err: every failure (evaluation, a
+// malformed value) is a deny whose reason starts with "policy engine
+// error", and a deny always says why. d gets its own reasons slice; the
+// obligations are shared with every decision dec answers and read only.
+func applyDecided(d *Decision, dec decided, err error) {
+	if err == nil {
+		err = dec.malformed
+	}
+	if err == nil {
+		vd := dec.vd
+		d.Allow, d.Reasons, d.Status, d.Scope, d.Obligations = vd.allow, slices.Clone(vd.reasons), vd.status, vd.scope, vd.obligations
+		if !d.Allow && len(d.Reasons) == 0 {
+			d.Reasons = []string{"denied by policy (no reason given)"}
 		}
 	}
 	if err != nil {

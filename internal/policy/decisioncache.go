@@ -32,7 +32,7 @@ const DefaultDecisionCacheSize = 16384
 
 type decisionCache struct {
 	seeds   [2]maphash.Seed
-	entries *lru.Cache[[2]uint64, ast.Value]
+	entries *lru.Cache[[2]uint64, decided]
 	// shapes holds, per caller, tool and argument names (baseKey), the
 	// sets of arguments its decisions read (argsprobe.go).
 	shapes *lru.Cache[[2]uint64, argumentShapes]
@@ -55,7 +55,7 @@ func newDecisionCache(compiler *ast.Compiler, size int) (*decisionCache, string)
 	if size == 0 {
 		size = DefaultDecisionCacheSize
 	}
-	entries, err := lru.New[[2]uint64, ast.Value](size)
+	entries, err := lru.New[[2]uint64, decided](size)
 	if err != nil {
 		return nil, err.Error()
 	}
@@ -86,9 +86,9 @@ func impureQuery(compiler *ast.Compiler, query string) string {
 	return ""
 }
 
-func (c *decisionCache) get(key [2]uint64) (ast.Value, bool) {
+func (c *decisionCache) get(key [2]uint64) (decided, bool) {
 	if c == nil {
-		return nil, false
+		return decided{}, false
 	}
 	return c.entries.Get(key)
 }
@@ -148,13 +148,13 @@ type callLookup struct {
 // cachedDecision returns the remembered decision value for in under the
 // active policy: one whose evaluation read arguments that in has too, with
 // the same values.
-func (e *Engine) cachedDecision(in *Input) (ast.Value, callLookup, bool) {
+func (e *Engine) cachedDecision(in *Input) (decided, callLookup, bool) {
 	if e.usable() != nil {
-		return nil, callLookup{}, false
+		return decided{}, callLookup{}, false
 	}
 	snap := e.snap.Load()
 	if snap == nil || snap.broken != nil || snap.decisions == nil {
-		return nil, callLookup{}, false
+		return decided{}, callLookup{}, false
 	}
 	c := snap.decisions
 	look := callLookup{snap: snap, base: c.baseKey(in)}
@@ -164,7 +164,7 @@ func (e *Engine) cachedDecision(in *Input) (ast.Value, callLookup, bool) {
 			return v, look, true
 		}
 	}
-	return nil, look, false
+	return decided{}, look, false
 }
 
 // decisionCacheFor is the decision cache of a new activation of compiler.
@@ -176,15 +176,15 @@ func (e *Engine) decisionCacheFor(compiler *ast.Compiler, revision string) *deci
 	return c
 }
 
-// rememberDecision keeps v, the decision of in by snap, when snap is the
+// rememberDecision keeps dec, the decision of in by snap, when snap is the
 // activation of the lookup: under the arguments reads names (every
 // argument when reads is nil: the evaluation was not probed).
-func (snap *snapshot) rememberDecision(look callLookup, in *Input, v ast.Value, reads *argumentReads) {
+func (snap *snapshot) rememberDecision(look callLookup, in *Input, dec decided, reads *argumentReads) {
 	if snap == nil || snap != look.snap || snap.decisions == nil {
 		return
 	}
 	c := snap.decisions
-	forceAll(v)
+	forceAll(dec.value)
 	var names []string
 	if reads != nil {
 		names = reads.sorted()
@@ -195,7 +195,7 @@ func (snap *snapshot) rememberDecision(look callLookup, in *Input, v ast.Value, 
 		}
 		slices.Sort(names)
 	}
-	c.entries.Add(c.key(look.base, in, names), v)
+	c.entries.Add(c.key(look.base, in, names), dec)
 	shapes, _ := c.shapes.Get(look.base)
 	c.shapes.Add(look.base, shapes.with(names))
 }
