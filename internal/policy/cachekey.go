@@ -150,7 +150,15 @@ func hashAny(seed maphash.Seed, v any, depth int) uint64 {
 		tagOther
 	)
 	if depth > 64 {
-		return mix(tagOther, 0)
+		// Deeper than this the value is hashed as its JSON encoding (maps
+		// in key order): slower, but exact. A constant here once made two
+		// arguments that differ only below 64 levels (ijson reads 128)
+		// one decision cache key.
+		b, err := json.Marshal(v)
+		if err != nil {
+			return mix(tagOther, 1)
+		}
+		return mix(tagOther+1, maphash.Bytes(seed, b))
 	}
 	switch x := v.(type) {
 	case nil:

@@ -2,9 +2,11 @@ package policy
 
 import (
 	"context"
+	"hash/maphash"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -174,5 +176,34 @@ func TestDecisionCacheFollowsThePolicy(t *testing.T) {
 	e.Stop(ctx)
 	if d := e.Decide(ctx, in); d.Allow || len(d.Reasons) != 1 || d.Reasons[0] != "policy engine error: "+errStopped.Error() {
 		t.Errorf("stopped engine decided %+v", d)
+	}
+}
+
+// Arguments that differ only deep down (the strict reader takes 128
+// levels) are different keys: a policy may read that far.
+func TestDecisionCacheDeepArguments(t *testing.T) {
+	const depth = 80
+	nested := func(leaf string) map[string]any {
+		v := any(leaf)
+		for range depth {
+			v = map[string]any{"a": v}
+		}
+		return map[string]any{"deep": v}
+	}
+	path := "input.mcp.arguments.deep" + strings.Repeat(".a", depth)
+	dir := policyDir(t, map[string]string{"p.rego": "package mcp.gateway\n\ndecision := {\"allow\": " + path + " == \"ok\", \"reasons\": [\"r\"]}\n"})
+	for _, size := range []int{0, -1} {
+		e, _ := newEngine(t, Options{Source: dir, AllowUnsigned: true, DecisionCacheSize: size})
+		ctx := context.Background()
+		if d := e.Decide(ctx, caller(nil, nil, "employees", "t", nested("ok"))); !d.Allow {
+			t.Fatalf("cache size %d: the deep value ok was denied: %v", size, d.Reasons)
+		}
+		if d := e.Decide(ctx, caller(nil, nil, "employees", "t", nested("no"))); d.Allow {
+			t.Errorf("cache size %d: the deep value no was allowed (answered for ok)", size)
+		}
+	}
+	seed := maphash.MakeSeed()
+	if hashAny(seed, nested("ok"), 0) == hashAny(seed, nested("no"), 0) {
+		t.Error("values that differ below 64 levels hash alike")
 	}
 }
