@@ -37,6 +37,9 @@ type snapshot struct {
 	// decisions remembers this activation's decisions; nil when the policy
 	// may decide differently on the same input.
 	decisions *decisionCache
+	// memo remembers the caller rules of decisions per caller; nil when
+	// there are none or decisions are not remembered.
+	memo *callerMemo
 	// mask is data.system.log.mask, prepared only when Options.RecordInputs
 	// asks for recorded inputs (recordinput.go).
 	mask *preparedQuery
@@ -127,17 +130,30 @@ func (e *Engine) prepareSnapshot(ctx context.Context, compiler *ast.Compiler, tx
 	snap.revision = rev
 
 	snap.decisions = e.decisionCacheFor(compiler, rev)
-	prepare := func(query string) preparedQuery {
+	tryPrepare := func(query string) (preparedQuery, error) {
 		pq, err := rego.New(
 			rego.Query(query),
 			rego.Compiler(compiler),
 			rego.Store(e.store),
 			rego.Transaction(txn),
 		).PrepareForEval(ctx)
+		return preparedQuery{PreparedEvalQuery: pq, wall: waitingQuery(compiler, query)}, err
+	}
+	prepare := func(query string) preparedQuery {
+		pq, err := tryPrepare(query)
 		if err != nil && snap.broken == nil {
 			snap.broken = fmt.Errorf("prepare %s: %w", query, err)
 		}
-		return preparedQuery{PreparedEvalQuery: pq, wall: waitingQuery(compiler, query)}
+		return pq
+	}
+	if snap.decisions != nil {
+		// Only a policy whose decisions may be remembered may have parts
+		// of them remembered (callermemo.go).
+		memo, err := newCallerMemo(compiler, tryPrepare)
+		if err != nil {
+			e.logger.Debug("caller rules not remembered", "revision", rev, "err", err)
+		}
+		snap.memo = memo
 	}
 	snap.decision = prepare(decisionRule)
 	snap.admin = prepare(adminQuery)

@@ -59,20 +59,20 @@ func (e *Engine) evalCall(ctx context.Context, in *Input) (decided, *snapshot, e
 		return cached, look.snap, nil
 	}
 	var input ast.Value
+	var caller map[string]any
 	var reads *argumentReads
 	var err error
 	if look.snap != nil && look.snap.decisions.probe {
-		input, reads, err = probedCallInput(in)
+		input, caller, reads, err = probedCallInput(in)
 	} else {
 		// Nothing will be remembered, or remembered under every argument:
 		// no need to know which were read.
-		input, err = callInput(in)
+		input, caller, err = plainCallInput(in)
 	}
 	if err != nil {
 		return decided{}, nil, err
 	}
-	decision := func(s *snapshot) preparedQuery { return s.decision }
-	rs, snap, err := e.evaluate(ctx, decision, input)
+	rs, snap, err := e.evalDecision(ctx, look, input, caller)
 	if reads != nil && snap != look.snap {
 		// A new policy became active between the lookup and the
 		// evaluation. Probes are sound only for a policy that calls no
@@ -81,7 +81,7 @@ func (e *Engine) evalCall(ctx context.Context, in *Input) (decided, *snapshot, e
 		if input, err = callInput(in); err != nil {
 			return decided{}, nil, err
 		}
-		rs, snap, err = e.evaluate(ctx, decision, input)
+		rs, snap, err = e.evaluate(ctx, func(s *snapshot) preparedQuery { return s.decision }, input)
 	}
 	if err != nil {
 		return decided{}, snap, err
@@ -190,7 +190,13 @@ func (e *Engine) evaluate(ctx context.Context, pick func(*snapshot) preparedQuer
 // evaluation does, after the transaction is open (which may wait for a
 // commit) and the snapshot loaded, and it counts the evaluation's own CPU
 // time, not its waits (see evalclock.go).
-func (e *Engine) evaluateWithin(ctx context.Context, timeout time.Duration, pick func(*snapshot) preparedQuery, input ast.Value) (rs rego.ResultSet, snap *snapshot, err error) {
+func (e *Engine) evaluateWithin(ctx context.Context, timeout time.Duration, pick func(*snapshot) preparedQuery, input ast.Value) (rego.ResultSet, *snapshot, error) {
+	return e.evaluateOver(ctx, timeout, func(s *snapshot) (preparedQuery, ast.Value) { return pick(s), input })
+}
+
+// evaluateOver is evaluateWithin with the input chosen with the query, by
+// the snapshot that evaluates (the caller memo's queries take their own).
+func (e *Engine) evaluateOver(ctx context.Context, timeout time.Duration, pick func(*snapshot) (preparedQuery, ast.Value)) (rs rego.ResultSet, snap *snapshot, err error) {
 	// OPA does not promise never to panic; a gateway must not crash, and a
 	// panic is one more failure that denies.
 	defer func() {
@@ -219,7 +225,7 @@ func (e *Engine) evaluateWithin(ctx context.Context, timeout time.Duration, pick
 
 	// One cancel for both the deadline and the caller's context, without
 	// the goroutine rego would otherwise start per evaluation.
-	query := pick(snap)
+	query, input := pick(snap)
 	var timedOut string
 	func() {
 		clock := startClock(timeout, query.wall)

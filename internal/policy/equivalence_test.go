@@ -33,8 +33,24 @@ const (
 	goldenSeed      = 14
 )
 
+// The inputs go through two engines: one evaluating every decision whole,
+// and one with everything that remembers turned on (the decision cache
+// keyed by the arguments read, argsprobe.go; the caller memo,
+// callermemo.go), whose answers must be the very same.
 func TestPolicyDecisionsGolden(t *testing.T) {
-	e, _ := newEngine(t, Options{Source: shippedPolicies, AllowUnsigned: true, DecisionLog: func(context.Context, Record) {}, DecisionCacheSize: -1})
+	for _, tc := range []struct {
+		name string
+		size int
+	}{{"evaluated", -1}, {"remembered", 0}} {
+		t.Run(tc.name, func(t *testing.T) { goldenDecisionsOf(t, tc.size) })
+	}
+}
+
+func goldenDecisionsOf(t *testing.T, cacheSize int) {
+	e, _ := newEngine(t, Options{Source: shippedPolicies, AllowUnsigned: true, DecisionLog: func(context.Context, Record) {}, DecisionCacheSize: cacheSize})
+	if cacheSize >= 0 && (e.snap.Load().memo == nil || !e.snap.Load().decisions.probe) {
+		t.Fatal("the shipped policy's decisions are neither probed nor memoized: the run proves nothing more than the evaluated one")
+	}
 	e.cacheTTL = 0
 	ctx := context.Background()
 	r := rand.New(rand.NewPCG(goldenSeed, 14))
@@ -66,11 +82,14 @@ func TestPolicyDecisionsGolden(t *testing.T) {
 		t.Fatalf("%d of %d allowed: the generator is lopsided", allowed, goldenInputs)
 	}
 	got := strings.Join(lines, "\n") + "\n"
-	if *updateDecisions {
+	if *updateDecisions && cacheSize < 0 {
 		if err := os.WriteFile(goldenDecisions, []byte(got), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		t.Logf("wrote %s: %d inputs, %d allowed", goldenDecisions, goldenInputs, allowed)
+		return
+	}
+	if *updateDecisions {
 		return
 	}
 	want, err := os.ReadFile(goldenDecisions)

@@ -19,30 +19,36 @@ import (
 
 // callInput is the input of one decision: the whole contract.
 func callInput(in *Input) (ast.Value, error) {
-	args, err := anyObject(in.MCP.Arguments)
-	if err != nil {
-		return nil, fmt.Errorf("input mcp.arguments: %w", err)
-	}
-	return callInputWith(in, args)
+	v, _, err := plainCallInput(in)
+	return v, err
 }
 
-// probedCallInput is callInput with each argument's value behind a probe
-// that records whether the evaluation read it (argsprobe.go).
-func probedCallInput(in *Input) (ast.Value, *argumentReads, error) {
+// plainCallInput is callInput with the caller's part (callerPart).
+func plainCallInput(in *Input) (ast.Value, map[string]any, error) {
 	args, err := anyObject(in.MCP.Arguments)
 	if err != nil {
 		return nil, nil, fmt.Errorf("input mcp.arguments: %w", err)
 	}
+	return callInputWith(in, args)
+}
+
+// probedCallInput is plainCallInput with each argument's value behind a
+// probe that records whether the evaluation read it (argsprobe.go).
+func probedCallInput(in *Input) (ast.Value, map[string]any, *argumentReads, error) {
+	args, err := anyObject(in.MCP.Arguments)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("input mcp.arguments: %w", err)
+	}
 	reads := &argumentReads{}
 	probed, err := probedArguments(args, reads)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	v, err := callInputWith(in, probed)
-	return v, reads, err
+	v, caller, err := callInputWith(in, probed)
+	return v, caller, reads, err
 }
 
-func callInputWith(in *Input, args any) (ast.Value, error) {
+func callInputWith(in *Input, args any) (ast.Value, map[string]any, error) {
 	catalog := in.Tools
 	if in.MCP.Method == "tools/call" {
 		// The contract gives a call the called tool's catalog entry only; a
@@ -52,13 +58,13 @@ func callInputWith(in *Input, args any) (ast.Value, error) {
 	}
 	tools, err := toolList(catalog)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	prompts, err := promptList(in.Prompts)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return buildInput(in, in.MCP.Tool, args, tools, resourceList(in.Resources), prompts)
+	return buildInputWithCaller(in, in.MCP.Tool, args, tools, resourceList(in.Resources), prompts)
 }
 
 // listInput is the input of a visibility query: the per-call fields
@@ -102,6 +108,39 @@ func catalogInput(in *Input, c *Catalog) (ast.Value, error) {
 }
 
 func buildInput(in *Input, tool string, args, tools, resources, prompts any) (ast.Value, error) {
+	v, _, err := buildInputWithCaller(in, tool, args, tools, resources, prompts)
+	return v, err
+}
+
+// buildInputWithCaller is buildInput that also returns the caller's part
+// of the input (callerPart).
+func buildInputWithCaller(in *Input, tool string, args, tools, resources, prompts any) (ast.Value, map[string]any, error) {
+	caller, err := callerPart(in)
+	if err != nil {
+		return nil, nil, err
+	}
+	doc := map[string]any{
+		"mcp": map[string]any{
+			"kind":             in.MCP.Kind,
+			"method":           in.MCP.Method,
+			"tool":             tool,
+			"arguments":        args,
+			"protocol_version": in.MCP.ProtocolVersion,
+		},
+		"http":      httpMap(&in.HTTP),
+		"tools":     tools,
+		"resources": resources,
+		"prompts":   prompts,
+	}
+	for k, v := range caller {
+		doc[k] = v
+	}
+	return ast.LazyObject(doc), caller, nil
+}
+
+// callerPart is the part of the input about the caller (callerFields):
+// version, token, agent and backend, as the input holds them.
+func callerPart(in *Input) (map[string]any, error) {
 	token, err := tokenMap(&in.Token)
 	if err != nil {
 		return nil, err
@@ -119,7 +158,7 @@ func buildInput(in *Input, tool string, args, tools, resources, prompts any) (as
 	if in.Agent.Scopes != nil {
 		agent["scopes"] = in.Agent.Scopes
 	}
-	return ast.LazyObject(map[string]any{
+	return map[string]any{
 		"version": in.Version,
 		"token":   token,
 		"agent":   agent,
@@ -129,18 +168,7 @@ func buildInput(in *Input, tool string, args, tools, resources, prompts any) (as
 			"labels":         labelMap(in.Backend.Labels),
 			"tool_integrity": integrityMode(in.Backend.ToolIntegrity),
 		},
-		"mcp": map[string]any{
-			"kind":             in.MCP.Kind,
-			"method":           in.MCP.Method,
-			"tool":             tool,
-			"arguments":        args,
-			"protocol_version": in.MCP.ProtocolVersion,
-		},
-		"http":      httpMap(&in.HTTP),
-		"tools":     tools,
-		"resources": resources,
-		"prompts":   prompts,
-	}), nil
+	}, nil
 }
 
 // adminInput is the input of data.mcp.admin.allow.

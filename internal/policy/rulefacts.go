@@ -1,6 +1,8 @@
 package policy
 
 import (
+	"slices"
+
 	"github.com/open-policy-agent/opa/v1/ast"
 )
 
@@ -32,7 +34,11 @@ type ruleFacts struct {
 	impure bool // calls a builtin that is not a function of its arguments
 	waits  bool // calls a builtin that may wait on the network
 	goForm bool // calls a builtin that reads an operand's Go form (argsprobe.go)
-	deps   []*ast.Rule
+	// readsInput: reads the input other than through input.<callerFields>
+	// (callermemo.go); with: uses `with`.
+	readsInput bool
+	with       bool
+	deps       []*ast.Rule
 }
 
 // folder walks the rules of compiler, remembering each rule's facts. (It
@@ -79,6 +85,13 @@ func (f *folder) collect(node any, facts *ruleFacts) {
 			if x.IsCall() {
 				f.call(x.Operator(), facts)
 			}
+			if len(x.With) > 0 {
+				facts.with = true
+			}
+		case ast.Ref:
+			if !readsCallerOnly(x) {
+				facts.readsInput = true
+			}
 		case ast.Call:
 			if len(x) > 0 {
 				if op, ok := x[0].Value.(ast.Ref); ok {
@@ -89,6 +102,20 @@ func (f *folder) collect(node any, facts *ruleFacts) {
 		return false
 	}).Walk(node)
 	facts.deps = append(facts.deps, f.dependencies(node)...)
+}
+
+// readsCallerOnly reports whether ref is no reference to the input, or one
+// that starts with input.<one of callerFields>. The compiler writes a bare
+// input as the one-element ref input, which is not.
+func readsCallerOnly(ref ast.Ref) bool {
+	if len(ref) == 0 || !ref[0].Equal(ast.InputRootDocument) {
+		return true
+	}
+	if len(ref) < 2 {
+		return false
+	}
+	field, ok := ref[1].Value.(ast.String)
+	return ok && slices.Contains(callerFields, string(field))
 }
 
 // call records a call: user functions are dependencies (found by
