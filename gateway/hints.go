@@ -171,7 +171,7 @@ func (h *hintHeaders) check(version string, batch bool, m *mcp.Message) error {
 // hintTool is the called tool as mcp-go's header helpers read it: its input
 // schema as the backend listed it.
 func hintTool(m *mcp.Message, entry toolEntry) *mcpgo.Tool {
-	return &mcpgo.Tool{Name: m.Target(), RawInputSchema: json.RawMessage(entry.schema.Encode())}
+	return &mcpgo.Tool{Name: m.Target(), RawInputSchema: json.RawMessage(entry.schemaJSON())}
 }
 
 // checkParams holds the Mcp-Param-* headers of a tools/call against its

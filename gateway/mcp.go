@@ -345,7 +345,7 @@ func (g *Gateway) checkCall(ctx context.Context, cl *call, m *mcp.Message, in *p
 	if r := g.classify(ctx, cl, mcp.ListTools, []mcp.ListItem{entry.item}); r != nil {
 		integ = integrityInput(r[0])
 	}
-	in.Tools = []policy.Tool{toolInput(entry.item, integ)}
+	in.Tools = []policy.Tool{entry.input(integ)}
 	return hintTool(m, entry), nil
 }
 
