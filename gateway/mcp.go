@@ -722,9 +722,20 @@ func (g *Gateway) relay(c *fiber.Ctx, cl *call, fw *forwarded) error {
 // maxJSONResponse bounds a non-streamed backend reply held in memory.
 const maxJSONResponse = 64 << 20
 
+// maxSizedReply is the largest declared Content-Length read into a buffer
+// of that size at once: a backend's declaration costs no more memory than
+// this before its bytes arrive.
+const maxSizedReply = 64 << 10
+
 func readBody(resp *http.Response) ([]byte, error) {
 	defer resp.Body.Close()
-	b, err := readAllLimit(resp.Body, maxJSONResponse)
+	var b []byte
+	var err error
+	if n := resp.ContentLength; n >= 0 && n <= maxSizedReply {
+		b, err = readAllSized(resp.Body, maxJSONResponse, int(n))
+	} else {
+		b, err = readAllLimit(resp.Body, maxJSONResponse)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read backend reply: %w", err)
 	}
