@@ -27,13 +27,18 @@ import (
 	"github.com/mcpgw/mcpgw/internal/upstream"
 )
 
-// traceHeaders reads the W3C trace context a client sent.
+// traceHeaders reads the W3C trace context a client sent; nil when it sent
+// none (telemetry.Extract then leaves the context as it is, as the
+// propagators do with an empty carrier).
 func traceHeaders(c *fiber.Ctx) http.Header {
-	h := http.Header{}
-	for _, name := range []string{"Traceparent", "Tracestate", "Baggage"} {
+	var h http.Header
+	for _, name := range [...]string{"Traceparent", "Tracestate", "Baggage"} {
 		if v := c.Get(name); v != "" {
+			if h == nil {
+				h = make(http.Header, 3)
+			}
 			// Copied: the span context keeps tracestate and baggage.
-			h.Set(name, strings.Clone(v))
+			h[name] = []string{strings.Clone(v)}
 		}
 	}
 	return h
