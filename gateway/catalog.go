@@ -30,6 +30,48 @@ type toolEntry struct {
 	schema      ijson.Value
 	// item is the tool as listed, for its definition.
 	item mcp.ListItem
+	// def holds what every call of the tool derives from item, built at
+	// the first call (nil in an entry not from remember: derived each time).
+	def *toolDef
+}
+
+// toolDef is a listed tool as calls of it read it. Its maps and bytes are
+// shared by every call of the tool until it is listed again, and only read
+// (like item.Annotations always was).
+type toolDef struct {
+	once sync.Once
+	// input is toolInput(item, nil): its schemas as plain Go values.
+	input policy.Tool
+	// schemaJSON is the input schema's encoding, for hintTool.
+	schemaJSON []byte
+}
+
+// input is the policy input of the tool, with the call's classification.
+func (e *toolEntry) input(integ *policy.Integrity) policy.Tool {
+	if e.def == nil {
+		return toolInput(e.item, integ)
+	}
+	d := e.derived()
+	t := d.input
+	t.Integrity = integ
+	return t
+}
+
+// schemaJSON is the tool's input schema, encoded.
+func (e *toolEntry) schemaJSON() []byte {
+	if e.def == nil {
+		return e.schema.Encode()
+	}
+	return e.derived().schemaJSON
+}
+
+func (e *toolEntry) derived() *toolDef {
+	d := e.def
+	d.once.Do(func() {
+		d.input = toolInput(e.item, nil)
+		d.schemaJSON = e.schema.Encode()
+	})
+	return d
 }
 
 // preparedKey names a prepared list: the backend, the list and a digest of
@@ -62,7 +104,7 @@ func (c *catalog) remember(backend string, items []mcp.ListItem) {
 		// it would hold the reply in memory for as long as the entry. The
 		// entry's definition is read from Item.
 		it.Raw = nil
-		m[it.Name] = toolEntry{annotations: it.Annotations, schema: it.InputSchema, item: it}
+		m[it.Name] = toolEntry{annotations: it.Annotations, schema: it.InputSchema, item: it, def: &toolDef{}}
 	}
 }
 

@@ -162,6 +162,33 @@ func listMethod(key mcp.ListKey) string {
 	return "prompts/list"
 }
 
+// readAllSized is readAllLimit for a reply that declares its size: read
+// into one buffer of that size (plus one byte, to see the end without
+// growing). A reply longer or shorter than declared is read all the same,
+// up to limit.
+func readAllSized(r io.Reader, limit int64, size int) ([]byte, error) {
+	// io.ReadAll, starting from size+1 bytes rather than 512.
+	r = io.LimitReader(r, limit+1)
+	b := make([]byte, 0, size+1)
+	for {
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("reply larger than %d bytes", limit)
+	}
+	return b, nil
+}
+
 func readAllLimit(r io.Reader, limit int64) ([]byte, error) {
 	b, err := io.ReadAll(io.LimitReader(r, limit+1))
 	if err != nil {

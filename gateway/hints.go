@@ -58,12 +58,12 @@ func (h *hintHeaders) any() bool { return h.first != "" }
 func readHints(c *fiber.Ctx) hintHeaders {
 	var h hintHeaders
 	c.Request().Header.VisitAll(func(k, v []byte) {
-		key := string(k)
-		lower := strings.ToLower(key)
-		isParam := strings.HasPrefix(lower, mcpParamPrefix)
-		if lower != "mcp-method" && lower != "mcp-name" && !isParam {
+		// Most headers are none of these: tell without copying them.
+		if !isHintName(k) {
 			return
 		}
+		key := string(k)
+		lower := strings.ToLower(key)
 		if h.first == "" {
 			h.first = key
 		}
@@ -90,6 +90,34 @@ func readHints(c *fiber.Ctx) hintHeaders {
 		}
 	})
 	return h
+}
+
+// isHintName reports whether k, in any case, is Mcp-Method, Mcp-Name or
+// starts with Mcp-Param-.
+func isHintName(k []byte) bool {
+	return asciiEqualFold(k, "mcp-method") || asciiEqualFold(k, "mcp-name") ||
+		len(k) >= len(mcpParamPrefix) && asciiEqualFold(k[:len(mcpParamPrefix)], mcpParamPrefix)
+}
+
+// asciiEqualFold reports whether b, ASCII letters lower-cased, is lower (an
+// ASCII lower-case string), without converting b. It agrees with comparing
+// strings.ToLower(string(b)) for the names isHintName looks for: no
+// non-ASCII rune lower-cases to any of their letters (only the Kelvin sign
+// and dotted capital I lower-case to ASCII, to k and i).
+func asciiEqualFold(b []byte, lower string) bool {
+	if len(b) != len(lower) {
+		return false
+	}
+	for i := range len(b) {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // check holds the hint headers against the body's messages; the error
@@ -143,7 +171,7 @@ func (h *hintHeaders) check(version string, batch bool, m *mcp.Message) error {
 // hintTool is the called tool as mcp-go's header helpers read it: its input
 // schema as the backend listed it.
 func hintTool(m *mcp.Message, entry toolEntry) *mcpgo.Tool {
-	return &mcpgo.Tool{Name: m.Target(), RawInputSchema: json.RawMessage(entry.schema.Encode())}
+	return &mcpgo.Tool{Name: m.Target(), RawInputSchema: json.RawMessage(entry.schemaJSON())}
 }
 
 // checkParams holds the Mcp-Param-* headers of a tools/call against its

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
+	"net/textproto"
 	"strconv"
 	"strings"
 	"time"
@@ -26,13 +27,18 @@ import (
 	"github.com/mcpgw/mcpgw/internal/upstream"
 )
 
-// traceHeaders reads the W3C trace context a client sent.
+// traceHeaders reads the W3C trace context a client sent; nil when it sent
+// none (telemetry.Extract then leaves the context as it is, as the
+// propagators do with an empty carrier).
 func traceHeaders(c *fiber.Ctx) http.Header {
-	h := http.Header{}
-	for _, name := range []string{"Traceparent", "Tracestate", "Baggage"} {
+	var h http.Header
+	for _, name := range [...]string{"Traceparent", "Tracestate", "Baggage"} {
 		if v := c.Get(name); v != "" {
+			if h == nil {
+				h = make(http.Header, 3)
+			}
 			// Copied: the span context keeps tracestate and baggage.
-			h.Set(name, strings.Clone(v))
+			h[name] = []string{strings.Clone(v)}
 		}
 	}
 	return h
@@ -345,7 +351,7 @@ func (g *Gateway) checkCall(ctx context.Context, cl *call, m *mcp.Message, in *p
 	if r := g.classify(ctx, cl, mcp.ListTools, []mcp.ListItem{entry.item}); r != nil {
 		integ = integrityInput(r[0])
 	}
-	in.Tools = []policy.Tool{toolInput(entry.item, integ)}
+	in.Tools = []policy.Tool{entry.input(integ)}
 	return hintTool(m, entry), nil
 }
 
@@ -555,27 +561,63 @@ func (g *Gateway) decide(ctx context.Context, cl *call, in *policy.Input) policy
 // is never among them: MCP forbids passing the client's token through. Nor
 // are the client's Mcp-Method, Mcp-Name and Mcp-Param-* hints: the backend
 // gets cl.hints, derived from what was decided (hints.go).
-var forwardedHeaders = []string{
+var forwardedHeaders = [...]string{
 	fiber.HeaderContentType, fiber.HeaderAccept, fiber.HeaderUserAgent,
 	mcpgo.HeaderProtocolVersion, mcpgo.HeaderLastEventID,
 }
 
+// forwardedKeys are forwardedHeaders in canonical form, as http.Header.Set
+// would store them.
+var forwardedKeys = func() []string {
+	keys := make([]string, len(forwardedHeaders))
+	for i, name := range forwardedHeaders {
+		keys[i] = textproto.CanonicalMIMEHeaderKey(name)
+	}
+	return keys
+}()
+
+var (
+	sessionIDKey = textproto.CanonicalMIMEHeaderKey(mcpgo.HeaderSessionID)
+	requestIDKey = textproto.CanonicalMIMEHeaderKey(fiber.HeaderXRequestID)
+)
+
 func (g *Gateway) upstreamHeaders(c *fiber.Ctx, cl *call) http.Header {
-	h := http.Header{}
-	for _, name := range forwardedHeaders {
-		if v := c.Get(name); v != "" {
-			// Copied: the upstream request outlives the handler when the
-			// answer streams.
-			h.Set(name, strings.Clone(v))
+	// What http.Header.Set would build, in fewer allocations: the values
+	// share one backing array (each capped, so an append copies), and the
+	// client's values are copied into one string.
+	h := make(http.Header, len(forwardedKeys)+len(cl.hints)+4)
+	values := make([]string, 0, len(forwardedKeys)+2)
+	set := func(key, v string) {
+		values = append(values, v)
+		n := len(values)
+		h[key] = values[n-1 : n : n]
+	}
+	var vals [len(forwardedHeaders)]string
+	size := 0
+	for i, name := range forwardedHeaders {
+		vals[i] = c.Get(name)
+		size += len(vals[i])
+	}
+	// Copied: the upstream request outlives the handler when the answer
+	// streams, and fasthttp reuses the request's buffers.
+	buf := make([]byte, 0, size)
+	for i := range forwardedHeaders {
+		buf = append(buf, vals[i]...)
+	}
+	copied := string(buf)
+	for i, key := range forwardedKeys {
+		if n := len(vals[i]); n > 0 {
+			set(key, copied[:n])
+			copied = copied[n:]
 		}
 	}
 	for name, values := range cl.hints {
 		h[name] = values
 	}
 	if cl.hasSession {
-		h.Set(mcpgo.HeaderSessionID, cl.session.Upstream)
+		set(sessionIDKey, cl.session.Upstream)
 	}
-	h.Set(fiber.HeaderXRequestID, cl.requestID)
+	set(requestIDKey, cl.requestID)
 	return h
 }
 
@@ -685,9 +727,20 @@ func (g *Gateway) relay(c *fiber.Ctx, cl *call, fw *forwarded) error {
 // maxJSONResponse bounds a non-streamed backend reply held in memory.
 const maxJSONResponse = 64 << 20
 
+// maxSizedReply is the largest declared Content-Length read into a buffer
+// of that size at once: a backend's declaration costs no more memory than
+// this before its bytes arrive.
+const maxSizedReply = 64 << 10
+
 func readBody(resp *http.Response) ([]byte, error) {
 	defer resp.Body.Close()
-	b, err := readAllLimit(resp.Body, maxJSONResponse)
+	var b []byte
+	var err error
+	if n := resp.ContentLength; n >= 0 && n <= maxSizedReply {
+		b, err = readAllSized(resp.Body, maxJSONResponse, int(n))
+	} else {
+		b, err = readAllLimit(resp.Body, maxJSONResponse)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read backend reply: %w", err)
 	}

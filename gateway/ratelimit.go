@@ -142,13 +142,18 @@ func (g *Gateway) charge(c *fiber.Ctx, p *identity.Principal, requestID string, 
 	if rl == nil || rl.limiter == nil || isSubRequest(c) {
 		return nil
 	}
-	key := ratelimit.SubjectKey(p.Issuer, p.Subject)
+	// The key is built only for a budget that is charged: a request with
+	// nothing to charge (most calls to chargeMessages) costs nothing here.
+	key := ""
 	for _, step := range []struct {
 		limit ratelimit.Limit
 		cost  int
 	}{{rl.requests, requests}, {rl.sessions, sessions}} {
 		if step.limit.Max <= 0 || step.cost <= 0 {
 			continue
+		}
+		if key == "" {
+			key = ratelimit.SubjectKey(p.Issuer, p.Subject)
 		}
 		d, err := rl.limiter.Allow(c.UserContext(), key, step.limit, step.cost)
 		if err != nil {

@@ -72,7 +72,17 @@ func (s Session) Expired(now time.Time, maxAge time.Duration) bool {
 // Sealer seals and opens session ids with AES-256-GCM.
 type Sealer struct {
 	box *secrets.Box
+	// opened remembers the sessions of ids that opened, by the exact id:
+	// a client presents the same id on every request, and with one key
+	// the same sealed bytes always open to the same session. Only ids that
+	// authenticated are added, so a forged or altered id is never found
+	// here and goes through the AEAD like any other.
+	opened *lru.Cache[string, Session]
 }
+
+// DefaultOpenedCacheSize is how many opened session ids a Sealer
+// remembers: each costs the id (a few hundred bytes) and its session.
+const DefaultOpenedCacheSize = 10_000
 
 // ErrBadSession covers every reason a presented session id cannot be used:
 // forged, truncated, sealed with another key or by an older release.
@@ -90,6 +100,11 @@ var sessionAD = []byte("mcpgw session v2")
 
 // NewSealer builds a Sealer from a 32-byte key.
 func NewSealer(key []byte) (*Sealer, error) {
+	return newSealer(key, DefaultOpenedCacheSize)
+}
+
+// newSealer remembers up to openedSize opened ids.
+func newSealer(key []byte, openedSize int) (*Sealer, error) {
 	if len(key) != SessionKeyBytes {
 		return nil, fmt.Errorf("session key: want %d bytes, got %d", SessionKeyBytes, len(key))
 	}
@@ -97,7 +112,12 @@ func NewSealer(key []byte) (*Sealer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("session key: %w", err)
 	}
-	return &Sealer{box: box}, nil
+	opened, err := lru.New[string, Session](openedSize)
+	if err != nil {
+		// lru.New fails only for a size <= 0.
+		panic(err)
+	}
+	return &Sealer{box: box, opened: opened}, nil
 }
 
 // Seal returns an opaque, URL-safe session id (visible ASCII, as MCP
@@ -118,13 +138,28 @@ func (s *Sealer) Seal(sess Session) (string, error) {
 }
 
 // Open returns the session sealed in id, or ErrBadSession. It does not
-// check the session's age (Expired) or use (IdleTracker).
+// check the session's age (Expired) or use (IdleTracker): callers do, on
+// every request, whether the id was opened before or not.
 func (s *Sealer) Open(id string) (Session, error) {
 	// A sealed session is a few hundred bytes; refuse to decode a huge
 	// header before anything else.
 	if len(id) > maxSealedLen {
 		return Session{}, ErrBadSession
 	}
+	if sess, ok := s.opened.Get(id); ok {
+		return sess, nil
+	}
+	sess, err := s.open(id)
+	if err != nil {
+		return Session{}, err
+	}
+	// Cloned: id may be a view of a request buffer that is reused.
+	s.opened.Add(strings.Clone(id), sess)
+	return sess, nil
+}
+
+// open authenticates and decodes id.
+func (s *Sealer) open(id string) (Session, error) {
 	blob, err := base64.RawURLEncoding.DecodeString(id)
 	if err != nil {
 		return Session{}, ErrBadSession

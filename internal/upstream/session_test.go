@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -182,5 +183,96 @@ func TestSessionKeyForms(t *testing.T) {
 	}
 	if _, err := NewSealer(raw[:16]); err == nil {
 		t.Fatal("a 16-byte key was accepted")
+	}
+}
+
+// TestSealerOpenCache: ids that opened are remembered, boundedly, and the
+// memory never lets through an id that would not open.
+func TestSealerOpenCache(t *testing.T) {
+	key, _ := NewSessionKey()
+	const size = 4
+	s, err := newSealer(key, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// issued long ago: Open does not check the age, cached or not; the
+	// gateway checks it on every request (TestSessionBindingAndLifetime).
+	issued := time.Unix(1_000_000_000, 0)
+	var ids []string
+	var sessions []Session
+	for i := range 3 * size {
+		sess, err := NewSession("notes", "https://idp alice", "claude-code", fmt.Sprintf("up-%d", i), issued)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, err := s.Seal(sess)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids, sessions = append(ids, id), append(sessions, sess)
+	}
+	for round := range 2 {
+		for i, id := range ids {
+			got, err := s.Open(id)
+			if err != nil || got != sessions[i] {
+				t.Fatalf("round %d: Open(id %d) = %+v, %v; want %+v", round, i, got, err, sessions[i])
+			}
+			if n := s.opened.Len(); n > size {
+				t.Fatalf("%d ids remembered, bound %d", n, size)
+			}
+		}
+	}
+	if !s.opened.Contains(ids[len(ids)-1]) {
+		t.Fatal("the last id opened is not remembered")
+	}
+	if !sessions[0].Expired(time.Now(), time.Hour) {
+		t.Fatal("test setup: the session should be expired")
+	}
+
+	// A remembered id, altered, or sealed by another key's Sealer that
+	// opened it: refused, and never remembered.
+	last := ids[len(ids)-1]
+	blob, _ := base64.RawURLEncoding.DecodeString(last)
+	var altered []string
+	for _, i := range []int{0, len(blob) / 2, len(blob) - 1} {
+		b := bytes.Clone(blob)
+		b[i] ^= 0x40
+		altered = append(altered, base64.RawURLEncoding.EncodeToString(b))
+	}
+	otherKey, _ := NewSessionKey()
+	other, _ := NewSealer(otherKey)
+	foreign, _ := other.Seal(sessions[0])
+	if _, err := other.Open(foreign); err != nil {
+		t.Fatal(err)
+	}
+	bad := append(altered, foreign, last[:len(last)-1], last+"A", strings.ToUpper(last[:1])+last[1:])
+	for round := range 2 {
+		for i, id := range bad {
+			if id == last {
+				continue
+			}
+			if _, err := s.Open(id); err != ErrBadSession {
+				t.Fatalf("round %d: bad id %d: error %v, want ErrBadSession", round, i, err)
+			}
+			if s.opened.Contains(id) {
+				t.Fatalf("bad id %d was remembered", i)
+			}
+		}
+	}
+	if got, err := s.Open(last); err != nil || got != sessions[len(sessions)-1] {
+		t.Fatalf("the genuine id after the bad ones: %+v, %v", got, err)
+	}
+}
+
+func BenchmarkSealerOpen(b *testing.B) {
+	key, _ := NewSessionKey()
+	s, _ := NewSealer(key)
+	sess, _ := NewSession("notes", "https://idp alice", "claude-code", "mcp-session-123", time.Now())
+	id, _ := s.Seal(sess)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.Open(id); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
