@@ -200,7 +200,7 @@ func (s *sqlStore) ObserveDefinitions(ctx context.Context, backend string, defs 
 				return err
 			}
 		}
-		return insertAudit(ctx, tx, s.d, recs)
+		return s.insertAudit(ctx, tx, recs)
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("store: observe definitions of backend %q: %w", backend, err)
@@ -345,7 +345,7 @@ func (s *sqlStore) DecidePins(ctx context.Context, d PinDecision, meta ChangeMet
 		if err := bumpPinRevision(ctx, tx); err != nil {
 			return err
 		}
-		return insertAudit(ctx, tx, s.d, recs)
+		return s.insertAudit(ctx, tx, recs)
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("store: decide pins of backend %q: %w", d.Backend, err)

@@ -44,7 +44,7 @@ func (s *sqlStore) SeedFromConfig(ctx context.Context, cfg *config.Config) error
 		if recs, err = applySeed(ctx, tx, backendTable, backends, rev, now, recs); err != nil {
 			return err
 		}
-		return insertAudit(ctx, tx, s.d, recs)
+		return s.insertAudit(ctx, tx, recs)
 	})
 	if err != nil {
 		return fmt.Errorf("store: seed from config: %w", err)

@@ -6,6 +6,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -20,6 +21,11 @@ type sqlStore struct {
 	db    *sql.DB
 	d     dialect
 	shown string // DSN without credentials, for errors
+
+	// auditStmts are SQLite's prepared audit INSERTs (see prepareAudit).
+	auditMu     sync.Mutex
+	auditStmts  map[auditShape]*sql.Stmt
+	auditClosed bool
 }
 
 // objectTable describes one table of config objects (agents, backends); the
@@ -97,6 +103,7 @@ func (s *sqlStore) Ping(ctx context.Context) error {
 }
 
 func (s *sqlStore) Close() error {
+	s.closeAuditStmts()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("store %s: close: %w", s.shown, err)
 	}
@@ -313,7 +320,7 @@ func put[T any](ctx context.Context, s *sqlStore, t objectTable[T], v T, meta Ch
 		if ch.Audit, err = changeRecord(t, name, ch.Before, &v, SourceAdmin, meta, now); err != nil {
 			return err
 		}
-		return insertAudit(ctx, tx, s.d, []audit.Record{ch.Audit})
+		return s.insertAudit(ctx, tx, []audit.Record{ch.Audit})
 	})
 	if err != nil {
 		return Change[T]{}, fmt.Errorf("store: put %s %q: %w", t.kind, name, err)
@@ -338,7 +345,7 @@ func remove[T any](ctx context.Context, s *sqlStore, t objectTable[T], name stri
 		if ch.Audit, err = changeRecord(t, name, ch.Before, nil, SourceAdmin, meta, time.Now()); err != nil {
 			return err
 		}
-		return insertAudit(ctx, tx, s.d, []audit.Record{ch.Audit})
+		return s.insertAudit(ctx, tx, []audit.Record{ch.Audit})
 	})
 	if err != nil {
 		return Change[T]{}, fmt.Errorf("store: delete %s %q: %w", t.kind, name, err)
