@@ -167,22 +167,7 @@ func goFormBuiltin(name string) bool {
 // probesArguments reports whether query's decisions may be keyed by the
 // arguments they read: it may call no goFormBuiltin.
 func probesArguments(compiler *ast.Compiler, query string) bool {
-	body, err := ast.ParseBody(query)
-	if err != nil {
-		return false
-	}
-	f := &folder{compiler: compiler, facts: map[*ast.Rule]*ruleFacts{}}
-	own := &ruleFacts{}
-	f.collect(body, own)
-	if own.goForm {
-		return false
-	}
-	for _, r := range f.reach(own.deps) {
-		if f.inspect(r).goForm {
-			return false
-		}
-	}
-	return true
+	return !queryMay(compiler, query, func(f *ruleFacts) bool { return f.goForm })
 }
 
 // maxArgumentShapes bounds the read sets kept per caller and tool: a

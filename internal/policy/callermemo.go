@@ -73,14 +73,10 @@ func memoQueries(docs []ast.Ref) (memo, decision string) {
 // the caller's part of the input and are always defined, outermost first:
 // a document only reached through another one in the list is left out.
 func callerRules(compiler *ast.Compiler) []ast.Ref {
-	body, err := ast.ParseBody(decisionRule)
+	f, own, closure, err := queryRules(compiler, decisionRule)
 	if err != nil {
 		return nil
 	}
-	f := &folder{compiler: compiler, facts: map[*ast.Rule]*ruleFacts{}}
-	own := &ruleFacts{}
-	f.collect(body, own)
-	closure := f.reach(own.deps)
 
 	callerOnly := map[*ast.Rule]bool{}
 	var only func(r *ast.Rule, seen map[*ast.Rule]bool) bool

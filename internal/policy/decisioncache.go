@@ -73,12 +73,11 @@ func newDecisionCache(compiler *ast.Compiler, size int) (*decisionCache, string)
 // impureQuery says why query's value may differ between two evaluations
 // over the same input and data, or "" when it cannot.
 func impureQuery(compiler *ast.Compiler, query string) string {
-	body, err := ast.ParseBody(query)
+	f, _, rules, err := queryRules(compiler, query)
 	if err != nil {
 		return err.Error()
 	}
-	f := &folder{compiler: compiler, facts: map[*ast.Rule]*ruleFacts{}}
-	for _, r := range f.reach(f.dependencies(body)) {
+	for _, r := range rules {
 		if f.inspect(r).impure {
 			return "rule " + r.Ref().String() + " calls a builtin that is not a function of its arguments"
 		}

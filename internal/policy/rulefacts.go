@@ -144,26 +144,39 @@ func waitingBuiltin(name string) bool {
 	return name == "http.send" || name == "net.lookup_ip_addr"
 }
 
-// waitingQuery reports whether evaluating query may call a builtin that
-// waits on the network (or one this build does not know). Such a query's
-// time is measured on the wall clock; any other's by the CPU it uses.
-func waitingQuery(compiler *ast.Compiler, query string) bool {
+// queryRules parses query and walks what it may reach: the folder, the
+// query's own facts and the rules reachable from it.
+func queryRules(compiler *ast.Compiler, query string) (*folder, *ruleFacts, []*ast.Rule, error) {
 	body, err := ast.ParseBody(query)
 	if err != nil {
-		return true
+		return nil, nil, nil, err
 	}
 	f := &folder{compiler: compiler, facts: map[*ast.Rule]*ruleFacts{}}
 	own := &ruleFacts{}
 	f.collect(body, own)
-	if own.waits {
+	return f, own, f.reach(own.deps), nil
+}
+
+// queryMay reports whether query, or a rule it may reach, has the fact
+// has; a query that does not parse may.
+func queryMay(compiler *ast.Compiler, query string, has func(*ruleFacts) bool) bool {
+	f, own, rules, err := queryRules(compiler, query)
+	if err != nil || has(own) {
 		return true
 	}
-	for _, r := range f.reach(own.deps) {
-		if f.inspect(r).waits {
+	for _, r := range rules {
+		if has(f.inspect(r)) {
 			return true
 		}
 	}
 	return false
+}
+
+// waitingQuery reports whether evaluating query may call a builtin that
+// waits on the network (or one this build does not know). Such a query's
+// time is measured on the wall clock; any other's by the CPU it uses.
+func waitingQuery(compiler *ast.Compiler, query string) bool {
+	return queryMay(compiler, query, func(f *ruleFacts) bool { return f.waits })
 }
 
 // reach lists the rules reachable from roots, each once, in a stable order.
