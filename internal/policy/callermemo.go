@@ -52,8 +52,10 @@ type callerMemo struct {
 	// memo evaluates the documents to an array; decision evaluates the
 	// decision over {"real": input, "memo": that array}.
 	memo, decision preparedQuery
-	seed           maphash.Seed
-	values         *lru.Cache[uint64, ast.Value]
+	// seeds key values: 128 bits, as the decision cache's, since a
+	// collision would hand one caller another's roles and grants.
+	seeds  [2]maphash.Seed
+	values *lru.Cache[[2]uint64, ast.Value]
 }
 
 // memoQueries are the two queries a memo over docs prepares.
@@ -196,7 +198,7 @@ func newCallerMemo(compiler *ast.Compiler, prepare func(query string) (preparedQ
 	if len(docs) == 0 {
 		return nil, nil
 	}
-	values, err := lru.New[uint64, ast.Value](callerMemoSize)
+	values, err := lru.New[[2]uint64, ast.Value](callerMemoSize)
 	if err != nil {
 		return nil, err
 	}
@@ -209,12 +211,12 @@ func newCallerMemo(compiler *ast.Compiler, prepare func(query string) (preparedQ
 	if err != nil {
 		return nil, fmt.Errorf("prepare decision over the caller memo: %w", err)
 	}
-	return &callerMemo{docs: docs, memo: memo, decision: decision, seed: maphash.MakeSeed(), values: values}, nil
+	return &callerMemo{docs: docs, memo: memo, decision: decision, seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}, values: values}, nil
 }
 
 // key hashes the caller part of a decision's input.
-func (m *callerMemo) key(caller map[string]any) uint64 {
-	return hashAny(m.seed, caller, 0)
+func (m *callerMemo) key(caller map[string]any) [2]uint64 {
+	return [2]uint64{hashAny(m.seeds[0], caller, 0), hashAny(m.seeds[1], caller, 0)}
 }
 
 // evalDecision evaluates the decision rule over input, with snap's caller
