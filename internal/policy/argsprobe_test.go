@@ -18,7 +18,6 @@ import (
 // did not read; the arguments' names are always part of the key.
 func TestDecisionCacheUnreadArguments(t *testing.T) {
 	e, rec := shippedEngine(t)
-	ctx := context.Background()
 	viewer := func(args map[string]any) *Input {
 		return caller([]string{"mcp-viewers"}, writeScopes, "employees", "get_employee", args)
 	}
@@ -32,33 +31,24 @@ func TestDecisionCacheUnreadArguments(t *testing.T) {
 		return caller([]string{"mcp-viewers"}, writeScopes, "files", "read_file", args)
 	}
 	steps := []struct {
-		name    string
-		in      *Input
-		allow   bool
-		cached  int
+		cacheStep
 		confirm string // a substring of the confirm obligation's message
 	}{
-		{"first call is evaluated", viewer(map[string]any{"employee_id": "e-1"}), true, 1, ""},
-		{"other values, same decision", viewer(map[string]any{"employee_id": "e-2"}), true, 1, ""},
-		{"other names are another key", viewer(map[string]any{"id": 7, "more": []any{"x"}}), true, 2, ""},
-		{"and their values are not read either", viewer(map[string]any{"id": 8, "more": "y"}), true, 2, ""},
-		{"no arguments", viewer(nil), true, 3, ""},
-		{"a decision that reads them all", super(map[string]any{"employee_id": "e-1"}), true, 4, `"employee_id":"e-1"`},
-		{"is remembered for those values", super(map[string]any{"employee_id": "e-1"}), true, 4, `"employee_id":"e-1"`},
-		{"and evaluated for others", super(map[string]any{"employee_id": "e-2"}), true, 5, `"employee_id":"e-2"`},
-		{"which can deny", super(map[string]any{"employee_id": "*"}), false, 6, ""},
-		{"a decision that reads one", reader(map[string]any{"path": "/srv/mcp/shared/a", "offset": 1}), true, 7, ""},
-		{"answers other values of the others", reader(map[string]any{"path": "/srv/mcp/shared/a", "offset": 2}), true, 7, ""},
-		{"not another value of the one it read", reader(map[string]any{"path": "/etc/passwd", "offset": 2}), false, 8, ""},
+		{cacheStep{"first call is evaluated", viewer(map[string]any{"employee_id": "e-1"}), true, 1}, ""},
+		{cacheStep{"other values, same decision", viewer(map[string]any{"employee_id": "e-2"}), true, 1}, ""},
+		{cacheStep{"other names are another key", viewer(map[string]any{"id": 7, "more": []any{"x"}}), true, 2}, ""},
+		{cacheStep{"and their values are not read either", viewer(map[string]any{"id": 8, "more": "y"}), true, 2}, ""},
+		{cacheStep{"no arguments", viewer(nil), true, 3}, ""},
+		{cacheStep{"a decision that reads them all", super(map[string]any{"employee_id": "e-1"}), true, 4}, `"employee_id":"e-1"`},
+		{cacheStep{"is remembered for those values", super(map[string]any{"employee_id": "e-1"}), true, 4}, `"employee_id":"e-1"`},
+		{cacheStep{"and evaluated for others", super(map[string]any{"employee_id": "e-2"}), true, 5}, `"employee_id":"e-2"`},
+		{cacheStep{"which can deny", super(map[string]any{"employee_id": "*"}), false, 6}, ""},
+		{cacheStep{"a decision that reads one", reader(map[string]any{"path": "/srv/mcp/shared/a", "offset": 1}), true, 7}, ""},
+		{cacheStep{"answers other values of the others", reader(map[string]any{"path": "/srv/mcp/shared/a", "offset": 2}), true, 7}, ""},
+		{cacheStep{"not another value of the one it read", reader(map[string]any{"path": "/etc/passwd", "offset": 2}), false, 8}, ""},
 	}
 	for _, s := range steps {
-		d := e.Decide(ctx, s.in)
-		if d.Allow != s.allow {
-			t.Errorf("%s: allow %v (%v), want %v", s.name, d.Allow, d.Reasons, s.allow)
-		}
-		if n := cachedCount(e); n != s.cached {
-			t.Errorf("%s: %d decisions cached, want %d", s.name, n, s.cached)
-		}
+		d := decideStep(t, e, s.cacheStep)
 		if s.confirm != "" {
 			if d.Obligations == nil || d.Obligations.Confirm == nil || !strings.Contains(d.Obligations.Confirm.Message, s.confirm) {
 				t.Errorf("%s: obligations %+v, want a confirm message with %s", s.name, d.Obligations, s.confirm)

@@ -19,21 +19,37 @@ func cachedCount(e *Engine) int {
 	return s.decisions.entries.Len()
 }
 
+// cacheStep is one call in a decision cache test: what it must be decided
+// and how many decisions the engine remembers after it.
+type cacheStep struct {
+	name   string
+	in     *Input
+	allow  bool
+	cached int
+}
+
+// decideStep decides s.in with e and checks it against s.
+func decideStep(t *testing.T, e *Engine, s cacheStep) Decision {
+	t.Helper()
+	d := e.Decide(context.Background(), s.in)
+	if d.Allow != s.allow {
+		t.Errorf("%s: allow %v (%v), want %v", s.name, d.Allow, d.Reasons, s.allow)
+	}
+	if n := cachedCount(e); n != s.cached {
+		t.Errorf("%s: %d decisions cached, want %d", s.name, n, s.cached)
+	}
+	return d
+}
+
 func TestDecisionCacheAnswersRepeatedCalls(t *testing.T) {
 	e, rec := shippedEngine(t)
-	ctx := context.Background()
 	viewer := func(tool string, args map[string]any) *Input {
 		return caller([]string{"mcp-viewers"}, writeScopes, "employees", tool, args)
 	}
 	supers := func(args map[string]any) *Input {
 		return caller([]string{"mcp-super-admins"}, writeScopes, "employees", "delete_employee", args)
 	}
-	steps := []struct {
-		name   string
-		in     *Input
-		allow  bool
-		cached int
-	}{
+	steps := []cacheStep{
 		{"first call is evaluated", viewer("get_employee", map[string]any{"employee_id": "e-1"}), true, 1},
 		{"the same call is remembered", viewer("get_employee", map[string]any{"employee_id": "e-1"}), true, 1},
 		{"another tool is another decision", viewer("update_employee", map[string]any{"employee_id": "e-1"}), false, 2},
@@ -78,13 +94,7 @@ func TestDecisionCacheAnswersRepeatedCalls(t *testing.T) {
 	}
 	ids := map[string]bool{}
 	for _, s := range steps {
-		d := e.Decide(ctx, s.in)
-		if d.Allow != s.allow {
-			t.Errorf("%s: allow %v (%v), want %v", s.name, d.Allow, d.Reasons, s.allow)
-		}
-		if n := cachedCount(e); n != s.cached {
-			t.Errorf("%s: %d decisions cached, want %d", s.name, n, s.cached)
-		}
+		d := decideStep(t, e, s)
 		if ids[d.ID] {
 			t.Errorf("%s: decision id %s reused", s.name, d.ID)
 		}
