@@ -106,22 +106,34 @@ func (c *evalClock) Cancelled() bool {
 // check runs on the evaluating goroutine once the budget has passed on the
 // wall clock, and stops the evaluation only if it used the budget itself.
 func (c *evalClock) check() bool {
-	cpu, ok := threadCPUTime()
-	used, underway := cpu-c.cpu0, time.Since(c.start)
-	switch {
-	case !ok || used >= c.budget:
-		c.why = fmt.Sprintf("evaluation exceeded %s", c.budget)
-	case underway >= c.ceiling:
-		c.why = fmt.Sprintf("evaluation exceeded %s: unfinished after %s (it used %s of CPU)", c.budget, c.ceiling.Round(time.Millisecond), used.Round(time.Microsecond))
-	default:
-		// The evaluation waited: look again when the rest could be used.
-		if c.state.CompareAndSwap(clockCheck, clockRunning) {
-			c.timer.Reset(min(c.budget-used, c.ceiling-underway))
+	for {
+		cpu, ok := threadCPUTime()
+		used, underway := cpu-c.cpu0, time.Since(c.start)
+		switch {
+		case !ok || used >= c.budget:
+			c.why = fmt.Sprintf("evaluation exceeded %s", c.budget)
+		case underway >= c.ceiling:
+			c.why = fmt.Sprintf("evaluation exceeded %s: unfinished after %s (it used %s of CPU)", c.budget, c.ceiling.Round(time.Millisecond), used.Round(time.Microsecond))
+		default:
+			// The evaluation waited: look again when the rest could be used.
+			if c.state.CompareAndSwap(clockCheck, clockRunning) {
+				c.timer.Reset(min(c.budget-used, c.ceiling-underway))
+			}
+			switch c.state.Load() {
+			case clockRunning:
+				return false
+			case clockCheck:
+				// The reset timer fired already (a loaded machine): look
+				// again. Stopping here, with the state not expired, once
+				// reported a timed-out evaluation as "caller cancelled".
+				continue
+			default:
+				return true // the caller went away
+			}
 		}
-		return c.state.Load() != clockRunning
+		c.state.CompareAndSwap(clockCheck, clockExpired)
+		return true
 	}
-	c.state.CompareAndSwap(clockCheck, clockExpired)
-	return true
 }
 
 // stop ends the timing and says why the evaluation was stopped for its
