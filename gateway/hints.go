@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -93,32 +94,19 @@ func readHints(c *fiber.Ctx) hintHeaders {
 }
 
 // isHintName reports whether k, in any case, is Mcp-Method, Mcp-Name or
-// starts with Mcp-Param-.
+// starts with Mcp-Param-, without copying k. bytes.EqualFold agrees with
+// comparing strings.ToLower(string(k)) for these names: none has a letter
+// that a non-ASCII rune folds or lower-cases to (k, s, i).
 func isHintName(k []byte) bool {
-	return asciiEqualFold(k, "mcp-method") || asciiEqualFold(k, "mcp-name") ||
-		len(k) >= len(mcpParamPrefix) && asciiEqualFold(k[:len(mcpParamPrefix)], mcpParamPrefix)
+	return bytes.EqualFold(k, hintMethod) || bytes.EqualFold(k, hintName) ||
+		len(k) >= len(mcpParamPrefix) && bytes.EqualFold(k[:len(mcpParamPrefix)], hintParamPrefix)
 }
 
-// asciiEqualFold reports whether b, ASCII letters lower-cased, is lower (an
-// ASCII lower-case string), without converting b. It agrees with comparing
-// strings.ToLower(string(b)) for the names isHintName looks for: no
-// non-ASCII rune lower-cases to any of their letters (only the Kelvin sign
-// and dotted capital I lower-case to ASCII, to k and i).
-func asciiEqualFold(b []byte, lower string) bool {
-	if len(b) != len(lower) {
-		return false
-	}
-	for i := range len(b) {
-		c := b[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != lower[i] {
-			return false
-		}
-	}
-	return true
-}
+var (
+	hintMethod      = []byte("mcp-method")
+	hintName        = []byte("mcp-name")
+	hintParamPrefix = []byte(mcpParamPrefix)
+)
 
 // check holds the hint headers against the body's messages; the error
 // names the header at fault. Mcp-Param-* values are checked by
