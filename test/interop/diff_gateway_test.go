@@ -195,8 +195,9 @@ type diffGateway struct {
 
 // startDiffGateway runs the gateway (gateway.Start, as `mcpgw serve` does)
 // on a free loopback port in front of backends (name -> URL), with the diff
-// policy and identity from issuer.
-func startDiffGateway(t *testing.T, issuer string, backends map[string]string) *diffGateway {
+// policy and identity from issuer; decisionCacheSize is
+// policy.decision_cache_size (-1: every decision evaluated).
+func startDiffGateway(t *testing.T, issuer string, backends map[string]string, decisionCacheSize int) *diffGateway {
 	t.Helper()
 	dir := t.TempDir()
 	policyDir := filepath.Join(dir, "policy")
@@ -220,10 +221,9 @@ func startDiffGateway(t *testing.T, issuer string, backends map[string]string) *
 	var b strings.Builder
 	fmt.Fprintf(&b, "server: {listen: %s, public_url: %s}\n", q(addr), q("http://"+addr))
 	fmt.Fprintf(&b, "identity: {issuers: [{issuer: %s, audiences: [%s]}]}\n", q(issuer), q(gatewayAudience))
-	// A slow machine must not turn a decision into a timeout denial, and
-	// no cached decision may stand in for an evaluation.
-	fmt.Fprintf(&b, "policy: {bundle: %s, allow_unsigned: true, timeout: 10s, decision_cache_size: -1, persist_dir: %s}\n",
-		q(policyDir), q(filepath.Join(dir, "bundles")))
+	// A slow machine must not turn a decision into a timeout denial.
+	fmt.Fprintf(&b, "policy: {bundle: %s, allow_unsigned: true, timeout: 10s, decision_cache_size: %d, persist_dir: %s}\n",
+		q(policyDir), decisionCacheSize, q(filepath.Join(dir, "bundles")))
 	// Hundreds of sessions from one subject: the per-caller limits would
 	// refuse them, and they are tested on their own (gateway/ratelimit_test.go).
 	b.WriteString("ratelimit: {requests_per_minute: 0, sessions_per_minute: 0}\n")

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/mcpgw/mcpgw/internal/testidp"
 )
 
 // TestDifferential proves, against real MCP servers, that the policy decides
@@ -72,7 +74,23 @@ func TestDifferential(t *testing.T) {
 	}
 	slices.SortFunc(framed, func(a, b *diffBackend) int { return strings.Compare(a.name, b.name) })
 
-	gw := startDiffGateway(t, idp.Issuer(), urls)
+	// Once with every decision evaluated, once with the decision cache on:
+	// remembered decisions are keyed by the arguments they read
+	// (internal/policy/argsprobe.go), and a cached allow must never stand
+	// in for a call whose read arguments differ.
+	for _, mode := range []struct {
+		name      string
+		cacheSize int
+	}{{"evaluated", -1}, {"remembered", 0}} {
+		t.Run(mode.name, func(t *testing.T) {
+			gw := startDiffGateway(t, idp.Issuer(), urls, mode.cacheSize)
+			runDifferential(t, gw, idp, backends, framed, []recorder{everythingRec, gosdkRec, mcpgoRec, rawRec})
+		})
+	}
+}
+
+// runDifferential sends every case through gw.
+func runDifferential(t *testing.T, gw *diffGateway, idp *testidp.Server, backends, framed []*diffBackend, recorders []recorder) {
 	mint := func(sub string) string {
 		tok, err := idp.MintUser(sub, []string{"mcp:read", "mcp:write"}, nil, map[string]any{"cid": diffClientID})
 		if err != nil {
@@ -82,7 +100,6 @@ func TestDifferential(t *testing.T) {
 	}
 	alice := &diffCaller{gw: gw, subject: "alice", token: mint("alice")}
 	mallory := &diffCaller{gw: gw, subject: "mallory", token: mint("mallory")}
-	recorders := []recorder{everythingRec, gosdkRec, mcpgoRec, rawRec}
 
 	for i, b := range backends {
 		other := backends[(i+1)%len(backends)]
