@@ -94,13 +94,8 @@ func (c *decisionCache) get(key [2]uint64) (decided, bool) {
 
 // baseKey hashes, twice, what callInput builds from in but the arguments'
 // values: the caller, the tool and its catalog entry, and the arguments'
-// names (a policy can see which are there without reading any).
-func (c *decisionCache) baseKey(in *Input) [2]uint64 {
-	names := make([]string, 0, len(in.MCP.Arguments))
-	for n := range in.MCP.Arguments {
-		names = append(names, n)
-	}
-	slices.Sort(names)
+// names, sorted (a policy can see which are there without reading any).
+func (c *decisionCache) baseKey(in *Input, names []string) [2]uint64 {
 	var k [2]uint64
 	for i, seed := range c.seeds {
 		h := callerKey(seed, in, "decision", "", 0)
@@ -142,6 +137,18 @@ func (c *decisionCache) key(base [2]uint64, in *Input, names []string) [2]uint64
 type callLookup struct {
 	snap *snapshot
 	base [2]uint64
+	// names are the call's argument names, sorted.
+	names []string
+}
+
+// argumentNames lists in's argument names, sorted.
+func argumentNames(in *Input) []string {
+	names := make([]string, 0, len(in.MCP.Arguments))
+	for n := range in.MCP.Arguments {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
 }
 
 // cachedDecision returns the remembered decision value for in under the
@@ -156,7 +163,8 @@ func (e *Engine) cachedDecision(in *Input) (decided, callLookup, bool) {
 		return decided{}, callLookup{}, false
 	}
 	c := snap.decisions
-	look := callLookup{snap: snap, base: c.baseKey(in)}
+	look := callLookup{snap: snap, names: argumentNames(in)}
+	look.base = c.baseKey(in, look.names)
 	shapes, _ := c.shapes.Get(look.base)
 	for _, names := range shapes {
 		if v, ok := c.get(c.key(look.base, in, names)); ok {
@@ -184,15 +192,9 @@ func (snap *snapshot) rememberDecision(look callLookup, in *Input, dec decided, 
 	}
 	c := snap.decisions
 	forceAll(dec.value)
-	var names []string
+	names := look.names
 	if reads != nil {
 		names = reads.sorted()
-	} else {
-		names = make([]string, 0, len(in.MCP.Arguments))
-		for n := range in.MCP.Arguments {
-			names = append(names, n)
-		}
-		slices.Sort(names)
 	}
 	c.entries.Add(c.key(look.base, in, names), dec)
 	shapes, _ := c.shapes.Get(look.base)
